@@ -1,0 +1,286 @@
+"""The session cookie: expiry arithmetic and express-session's JSON form."""
+
+from __future__ import annotations
+
+import typing as t
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+
+from werkzeug.http import dump_cookie
+
+SameSite = t.Literal["Strict", "Lax", "None"]
+Priority = t.Literal["Low", "Medium", "High"]
+
+_SAMESITE: dict[str, SameSite] = {"strict": "Strict", "lax": "Lax", "none": "None"}
+_PRIORITY: dict[str, Priority] = {"low": "Low", "medium": "Medium", "high": "High"}
+
+
+class CookieDocument(t.TypedDict, total=False):
+    """The ``"cookie"`` member of a stored session, as express-session writes it."""
+
+    originalMaxAge: float | None
+    expires: str | None
+    secure: bool
+    httpOnly: bool
+    domain: str
+    path: str
+    sameSite: str | bool
+    partitioned: bool
+    priority: str
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def to_seconds(value: float | timedelta) -> float:
+    """Return a duration given in seconds or as a timedelta, in seconds."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+def format_expires(when: datetime) -> str:
+    """Format a datetime like JavaScript's ``Date.prototype.toJSON``."""
+    when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def parse_expires(value: object) -> datetime | None:
+    """Parse a stored ``expires`` (ISO 8601); anything unreadable gives ``None``."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when
+
+
+def normalize_samesite(value: object) -> SameSite | None:
+    """Return the canonical SameSite value for a stored or configured one.
+
+    Accepts express's forms (``true`` means Strict, ``false`` none, any case).
+
+    :raises ValueError: the value is none of these.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "Strict"
+    if isinstance(value, str) and value.lower() in _SAMESITE:
+        return _SAMESITE[value.lower()]
+    raise ValueError(f"invalid SameSite value {value!r}")
+
+
+def normalize_priority(value: object) -> Priority | None:
+    """Return the canonical Priority value (any case accepted).
+
+    :raises ValueError: the value is not low, medium or high.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lower() in _PRIORITY:
+        return _PRIORITY[value.lower()]
+    raise ValueError(f"invalid Priority value {value!r}")
+
+
+class Cookie:
+    """The session's cookie, as ``session.cookie``.
+
+    Mirrors express-session's ``Cookie``: ``expires`` is the source of truth,
+    ``max_age`` is the time remaining until then, and ``original_max_age`` the
+    lifetime the cookie was given, which :meth:`touch` restores. The other
+    attributes are stored with the session, so a change made to them in a
+    request applies to the cookie sent for this session from then on.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = (
+        "_expires",
+        "original_max_age",
+        "path",
+        "domain",
+        "httponly",
+        "secure",
+        "samesite",
+        "partitioned",
+        "priority",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_age: float | timedelta | None = None,
+        path: str = "/",
+        domain: str | None = None,
+        httponly: bool = True,
+        secure: bool = False,
+        samesite: SameSite | None = None,
+        partitioned: bool = False,
+        priority: Priority | None = None,
+    ) -> None:
+        self._expires: datetime | None = None
+        #: The lifetime the cookie was given, in seconds; ``None`` for a
+        #: browser-session cookie.
+        self.original_max_age: float | None = None
+        #: Cookie ``Path``.
+        self.path = path
+        #: Cookie ``Domain``; ``None`` for the request's host only.
+        self.domain = domain
+        #: Cookie ``HttpOnly``.
+        self.httponly = httponly
+        #: Cookie ``Secure``; a secure cookie is never sent over plain HTTP.
+        self.secure = secure
+        #: Cookie ``SameSite``.
+        self.samesite: SameSite | None = samesite
+        #: Cookie ``Partitioned`` (CHIPS).
+        self.partitioned = partitioned
+        #: Cookie ``Priority`` (a Chrome extension).
+        self.priority: Priority | None = priority
+        self.max_age = max_age
+
+    @property
+    def expires(self) -> datetime | None:
+        """When the cookie expires (aware UTC), or ``None`` for a
+        browser-session cookie. Setting ``None`` or ``False`` makes it a
+        browser-session cookie; setting a datetime (naive means UTC) also sets
+        :attr:`original_max_age` to the time remaining, as express does.
+        """
+        return self._expires
+
+    @expires.setter
+    def expires(self, value: datetime | t.Literal[False] | None) -> None:
+        if value is None or value is False:
+            self._expires = None
+            self.original_max_age = None
+            return
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        self._expires = value
+        self.original_max_age = self.max_age
+
+    @property
+    def max_age(self) -> float | None:
+        """Seconds until the cookie expires, or ``None`` for a browser-session
+        cookie. Setting it (seconds or a timedelta) sets :attr:`expires` to now
+        plus that and :attr:`original_max_age` to it.
+        """
+        if self._expires is None:
+            return None
+        return (self._expires - utcnow()).total_seconds()
+
+    @max_age.setter
+    def max_age(self, value: float | timedelta | None) -> None:
+        if value is None:
+            self.expires = None
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
+            raise TypeError(f"max_age must be seconds or a timedelta, not {value!r}")
+        seconds = to_seconds(value)
+        self._expires = utcnow() + timedelta(seconds=seconds)
+        self.original_max_age = seconds
+
+    def touch(self) -> None:
+        """Reset the expiry to now plus :attr:`original_max_age`."""
+        if self.original_max_age is not None:
+            self._expires = utcnow() + timedelta(seconds=self.original_max_age)
+
+    def to_document(self) -> CookieDocument:
+        """Return the cookie in express-session's stored JSON form."""
+        doc: CookieDocument = {
+            "originalMaxAge": (
+                None if self.original_max_age is None else round(self.original_max_age * 1000)
+            ),
+            "expires": None if self._expires is None else format_expires(self._expires),
+            "secure": self.secure,
+            "httpOnly": self.httponly,
+            "path": self.path,
+        }
+        if self.domain is not None:
+            doc["domain"] = self.domain
+        if self.samesite is not None:
+            doc["sameSite"] = self.samesite.lower()
+        if self.partitioned:
+            doc["partitioned"] = True
+        if self.priority is not None:
+            doc["priority"] = self.priority.lower()
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: t.Mapping[str, t.Any], defaults: Cookie) -> Cookie:
+        """Rebuild a cookie from its stored JSON form.
+
+        Members that are missing or unreadable (another app may have written
+        the document) take their value from ``defaults``.
+
+        :param doc: the stored ``"cookie"`` member.
+        :param defaults: the cookie a new session would get.
+        """
+        cookie = defaults.copy()
+        cookie._expires = parse_expires(doc.get("expires"))
+        original = doc.get("originalMaxAge")
+        if isinstance(original, int | float) and not isinstance(original, bool):
+            cookie.original_max_age = original / 1000
+        elif cookie._expires is None:
+            cookie.original_max_age = None
+        else:
+            cookie.original_max_age = cookie.max_age
+        for member, attr in (("path", "path"), ("domain", "domain")):
+            if isinstance(doc.get(member), str):
+                setattr(cookie, attr, doc[member])
+        for member, attr in (
+            ("httpOnly", "httponly"),
+            ("secure", "secure"),
+            ("partitioned", "partitioned"),
+        ):
+            if isinstance(doc.get(member), bool):
+                setattr(cookie, attr, doc[member])
+        try:
+            if "sameSite" in doc:
+                cookie.samesite = normalize_samesite(doc["sameSite"])
+            if "priority" in doc:
+                cookie.priority = normalize_priority(doc["priority"])
+        except ValueError:
+            pass  # keep the defaults for values no browser would accept either
+        return cookie
+
+    def copy(self) -> Cookie:
+        """Return an independent copy of this cookie."""
+        new = Cookie.__new__(Cookie)
+        for name in Cookie.__slots__:
+            setattr(new, name, getattr(self, name))
+        return new
+
+    @property
+    def requires_secure(self) -> bool:
+        """Whether the cookie is sent with ``Secure``: when :attr:`secure` is
+        set, and for ``SameSite=None`` or ``Partitioned``, which browsers
+        reject without it.
+        """
+        return self.secure or self.samesite == "None" or self.partitioned
+
+    def header(self, name: str, value: str) -> str:
+        """Return the ``Set-Cookie`` header value that sends this cookie."""
+        header = dump_cookie(
+            name,
+            value,
+            expires=self._expires,
+            path=self.path,
+            domain=self.domain,
+            secure=self.requires_secure,
+            httponly=self.httponly,
+            samesite=self.samesite,
+            partitioned=self.partitioned,
+        )
+        if self.priority is not None:
+            header += f"; Priority={self.priority}"
+        return header
+
+    def __repr__(self) -> str:
+        return f"<Cookie expires={self._expires!r} path={self.path!r}>"

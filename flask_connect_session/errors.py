@@ -1,0 +1,46 @@
+"""Exceptions raised by the extension."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """The session store failed: the backend is down or answered with an error.
+
+    Whatever a store raises reaches the application as this exception, with
+    the original exception chained as ``__cause__``. A store error raised at
+    the view's first access to :data:`flask.session` can be handled with
+    ``@app.errorhandler(StoreError)``; one raised while saving reaches Flask's
+    500 handling.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, store: object, operation: str, sid: str | None = None) -> None:
+        #: The store that failed.
+        self.store = store
+        #: The store method that failed (``"get"``, ``"set"``...).
+        self.operation = operation
+        #: A short prefix of the session id involved, if any (never the whole id).
+        self.sid_prefix = sid[:6] if sid else None
+        name = type(store).__name__
+        where = f" (sid {self.sid_prefix}...)" if self.sid_prefix else ""
+        super().__init__(f"{name}.{operation} failed{where}")
+
+
+class SessionNotFound(Exception):
+    """:meth:`~flask_connect_session.session.ServerSession.reload` found no
+    stored session: it expired or was destroyed.
+
+    .. versionadded:: 0.1
+    """
+
+
+class CorruptDocument(ValueError):
+    """A store found an entry it cannot decode as a session document.
+
+    Stores raise it (instead of a backend error) so the interface can tell a
+    corrupt entry, which means "no session", from an unreachable backend,
+    which is a :class:`StoreError`.
+
+    .. versionadded:: 0.1
+    """

@@ -1,0 +1,387 @@
+"""The Flask session interface: express-session's lifecycle over a store."""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing as t
+
+from flask.sessions import SessionInterface
+
+from .cookie import Cookie
+from .errors import CorruptDocument
+from .errors import SessionNotFound
+from .errors import StoreError
+from .options import config_secrets
+from .serialization import COOKIE_MEMBER
+from .serialization import CREATED_MEMBER
+from .serialization import RESERVED_MEMBERS
+from .serialization import check_document
+from .serialization import dumps
+from .serialization import untag
+from .session import ServerSession
+from .session import Snapshot
+from .signing import sign
+from .signing import unsign
+from .stores.base import implements
+
+if t.TYPE_CHECKING:
+    from flask import Flask
+    from werkzeug.wrappers import Request
+    from werkzeug.wrappers import Response
+
+    from .options import Options
+    from .stores.base import Document
+    from .stores.base import Store
+
+logger = logging.getLogger("flask_connect_session")
+
+
+def is_secure(request: Request, proxy: bool | None) -> bool:
+    """Whether a request came over HTTPS, as express-session's ``proxy``
+    option decides.
+
+    :param proxy: ``None`` trusts ``request.is_secure`` (Werkzeug's ProxyFix
+        decides); ``True`` trusts the first ``X-Forwarded-Proto`` when the
+        connection itself is not secure; ``False`` trusts only the scheme the
+        WSGI server saw, before any ProxyFix rewrite.
+    """
+    if proxy is None:
+        return request.is_secure
+    environ = request.environ
+    scheme = environ.get("werkzeug.proxy_fix.orig", environ).get("wsgi.url_scheme")
+    if scheme == "https":
+        return True
+    if proxy is False:
+        return False
+    forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "")
+    return str(forwarded).partition(",")[0].strip().lower() == "https"
+
+
+class ConnectSessionInterface(SessionInterface):
+    """Server-side sessions with express-session's semantics and wire format.
+
+    :meth:`open_session` only verifies the cookie; the store is read when the
+    view first touches :data:`flask.session`. :meth:`save_session` runs
+    express-session's predicates (destroy, save, touch, set cookie). Every
+    store failure becomes a logged :class:`StoreError`.
+
+    :param options: the parsed configuration.
+    :param store: the session store.
+
+    .. versionadded:: 0.1
+    """
+
+    session_class = ServerSession
+
+    def __init__(self, options: Options, store: Store) -> None:
+        #: The parsed configuration.
+        self.options = options
+        #: The live store.
+        self.store = store
+        self._store_touches = implements(store, "touch")
+
+    # -- store calls -----------------------------------------------------
+
+    def _call(self, operation: str, sid: str, *args: t.Any) -> t.Any:
+        """Call a store method, turning any failure into :class:`StoreError`.
+
+        :class:`CorruptDocument` passes through: it is about the entry, not
+        the backend.
+        """
+        try:
+            return getattr(self.store, operation)(sid, *args)
+        except CorruptDocument:
+            raise
+        except Exception as exc:
+            logger.error(
+                "session store %s.%s failed (sid %.6s...): %r",
+                type(self.store).__name__,
+                operation,
+                sid,
+                exc,
+            )
+            raise StoreError(self.store, operation, sid) from exc
+
+    def _fetch(self, sid: str) -> Document | None:
+        """Return the stored document, or ``None`` if missing or corrupt.
+
+        A corrupt entry is logged and left in place; the caller starts a new
+        session with a new id.
+        """
+        try:
+            document = self._call("get", sid)
+            return None if document is None else check_document(document)
+        except CorruptDocument as exc:
+            logger.error(
+                "corrupt session document (sid %.6s...), starting a new one: %s", sid, exc
+            )
+            return None
+
+    # -- creating and loading (SessionBackend) ---------------------------
+
+    def open_session(self, app: Flask, request: Request) -> ServerSession | None:
+        """Verify the session cookie and return a session that loads lazily.
+
+        Returns ``None`` (Flask's null session) when no secret is configured.
+        Makes no store call.
+        """
+        secrets = config_secrets(app.config)
+        if not secrets:
+            return None
+        raw = request.cookies.get(self.options.key)
+        cookie_sid = unsign(raw, secrets) if raw else None
+        return ServerSession(self, request, cookie_sid, secrets)
+
+    def new_cookie(self, request: Request) -> Cookie:
+        """Return the cookie a new session gets, from the cookie settings.
+
+        ``secure="auto"`` and ``samesite="auto"`` are resolved here, against
+        this request, as express-session resolves ``secure: "auto"``.
+        """
+        opts = self.options.cookie
+        secure_request = is_secure(request, self.options.proxy)
+        return Cookie(
+            max_age=opts.max_age,
+            path=opts.path,
+            domain=opts.domain,
+            httponly=opts.httponly,
+            secure=secure_request if opts.secure == "auto" else opts.secure,
+            samesite=(
+                ("None" if secure_request else "Lax") if opts.samesite == "auto" else opts.samesite
+            ),
+            partitioned=opts.partitioned,
+            priority=opts.priority,
+        )
+
+    def _generate(self, session: ServerSession, data: dict[str, t.Any]) -> None:
+        """Make ``session`` a brand-new session holding ``data``."""
+        session.sid = self.options.genid(session.request)
+        session.data = data
+        session.cookie_obj = self.new_cookie(session.request)
+        session.is_new = True
+        session.in_store = False
+        session.base = {}
+        session.saved = None
+        if self.options.absolute_timeout is not None:
+            session.created = int(time.time() * 1000)
+            session.created_unsaved = True
+
+    def _inflate(self, session: ServerSession, sid: str, document: Document) -> Snapshot:
+        """Fill ``session`` from a stored document; return its snapshot."""
+        session.sid = sid
+        session.data = {k: untag(v) for k, v in document.items() if k not in RESERVED_MEMBERS}
+        session.cookie_obj = Cookie.from_document(
+            document[COOKIE_MEMBER], self.new_cookie(session.request)
+        )
+        session.is_new = False
+        session.in_store = True
+        stored = {k: dumps(v) for k, v in document.items() if k not in RESERVED_MEMBERS}
+        session.base = stored
+        created = document.get(CREATED_MEMBER)
+        if self.options.absolute_timeout is not None:
+            if isinstance(created, int | float) and not isinstance(created, bool):
+                session.created, session.created_unsaved = int(created), False
+            else:  # timeout enabled after this session began: start counting now
+                session.created, session.created_unsaved = int(time.time() * 1000), True
+        return stored
+
+    def _timed_out(self, document: Document) -> bool:
+        timeout = self.options.absolute_timeout
+        created = document.get(CREATED_MEMBER)
+        if timeout is None or not isinstance(created, int | float):
+            return False
+        return time.time() * 1000 - created > timeout * 1000
+
+    def load(self, session: ServerSession) -> None:
+        """Load the session named by the cookie, or start a new one.
+
+        An unknown, expired, timed-out or corrupt session gets a new id:
+        a client-chosen id is never adopted.
+
+        :raises StoreError: the store failed.
+        """
+        sid = session.cookie_sid
+        document = None if sid is None else self._fetch(sid)
+        if document is not None and sid is not None and self._timed_out(document):
+            self._call("destroy", sid)
+            document = None
+        if document is None or sid is None:
+            self._generate(session, {})
+            session.original = {}
+        else:
+            stored = self._inflate(session, sid, document)
+            session.original = stored
+            if not self.options.resave:
+                session.saved_id, session.saved = sid, stored
+        session.original_id = session.sid
+        session.loaded = True
+
+    def regenerate(self, session: ServerSession, keep: bool) -> None:
+        """Move ``session`` to a new id; see :meth:`ServerSession.regenerate`."""
+        if session.in_store:
+            self._call("destroy", session.sid)
+        self._generate(session, session.data if keep else {})
+
+    def destroy(self, session: ServerSession) -> None:
+        """Destroy ``session``; see :meth:`ServerSession.destroy`."""
+        if session.in_store:
+            self._call("destroy", session.sid)
+        self._generate(session, {})
+        session.original_id, session.original = session.sid, {}
+        session.destroyed = True
+
+    def reload(self, session: ServerSession) -> None:
+        """Re-read ``session``; see :meth:`ServerSession.reload`."""
+        document = self._fetch(session.sid) if session.in_store else None
+        if document is None:
+            raise SessionNotFound(f"session {session.sid[:6]}... is not in the store")
+        stored = self._inflate(session, session.sid, document)
+        session.original_id, session.original = session.sid, stored
+        if not self.options.resave:
+            session.saved_id, session.saved = session.sid, stored
+
+    def save(self, session: ServerSession) -> None:
+        """Write ``session`` now; see :meth:`ServerSession.save`."""
+        tagged, now = session.current()
+        self._write(session, tagged, now)
+
+    def _write(self, session: ServerSession, tagged: dict[str, t.Any], now: Snapshot) -> None:
+        """Store the session: only the changed keys for a stored session,
+        the whole document for a new one.
+        """
+        cookie = session.cookie.to_document()
+        if session.in_store:
+            changes: dict[str, t.Any] = {
+                k: tagged[k] for k, v in now.items() if session.base.get(k) != v
+            }
+            removed = [k for k in base if k not in now]
+            changes[COOKIE_MEMBER] = cookie
+            if session.created_unsaved:
+                changes[CREATED_MEMBER] = session.created
+            try:
+                stored = self._call("merge", session.sid, changes, removed)
+            except CorruptDocument as exc:
+                logger.error(
+                    "corrupt session document (sid %.6s...), not overwritten: %s", session.sid, exc
+                )
+                stored = False
+            if not stored:
+                # Destroyed by another request meanwhile: a logout stays a logout.
+                session.in_store = False
+                return
+        else:
+            document = dict(tagged)
+            document[COOKIE_MEMBER] = cookie
+            if session.created is not None:
+                document[CREATED_MEMBER] = session.created
+            self._call("set", session.sid, document)
+            session.in_store = True
+        session.created_unsaved = False
+        session.base = now
+        session.saved_id, session.saved = session.sid, now
+
+    # -- the end of the request ------------------------------------------
+
+    def should_destroy(self, session: ServerSession, now: Snapshot) -> bool:
+        """Whether the session was emptied during the request and ``unset``
+        is ``"destroy"``: it is removed from the store and the cookie deleted.
+        """
+        return (
+            self.options.unset == "destroy" and session.in_store and not now and bool(session.base)
+        )
+
+    def should_save(self, session: ServerSession, now: Snapshot) -> bool:
+        """express-session's ``shouldSave``: a new session if written to (or
+        ``save_uninitialized``), a loaded one if changed (or ``resave``).
+        """
+        if (
+            session.sid != session.cookie_sid
+            and not self.options.save_uninitialized
+            and session.saved is None
+        ):
+            return session.is_modified(now)
+        return not session.is_saved(now)
+
+    def should_touch(self, session: ServerSession) -> bool:
+        """Whether to extend the store lifetime of a loaded, unsaved session."""
+        return self._store_touches and session.in_store and session.sid == session.cookie_sid
+
+    def should_set_cookie(self, session: ServerSession, now: Snapshot) -> bool:  # type: ignore[override]
+        """express-session's ``shouldSetCookie``, plus Flask's refresh of
+        permanent sessions: a new or regenerated session once stored; a loaded
+        one on every response with ``rolling``, or when its expiring cookie
+        changed or is refreshed.
+        """
+        if not session.in_store:
+            return False
+        if session.sid != session.cookie_sid:
+            return True
+        if self.options.rolling:
+            return True
+        cookie = session.cookie
+        return cookie.expires is not None and (
+            session.is_modified(now) or (session.permanent and self.options.refresh_each_request)
+        )
+
+    def _apply_permanent(self, session: ServerSession) -> None:
+        # Flask's session.permanent: without a configured max_age, a permanent
+        # session's cookie lives PERMANENT_SESSION_LIFETIME.
+        cookie = session.cookie
+        if session.permanent and cookie.expires is None and self.options.cookie.max_age is None:
+            cookie.max_age = self.options.permanent_lifetime
+
+    def save_session(self, app: Flask, session: ServerSession, response: Response) -> None:  # type: ignore[override]
+        """Run the end-of-request lifecycle and write the cookie.
+
+        A session the view never touched costs nothing, except with
+        ``rolling`` or ``save_uninitialized``, which load it.
+
+        :raises StoreError: the store failed.
+        :raises TypeError: a value cannot be stored; the message names its key.
+        """
+        if not session.loaded:
+            if not (self.options.rolling or self.options.save_uninitialized):
+                return
+            session._load()
+        response.vary.add("Cookie")
+        tagged, now = session.current()
+        if session.destroyed and not now:
+            self._delete_cookie(session, response)
+            return
+        if self.should_destroy(session, now):
+            self._call("destroy", session.sid)
+            self._delete_cookie(session, response)
+            return
+        self._apply_permanent(session)
+        # express touches every session at the end of the request: the
+        # stored and sent expiry move to now + original max age.
+        session.cookie.touch()
+        if self.should_save(session, now):
+            self._write(session, tagged, now)
+        elif self.should_touch(session):
+            self._call(
+                "touch", session.sid, {**tagged, COOKIE_MEMBER: session.cookie.to_document()}
+            )
+        if self.should_set_cookie(session, now):
+            self._set_cookie(session, response)
+
+    def _set_cookie(self, session: ServerSession, response: Response) -> None:
+        cookie = session.cookie
+        # A secure cookie never goes over plain HTTP (the session is saved).
+        if cookie.requires_secure and not is_secure(session.request, self.options.proxy):
+            return
+        value = sign(session.sid, session.secrets[0])
+        response.headers.add("Set-Cookie", cookie.header(self.options.key, value))
+
+    def _delete_cookie(self, session: ServerSession, response: Response) -> None:
+        cookie = session.cookie
+        response.delete_cookie(
+            self.options.key,
+            path=cookie.path,
+            domain=cookie.domain,
+            secure=cookie.requires_secure,
+            httponly=cookie.httponly,
+            samesite=cookie.samesite,
+            partitioned=cookie.partitioned,
+        )

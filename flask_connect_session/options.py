@@ -1,0 +1,309 @@
+"""``CONNECT_SESSION_*`` configuration, parsed and validated once."""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import dataclasses
+import importlib
+import typing as t
+from datetime import timedelta
+
+from .cookie import Priority
+from .cookie import SameSite
+from .cookie import normalize_priority
+from .cookie import normalize_samesite
+from .cookie import to_seconds
+from .signing import generate_sid
+from .stores.base import DEFAULT_TTL
+
+if t.TYPE_CHECKING:
+    from flask import Config
+    from werkzeug.wrappers import Request
+
+Unset = t.Literal["destroy", "keep"]
+GenId = cabc.Callable[["Request"], str]
+
+_TRUE = frozenset(("true", "1", "yes", "on"))
+_FALSE = frozenset(("false", "0", "no", "off"))
+
+
+def parse_bool(key: str, value: object) -> bool:
+    """Return a boolean config value.
+
+    Accepts ``True``/``False``, the integers 1 and 0 (what
+    ``from_prefixed_env`` makes of ``=1``) and the strings
+    true/false/1/0/yes/no/on/off in any case.
+
+    :raises ValueError: anything else, naming ``key``.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise ValueError(f"{key}: expected a boolean, got {value!r}")
+
+
+def parse_seconds(key: str, value: object, *, allow_none: bool = True) -> float | None:
+    """Return a duration in seconds from a number or a timedelta.
+
+    :raises ValueError: a negative, non-numeric or (unless allowed) ``None``
+        value, naming ``key``.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
+        raise ValueError(f"{key}: expected seconds (a number or timedelta), got {value!r}")
+    seconds = to_seconds(value)
+    if seconds < 0 or seconds != seconds:  # negative or NaN
+        raise ValueError(f"{key}: expected a non-negative duration, got {value!r}")
+    return seconds
+
+
+def _parse_str(key: str, value: object, *, allow_none: bool = False) -> str | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _parse_secrets(key: str, value: object) -> tuple[str | bytes, ...]:
+    items = [value] if isinstance(value, str | bytes) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ValueError(f"{key}: expected a secret or a non-empty list of secrets")
+    for item in items:
+        if not isinstance(item, str | bytes) or not item:
+            raise ValueError(f"{key}: every secret must be a non-empty string, got {item!r}")
+    return tuple(items)
+
+
+def _parse_genid(key: str, value: object) -> GenId:
+    if callable(value):
+        return t.cast(GenId, value)
+    if not isinstance(value, str):
+        raise ValueError(f"{key}: expected a callable or an import path, got {value!r}")
+    module_name, colon, attr = value.partition(":")
+    if not colon:
+        module_name, _, attr = value.rpartition(".")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"{key}: cannot import {value!r}: {exc}") from exc
+    if not callable(target):
+        raise ValueError(f"{key}: {value!r} is not callable")
+    return t.cast(GenId, target)
+
+
+@dataclasses.dataclass(frozen=True)
+class CookieOptions:
+    """The cookie table, resolved against Flask's ``SESSION_COOKIE_*`` keys."""
+
+    #: Cookie ``Path``.
+    path: str = "/"
+    #: Cookie ``Domain``.
+    domain: str | None = None
+    #: Cookie ``HttpOnly``.
+    httponly: bool = True
+    #: ``True``, ``False`` or ``"auto"`` (secure iff the request is).
+    secure: bool | t.Literal["auto"] = False
+    #: ``Strict``, ``Lax``, ``None``, ``"auto"`` or ``None`` (attribute left out).
+    samesite: SameSite | t.Literal["auto"] | None = None
+    #: Cookie ``Partitioned``.
+    partitioned: bool = False
+    #: Cookie ``Priority``.
+    priority: Priority | None = None
+    #: Lifetime in seconds; ``None`` for a browser-session cookie.
+    max_age: float | None = None
+
+
+# Accepted cookie-table keys -> CookieOptions field. camelCase keys are
+# express's; maxAge is in milliseconds there, so it is converted.
+_COOKIE_KEYS = {
+    "path": "path",
+    "domain": "domain",
+    "httponly": "httponly",
+    "http_only": "httponly",
+    "httpOnly": "httponly",
+    "secure": "secure",
+    "samesite": "samesite",
+    "same_site": "samesite",
+    "sameSite": "samesite",
+    "partitioned": "partitioned",
+    "priority": "priority",
+    "max_age": "max_age",
+    "maxAge": "max_age",
+}
+
+
+def _is_auto(value: object) -> bool:
+    return isinstance(value, str) and value.lower() == "auto"
+
+
+def _parse_cookie(config: Config) -> CookieOptions:
+    name = "CONNECT_SESSION_COOKIE"
+    table = config.get(name) or {}
+    if not isinstance(table, cabc.Mapping):
+        raise ValueError(f"{name}: expected a table of cookie settings, got {table!r}")
+    values: dict[str, object] = {
+        "path": config.get("SESSION_COOKIE_PATH") or config.get("APPLICATION_ROOT") or "/",
+        "domain": config.get("SESSION_COOKIE_DOMAIN") or None,
+        "httponly": config.get("SESSION_COOKIE_HTTPONLY", True),
+        "secure": config.get("SESSION_COOKIE_SECURE", False),
+        "samesite": config.get("SESSION_COOKIE_SAMESITE"),
+        "partitioned": config.get("SESSION_COOKIE_PARTITIONED", False),
+    }
+    for given, value in table.items():
+        field = _COOKIE_KEYS.get(given)
+        if field is None:
+            raise ValueError(f"{name}[{given!r}]: unknown cookie setting")
+        if given == "maxAge" and isinstance(value, int | float) and not isinstance(value, bool):
+            value = value / 1000
+        values[field] = value
+
+    def key(field: str) -> str:
+        return f"{name}[{field!r}]"
+
+    secure: bool | t.Literal["auto"] = "auto"
+    if not _is_auto(values["secure"]):
+        secure = parse_bool(key("secure"), values["secure"])
+    samesite: SameSite | t.Literal["auto"] | None = "auto"
+    if not _is_auto(values["samesite"]):
+        try:
+            samesite = normalize_samesite(values["samesite"])
+        except ValueError as exc:
+            raise ValueError(f"{key('samesite')}: {exc}") from None
+    try:
+        priority = normalize_priority(values.get("priority"))
+    except ValueError as exc:
+        raise ValueError(f"{key('priority')}: {exc}") from None
+    return CookieOptions(
+        path=t.cast(str, _parse_str(key("path"), values["path"])),
+        domain=_parse_str(key("domain"), values["domain"], allow_none=True),
+        httponly=parse_bool(key("httponly"), values["httponly"]),
+        secure=secure,
+        samesite=samesite,
+        partitioned=parse_bool(key("partitioned"), values["partitioned"]),
+        priority=priority,
+        max_age=parse_seconds(key("max_age"), values.get("max_age")),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Every ``CONNECT_SESSION_*`` setting, parsed once at ``init_app``.
+
+    Build it with :meth:`from_config`; request code only reads it.
+    """
+
+    #: Cookie name (express ``key``/``name``).
+    key: str = "connect.sid"
+    #: The cookie table.
+    cookie: CookieOptions = CookieOptions()
+    #: ``None``: trust ``request.is_secure``; ``True``: trust the first
+    #: ``X-Forwarded-Proto``; ``False``: only the connection's own scheme.
+    proxy: bool | None = None
+    #: The store as configured: a URL, a ``Store`` or a cachelib cache.
+    store: object = "memory://"
+    #: Re-send the cookie on every response of a loaded session.
+    rolling: bool = False
+    #: Save unmodified sessions too.
+    resave: bool = False
+    #: Store new sessions even if nothing was written.
+    save_uninitialized: bool = False
+    #: What happens to a session emptied during a request.
+    unset: Unset = "destroy"
+    #: Makes new session ids; called with the request.
+    genid: GenId = generate_sid
+    #: Prefix of store keys.
+    key_prefix: str = "sess:"
+    #: Store lifetime (seconds) of sessions whose cookie has no expiry.
+    ttl: int = DEFAULT_TTL
+    #: Seconds after creation (or regeneration) when a session is discarded.
+    absolute_timeout: float | None = None
+    #: Flask's ``PERMANENT_SESSION_LIFETIME``, in seconds.
+    permanent_lifetime: float = 31 * 86400
+    #: Flask's ``SESSION_REFRESH_EACH_REQUEST``.
+    refresh_each_request: bool = True
+
+    @classmethod
+    def from_config(cls, config: Config) -> Options:
+        """Parse the ``CONNECT_SESSION_*`` keys of a Flask config.
+
+        Secrets are checked here but read per request (:func:`config_secrets`).
+
+        :raises ValueError: a value is invalid; the message names its key.
+        """
+        check_secrets(config)
+        get = config.get
+        p = "CONNECT_SESSION_"
+        unset = get(p + "UNSET", "destroy")
+        if unset not in ("destroy", "keep"):
+            raise ValueError(f"{p}UNSET: expected 'destroy' or 'keep', got {unset!r}")
+        proxy = get(p + "PROXY")
+        ttl = parse_seconds(p + "TTL", get(p + "TTL", DEFAULT_TTL), allow_none=False)
+        key = _parse_str(p + "KEY", get(p + "KEY", "connect.sid"))
+        if not key:
+            raise ValueError(f"{p}KEY: the cookie name cannot be empty")
+        return cls(
+            key=key,
+            cookie=_parse_cookie(config),
+            proxy=None if proxy is None else parse_bool(p + "PROXY", proxy),
+            store=get(p + "STORE", "memory://"),
+            rolling=parse_bool(p + "ROLLING", get(p + "ROLLING", False)),
+            resave=parse_bool(p + "RESAVE", get(p + "RESAVE", False)),
+            save_uninitialized=parse_bool(
+                p + "SAVE_UNINITIALIZED", get(p + "SAVE_UNINITIALIZED", False)
+            ),
+            unset=unset,
+            genid=_parse_genid(p + "GENID", get(p + "GENID", generate_sid)),
+            key_prefix=t.cast(str, _parse_str(p + "KEY_PREFIX", get(p + "KEY_PREFIX", "sess:"))),
+            ttl=int(t.cast(float, ttl)),
+            absolute_timeout=parse_seconds(p + "ABSOLUTE_TIMEOUT", get(p + "ABSOLUTE_TIMEOUT")),
+            permanent_lifetime=t.cast(
+                float,
+                parse_seconds(
+                    "PERMANENT_SESSION_LIFETIME",
+                    get("PERMANENT_SESSION_LIFETIME", timedelta(days=31)),
+                    allow_none=False,
+                ),
+            ),
+            refresh_each_request=parse_bool(
+                "SESSION_REFRESH_EACH_REQUEST", get("SESSION_REFRESH_EACH_REQUEST", True)
+            ),
+        )
+
+
+def config_secrets(config: Config) -> tuple[str | bytes, ...]:
+    """Return the secrets in force now: ``CONNECT_SESSION_SECRET``, else
+    Flask's ``SECRET_KEY`` followed by ``SECRET_KEY_FALLBACKS``; the first
+    signs, all verify. Empty when there is none. Read on every request so a
+    rotated secret applies without a restart (validated at ``init_app``).
+    """
+    secret = config.get("CONNECT_SESSION_SECRET")
+    if secret is None:
+        secret = config.get("SECRET_KEY")
+        if not secret:
+            return ()
+        return (secret, *(config.get("SECRET_KEY_FALLBACKS") or ()))
+    return (secret,) if isinstance(secret, str | bytes) else tuple(secret)
+
+
+def check_secrets(config: Config) -> None:
+    """Validate the secret settings.
+
+    :raises ValueError: a secret is not a non-empty string, naming the key.
+    """
+    if config.get("CONNECT_SESSION_SECRET") is not None:
+        _parse_secrets("CONNECT_SESSION_SECRET", config["CONNECT_SESSION_SECRET"])
+        return
+    if config.get("SECRET_KEY"):
+        _parse_secrets("SECRET_KEY", config["SECRET_KEY"])
+        fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
+        if fallbacks:
+            _parse_secrets("SECRET_KEY_FALLBACKS", list(fallbacks))

@@ -1,0 +1,88 @@
+"""Session values as JSON, and the express-session document around them.
+
+Values go through Flask's tagged JSON, so the types Flask's own cookie
+session keeps (tuple, bytes, datetime, UUID, Markup) come back as they went
+in, while plain JSON values are stored as plain JSON that an Express app reads
+as is. Nothing here ever uses pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+from flask.json.tag import TaggedJSONSerializer
+
+from .errors import CorruptDocument
+
+#: Document member holding the cookie, as in express-session.
+COOKIE_MEMBER = "cookie"
+#: Document member holding the creation time (ms since the epoch), written
+#: when ``CONNECT_SESSION_ABSOLUTE_TIMEOUT`` is set. An Express app sees it as
+#: an ordinary session value and keeps it.
+CREATED_MEMBER = "_created"
+#: Members of a document that are not the user's data.
+RESERVED_MEMBERS = frozenset((COOKIE_MEMBER, CREATED_MEMBER))
+
+Document = dict[str, t.Any]
+
+_tagger = TaggedJSONSerializer()
+
+
+def tag(key: str, value: t.Any) -> t.Any:
+    """Return the JSON-ready form of a session value.
+
+    :param key: the session key, named in the error.
+    :raises TypeError: the value has no JSON form.
+    """
+    try:
+        tagged = _tagger.tag(value)
+        # Tagging leaves unknown objects in place; dumping finds them.
+        json.dumps(tagged, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"session[{key!r}] cannot be stored as JSON: {exc}") from exc
+    return tagged
+
+
+def dumps(value: t.Any) -> str:
+    """Return a compact JSON string of an already tagged value."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def untag(value: t.Any) -> t.Any:
+    """Return the Python value for a stored (tagged) JSON value."""
+    if isinstance(value, dict):
+        return _tagger.untag({k: untag(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [untag(item) for item in value]
+    return value
+
+
+def check_document(document: object) -> Document:
+    """Return ``document`` if it is a session document.
+
+    :raises CorruptDocument: it is not a JSON object with an object
+        ``"cookie"`` member.
+    """
+    if not isinstance(document, dict):
+        raise CorruptDocument(f"not a JSON object but {type(document).__name__}")
+    if not isinstance(document.get(COOKIE_MEMBER), dict):
+        raise CorruptDocument("no object 'cookie' member")
+    return document
+
+
+def decode(text: str | bytes) -> Document:
+    """Parse a stored document; for stores that keep JSON text.
+
+    :raises CorruptDocument: the text is not JSON or not a session document.
+    """
+    try:
+        document = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptDocument(f"not JSON: {exc}") from exc
+    return check_document(document)
+
+
+def encode(document: t.Mapping[str, t.Any]) -> str:
+    """Return a document as compact JSON text; for stores that keep text."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,235 @@
+"""``flask.session``: a lazily loaded mapping with express-session's methods."""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import typing as t
+
+from flask.sessions import SessionMixin
+
+from .serialization import RESERVED_MEMBERS
+from .serialization import dumps
+from .serialization import tag
+
+if t.TYPE_CHECKING:
+    from werkzeug.wrappers import Request
+
+    from .cookie import Cookie
+
+#: Per-key JSON text of a session's data: what change tracking compares.
+Snapshot = dict[str, str]
+
+
+class SessionBackend(t.Protocol):
+    """What a session calls for the work that needs the store.
+
+    The session interface implements it; the session only keeps state.
+    """
+
+    def load(self, session: ServerSession) -> None: ...
+    def regenerate(self, session: ServerSession, keep: bool) -> None: ...
+    def destroy(self, session: ServerSession) -> None: ...
+    def reload(self, session: ServerSession) -> None: ...
+    def save(self, session: ServerSession) -> None: ...
+
+
+def snapshot(data: cabc.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], Snapshot]:
+    """Return the stored (tagged) form of each value and its JSON text.
+
+    Comparing the text of two snapshots finds every change, nested ones
+    (``session["cart"].append(x)``) included.
+
+    :raises TypeError: a value has no JSON form; the message names its key.
+    """
+    tagged = {key: tag(key, value) for key, value in data.items()}
+    return tagged, {key: dumps(value) for key, value in tagged.items()}
+
+
+class ServerSession(SessionMixin):
+    """The session of one request, as :data:`flask.session`.
+
+    A mutable mapping of the user's data. Nothing is read from the store
+    until the first access to the data or to :attr:`id`, :attr:`cookie` or
+    :attr:`new`, so a view that never touches the session costs no store
+    call. Changes are found by comparing each key's JSON with the loaded
+    version, so nested changes count without ``session.modified = True``.
+
+    The state below is managed by the session interface; the public API is
+    the mapping, :attr:`id`, :attr:`cookie`, :attr:`new` and the
+    express-session methods.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        backend: SessionBackend,
+        request: Request,
+        cookie_sid: str | None,
+        secrets: tuple[str | bytes, ...],
+    ) -> None:
+        self._backend = backend
+        #: The request this session belongs to.
+        self.request = request
+        #: The secrets in force for this request; the first signs.
+        self.secrets = secrets
+        #: The validly signed id the request's cookie carried (express's
+        #: ``cookieId``), or ``None``.
+        self.cookie_sid = cookie_sid
+        #: Whether the session was accessed through :data:`flask.session`.
+        self.accessed = False
+        self.loaded = False
+        self._force_modified = False
+        # Filled in by the backend's load().
+        self.sid: str = ""
+        self.data: dict[str, t.Any] = {}
+        self.cookie_obj: Cookie | None = None
+        self.is_new = True
+        #: Creation time (ms since the epoch) when an absolute timeout is set.
+        self.created: int | None = None
+        #: Whether ``created`` is not in the stored document yet.
+        self.created_unsaved = False
+        #: What the store holds for ``sid`` as far as this request knows.
+        self.in_store = False
+        self.base: Snapshot = {}
+        #: Id and data when loaded or generated (express's isModified).
+        self.original_id = ""
+        self.original: Snapshot = {}
+        #: Id and data when last saved; ``None`` if never (express's isSaved).
+        self.saved_id = ""
+        self.saved: Snapshot | None = None
+        #: Set by :meth:`destroy`: the response deletes the cookie unless new
+        #: data makes a new session.
+        self.destroyed = False
+
+    def _load(self) -> dict[str, t.Any]:
+        if not self.loaded:
+            self.accessed = True
+            self._backend.load(self)
+        return self.data
+
+    # -- mapping ---------------------------------------------------------
+
+    def __getitem__(self, key: str) -> t.Any:
+        return self._load()[key]
+
+    def __setitem__(self, key: str, value: t.Any) -> None:
+        if key in RESERVED_MEMBERS:
+            raise KeyError(f"{key!r} is reserved in the stored session document")
+        self._load()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._load()[key]
+
+    def __iter__(self) -> cabc.Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._load()
+
+    def get(self, key: str, default: t.Any = None) -> t.Any:
+        return self._load().get(key, default)
+
+    def clear(self) -> None:
+        self._load().clear()
+
+    def __repr__(self) -> str:
+        if not self.loaded:
+            return "<ServerSession (not loaded)>"
+        return f"<ServerSession {self.sid[:6]}... {self.data!r}>"
+
+    # -- state -----------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The session id. Read-only: use :meth:`regenerate` for a new one."""
+        self._load()
+        return self.sid
+
+    @property
+    def cookie(self) -> Cookie:
+        """The session's :class:`~flask_connect_session.Cookie`."""
+        self._load()
+        assert self.cookie_obj is not None
+        return self.cookie_obj
+
+    @property
+    def new(self) -> bool:  # type: ignore[override]
+        """``True`` for a session created during this request."""
+        self._load()
+        return self.is_new
+
+    def current(self) -> tuple[dict[str, t.Any], Snapshot]:
+        """Return :func:`snapshot` of the data now."""
+        return snapshot(self.data)
+
+    def is_modified(self, now: Snapshot) -> bool:
+        """Whether the id or data differ from when the session was loaded."""
+        return self._force_modified or self.sid != self.original_id or now != self.original
+
+    def is_saved(self, now: Snapshot) -> bool:
+        """Whether the store already holds this id with this data."""
+        return self.saved is not None and self.saved_id == self.sid and now == self.saved
+
+    @property
+    def modified(self) -> bool:
+        """Whether the data changed during this request. Setting it to
+        ``True`` forces a save, as with Flask's cookie session.
+        """
+        return self.loaded and self.is_modified(self.current()[1])
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._force_modified = value
+
+    # -- express-session methods -----------------------------------------
+
+    def regenerate(self, keep: bool = False) -> None:
+        """Give the session a new id, destroying the old one in the store.
+
+        Call it on login, against session fixation. The data is emptied, as
+        in express-session, unless ``keep`` is true. The new cookie is sent.
+
+        :param keep: carry the data over to the new id.
+        :raises StoreError: the store failed.
+        """
+        self._load()
+        self._backend.regenerate(self, keep)
+
+    def destroy(self) -> None:
+        """Remove the session from the store now and empty it.
+
+        The response deletes the cookie. Writes made later in the same request
+        start a brand-new session with a new id, so a logout followed by
+        :func:`flask.flash` works.
+
+        :raises StoreError: the store failed.
+        """
+        self._load()
+        self._backend.destroy(self)
+
+    def reload(self) -> None:
+        """Replace the data with the stored copy, dropping unsaved changes.
+
+        :raises SessionNotFound: the store no longer has this session.
+        :raises StoreError: the store failed.
+        """
+        self._load()
+        self._backend.reload(self)
+
+    def save(self) -> None:
+        """Write the session to the store now instead of at the end of the
+        request; if it does not change again, it is not written again then.
+
+        :raises StoreError: the store failed.
+        :raises TypeError: a value cannot be stored; the message names its key.
+        """
+        self._load()
+        self._backend.save(self)
+
+    def touch(self) -> None:
+        """Reset the cookie's expiry to now plus its ``original_max_age``."""
+        self.cookie.touch()

@@ -1,0 +1,105 @@
+"""Session ids and the signed cookie value, in express-session's format.
+
+The cookie value is ``"s:" + sid + "." + signature``, where the signature is
+the standard-alphabet base64 of HMAC-SHA256(secret, sid) without padding (the
+``cookie-signature`` package), percent-encoded like JavaScript's
+``encodeURIComponent``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+import typing as t
+from urllib.parse import quote
+from urllib.parse import unquote
+
+from itsdangerous import Signer
+
+if t.TYPE_CHECKING:
+    import collections.abc as cabc
+
+    from werkzeug.wrappers import Request
+
+#: Cookie values longer than this are ignored unread: browsers cap a cookie
+#: at about 4 KiB, and a longer value can only be an attack or garbage.
+MAX_COOKIE_LENGTH = 4096
+
+# Characters ``encodeURIComponent`` leaves alone besides the ones ``quote``
+# always keeps (letters, digits and ``_.-~``).
+_URI_COMPONENT_SAFE = "!*'()"
+
+# itsdangerous emits URL-safe base64; cookie-signature uses the standard
+# alphabet. Both drop the ``=`` padding.
+_TO_STANDARD_B64 = str.maketrans("-_", "+/")
+
+Secret = str | bytes
+
+
+def generate_sid(request: Request | None = None) -> str:
+    """Return a new random session id: 24 random bytes, base64url (32 chars).
+
+    This is express-session's default ``genid``.
+
+    :param request: the current request; unused, accepted so this function
+        has the ``genid`` signature.
+    """
+    return secrets.token_urlsafe(24)
+
+
+@functools.lru_cache(maxsize=32)
+def _signer(secret: Secret) -> Signer:
+    # key_derivation="none" makes the HMAC key the secret itself, as in
+    # cookie-signature; itsdangerous' default would salt and derive it.
+    return Signer(secret, key_derivation="none", digest_method=hashlib.sha256)
+
+
+def signature(sid: str, secret: Secret) -> str:
+    """Return the cookie-signature signature of ``sid`` under ``secret``."""
+    raw = _signer(secret).get_signature(sid).decode("ascii")
+    return raw.translate(_TO_STANDARD_B64)
+
+
+def sign(sid: str, secret: Secret) -> str:
+    """Return the cookie value for ``sid``: signed, prefixed and encoded.
+
+    :param sid: the session id.
+    :param secret: the signing secret (the first of the configured ones).
+    """
+    return quote(f"s:{sid}.{signature(sid, secret)}", safe=_URI_COMPONENT_SAFE)
+
+
+def unsign(value: str, secrets: cabc.Sequence[Secret]) -> str | None:
+    """Return the session id in a cookie value, or ``None`` if it is not valid.
+
+    Accepts the percent-encoded and the plain form. A value without the
+    ``s:`` prefix, with no signature, that is too long, or whose signature
+    verifies under none of ``secrets`` gives ``None``; this never raises for
+    any client input.
+
+    :param value: the raw cookie value from the request.
+    :param secrets: the secrets to try, in order.
+    """
+    if not value or len(value) > MAX_COOKIE_LENGTH:
+        return None
+    if "%" in value:
+        # encodeURIComponent's inverse; malformed escapes come back as
+        # U+FFFD, which then fails the signature check.
+        value = unquote(value, errors="replace")
+    if not value.startswith("s:"):
+        return None
+    sid, dot, sig = value[2:].rpartition(".")
+    if not dot or not sid:
+        return None
+    try:
+        given = sig.encode("utf-8")
+        valid = False
+        for secret in secrets:
+            expected = signature(sid, secret).encode("ascii")
+            # Check every secret so the time taken does not reveal which matched.
+            valid |= hmac.compare_digest(expected, given)
+    except UnicodeError:  # lone surrogates: not something we ever signed
+        return None
+    return sid if valid else None

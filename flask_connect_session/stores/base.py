@@ -1,0 +1,132 @@
+"""The store interface: what every session backend implements."""
+
+from __future__ import annotations
+
+import abc
+import collections.abc as cabc
+import math
+import typing as t
+
+from ..cookie import parse_expires
+from ..cookie import utcnow
+from ..serialization import COOKIE_MEMBER
+
+Document = dict[str, t.Any]
+
+#: Store lifetime, in seconds, of sessions whose cookie has no expiry
+#: (connect-redis' default ``ttl``).
+DEFAULT_TTL = 86400
+
+
+def document_ttl(document: cabc.Mapping[str, t.Any], default: int) -> int:
+    """Return the store lifetime of a session document, as connect-redis does.
+
+    The seconds until the document's ``cookie.expires``, rounded up, else
+    ``default``. Zero or less means the session is already dead.
+
+    :param document: the session document.
+    :param default: the lifetime of a browser-session cookie's session.
+    """
+    cookie = document.get(COOKIE_MEMBER)
+    expires = parse_expires(cookie.get("expires")) if isinstance(cookie, dict) else None
+    if expires is None:
+        return default
+    return math.ceil((expires - utcnow()).total_seconds())
+
+
+def apply_changes(
+    document: Document, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
+) -> Document:
+    """Apply a save's changed and removed members to a stored document."""
+    document.update(changes)
+    for key in removed:
+        document.pop(key, None)
+    return document
+
+
+class Store(abc.ABC):
+    """Base class of session stores, the Python form of express-session's
+    ``Store``.
+
+    A store moves session *documents* by bare session id: JSON objects made of
+    the user's data plus a ``"cookie"`` member, exactly what express-session
+    keeps. It knows nothing of Flask or the request. Methods are synchronous
+    and raise on a backend failure (the interface turns whatever they raise
+    into :class:`~flask_connect_session.StoreError`); an entry that cannot be
+    decoded raises :class:`~flask_connect_session.errors.CorruptDocument`
+    instead.
+
+    Subclasses implement :meth:`get`, :meth:`set` and :meth:`destroy`; the
+    other methods are optional and raise :exc:`NotImplementedError` here
+    (:meth:`merge` has a working but not atomic default).
+
+    .. versionadded:: 0.1
+    """
+
+    #: Store lifetime, in seconds, of sessions whose cookie has no expiry.
+    ttl: int = DEFAULT_TTL
+
+    @abc.abstractmethod
+    def get(self, sid: str) -> Document | None:
+        """Return the stored document for ``sid``, or ``None`` if there is none
+        (never stored, destroyed or expired).
+        """
+
+    @abc.abstractmethod
+    def set(self, sid: str, session: Document) -> None:
+        """Store ``session`` under ``sid``, replacing what is there, with the
+        lifetime :func:`document_ttl` gives.
+        """
+
+    @abc.abstractmethod
+    def destroy(self, sid: str) -> None:
+        """Remove the session ``sid``; removing a missing one is not an error."""
+
+    def touch(self, sid: str, session: Document) -> None:
+        """Extend the lifetime of ``sid`` to what ``session``'s cookie says,
+        without rewriting it. Optional.
+        """
+        raise NotImplementedError
+
+    def merge(
+        self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
+    ) -> bool:
+        """Write only what a request changed on top of the stored session.
+
+        Sets each member of ``changes`` (the ``"cookie"`` member among them),
+        deletes each key in ``removed``, and keeps every other stored member,
+        so requests that change different keys at once both keep their
+        changes. Returns ``False``, writing nothing, when ``sid`` is no longer
+        stored: a session destroyed by another request stays destroyed.
+
+        This default reads then writes, so it is not atomic; the built-in
+        stores override it with an atomic version.
+        """
+        current = self.get(sid)
+        if current is None:
+            return False
+        self.set(sid, apply_changes(current, changes, removed))
+        return True
+
+    def all(self) -> dict[str, Document]:
+        """Return every live session, by id. Optional."""
+        raise NotImplementedError
+
+    def length(self) -> int:
+        """Return the number of live sessions. Optional."""
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        """Remove every session. Optional."""
+        raise NotImplementedError
+
+    def prune(self) -> int:
+        """Remove expired sessions now and return how many went. Stores whose
+        backend expires entries by itself have nothing to do and return 0.
+        """
+        return 0
+
+
+def implements(store: Store, method: str) -> bool:
+    """Whether ``store`` overrides the optional ``method`` of :class:`Store`."""
+    return getattr(type(store), method) is not getattr(Store, method)

@@ -1,0 +1,121 @@
+"""An in-process store, for development and tests."""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import threading
+import time
+import typing as t
+
+from ..serialization import decode
+from ..serialization import encode
+from .base import DEFAULT_TTL
+from .base import Document
+from .base import Store
+from .base import apply_changes
+from .base import document_ttl
+
+#: Seconds between two sweeps of expired entries.
+SWEEP_INTERVAL = 60.0
+
+
+class MemoryStore(Store):
+    """Keep sessions in a dict in this process, as express-session's
+    ``MemoryStore`` does.
+
+    Entries are kept as JSON text, so no object is shared between requests
+    and a value that could not go to a real store fails here too. Expired
+    entries are never returned, and are swept out at most every
+    :data:`SWEEP_INTERVAL` seconds on a write, so memory does not grow without
+    bound. Thread-safe; not shared between processes, so not for production
+    (the extension warns when it is used outside debug or testing).
+
+    :param ttl: lifetime, in seconds, of sessions whose cookie has no expiry.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, ttl: int = DEFAULT_TTL) -> None:
+        self.ttl = ttl
+        # sid -> (JSON text, expiry as time.time())
+        self._entries: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+        self._next_sweep = time.time() + SWEEP_INTERVAL
+
+    def _live_text(self, sid: str, now: float) -> str | None:
+        # Call with the lock held.
+        entry = self._entries.get(sid)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            del self._entries[sid]
+            return None
+        return entry[0]
+
+    def _put(self, sid: str, session: cabc.Mapping[str, t.Any], now: float) -> None:
+        # Call with the lock held.
+        ttl = document_ttl(session, self.ttl)
+        if ttl <= 0:
+            self._entries.pop(sid, None)
+        else:
+            self._entries[sid] = (encode(session), now + ttl)
+        if now >= self._next_sweep:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> int:
+        # Call with the lock held.
+        dead = [sid for sid, (_, expiry) in self._entries.items() if expiry <= now]
+        for sid in dead:
+            del self._entries[sid]
+        self._next_sweep = now + SWEEP_INTERVAL
+        return len(dead)
+
+    def get(self, sid: str) -> Document | None:
+        with self._lock:
+            text = self._live_text(sid, time.time())
+        return None if text is None else decode(text)
+
+    def set(self, sid: str, session: Document) -> None:
+        with self._lock:
+            self._put(sid, session, time.time())
+
+    def destroy(self, sid: str) -> None:
+        with self._lock:
+            self._entries.pop(sid, None)
+
+    def touch(self, sid: str, session: Document) -> None:
+        now = time.time()
+        with self._lock:
+            text = self._live_text(sid, now)
+            if text is not None:
+                self._entries[sid] = (text, now + document_ttl(session, self.ttl))
+
+    def merge(
+        self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
+    ) -> bool:
+        now = time.time()
+        with self._lock:
+            text = self._live_text(sid, now)
+            if text is None:
+                return False
+            self._put(sid, apply_changes(decode(text), changes, removed), now)
+        return True
+
+    def all(self) -> dict[str, Document]:
+        now = time.time()
+        with self._lock:
+            live = {sid: text for sid, (text, expiry) in self._entries.items() if expiry > now}
+        return {sid: decode(text) for sid, text in live.items()}
+
+    def length(self) -> int:
+        now = time.time()
+        with self._lock:
+            return sum(1 for _, expiry in self._entries.values() if expiry > now)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def prune(self) -> int:
+        with self._lock:
+            return self._sweep(time.time())
