@@ -255,7 +255,7 @@ class ConnectSessionInterface(SessionInterface):
             changes: dict[str, t.Any] = {
                 k: tagged[k] for k, v in now.items() if session.base.get(k) != v
             }
-            removed = [k for k in base if k not in now]
+            removed = [k for k in session.base if k not in now]
             changes[COOKIE_MEMBER] = cookie
             if session.created_unsaved:
                 changes[CREATED_MEMBER] = session.created
