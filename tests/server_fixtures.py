@@ -98,9 +98,7 @@ def _require_module(module: str, pip_name: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        _unavailable(
-            f"Python package {pip_name!r} not installed: pip install {pip_name}"
-        )
+        _unavailable(f"Python package {pip_name!r} not installed: pip install {pip_name}")
 
 
 # --------------------------------------------------------------------------
@@ -131,9 +129,7 @@ def _free_cluster_port() -> int:
         port = _free_port()
         if port + 10000 <= 65535 and _port_is_free(port + 10000):
             return port
-    raise RuntimeError(
-        "no free port P with a free cluster bus port P+10000 on 127.0.0.1"
-    )
+    raise RuntimeError("no free port P with a free cluster bus port P+10000 on 127.0.0.1")
 
 
 def _load_prctl() -> Callable[..., int] | None:
@@ -243,18 +239,15 @@ class _Process:
         while True:
             if not self.alive:
                 code = None if self.popen is None else self.popen.returncode
-                raise ServerStartError(
-                    f"{what}: process exited with status {code}", self.tail()
-                )
+                raise ServerStartError(f"{what}: process exited with status {code}", self.tail())
             try:
                 if check():
                     return
             except Exception as exc:  # not ready yet; kept for the error message
                 last_error = exc
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline and self.alive:
                 raise ServerStartError(
-                    f"{what}: not ready after {timeout:.0f}s"
-                    f" (last error: {last_error!r})",
+                    f"{what}: not ready after {timeout:.0f}s (last error: {last_error!r})",
                     self.tail(),
                 )
             time.sleep(_POLL_INTERVAL)
@@ -286,6 +279,18 @@ def _redis_argv(binary: str, port: int, data_dir: Path, *extra: str) -> list[str
     ]
 
 
+def _no_retry() -> Any:
+    """A redis-py Retry that never retries: the wait loop is the retry.
+
+    redis-py's default backoff would stretch one probe past the deadline
+    and hide that the server has already exited.
+    """
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 0)
+
+
 def _redis_is_ours(proc: _Process, port: int) -> bool:
     """PING answers and the answering process is the one we started.
 
@@ -295,7 +300,7 @@ def _redis_is_ours(proc: _Process, port: int) -> bool:
     import redis
 
     with redis.Redis(
-        HOST, port, socket_timeout=1.0, socket_connect_timeout=1.0
+        HOST, port, socket_timeout=1.0, socket_connect_timeout=1.0, retry=_no_retry()
     ) as client:
         if not client.ping():
             return False
@@ -460,9 +465,7 @@ class RedisClusterServer:
         if done.returncode != 0:
             raise ServerStartError(
                 f"redis-cli --cluster create failed with status {done.returncode}",
-                (done.stdout + done.stderr).decode(errors="replace")[-3000:]
-                + "\n"
-                + self.tail(),
+                (done.stdout + done.stderr).decode(errors="replace")[-3000:] + "\n" + self.tail(),
             )
         # Every node must agree before RedisCluster() can build its slot map.
         for proc, port in zip(self._procs, self.ports, strict=True):
@@ -476,7 +479,12 @@ class RedisClusterServer:
         import redis
 
         with redis.Redis(
-            self.host, port, socket_timeout=1.0, decode_responses=True
+            self.host,
+            port,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            retry=_no_retry(),
+            decode_responses=True,
         ) as client:
             info = client.execute_command("CLUSTER INFO")
         if isinstance(info, str):  # older redis-py returns the raw text
@@ -609,9 +617,7 @@ class MemcachedServer:
 
 def express_cache_dir() -> Path:
     """``${XDG_CACHE_HOME:-~/.cache}/flask-connect-session/express_app``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".cache"
-    )
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "flask-connect-session" / "express_app"
 
 
@@ -660,9 +666,7 @@ def _install_express_app(npm: str) -> Path:
                 timeout=NPM_TIMEOUT,
             )
         except subprocess.TimeoutExpired as exc:
-            raise RuntimeError(
-                f"npm ci in {target} timed out after {NPM_TIMEOUT:.0f}s"
-            ) from exc
+            raise RuntimeError(f"npm ci in {target} timed out after {NPM_TIMEOUT:.0f}s") from exc
         if done.returncode != 0:
             output = (done.stdout + done.stderr).decode(errors="replace")[-3000:]
             raise RuntimeError(
@@ -854,8 +858,7 @@ def express_app_factory(
     major = _node_major(node)
     if major is None or major < _NODE_MIN_MAJOR:
         _unavailable(
-            f"node >= {_NODE_MIN_MAJOR} needed, found {major}:"
-            " apt-get install nodejs npm"
+            f"node >= {_NODE_MIN_MAJOR} needed, found {major}: apt-get install nodejs npm"
         )
     factory = ExpressAppFactory(
         node, _install_express_app(npm), tmp_path_factory.mktemp("express")

@@ -19,6 +19,9 @@ from server_fixtures import MemcachedServer
 from server_fixtures import RedisClusterServer
 from server_fixtures import RedisServer
 
+# Real servers and subprocesses: deselect with -m "not slow" for a quick run.
+pytestmark = pytest.mark.slow
+
 # --------------------------------------------------------------------------
 # Redis
 # --------------------------------------------------------------------------
@@ -103,9 +106,7 @@ def test_redis_cluster_url_is_flushed(redis_cluster_url: str) -> None:
 # --------------------------------------------------------------------------
 
 
-def test_memcached_set_get(
-    memcached_url: str, memcached_server: MemcachedServer
-) -> None:
+def test_memcached_set_get(memcached_url: str, memcached_server: MemcachedServer) -> None:
     from pymemcache.client.base import Client
 
     parsed = urllib.parse.urlsplit(memcached_url)
@@ -119,9 +120,7 @@ def test_memcached_set_get(
         client.close()
 
 
-def test_memcached_url_is_flushed(
-    memcached_url: str, memcached_server: MemcachedServer
-) -> None:
+def test_memcached_url_is_flushed(memcached_url: str, memcached_server: MemcachedServer) -> None:
     client = memcached_server.client(connect_timeout=2, timeout=2)
     try:
         assert client.get("greeting") is None
