@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
-from datetime import timezone
 
 import pytest
 
@@ -49,7 +49,7 @@ def t_remaining(cookie: Cookie) -> float:
 def test_expires_setter_sets_original_max_age() -> None:
     """Setting expires sets original_max_age to the time remaining (express)."""
     cookie = Cookie()
-    cookie.expires = datetime.now(timezone.utc) + timedelta(seconds=30)
+    cookie.expires = datetime.now(UTC) + timedelta(seconds=30)
     assert cookie.original_max_age is not None
     assert 29 < cookie.original_max_age <= 30
     cookie.expires = False
@@ -59,15 +59,15 @@ def test_expires_setter_sets_original_max_age() -> None:
 def test_naive_expires_means_utc() -> None:
     """A naive datetime is taken as UTC."""
     cookie = Cookie()
-    naive = datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(seconds=30)
+    naive = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=30)
     cookie.expires = naive
-    assert cookie.expires == naive.replace(tzinfo=timezone.utc)
+    assert cookie.expires == naive.replace(tzinfo=UTC)
 
 
 def test_touch_resets_expiry() -> None:
     """touch() moves expires back to now + original_max_age."""
     cookie = Cookie(max_age=60)
-    cookie.expires = datetime.now(timezone.utc) + timedelta(seconds=5)
+    cookie.expires = datetime.now(UTC) + timedelta(seconds=5)
     cookie.original_max_age = 60
     cookie.touch()
     assert 59 < t_remaining(cookie) <= 60
@@ -114,7 +114,7 @@ def test_from_document_reads_express_forms_and_keeps_defaults() -> None:
 
 def test_expires_format_matches_javascript() -> None:
     """Dates are written like Date.prototype.toJSON: ms precision, Z."""
-    when = datetime(2026, 11, 25, 22, 34, 3, 50123, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 25, 22, 34, 3, 50123, tzinfo=UTC)
     assert format_expires(when) == "2026-11-25T22:34:03.050Z"
     assert parse_expires("2026-11-25T22:34:03.050Z") == when.replace(microsecond=50000)
     assert parse_expires(12) is None

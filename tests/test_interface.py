@@ -253,6 +253,7 @@ def test_save_after_concurrent_destroy_does_not_resurrect(app: Flask, store: Sto
     """A request that loaded the session before another destroyed it does not
     bring it back when it saves.
     """
+
     @app.post("/slow-write")
     def slow_write() -> str:
         session.get("user")
@@ -273,6 +274,7 @@ def test_destroy_then_flash_starts_a_new_session(app: Flask, store: Store) -> No
     """Logout followed by flash(): the old session is gone, the flash survives
     in a new session, and only the new cookie is sent.
     """
+
     @app.post("/logout")
     def logout() -> str:
         session.destroy()
@@ -306,6 +308,7 @@ def test_destroy_without_writes_deletes_cookie(app: Flask, store: Store) -> None
 
 def test_reload_of_destroyed_session_raises(app: Flask, store: Store) -> None:
     """reload() raises SessionNotFound when the session is gone from the store."""
+
     @app.get("/reload")
     def reload() -> str:
         session.get("a")

@@ -14,6 +14,7 @@ import requests
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
+
 from server_fixtures import ExpressAppFactory
 from server_fixtures import MemcachedServer
 from server_fixtures import RedisClusterServer
