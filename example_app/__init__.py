@@ -1,0 +1,53 @@
+"""Example app: a view counter, login with regenerate, logout with destroy.
+
+Run it with ``flask --app example_app run`` (see the README).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from flask import Flask
+from flask import flash
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+from werkzeug.wrappers import Response
+
+from flask_connect_session import ConnectSession
+
+CONFIG = Path(__file__).with_name("config.toml")
+
+
+def create_app(config_file: str | Path = CONFIG) -> Flask:
+    """Build the example app, configured from a TOML file."""
+    app = Flask(__name__)
+    app.config.from_file(str(config_file), load=tomllib.load, text=False)
+    app.config.from_prefixed_env()
+    ConnectSession(app)
+
+    @app.get("/")
+    def index() -> str:
+        session["views"] = session.get("views", 0) + 1
+        return render_template("index.html", cookie=session.cookie)
+
+    @app.post("/login")
+    def login() -> Response:
+        name = request.form.get("name", "").strip() or "anonymous"
+        # A new id on login defeats session fixation; keep=True keeps the counter.
+        session.regenerate(keep=True)
+        session["user"] = name
+        flash(f"Logged in as {name}.")
+        return redirect(url_for("index"))
+
+    @app.post("/logout")
+    def logout() -> Response:
+        session.destroy()
+        # Written after destroy(): goes into a brand-new session.
+        flash("Logged out.")
+        return redirect(url_for("index"))
+
+    return app
