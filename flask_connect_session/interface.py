@@ -80,6 +80,9 @@ class ConnectSessionInterface(SessionInterface):
         #: The live store.
         self.store = store
         self._store_touches = implements(store, "touch")
+        # Load and touch in one call where the store can: a read-only
+        # request then costs a single round trip.
+        self._load_operation = "get_and_touch" if implements(store, "get_and_touch") else "get"
 
     # -- store calls -----------------------------------------------------
 
@@ -103,14 +106,14 @@ class ConnectSessionInterface(SessionInterface):
             )
             raise StoreError(self.store, operation, sid) from exc
 
-    def _fetch(self, sid: str) -> Document | None:
+    def _fetch(self, sid: str, operation: str = "get") -> Document | None:
         """Return the stored document, or ``None`` if missing or corrupt.
 
         A corrupt entry is logged and left in place; the caller starts a new
         session with a new id.
         """
         try:
-            document = self._call("get", sid)
+            document = self._call(operation, sid)
             return None if document is None else check_document(document)
         except CorruptDocument as exc:
             logger.error(
@@ -202,7 +205,7 @@ class ConnectSessionInterface(SessionInterface):
         :raises StoreError: the store failed.
         """
         sid = session.cookie_sid
-        document = None if sid is None else self._fetch(sid)
+        document = None if sid is None else self._fetch(sid, self._load_operation)
         if document is not None and sid is not None and self._timed_out(document):
             self._call("destroy", sid)
             document = None
@@ -212,6 +215,7 @@ class ConnectSessionInterface(SessionInterface):
         else:
             stored = self._inflate(session, sid, document)
             session.original = stored
+            session.touched = self._load_operation == "get_and_touch"
             if not self.options.resave:
                 session.saved_id, session.saved = sid, stored
         session.original_id = session.sid
@@ -304,8 +308,15 @@ class ConnectSessionInterface(SessionInterface):
         return not session.is_saved(now)
 
     def should_touch(self, session: ServerSession) -> bool:
-        """Whether to extend the store lifetime of a loaded, unsaved session."""
-        return self._store_touches and session.in_store and session.sid == session.cookie_sid
+        """Whether to extend the store lifetime of a loaded, unsaved session
+        (not done already by the load).
+        """
+        return (
+            self._store_touches
+            and not session.touched
+            and session.in_store
+            and session.sid == session.cookie_sid
+        )
 
     def should_set_cookie(self, session: ServerSession, now: Snapshot) -> bool:  # type: ignore[override]
         """express-session's ``shouldSetCookie``, plus Flask's refresh of

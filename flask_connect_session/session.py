@@ -91,6 +91,8 @@ class ServerSession(SessionMixin):
         self.created_unsaved = False
         #: What the store holds for ``sid`` as far as this request knows.
         self.in_store = False
+        #: Whether the load already extended the store lifetime.
+        self.touched = False
         self.base: Snapshot = {}
         #: Id and data when loaded or generated (express's isModified).
         self.original_id = ""

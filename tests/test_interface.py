@@ -42,6 +42,10 @@ class SwitchableStore(MemoryStore):
         self._check("get")
         return super().get(sid)
 
+    def get_and_touch(self, sid: str) -> Document | None:
+        self._check("get_and_touch")
+        return super().get_and_touch(sid)
+
     def set(self, sid: str, session: Document) -> None:
         self._check("set")
         super().set(sid, session)
@@ -85,7 +89,7 @@ def test_dead_store_is_a_500_with_logged_store_error(
     with caplog.at_level(logging.ERROR, logger="flask_connect_session"):
         assert client.get("/get").status_code == 500
     message = " ".join(r.getMessage() for r in caplog.records)
-    assert "SwitchableStore.get failed" in message
+    assert "SwitchableStore.get_and_touch failed" in message
 
 
 def test_store_error_on_save_overwrites_nothing_and_recovers(
@@ -129,7 +133,7 @@ def test_store_error_at_first_access_can_be_handled(
     store.down = True
     response = client.get("/get")
     assert response.status_code == 503
-    assert response.data == b"sessions down: get"
+    assert response.data == b"sessions down: get_and_touch"
 
 
 def test_view_ignoring_session_makes_no_store_call(
@@ -146,10 +150,28 @@ def test_view_ignoring_session_makes_no_store_call(
     assert "Vary" not in response.headers
 
 
-def test_read_only_request_gets_then_touches(switchable: tuple[Flask, SwitchableStore]) -> None:
-    """A read-only request loads once and extends the lifetime; nothing is written."""
+def test_read_only_request_is_one_store_call(switchable: tuple[Flask, SwitchableStore]) -> None:
+    """A read-only request loads and extends the lifetime in one call."""
     app, store = switchable
     client = app.test_client()
+    client.post("/set", json={"a": 1})
+    store.calls.clear()
+    client.get("/get")
+    assert store.calls == ["get_and_touch"]
+
+
+class GetThenTouchStore(SwitchableStore):
+    """A store without the combined call: loads with get, touches at the end."""
+
+    get_and_touch = Store.get_and_touch  # type: ignore[assignment]
+
+
+def test_read_only_request_without_combined_call_gets_then_touches(
+    make_app: cabc.Callable[..., Flask],
+) -> None:
+    """Without get_and_touch, a read-only request is a get then a touch."""
+    store = GetThenTouchStore()
+    client = make_app(CONNECT_SESSION_STORE=store).test_client()
     client.post("/set", json={"a": 1})
     store.calls.clear()
     client.get("/get")

@@ -34,6 +34,18 @@ def document_ttl(document: cabc.Mapping[str, t.Any], default: int) -> int:
     return math.ceil((expires - utcnow()).total_seconds())
 
 
+def touched_ttl(document: cabc.Mapping[str, t.Any], default: int) -> int:
+    """Return the lifetime a touch now gives ``document``: its cookie's
+    ``originalMaxAge`` in whole seconds rounded up (the cookie is reset to now
+    plus that), else ``default`` for a browser-session cookie.
+    """
+    cookie = document.get(COOKIE_MEMBER)
+    original = cookie.get("originalMaxAge") if isinstance(cookie, dict) else None
+    if isinstance(original, int | float) and not isinstance(original, bool):
+        return math.ceil(original / 1000)
+    return default
+
+
 def apply_changes(
     document: Document, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
 ) -> Document:
@@ -85,6 +97,14 @@ class Store(abc.ABC):
     def touch(self, sid: str, session: Document) -> None:
         """Extend the lifetime of ``sid`` to what ``session``'s cookie says,
         without rewriting it. Optional.
+        """
+        raise NotImplementedError
+
+    def get_and_touch(self, sid: str) -> Document | None:
+        """Return the stored document for ``sid`` and extend its lifetime as
+        :meth:`touch` would now (to the cookie's ``originalMaxAge``, else
+        :attr:`ttl`), ideally in one round trip. Optional: the interface then
+        skips the touch at the end of a request that does not save.
         """
         raise NotImplementedError
 

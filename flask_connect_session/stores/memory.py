@@ -14,6 +14,7 @@ from .base import Document
 from .base import Store
 from .base import apply_changes
 from .base import document_ttl
+from .base import touched_ttl
 
 #: Seconds between two sweeps of expired entries.
 SWEEP_INTERVAL = 60.0
@@ -89,6 +90,16 @@ class MemoryStore(Store):
             text = self._live_text(sid, now)
             if text is not None:
                 self._entries[sid] = (text, now + document_ttl(session, self.ttl))
+
+    def get_and_touch(self, sid: str) -> Document | None:
+        now = time.time()
+        with self._lock:
+            text = self._live_text(sid, now)
+            if text is None:
+                return None
+            document = decode(text)
+            self._entries[sid] = (text, now + touched_ttl(document, self.ttl))
+        return document
 
     def merge(
         self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
