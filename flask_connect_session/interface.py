@@ -20,7 +20,7 @@ from .serialization import check_document
 from .serialization import dumps
 from .serialization import untag
 from .session import ServerSession
-from .session import Snapshot
+from .signing import cookie_value
 from .signing import sign
 from .signing import unsign
 from .stores.base import implements
@@ -56,6 +56,14 @@ def is_secure(request: Request, proxy: bool | None) -> bool:
         return False
     forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "")
     return str(forwarded).partition(",")[0].strip().lower() == "https"
+
+
+def add_vary_cookie(response: Response) -> None:
+    """Add ``Cookie`` to the response's ``Vary`` header, once."""
+    if "Vary" in response.headers:
+        response.vary.add("Cookie")
+    else:  # the common case, without parsing a header set
+        response.headers["Vary"] = "Cookie"
 
 
 class ConnectSessionInterface(SessionInterface):
@@ -124,17 +132,25 @@ class ConnectSessionInterface(SessionInterface):
     # -- creating and loading (SessionBackend) ---------------------------
 
     def open_session(self, app: Flask, request: Request) -> ServerSession | None:
-        """Verify the session cookie and return a session that loads lazily.
+        """Return a session that reads its cookie and the store lazily.
 
         Returns ``None`` (Flask's null session) when no secret is configured.
-        Makes no store call.
+        Does no other work: a view that never touches the session pays for
+        nothing more.
         """
         secrets = config_secrets(app.config)
         if not secrets:
             return None
-        raw = request.cookies.get(self.options.key)
-        cookie_sid = unsign(raw, secrets) if raw else None
-        return ServerSession(self, request, cookie_sid, secrets)
+        return ServerSession(self, request, secrets)
+
+    def read_cookie_sid(self, session: ServerSession) -> str | None:
+        """Return the validly signed id in the request's cookie, or ``None``.
+
+        The first cookie of the configured name counts; anything not validly
+        signed under one of the secrets means "no session".
+        """
+        raw = cookie_value(session.request.environ.get("HTTP_COOKIE", ""), self.options.key)
+        return unsign(raw, session.secrets) if raw else None
 
     def new_cookie(self, request: Request) -> Cookie:
         """Return the cookie a new session gets, from the cookie settings.
@@ -162,32 +178,43 @@ class ConnectSessionInterface(SessionInterface):
         session.sid = self.options.genid(session.request)
         session.data = data
         session.cookie_obj = self.new_cookie(session.request)
+        session.cookie_document = None
         session.is_new = True
         session.in_store = False
+        session.touched = False
         session.base = {}
-        session.saved = None
+        session.saved_text = None
         if self.options.absolute_timeout is not None:
             session.created = int(time.time() * 1000)
             session.created_unsaved = True
 
-    def _inflate(self, session: ServerSession, sid: str, document: Document) -> Snapshot:
-        """Fill ``session`` from a stored document; return its snapshot."""
+    def _inflate(self, session: ServerSession, sid: str, document: Document) -> None:
+        """Fill ``session`` from a stored document."""
+        base = {k: v for k, v in document.items() if k not in RESERVED_MEMBERS}
         session.sid = sid
-        session.data = {k: untag(v) for k, v in document.items() if k not in RESERVED_MEMBERS}
-        session.cookie_obj = Cookie.from_document(
-            document[COOKIE_MEMBER], self.new_cookie(session.request)
-        )
+        session.base = base
+        session.data = {k: untag(v) for k, v in base.items()}
+        # The Cookie object is built only if the request needs it.
+        session.cookie_obj = None
+        session.cookie_document = document[COOKIE_MEMBER]
         session.is_new = False
         session.in_store = True
-        stored = {k: dumps(v) for k, v in document.items() if k not in RESERVED_MEMBERS}
-        session.base = stored
-        created = document.get(CREATED_MEMBER)
+        session.original_id, session.original_text = sid, dumps(base)
+        if not self.options.resave:
+            session.saved_id, session.saved_text = sid, session.original_text
         if self.options.absolute_timeout is not None:
+            created = document.get(CREATED_MEMBER)
             if isinstance(created, int | float) and not isinstance(created, bool):
                 session.created, session.created_unsaved = int(created), False
             else:  # timeout enabled after this session began: start counting now
                 session.created, session.created_unsaved = int(time.time() * 1000), True
-        return stored
+
+    def inflate_cookie(self, session: ServerSession) -> Cookie:
+        """Build the Cookie of a loaded session from its stored form."""
+        defaults = self.new_cookie(session.request)
+        if session.cookie_document is None:
+            return defaults
+        return Cookie.from_document(session.cookie_document, defaults)
 
     def _timed_out(self, document: Document) -> bool:
         timeout = self.options.absolute_timeout
@@ -204,21 +231,17 @@ class ConnectSessionInterface(SessionInterface):
 
         :raises StoreError: the store failed.
         """
-        sid = session.cookie_sid
+        sid = session.cookie_sid = self.read_cookie_sid(session)
         document = None if sid is None else self._fetch(sid, self._load_operation)
         if document is not None and sid is not None and self._timed_out(document):
             self._call("destroy", sid)
             document = None
         if document is None or sid is None:
             self._generate(session, {})
-            session.original = {}
+            session.original_id, session.original_text = session.sid, "{}"
         else:
-            stored = self._inflate(session, sid, document)
-            session.original = stored
+            self._inflate(session, sid, document)
             session.touched = self._load_operation == "get_and_touch"
-            if not self.options.resave:
-                session.saved_id, session.saved = sid, stored
-        session.original_id = session.sid
         session.loaded = True
 
     def regenerate(self, session: ServerSession, keep: bool) -> None:
@@ -232,7 +255,7 @@ class ConnectSessionInterface(SessionInterface):
         if session.in_store:
             self._call("destroy", session.sid)
         self._generate(session, {})
-        session.original_id, session.original = session.sid, {}
+        session.original_id, session.original_text = session.sid, "{}"
         session.destroyed = True
 
     def reload(self, session: ServerSession) -> None:
@@ -240,35 +263,32 @@ class ConnectSessionInterface(SessionInterface):
         document = self._fetch(session.sid) if session.in_store else None
         if document is None:
             raise SessionNotFound(f"session {session.sid[:6]}... is not in the store")
-        stored = self._inflate(session, session.sid, document)
-        session.original_id, session.original = session.sid, stored
-        if not self.options.resave:
-            session.saved_id, session.saved = session.sid, stored
+        self._inflate(session, session.sid, document)
 
     def save(self, session: ServerSession) -> None:
         """Write ``session`` now; see :meth:`ServerSession.save`."""
-        tagged, now = session.current()
-        self._write(session, tagged, now)
+        tagged, text = session.current()
+        session.cookie.touch()
+        self._write(session, tagged, text)
 
-    def _write(self, session: ServerSession, tagged: dict[str, t.Any], now: Snapshot) -> None:
+    def _write(self, session: ServerSession, tagged: dict[str, t.Any], text: str) -> None:
         """Store the session: only the changed keys for a stored session,
         the whole document for a new one.
         """
         cookie = session.cookie.to_document()
         if session.in_store:
-            changes: dict[str, t.Any] = {
-                k: tagged[k] for k, v in now.items() if session.base.get(k) != v
+            base = session.base
+            changes = {
+                k: v for k, v in tagged.items() if k not in base or dumps(base[k]) != dumps(v)
             }
-            removed = [k for k in session.base if k not in now]
+            removed = [k for k in base if k not in tagged]
             changes[COOKIE_MEMBER] = cookie
             if session.created_unsaved:
                 changes[CREATED_MEMBER] = session.created
             try:
                 stored = self._call("merge", session.sid, changes, removed)
             except CorruptDocument as exc:
-                logger.error(
-                    "corrupt session document (sid %.6s...), not overwritten: %s", session.sid, exc
-                )
+                logger.error("corrupt session document (sid %.6s...) kept: %s", session.sid, exc)
                 stored = False
             if not stored:
                 # Destroyed by another request meanwhile: a logout stays a logout.
@@ -282,30 +302,29 @@ class ConnectSessionInterface(SessionInterface):
             self._call("set", session.sid, document)
             session.in_store = True
         session.created_unsaved = False
-        session.base = now
-        session.saved_id, session.saved = session.sid, now
+        session.base = tagged
+        session.saved_id, session.saved_text = session.sid, text
 
     # -- the end of the request ------------------------------------------
 
-    def should_destroy(self, session: ServerSession, now: Snapshot) -> bool:
+    def should_destroy(self, session: ServerSession, tagged: dict[str, t.Any]) -> bool:
         """Whether the session was emptied during the request and ``unset``
         is ``"destroy"``: it is removed from the store and the cookie deleted.
         """
-        return (
-            self.options.unset == "destroy" and session.in_store and not now and bool(session.base)
-        )
+        emptied = session.in_store and not tagged and bool(session.base)
+        return emptied and self.options.unset == "destroy"
 
-    def should_save(self, session: ServerSession, now: Snapshot) -> bool:
+    def should_save(self, session: ServerSession, text: str) -> bool:
         """express-session's ``shouldSave``: a new session if written to (or
         ``save_uninitialized``), a loaded one if changed (or ``resave``).
         """
         if (
             session.sid != session.cookie_sid
             and not self.options.save_uninitialized
-            and session.saved is None
+            and session.saved_text is None
         ):
-            return session.is_modified(now)
-        return not session.is_saved(now)
+            return session.is_modified(text)
+        return not session.is_saved(text)
 
     def should_touch(self, session: ServerSession) -> bool:
         """Whether to extend the store lifetime of a loaded, unsaved session
@@ -318,7 +337,7 @@ class ConnectSessionInterface(SessionInterface):
             and session.sid == session.cookie_sid
         )
 
-    def should_set_cookie(self, session: ServerSession, now: Snapshot) -> bool:  # type: ignore[override]
+    def should_set_cookie(self, session: ServerSession, text: str) -> bool:  # type: ignore[override]
         """express-session's ``shouldSetCookie``, plus Flask's refresh of
         permanent sessions: a new or regenerated session once stored; a loaded
         one on every response with ``rolling``, or when its expiring cookie
@@ -326,21 +345,27 @@ class ConnectSessionInterface(SessionInterface):
         """
         if not session.in_store:
             return False
-        if session.sid != session.cookie_sid:
+        if session.sid != session.cookie_sid or self.options.rolling or session.resend_cookie:
             return True
-        if self.options.rolling:
-            return True
-        cookie = session.cookie
-        return cookie.expires is not None and (
-            session.is_modified(now) or (session.permanent and self.options.refresh_each_request)
+        # Cheap checks first: the Cookie object is built only if needed.
+        changed = session.is_modified(text) or (
+            self.options.refresh_each_request and session.permanent
         )
+        return changed and session.cookie.expires is not None
 
     def _apply_permanent(self, session: ServerSession) -> None:
         # Flask's session.permanent: without a configured max_age, a permanent
-        # session's cookie lives PERMANENT_SESSION_LIFETIME.
-        cookie = session.cookie
-        if session.permanent and cookie.expires is None and self.options.cookie.max_age is None:
-            cookie.max_age = self.options.permanent_lifetime
+        # session's cookie lives PERMANENT_SESSION_LIFETIME, and one made
+        # non-permanent during the request goes back to a browser-session
+        # cookie, which must then be re-sent to replace the expiring one.
+        if self.options.cookie.max_age is not None:
+            return
+        if session.permanent:
+            if session.cookie.expires is None:
+                session.cookie.max_age = self.options.permanent_lifetime
+        elif session.base.get("_permanent") is True and session.cookie.expires is not None:
+            session.cookie.expires = None
+            session.resend_cookie = True
 
     def save_session(self, app: Flask, session: ServerSession, response: Response) -> None:  # type: ignore[override]
         """Run the end-of-request lifecycle and write the cookie.
@@ -355,30 +380,31 @@ class ConnectSessionInterface(SessionInterface):
             if not (self.options.rolling or self.options.save_uninitialized):
                 return
             session._load()
-        response.vary.add("Cookie")
-        tagged, now = session.current()
-        if session.destroyed and not now:
+        add_vary_cookie(response)
+        tagged, text = session.current()
+        if session.destroyed and not tagged:
             self._delete_cookie(session, response)
             return
-        if self.should_destroy(session, now):
+        if self.should_destroy(session, tagged):
             self._call("destroy", session.sid)
             self._delete_cookie(session, response)
             return
         self._apply_permanent(session)
-        # express touches every session at the end of the request: the
-        # stored and sent expiry move to now + original max age.
-        session.cookie.touch()
-        if self.should_save(session, now):
-            self._write(session, tagged, now)
+        if self.should_save(session, text):
+            # express touches the cookie of every session it saves or
+            # touches: the expiry moves to now + original max age.
+            session.cookie.touch()
+            self._write(session, tagged, text)
         elif self.should_touch(session):
-            self._call(
-                "touch", session.sid, {**tagged, COOKIE_MEMBER: session.cookie.to_document()}
-            )
-        if self.should_set_cookie(session, now):
+            cookie = session.cookie
+            cookie.touch()
+            self._call("touch", session.sid, {**tagged, COOKIE_MEMBER: cookie.to_document()})
+        if self.should_set_cookie(session, text):
             self._set_cookie(session, response)
 
     def _set_cookie(self, session: ServerSession, response: Response) -> None:
         cookie = session.cookie
+        cookie.touch()
         # A secure cookie never goes over plain HTTP (the session is saved).
         if cookie.requires_secure and not is_secure(session.request, self.options.proxy):
             return

@@ -8,16 +8,12 @@ import typing as t
 from flask.sessions import SessionMixin
 
 from .serialization import RESERVED_MEMBERS
-from .serialization import dumps
-from .serialization import tag
+from .serialization import dumps_data
 
 if t.TYPE_CHECKING:
     from werkzeug.wrappers import Request
 
     from .cookie import Cookie
-
-#: Per-key JSON text of a session's data: what change tracking compares.
-Snapshot = dict[str, str]
 
 
 class SessionBackend(t.Protocol):
@@ -27,22 +23,11 @@ class SessionBackend(t.Protocol):
     """
 
     def load(self, session: ServerSession) -> None: ...
+    def inflate_cookie(self, session: ServerSession) -> Cookie: ...
     def regenerate(self, session: ServerSession, keep: bool) -> None: ...
     def destroy(self, session: ServerSession) -> None: ...
     def reload(self, session: ServerSession) -> None: ...
     def save(self, session: ServerSession) -> None: ...
-
-
-def snapshot(data: cabc.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], Snapshot]:
-    """Return the stored (tagged) form of each value and its JSON text.
-
-    Comparing the text of two snapshots finds every change, nested ones
-    (``session["cart"].append(x)``) included.
-
-    :raises TypeError: a value has no JSON form; the message names its key.
-    """
-    tagged = {key: tag(key, value) for key, value in data.items()}
-    return tagged, {key: dumps(value) for key, value in tagged.items()}
 
 
 class ServerSession(SessionMixin):
@@ -61,11 +46,53 @@ class ServerSession(SessionMixin):
     .. versionadded:: 0.1
     """
 
+    # Defaults as class attributes, so opening a session the view may never
+    # touch costs three assignments. The backend's load() sets the rest.
+
+    #: Whether the session was accessed through :data:`flask.session`.
+    accessed = False
+    #: Whether the store was read (or a new session made) for this request.
+    loaded = False
+    _force_modified = False
+    #: The validly signed id the request's cookie carried (express's
+    #: ``cookieId``), or ``None``; read at load.
+    cookie_sid: str | None = None
+    #: The current session id.
+    sid = ""
+    #: The user's data.
+    data: dict[str, t.Any]
+    #: The cookie, built on first use from ``cookie_document``.
+    cookie_obj: Cookie | None = None
+    #: The stored ``"cookie"`` member not yet turned into ``cookie_obj``.
+    cookie_document: dict[str, t.Any] | None = None
+    is_new = True
+    #: Creation time (ms since the epoch) when an absolute timeout is set.
+    created: int | None = None
+    #: Whether ``created`` is not in the stored document yet.
+    created_unsaved = False
+    #: Whether the store holds ``sid``, as far as this request knows.
+    in_store = False
+    #: Whether the load already extended the store lifetime.
+    touched = False
+    #: The stored (tagged) values as last loaded or saved: what a save
+    #: compares key by key to write only the changes.
+    base: dict[str, t.Any]
+    #: Id and data JSON when loaded or generated (express's isModified).
+    original_id = ""
+    original_text = "{}"
+    #: Id and data JSON when last saved; ``None`` if not (express's isSaved).
+    saved_id = ""
+    saved_text: str | None = None
+    #: Whether the cookie must be sent even though express would not.
+    resend_cookie = False
+    #: Set by :meth:`destroy`: the response deletes the cookie unless new
+    #: data makes a new session.
+    destroyed = False
+
     def __init__(
         self,
         backend: SessionBackend,
         request: Request,
-        cookie_sid: str | None,
         secrets: tuple[str | bytes, ...],
     ) -> None:
         self._backend = backend
@@ -73,36 +100,6 @@ class ServerSession(SessionMixin):
         self.request = request
         #: The secrets in force for this request; the first signs.
         self.secrets = secrets
-        #: The validly signed id the request's cookie carried (express's
-        #: ``cookieId``), or ``None``.
-        self.cookie_sid = cookie_sid
-        #: Whether the session was accessed through :data:`flask.session`.
-        self.accessed = False
-        self.loaded = False
-        self._force_modified = False
-        # Filled in by the backend's load().
-        self.sid: str = ""
-        self.data: dict[str, t.Any] = {}
-        self.cookie_obj: Cookie | None = None
-        self.is_new = True
-        #: Creation time (ms since the epoch) when an absolute timeout is set.
-        self.created: int | None = None
-        #: Whether ``created`` is not in the stored document yet.
-        self.created_unsaved = False
-        #: What the store holds for ``sid`` as far as this request knows.
-        self.in_store = False
-        #: Whether the load already extended the store lifetime.
-        self.touched = False
-        self.base: Snapshot = {}
-        #: Id and data when loaded or generated (express's isModified).
-        self.original_id = ""
-        self.original: Snapshot = {}
-        #: Id and data when last saved; ``None`` if never (express's isSaved).
-        self.saved_id = ""
-        self.saved: Snapshot | None = None
-        #: Set by :meth:`destroy`: the response deletes the cookie unless new
-        #: data makes a new session.
-        self.destroyed = False
 
     def _load(self) -> dict[str, t.Any]:
         if not self.loaded:
@@ -155,7 +152,8 @@ class ServerSession(SessionMixin):
     def cookie(self) -> Cookie:
         """The session's :class:`~flask_connect_session.Cookie`."""
         self._load()
-        assert self.cookie_obj is not None
+        if self.cookie_obj is None:
+            self.cookie_obj = self._backend.inflate_cookie(self)
         return self.cookie_obj
 
     @property
@@ -164,17 +162,22 @@ class ServerSession(SessionMixin):
         self._load()
         return self.is_new
 
-    def current(self) -> tuple[dict[str, t.Any], Snapshot]:
-        """Return :func:`snapshot` of the data now."""
-        return snapshot(self.data)
+    def current(self) -> tuple[dict[str, t.Any], str]:
+        """Return the data's stored (tagged) form and its JSON text.
 
-    def is_modified(self, now: Snapshot) -> bool:
-        """Whether the id or data differ from when the session was loaded."""
-        return self._force_modified or self.sid != self.original_id or now != self.original
+        :raises TypeError: a value has no JSON form; the message names its key.
+        """
+        return dumps_data(self.data)
 
-    def is_saved(self, now: Snapshot) -> bool:
+    def is_modified(self, text: str) -> bool:
+        """Whether the id or data (as JSON ``text``) differ from when the
+        session was loaded, or ``modified`` was set.
+        """
+        return self._force_modified or self.sid != self.original_id or text != self.original_text
+
+    def is_saved(self, text: str) -> bool:
         """Whether the store already holds this id with this data."""
-        return self.saved is not None and self.saved_id == self.sid and now == self.saved
+        return self.saved_id == self.sid and text == self.saved_text
 
     @property
     def modified(self) -> bool:

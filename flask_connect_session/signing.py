@@ -13,9 +13,11 @@ import hashlib
 import hmac
 import secrets
 import typing as t
+from base64 import b64encode
 from urllib.parse import quote
 from urllib.parse import unquote
 
+from itsdangerous import HMACAlgorithm
 from itsdangerous import Signer
 
 if t.TYPE_CHECKING:
@@ -30,10 +32,6 @@ MAX_COOKIE_LENGTH = 4096
 # Characters ``encodeURIComponent`` leaves alone besides the ones ``quote``
 # always keeps (letters, digits and ``_.-~``).
 _URI_COMPONENT_SAFE = "!*'()"
-
-# itsdangerous emits URL-safe base64; cookie-signature uses the standard
-# alphabet. Both drop the ``=`` padding.
-_TO_STANDARD_B64 = str.maketrans("-_", "+/")
 
 Secret = str | bytes
 
@@ -50,16 +48,22 @@ def generate_sid(request: Request | None = None) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _signer(secret: Secret) -> Signer:
+def _key(secret: Secret) -> bytes:
     # key_derivation="none" makes the HMAC key the secret itself, as in
     # cookie-signature; itsdangerous' default would salt and derive it.
-    return Signer(secret, key_derivation="none", digest_method=hashlib.sha256)
+    signer = Signer(secret, key_derivation="none", digest_method=hashlib.sha256)
+    return signer.derive_key()
+
+
+_HMAC = HMACAlgorithm(hashlib.sha256)
 
 
 def signature(sid: str, secret: Secret) -> str:
     """Return the cookie-signature signature of ``sid`` under ``secret``."""
-    raw = _signer(secret).get_signature(sid).decode("ascii")
-    return raw.translate(_TO_STANDARD_B64)
+    # itsdangerous' HMAC, with the standard base64 alphabet cookie-signature
+    # uses (Signer.get_signature would give the URL-safe one).
+    digest = _HMAC.get_signature(_key(secret), sid.encode("utf-8"))
+    return b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def sign(sid: str, secret: Secret) -> str:
@@ -69,6 +73,25 @@ def sign(sid: str, secret: Secret) -> str:
     :param secret: the signing secret (the first of the configured ones).
     """
     return quote(f"s:{sid}.{signature(sid, secret)}", safe=_URI_COMPONENT_SAFE)
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    """Return the value of the first cookie called ``name`` in a ``Cookie``
+    request header, as the ``cookie`` package express uses parses it
+    (surrounding double quotes removed), or ``None``.
+
+    Reads only the one cookie, which is cheaper than parsing them all.
+    """
+    if name not in header:
+        return None
+    for pair in header.split(";"):
+        key, eq, value = pair.partition("=")
+        if eq and key.strip() == name:
+            value = value.strip()
+            if len(value) > 1 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value
+    return None
 
 
 def unsign(value: str, secrets: cabc.Sequence[Secret]) -> str | None:

@@ -70,3 +70,25 @@ def test_generate_sid_is_32_urlsafe_chars_and_unique() -> None:
     for sid in sids:
         assert len(sid) == 32
         assert set(sid) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("connect.sid=abc", "abc"),
+        ("a=1; connect.sid=abc; b=2", "abc"),
+        ("connect.sid=first; connect.sid=second", "first"),
+        ('connect.sid="quoted"', "quoted"),
+        ("xconnect.sid=no; connect.sidx=no", None),
+        ("connect.sid", None),
+        ("", None),
+        ("  connect.sid  =  spaced  ", "spaced"),
+    ],
+)
+def test_cookie_value_reads_the_first_cookie_of_the_name(
+    header: str, expected: str | None
+) -> None:
+    """Only the named cookie is read; the first one wins; quotes are removed."""
+    from flask_connect_session.signing import cookie_value
+
+    assert cookie_value(header, "connect.sid") == expected

@@ -1,0 +1,233 @@
+"""Per-request cost of sessions: this extension against Flask and Flask-Session.
+
+Runs raw WSGI requests (no HTTP, no server) in one process, interleaving the
+variants round by round so that drift hits them all alike, and prints the
+median microseconds per request and the ratios the targets are stated in.
+Starts its own redis-server on a free loopback port. See README.md here.
+
+    python benchmarks/bench.py [--rounds 15] [--batch 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections.abc as cabc
+import random
+import statistics
+import sys
+import tempfile
+import time
+import typing as t
+from pathlib import Path
+
+from flask import Flask
+from flask import session
+from werkzeug.test import EnvironBuilder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+SCENARIOS = ("ignores", "reads", "increments", "creates")
+WSGIApp = cabc.Callable[..., t.Iterable[bytes]]
+
+
+def add_views(app: Flask) -> Flask:
+    @app.get("/ignores")
+    def ignores() -> str:
+        return "x"
+
+    @app.get("/reads")
+    def reads() -> str:
+        return str(session.get("n"))
+
+    @app.get("/increments")
+    def increments() -> str:
+        session["n"] = session.get("n", 0) + 1
+        return "x"
+
+    @app.get("/creates")
+    def creates() -> str:
+        session["n"] = 1
+        return "x"
+
+    return app
+
+
+def flask_app(**config: t.Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="benchmark secret", **config)
+    return add_views(app)
+
+
+def no_session() -> Flask:
+    return flask_app()
+
+
+def cookie_session() -> Flask:
+    return flask_app()
+
+
+def flask_session(**config: t.Any) -> Flask:
+    from flask_session import Session
+
+    app = flask_app(SESSION_SERIALIZATION_FORMAT="json", **config)
+    Session(app)
+    return app
+
+
+def connect_session(store: object) -> Flask:
+    from flask_connect_session import ConnectSession
+
+    app = flask_app(TESTING=True, CONNECT_SESSION_STORE=store)
+    ConnectSession(app)
+    return app
+
+
+def start_response(status: str, headers: list[tuple[str, str]], exc_info: t.Any = None) -> None:
+    start_response.headers = headers  # type: ignore[attr-defined]
+
+
+def call(app: WSGIApp, environ: dict[str, t.Any]) -> list[tuple[str, str]]:
+    body = app(dict(environ), start_response)
+    for _ in body:
+        pass
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
+    return start_response.headers  # type: ignore[attr-defined, no-any-return]
+
+
+def environ_for(path: str, cookie: str | None) -> dict[str, t.Any]:
+    headers = {"Cookie": cookie} if cookie else {}
+    return EnvironBuilder(path=path, headers=headers).get_environ()
+
+
+def session_cookie(app: Flask) -> str:
+    headers = call(app, environ_for("/increments", None))
+    values = [v for k, v in headers if k == "Set-Cookie"]
+    assert values, "no session cookie set"
+    return values[0].split(";")[0]
+
+
+class Variant:
+    def __init__(self, name: str, app: Flask, has_session: bool = True) -> None:
+        self.name = name
+        self.app = app
+        cookie = session_cookie(app) if has_session else None
+        self.environs = {
+            s: environ_for("/" + s, None if s == "creates" else cookie) for s in SCENARIOS
+        }
+
+    def time_batch(self, scenario: str, batch: int) -> float:
+        environ, app = self.environs[scenario], self.app.wsgi_app
+        start = time.perf_counter_ns()
+        for _ in range(batch):
+            call(app, environ)
+        return (time.perf_counter_ns() - start) / batch / 1000
+
+
+def redis_get_cost(url: str, rounds: int, batch: int) -> float:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.set("bench:key", "x" * 100)
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        for _ in range(batch):
+            client.get("bench:key")
+        samples.append((time.perf_counter_ns() - start) / batch / 1000)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--batch", type=int, default=200)
+    args = parser.parse_args()
+
+    import redis
+    from cachelib import SimpleCache
+
+    from server_fixtures import RedisServer
+    from server_fixtures import _require_binary  # noqa: I001 (test helper)
+
+    tmp = Path(tempfile.mkdtemp(prefix="fcs-bench-"))
+    server = RedisServer(_require_binary("redis-server", "redis-server"), tmp / "redis")
+    server.start()
+    try:
+        url = server.url
+        variants = [
+            Variant("flask (no session)", no_session(), has_session=False),
+            Variant("flask cookie session", cookie_session()),
+            Variant(
+                "flask-session simple",
+                flask_session(SESSION_TYPE="cachelib", SESSION_CACHELIB=SimpleCache()),
+            ),
+            Variant(
+                "flask-session redis",
+                flask_session(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(url)),
+            ),
+            Variant("connect memory", connect_session("memory://")),
+            Variant("connect filesystem", connect_session(f"file://{tmp / 'sessions'}")),
+            Variant("connect redis", connect_session(url)),
+        ]
+        samples: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.rounds):
+            order = variants[:]
+            random.shuffle(order)
+            for variant in order:
+                for scenario in SCENARIOS:
+                    cost = variant.time_batch(scenario, args.batch)
+                    samples.setdefault((variant.name, scenario), []).append(cost)
+        get_cost = redis_get_cost(url, args.rounds, args.batch)
+    finally:
+        server.stop()
+    report(variants, samples, get_cost)
+
+
+def report(
+    variants: list[Variant], samples: dict[tuple[str, str], list[float]], get_cost: float
+) -> None:
+    med = {key: statistics.median(values) for key, values in samples.items()}
+    print(f"median us/request ({len(next(iter(samples.values())))} rounds)")
+    print(f"{'variant':24}" + "".join(f"{s:>12}" for s in SCENARIOS))
+    for variant in variants:
+        row = "".join(f"{med[(variant.name, s)]:12.1f}" for s in SCENARIOS)
+        print(f"{variant.name:24}{row}")
+    print(f"raw redis-py GET: {get_cost:.1f} us")
+    print("\ntargets (ratio, target)")
+    checks: list[tuple[str, float, float]] = []
+    for s in SCENARIOS:
+        checks.append(
+            (
+                f"redis {s} / flask-session redis",
+                med[("connect redis", s)] / med[("flask-session redis", s)],
+                0.5,
+            )
+        )
+    checks.append(
+        (
+            "redis ignores / flask no session",
+            med[("connect redis", "ignores")] / med[("flask (no session)", "ignores")],
+            1.1,
+        )
+    )
+    budget = med[("flask (no session)", "reads")] + 1.2 * get_cost
+    checks.append(
+        ("redis reads / (no-session + 1.2 GET)", med[("connect redis", "reads")] / budget, 1.0)
+    )
+    for s in SCENARIOS:
+        checks.append(
+            (
+                f"memory {s} / flask cookie session",
+                med[("connect memory", s)] / med[("flask cookie session", s)],
+                0.8,
+            )
+        )
+    for name, ratio, target in checks:
+        verdict = "ok" if ratio <= target else "MISSED"
+        print(f"{name:44} {ratio:6.2f}  <= {target:<4} {verdict}")
+
+
+if __name__ == "__main__":
+    main()
