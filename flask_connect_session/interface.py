@@ -18,7 +18,7 @@ from .serialization import CREATED_MEMBER
 from .serialization import RESERVED_MEMBERS
 from .serialization import check_document
 from .serialization import dumps
-from .serialization import untag
+from .serialization import load_data
 from .session import ServerSession
 from .signing import cookie_value
 from .signing import sign
@@ -190,10 +190,10 @@ class ConnectSessionInterface(SessionInterface):
 
     def _inflate(self, session: ServerSession, sid: str, document: Document) -> None:
         """Fill ``session`` from a stored document."""
-        base = {k: v for k, v in document.items() if k not in RESERVED_MEMBERS}
+        stored = {k: v for k, v in document.items() if k not in RESERVED_MEMBERS}
         session.sid = sid
+        session.data, base = load_data(stored)
         session.base = base
-        session.data = {k: untag(v) for k, v in base.items()}
         # The Cookie object is built only if the request needs it.
         session.cookie_obj = None
         session.cookie_document = document[COOKIE_MEMBER]

@@ -75,13 +75,63 @@ def dumps_data(data: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], str]:
         raise
 
 
-def untag(value: t.Any) -> t.Any:
-    """Return the Python value for a stored (tagged) JSON value."""
+def _untag(value: t.Any) -> tuple[t.Any, bool]:
+    """Return the Python value for a stored value, and whether it held any
+    object shaped like a Flask tag (``{" t": [...]}``).
+
+    A tag-shaped object whose payload does not decode (another app wrote it)
+    stays a plain dict rather than failing the request.
+    """
     if isinstance(value, dict):
-        return _tagger.untag({k: untag(v) for k, v in value.items()})
+        items: dict[str, t.Any] = {}
+        special = False
+        for key, item in value.items():
+            items[key], inner = _untag(item)
+            special |= inner
+        if len(items) == 1:
+            key = next(iter(items))
+            tag_class = _tagger.tags.get(key)
+            if tag_class is not None:
+                try:
+                    converted = tag_class.to_python(items[key])
+                except Exception:  # any decoding failure: keep the plain object
+                    return items, True
+                # TagDateTime gives None for text that is not a date.
+                return (items if converted is None else converted), True
+        return items, special
     if isinstance(value, list):
-        return [untag(item) for item in value]
-    return value
+        result = []
+        special = False
+        for item in value:
+            converted, inner = _untag(item)
+            result.append(converted)
+            special |= inner
+        return result, special
+    return value, False
+
+
+def untag(value: t.Any) -> t.Any:
+    """Return the Python value for a stored (tagged) JSON value; never fails."""
+    return _untag(value)[0]
+
+
+def load_data(stored: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], dict[str, t.Any]]:
+    """Return a stored session's data as Python values, and the *base* that
+    change tracking compares against.
+
+    The base is the stored form of each value as this module would write it
+    (:func:`tag` of the Python value), so a value in another form (written by
+    another app) compares as unchanged until the request changes it, and is
+    then never rewritten behind the user's back. For plain JSON values the
+    two forms are one and the same object.
+    """
+    data: dict[str, t.Any] = {}
+    base: dict[str, t.Any] = {}
+    for key, raw in stored.items():
+        value, special = _untag(raw)
+        data[key] = value
+        base[key] = tag(value) if special else raw
+    return data, base
 
 
 def check_document(document: object) -> Document:
