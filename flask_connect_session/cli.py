@@ -1,8 +1,15 @@
-"""The ``flask session`` command group: inspect and manage stored sessions."""
+"""The ``flask session`` command group: inspect and manage stored sessions.
+
+Every command works on the store of the app's :class:`ConnectSession`
+(``app.extensions["connect_session"].store``) and nothing else. An operation
+the store does not implement, or a store that fails, is a one-line error with
+exit status 1, never a traceback.
+"""
 
 from __future__ import annotations
 
 import collections.abc as cabc
+import functools
 import json
 import typing as t
 
@@ -10,13 +17,31 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from .cookie import format_expires
+from .cookie import parse_expires
+from .cookie import utcnow
+from .errors import CorruptDocument
+from .options import config_secrets
 from .serialization import COOKIE_MEMBER
 from .serialization import encode
+from .signing import unsign
+from .stores.base import implements
 
 if t.TYPE_CHECKING:
+    from datetime import datetime
+
+    from .stores.base import Document
     from .stores.base import Store
 
-session_cli = AppGroup("session", help="Inspect and manage stored sessions.")
+session_cli = AppGroup("session", help="Inspect and manage the stored sessions.")
+
+#: Session ids are base64url, so one may start with ``-``: take it as the SID
+#: argument rather than as an unknown option.
+_SID_SETTINGS = {"ignore_unknown_options": True}
+
+#: ``prune`` draws a progress bar (on a terminal) when it sweeps at least this
+#: many sessions itself; shorter runs finish before a bar would be useful.
+PROGRESS_THRESHOLD = 100
 
 _T = t.TypeVar("_T")
 
@@ -28,75 +53,224 @@ def _store() -> Store:
     return t.cast("Store", extension.store)
 
 
-def _run(operation: str, call: cabc.Callable[[], _T]) -> _T:
-    """Run a store operation; a missing one or a failure is a clear error."""
-    store = _store()
+def _run(store: Store, operation: str, call: cabc.Callable[[], _T]) -> _T:
+    """Run one store operation; a missing one or a failure is a clear error.
+
+    :raises click.ClickException: the store does not implement ``operation``
+        or raised; Click prints the message and exits with status 1.
+    """
+    return _attempt(store, f"{operation} sessions", [(operation, call)])
+
+
+def _attempt(
+    store: Store, what: str, operations: cabc.Sequence[tuple[str, cabc.Callable[[], _T]]]
+) -> _T:
+    """Return the result of the first of ``operations`` the store implements.
+
+    :param what: the task, for the message when the store can do none.
+    :raises click.ClickException: the store implements none of them, or one
+        raised; Click prints the message and exits with status 1.
+    """
+    name = type(store).__name__
+    for operation, call in operations:
+        try:
+            return call()
+        except NotImplementedError:
+            continue
+        except click.ClickException:
+            raise
+        except CorruptDocument as exc:
+            raise click.ClickException(
+                f"{name}.{operation}: corrupt session document: {exc}"
+            ) from None
+        except Exception as exc:
+            raise click.ClickException(f"{name}.{operation} failed: {exc!r}") from None
+    methods = " nor ".join(f"{operation}()" for operation, _ in operations)
+    why = (
+        f"implements neither {methods}" if len(operations) > 1 else f"does not implement {methods}"
+    )
+    raise click.ClickException(f"{name} cannot {what} (it {why})")
+
+
+def _resolve_sid(value: str) -> str:
+    """Return the session id in ``value``: a bare id, or a signed cookie value
+    (``s:...`` or ``s%3A...``) verified with the app's secrets.
+    """
+    if not value.lower().startswith(("s:", "s%3a")):
+        return value
+    sid = unsign(value, config_secrets(current_app.config))
+    if sid is None:
+        raise click.ClickException("the cookie value does not verify with the app's secrets")
+    return sid
+
+
+def _expires(document: Document) -> datetime | None:
+    cookie = document.get(COOKIE_MEMBER)
+    return parse_expires(cookie.get("expires")) if isinstance(cookie, dict) else None
+
+
+def _exists(store: Store, sid: str) -> bool:
     try:
-        return call()
-    except NotImplementedError:
-        raise click.ClickException(
-            f"{type(store).__name__} cannot {operation} (the store does not implement it)"
-        ) from None
-    except Exception as exc:
-        raise click.ClickException(f"{type(store).__name__}.{operation} failed: {exc!r}") from exc
+        return store.get(sid) is not None
+    except CorruptDocument:
+        # A corrupt entry is still an entry, and deleting it a fair use.
+        return True
+
+
+def _size(document: Document) -> int:
+    """Size in bytes of the document as JSON (about what the store keeps)."""
+    return len(encode(document).encode("utf-8"))
 
 
 @session_cli.command("count")
 def count_command() -> None:
-    """Print the number of live sessions."""
-    click.echo(_run("length", lambda: _store().length()))
+    """Print the number of live sessions.
+
+    Uses the store's length(), else counts what all() returns.
+    """
+    store = _store()
+    count = _attempt(
+        store,
+        "count sessions",
+        [("length", store.length), ("all", lambda: len(store.all()))],
+    )
+    click.echo(count)
 
 
 @session_cli.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 def list_command(as_json: bool) -> None:
-    """List live sessions: id, expiry and size."""
-    sessions = _run("all", lambda: _store().all())
-    rows = [
-        {
-            "id": sid,
-            "expires": (document.get(COOKIE_MEMBER) or {}).get("expires"),
-            "size": len(encode(document)),
-        }
-        for sid, document in sorted(sessions.items())
-    ]
+    """List live sessions: id, cookie expiry and size in bytes.
+
+    The expiry is the one stored in the session's cookie; stores that extend
+    a session's lifetime without rewriting it (Redis' touch) may keep it
+    alive longer.
+    """
+    store = _store()
+    sessions = _attempt(store, "list sessions", [("all", store.all)])
+    rows: list[dict[str, t.Any]] = []
+    for sid, document in sorted(sessions.items()):
+        expires = _expires(document)
+        rows.append(
+            {
+                "id": sid,
+                "expires": None if expires is None else format_expires(expires),
+                "size": _size(document),
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    if not rows:
+        click.echo("no sessions")
+        return
+    width = max(len("ID"), *(len(row["id"]) for row in rows))
+    click.echo(f"{'ID':<{width}}  {'EXPIRES':<25}  SIZE")
     for row in rows:
-        click.echo(f"{row['id']}\t{row['expires'] or 'browser-session'}\t{row['size']} bytes")
+        when = row["expires"] or "browser session"
+        click.echo(f"{row['id']:<{width}}  {when:<25}  {row['size']}")
 
 
-@session_cli.command("show")
+@session_cli.command("show", context_settings=_SID_SETTINGS)
 @click.argument("sid")
 def show_command(sid: str) -> None:
-    """Print the stored document of session SID."""
-    document = _run("get", lambda: _store().get(sid))
+    """Print the stored document of session SID as JSON.
+
+    SID is a session id or a signed cookie value (s%3A...), which is
+    verified with the app's secrets.
+    """
+    store = _store()
+    sid = _resolve_sid(sid)
+    document = _run(store, "get", lambda: store.get(sid))
     if document is None:
-        raise click.ClickException(f"no session {sid!r}")
+        raise click.ClickException(f"no session {sid!r} in {type(store).__name__}")
     click.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
-@session_cli.command("delete")
+@session_cli.command("delete", context_settings=_SID_SETTINGS)
 @click.argument("sid")
 def delete_command(sid: str) -> None:
-    """Delete session SID."""
-    _run("destroy", lambda: _store().destroy(sid))
+    """Delete session SID (an id or a signed cookie value).
+
+    Fails if there is no such session; a corrupt one is deleted too.
+    """
+    store = _store()
+    sid = _resolve_sid(sid)
+    if not _run(store, "get", functools.partial(_exists, store, sid)):
+        raise click.ClickException(f"no session {sid!r} in {type(store).__name__}")
+    _run(store, "destroy", lambda: store.destroy(sid))
     click.echo(f"deleted {sid}")
 
 
 @session_cli.command("clear")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def clear_command(yes: bool) -> None:
-    """Delete every session."""
+    """Delete every session, logging every user out.
+
+    Uses the store's clear(), else destroys each session all() returns.
+    """
+    store = _store()
     if not yes:
-        click.confirm("Delete every stored session?", abort=True)
-    _run("clear", lambda: _store().clear())
-    click.echo("cleared")
+        click.confirm(f"Delete every session in {type(store).__name__}?", abort=True)
+
+    def clear() -> str:
+        store.clear()
+        return "cleared"
+
+    def destroy_each() -> str:
+        sids = list(store.all())
+        for sid in sids:
+            _run(store, "destroy", functools.partial(store.destroy, sid))
+        return f"cleared {len(sids)} session(s)"
+
+    click.echo(_attempt(store, "clear sessions", [("clear", clear), ("all", destroy_each)]))
 
 
 @session_cli.command("prune")
 def prune_command() -> None:
-    """Remove expired sessions where the store does not do it by itself."""
-    removed = _run("prune", lambda: _store().prune())
-    click.echo(f"pruned {removed} expired session(s)")
+    """Remove expired sessions now.
+
+    A store that prunes (memory, files) does it itself. A store that lists
+    its sessions (all()) but neither prunes nor touches is swept here: each
+    session whose cookie expiry is past is destroyed, with a progress bar on
+    long runs. Stores whose backend expires entries (Redis, memcached) have
+    nothing to prune.
+    """
+    store = _store()
+    name = type(store).__name__
+    if implements(store, "prune"):
+        removed = _run(store, "prune", store.prune)
+        click.echo(f"pruned {removed} expired session(s)")
+    elif implements(store, "all") and not implements(store, "touch"):
+        removed = _sweep(store)
+        click.echo(f"pruned {removed} expired session(s)")
+    else:
+        removed = _run(store, "prune", store.prune)
+        click.echo(f"pruned {removed} expired session(s) ({name} leaves expiry to its backend)")
+
+
+def _sweep(store: Store) -> int:
+    """Destroy each session of ``store`` whose stored cookie expiry is past.
+
+    Only for stores with :meth:`~Store.all` and without
+    :meth:`~Store.touch`: such a store's lifetime for an entry is the one set
+    with the document, so the document's ``cookie.expires`` is the truth.
+    (A store that touches extends the lifetime without rewriting the
+    document, so its stored expiry can be stale while the session is live.)
+    Browser-session documents carry no expiry and are kept.
+    """
+    sessions = _run(store, "all", store.all)
+    now = utcnow()
+    removed = 0
+    with click.progressbar(
+        sessions.items(),
+        label="Sweeping sessions",
+        hidden=len(sessions) < PROGRESS_THRESHOLD,
+        file=click.get_text_stream("stderr"),
+    ) as items:
+        for sid, document in items:
+            expires = _expires(document)
+            if expires is not None and expires <= now:
+                _run(store, "destroy", functools.partial(store.destroy, sid))
+                removed += 1
+    return removed

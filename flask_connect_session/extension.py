@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import typing as t
 
+from cachelib import BaseCache
 from flask import current_app
 from flask import has_app_context
 
@@ -14,7 +15,9 @@ from .options import config_secrets
 from .stores import StoreSettings
 from .stores import store_from_url
 from .stores.base import Store
+from .stores.cachelib import CachelibStore
 from .stores.memory import MemoryStore
+from .stores.redis import RedisStore
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -25,10 +28,12 @@ _memory_warning_given = False
 
 
 def build_store(options: Options) -> Store:
-    """Return the store ``CONNECT_SESSION_STORE`` names.
+    """Return the store ``CONNECT_SESSION_STORE`` names: a URL, a ``Store``,
+    a cachelib cache, or a redis-py/valkey client (``Redis``,
+    ``RedisCluster``...), which gets a :class:`RedisStore`.
 
-    :raises ValueError: the value is not a URL, a ``Store`` or a cachelib
-        cache, or the URL is malformed; the message names the key.
+    :raises ValueError: the value is none of these, or the URL is malformed;
+        the message names the key.
     """
     value = options.store
     if isinstance(value, Store):
@@ -38,14 +43,15 @@ def build_store(options: Options) -> Store:
             return store_from_url(value, StoreSettings(options.key_prefix, options.ttl))
         except ValueError as exc:
             raise ValueError(f"CONNECT_SESSION_STORE: {exc}") from exc
-    from cachelib import BaseCache
-
     if isinstance(value, BaseCache):
-        from .stores.cachelib import CachelibStore
-
         return CachelibStore(value, key_prefix=options.key_prefix, ttl=options.ttl)
+    # redis-py and valkey clients, plain or cluster: duck-typed, so neither
+    # package has to be installed to get here.
+    if callable(getattr(value, "register_script", None)):
+        return RedisStore(value, key_prefix=options.key_prefix, ttl=options.ttl)
     raise ValueError(
-        f"CONNECT_SESSION_STORE: expected a URL, a Store or a cachelib cache, got {value!r}"
+        "CONNECT_SESSION_STORE: expected a URL, a Store, a cachelib cache or a"
+        f" Redis client, got {value!r}"
     )
 
 

@@ -21,10 +21,46 @@ def _memory_store(request: pytest.FixtureRequest) -> Store:
     return MemoryStore()
 
 
+def _filesystem_store(request: pytest.FixtureRequest) -> Store:
+    from flask_connect_session import FileSystemStore
+
+    factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+    return FileSystemStore(factory.mktemp("sessions"))
+
+
+def _redis_store(request: pytest.FixtureRequest) -> Store:
+    from flask_connect_session.stores import StoreSettings
+    from flask_connect_session.stores import store_from_url
+
+    # Built from the URL, as CONNECT_SESSION_STORE = "redis://..." does.
+    return store_from_url(request.getfixturevalue("redis_url"), StoreSettings("sess:", 86400))
+
+
+def _redis_cluster_store(request: pytest.FixtureRequest) -> Store:
+    from flask_connect_session import RedisStore
+
+    request.getfixturevalue("redis_cluster_url")  # empties the cluster
+    client = request.getfixturevalue("redis_cluster").client()
+    request.addfinalizer(client.close)
+    return RedisStore(client)
+
+
+def _memcached_store(request: pytest.FixtureRequest) -> Store:
+    from flask_connect_session.stores import StoreSettings
+    from flask_connect_session.stores import store_from_url
+
+    # A CachelibStore over MemcachedCache over pymemcache.
+    return store_from_url(request.getfixturevalue("memcached_url"), StoreSettings("sess:", 86400))
+
+
 #: Store name -> builder of a fresh, empty store (from the real servers'
 #: fixtures). Every behaviour test that takes ``store`` runs once per entry.
 STORE_BUILDERS: dict[str, cabc.Callable[[pytest.FixtureRequest], Store]] = {
     "memory": _memory_store,
+    "filesystem": _filesystem_store,
+    "redis": _redis_store,
+    "redis-cluster": _redis_cluster_store,
+    "memcached": _memcached_store,
 }
 
 

@@ -372,3 +372,17 @@ def test_memory_store_no_warning_in_debug(
             app.config.update({"SECRET_KEY": "s", flag: True})
             ConnectSession(app)
     assert not [r for r in caplog.records if "MemoryStore" in r.getMessage()]
+
+
+def test_redis_client_as_store_gets_a_redis_store(redis_url: str) -> None:
+    """A redis-py client in CONNECT_SESSION_STORE is wrapped in a RedisStore."""
+    import redis
+
+    from flask_connect_session import RedisStore
+
+    client = redis.Redis.from_url(redis_url)
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s", CONNECT_SESSION_STORE=client, CONNECT_SESSION_TTL=60)
+    store = ConnectSession(app).store
+    assert isinstance(store, RedisStore)
+    assert store.client is client and store.ttl == 60 and store.key_prefix == "sess:"

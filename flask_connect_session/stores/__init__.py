@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import typing as t
+from urllib.parse import unquote
 from urllib.parse import urlsplit
 
 from .base import Store
@@ -26,10 +27,62 @@ def _memory(url: str, settings: StoreSettings) -> Store:
     return MemoryStore(ttl=settings.ttl)
 
 
+def _redis(url: str, settings: StoreSettings) -> Store:
+    # redis-py parses the URL (and raises ValueError) without connecting.
+    from .redis import RedisStore
+
+    return RedisStore(url, key_prefix=settings.key_prefix, ttl=settings.ttl)
+
+
+def _file(url: str, settings: StoreSettings) -> Store:
+    from .filesystem import FileSystemStore
+
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ValueError(f"file:// takes no host but localhost, got {url!r}")
+    path = unquote(parts.path)
+    if parts.query or parts.fragment or not path.startswith("/"):
+        raise ValueError(f"expected file:///absolute/directory, got {url!r}")
+    return FileSystemStore(path, ttl=settings.ttl)
+
+
+def _memcached(url: str, settings: StoreSettings) -> Store:
+    from cachelib import MemcachedCache
+
+    from .cachelib import CachelibStore
+    from .cachelib import memcached_client
+
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"expected memcached://host:port[,host:port...], got {url!r}")
+    servers = [_host_port(item, 11211, url) for item in parts.netloc.split(",")]
+    cache = MemcachedCache(memcached_client(servers))
+    return CachelibStore(cache, key_prefix=settings.key_prefix, ttl=settings.ttl)
+
+
+def _host_port(text: str, default_port: int, url: str) -> tuple[str, int]:
+    """Split ``host[:port]`` or ``[v6 address][:port]``."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else rest
+    else:
+        host, _, port = text.partition(":")
+    if not host or not (port == "" or port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"bad server {text!r} in {url!r}")
+    return host, int(port) if port else default_port
+
+
 #: URL scheme -> factory building the store. The factory raises
 #: :exc:`ValueError` for a malformed URL.
 FACTORIES: dict[str, cabc.Callable[[str, StoreSettings], Store]] = {
     "memory": _memory,
+    "redis": _redis,
+    "rediss": _redis,
+    "unix": _redis,
+    "valkey": _redis,
+    "valkeys": _redis,
+    "file": _file,
+    "memcached": _memcached,
 }
 
 

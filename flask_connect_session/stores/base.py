@@ -5,11 +5,14 @@ from __future__ import annotations
 import abc
 import collections.abc as cabc
 import math
+import re
 import typing as t
 
 from ..cookie import parse_expires
 from ..cookie import utcnow
+from ..errors import CorruptDocument
 from ..serialization import COOKIE_MEMBER
+from ..serialization import decode
 
 Document = dict[str, t.Any]
 
@@ -150,3 +153,37 @@ class Store(abc.ABC):
 def implements(store: Store, method: str) -> bool:
     """Whether ``store`` overrides the optional ``method`` of :class:`Store`."""
     return getattr(type(store), method) is not getattr(Store, method)
+
+
+def to_utf8(text: str) -> bytes:
+    """Return JSON text as UTF-8, for stores that keep bytes.
+
+    Python strings may hold lone surrogates, which UTF-8 cannot encode; in
+    JSON text they can only sit inside string literals, so they are written
+    as ``\\uXXXX`` escapes, as ``ensure_ascii`` would write them (JSON.parse
+    and Python read them back as the same lone surrogates).
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text).encode("utf-8")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def decode_entries(entries: cabc.Mapping[str, str | bytes | None]) -> dict[str, Document]:
+    """Decode the raw stored values of :meth:`Store.all`, by id.
+
+    Missing values (expired meanwhile) and values that are not session
+    documents are left out, so one corrupt entry does not hide the others.
+    """
+    documents = {}
+    for sid, value in entries.items():
+        if value is None:
+            continue
+        try:
+            documents[sid] = decode(value)
+        except CorruptDocument:
+            continue
+    return documents

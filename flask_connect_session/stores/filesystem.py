@@ -1,0 +1,340 @@
+"""Sessions as files in a directory, shared by the processes of one machine."""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import sys
+import time
+import typing as t
+
+from ..errors import CorruptDocument
+from ..serialization import decode
+from ..serialization import encode
+from .base import DEFAULT_TTL
+from .base import Document
+from .base import Store
+from .base import apply_changes
+from .base import decode_entries
+from .base import document_ttl
+from .base import to_utf8
+from .base import touched_ttl
+
+if sys.platform != "win32":
+    import fcntl
+
+#: Seconds between two opportunistic sweeps of expired files. One sweep per
+#: interval runs for the whole directory, whichever process does it.
+SWEEP_INTERVAL = 300.0
+
+#: Age, in seconds, after which a temporary file is known to be abandoned (its
+#: writer died between writing and renaming it) and a sweep removes it.
+STALE_TEMP_AGE = 3600.0
+
+_SUFFIX = ".session"
+_NAME_LENGTH = 64  # hex SHA-256
+_SESSION_FILE = re.compile(r"[0-9a-f]{64}\.session")
+_TEMP_PREFIX = ".tmp-"
+_LOCK_PREFIX = ".lock-"
+_SWEEP_MARKER = ".last-sweep"
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class FileSystemStore(Store):
+    """Keep each session in its own file in ``directory``, for deployments on
+    one machine (several worker processes, no Redis).
+
+    This is not cachelib's ``FileSystemCache``: that cache evicts entries
+    once it holds ``threshold`` files (500 by default), which for sessions
+    means logging users out at random, and it pickles. This store never
+    removes a live session, and keeps JSON.
+
+    **Files.** A session lives in ``<sha256(sid)>.session``: hashing the id
+    keeps any id inside the directory, whatever characters it has, and gives
+    names that cannot clash on case-insensitive file systems. The file holds
+    two lines: a header ``{"sid": "<id>"}`` (so :meth:`all` can list ids),
+    then the session document as compact JSON, exactly what express-session
+    would store. The entry's expiry is the file's modification time, set in
+    the future: checking or pruning expiry needs a ``stat``, not a read, and
+    :meth:`touch` is a ``utime``, not a rewrite. Files are created mode 0600
+    (the directory, if this store creates it, 0700).
+
+    **Concurrency.** A write goes to a temporary file in the same directory,
+    then :func:`os.replace` puts it in place, so a reader sees the old file or
+    the new one, never part of one; reads take no lock. Writes, deletes,
+    touches and merges of a session hold an exclusive :func:`fcntl.flock` on
+    one of 256 lock files (``.lock-00`` to ``.lock-ff``, chosen by the file
+    name), so a :meth:`merge` is an atomic read-modify-write across processes
+    and threads, and one that finds the session gone writes nothing. Locks
+    are taken on a fresh descriptor each time, so forked workers do not share
+    them. POSIX only, and not for NFS (its locks are not dependable). Writes
+    are not fsynced: after a power failure the last writes may be lost, or
+    read as corrupt entries (a new session starts).
+
+    **Expiry.** Expired entries are never returned. :meth:`prune` removes
+    them, and writes do it too, at most every :data:`SWEEP_INTERVAL` seconds
+    across all processes (the ``.last-sweep`` file records the last sweep).
+
+    :param directory: the directory of the session files; created if missing.
+    :param ttl: lifetime, in seconds, of sessions whose cookie has no expiry.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, ttl: int = DEFAULT_TTL) -> None:
+        if sys.platform == "win32":
+            raise RuntimeError("FileSystemStore needs POSIX file locks (fcntl)")
+        #: The absolute path of the session directory.
+        self.directory = os.path.abspath(os.fspath(directory))
+        self.ttl = ttl
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        # When this process may next look at the sweep marker.
+        self._next_sweep = 0.0
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.directory!r}>"
+
+    # -- files ------------------------------------------------------------
+
+    def _name(self, sid: str) -> str:
+        return hashlib.sha256(sid.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, name + _SUFFIX)
+
+    @contextlib.contextmanager
+    def _locked(self, name: str, blocking: bool = True) -> cabc.Iterator[bool]:
+        """Hold the lock of the session file ``name``; yield whether it was
+        acquired (always, when ``blocking``).
+        """
+        path = os.path.join(self.directory, _LOCK_PREFIX + name[:2])
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _read(self, name: str, now: float) -> tuple[str, bytes] | None:
+        """Return the id and document text of a live entry, else ``None``.
+
+        :raises CorruptDocument: the file is not in this store's format.
+        """
+        try:
+            fd = os.open(self._path(name), os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        with open(fd, "rb") as file:
+            # The descriptor's own stat: the mtime of the very file read.
+            if os.fstat(file.fileno()).st_mtime <= now:
+                return None
+            data = file.read()
+        header_text, _, text = data.partition(b"\n")
+        try:
+            header = json.loads(header_text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptDocument(f"unreadable session file header: {exc}") from exc
+        sid = header.get("sid") if isinstance(header, dict) else None
+        if not isinstance(sid, str):
+            raise CorruptDocument("session file header has no 'sid'")
+        return sid, text
+
+    def _document(self, sid: str, name: str, now: float) -> Document | None:
+        entry = self._read(name, now)
+        if entry is None:
+            return None
+        if entry[0] != sid:
+            raise CorruptDocument("session file belongs to another id")
+        return decode(entry[1])
+
+    def _write(self, name: str, data: bytes, expiry: float) -> None:
+        # Call with the lock held.
+        temp = os.path.join(self.directory, f"{_TEMP_PREFIX}{name}-{secrets.token_hex(4)}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
+        try:
+            with open(fd, "wb") as file:
+                file.write(data)
+            os.utime(temp, (expiry, expiry))
+            os.replace(temp, self._path(name))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+
+    def _expire_in(self, name: str, ttl: int, now: float) -> None:
+        # Call with the lock held. Like Redis' EXPIRE: a TTL <= 0 deletes.
+        if ttl > 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(self._path(name), (now + ttl, now + ttl))
+        else:
+            self._unlink(name)
+
+    def _unlink(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(name))
+
+    def _live_mtime(self, name: str, now: float) -> float | None:
+        try:
+            mtime = os.stat(self._path(name)).st_mtime
+        except FileNotFoundError:
+            return None
+        return mtime if mtime > now else None
+
+    def _entries(self) -> cabc.Iterator[os.DirEntry[str]]:
+        """The session files of the directory (nothing else it may hold)."""
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                if _SESSION_FILE.fullmatch(entry.name):
+                    yield entry
+
+    # -- the Store API ----------------------------------------------------
+
+    def get(self, sid: str) -> Document | None:
+        return self._document(sid, self._name(sid), time.time())
+
+    def get_and_touch(self, sid: str) -> Document | None:
+        name = self._name(sid)
+        with self._locked(name):
+            now = time.time()
+            document = self._document(sid, name, now)
+            if document is not None:
+                self._expire_in(name, touched_ttl(document, self.ttl), now)
+        return document
+
+    def set(self, sid: str, session: Document) -> None:
+        name = self._name(sid)
+        data = _file_data(sid, session)  # before locking: a TypeError costs no lock
+        ttl = document_ttl(session, self.ttl)
+        with self._locked(name):
+            if ttl > 0:
+                self._write(name, data, time.time() + ttl)
+            else:
+                self._unlink(name)
+        self._maybe_sweep()
+
+    def destroy(self, sid: str) -> None:
+        name = self._name(sid)
+        with self._locked(name):
+            self._unlink(name)
+
+    def touch(self, sid: str, session: Document) -> None:
+        name = self._name(sid)
+        with self._locked(name):
+            now = time.time()
+            # Never brings back an expired or destroyed session.
+            if self._live_mtime(name, now) is not None:
+                self._expire_in(name, document_ttl(session, self.ttl), now)
+
+    def merge(
+        self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
+    ) -> bool:
+        name = self._name(sid)
+        with self._locked(name):
+            now = time.time()
+            document = self._document(sid, name, now)
+            if document is None:
+                return False
+            document = apply_changes(document, changes, removed)
+            ttl = document_ttl(document, self.ttl)
+            if ttl > 0:
+                self._write(name, _file_data(sid, document), now + ttl)
+            else:
+                self._unlink(name)
+        self._maybe_sweep()
+        return True
+
+    def all(self) -> dict[str, Document]:
+        """Return every live session, by id; files that cannot be decoded are
+        left out.
+        """
+        now = time.time()
+        texts: dict[str, bytes | None] = {}
+        for entry in self._entries():
+            name = entry.name[:_NAME_LENGTH]
+            try:
+                found = self._read(name, now)
+            except CorruptDocument:
+                continue
+            if found is not None and self._name(found[0]) == name:
+                texts[found[0]] = found[1]
+        return decode_entries(texts)
+
+    def length(self) -> int:
+        now = time.time()
+        count = 0
+        for entry in self._entries():
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat().st_mtime > now:
+                    count += 1
+        return count
+
+    def clear(self) -> None:
+        for entry in self._entries():
+            name = entry.name[:_NAME_LENGTH]
+            with self._locked(name):
+                self._unlink(name)
+
+    def prune(self) -> int:
+        return self._sweep(time.time())
+
+    # -- expiry -----------------------------------------------------------
+
+    def _sweep(self, now: float) -> int:
+        """Remove expired session files and abandoned temporary files; return
+        how many sessions went.
+        """
+        removed = 0
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                try:
+                    if entry.name.startswith(_TEMP_PREFIX):
+                        if entry.stat().st_ctime < now - STALE_TEMP_AGE:
+                            os.unlink(entry.path)
+                    elif _SESSION_FILE.fullmatch(entry.name) and entry.stat().st_mtime <= now:
+                        removed += self._remove_expired(entry.name[:_NAME_LENGTH], now)
+                except FileNotFoundError:
+                    continue
+        return removed
+
+    def _remove_expired(self, name: str, now: float) -> int:
+        # A busy lock means someone is writing this session: leave it.
+        with self._locked(name, blocking=False) as acquired:
+            # Checked again under the lock: it may have been rewritten.
+            if acquired and os.stat(self._path(name)).st_mtime <= now:
+                os.unlink(self._path(name))
+                return 1
+        return 0
+
+    def _maybe_sweep(self) -> None:
+        now = time.time()
+        if now < self._next_sweep:
+            return
+        marker = os.path.join(self.directory, _SWEEP_MARKER)
+        try:
+            last = os.stat(marker).st_mtime
+        except FileNotFoundError:
+            last = 0.0
+        if now - last < SWEEP_INTERVAL:
+            self._next_sweep = last + SWEEP_INTERVAL
+            return
+        self._next_sweep = now + SWEEP_INTERVAL
+        # A failed sweep must not fail the write that triggered it; prune()
+        # reports errors.
+        with contextlib.suppress(OSError):
+            # Claim the sweep for every process before walking the directory.
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | _O_CLOEXEC, 0o600))
+            os.utime(marker, (now, now))
+            self._sweep(now)
+
+
+def _file_data(sid: str, session: cabc.Mapping[str, t.Any]) -> bytes:
+    return to_utf8(encode({"sid": sid})) + b"\n" + to_utf8(encode(session)) + b"\n"

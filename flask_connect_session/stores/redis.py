@@ -1,0 +1,239 @@
+"""Sessions in Redis (or Valkey), as connect-redis keeps them."""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import itertools
+import typing as t
+from urllib.parse import urlsplit
+
+from ..errors import CorruptDocument
+from ..serialization import COOKIE_MEMBER
+from ..serialization import decode
+from ..serialization import dumps
+from ..serialization import encode
+from ._redis_lua import GET_AND_TOUCH_SCRIPT
+from ._redis_lua import MERGE_SCRIPT
+from .base import DEFAULT_TTL
+from .base import Document
+from .base import Store
+from .base import decode_entries
+from .base import document_ttl
+from .base import to_utf8
+
+#: Socket and connect timeout, in seconds, of clients built from a URL, so a
+#: hung server fails the request instead of blocking a worker forever. A
+#: ``socket_timeout`` or ``socket_connect_timeout`` query parameter in the URL
+#: overrides it.
+SOCKET_TIMEOUT = 5.0
+
+#: Keys asked for per ``SCAN`` call, and keys read or deleted per pipeline.
+BATCH_SIZE = 500
+
+#: URL schemes that mean Redis to redis-py, by the scheme the URL may use.
+_SCHEMES = {
+    "redis": "redis",
+    "rediss": "rediss",
+    "unix": "unix",
+    "valkey": "redis",
+    "valkeys": "rediss",
+}
+
+
+def client_from_url(url: str) -> t.Any:
+    """Return a redis-py client for a ``redis://``, ``rediss://``,
+    ``unix://``, ``valkey://`` or ``valkeys://`` URL.
+
+    Connections are made lazily: a server that is down is not an error here.
+    The client gets :data:`SOCKET_TIMEOUT` as its socket and connect
+    timeouts unless the URL sets them.
+
+    :raises ImportError: redis-py is not installed.
+    :raises ValueError: the URL is malformed.
+    """
+    try:
+        import redis
+    except ImportError as exc:
+        raise ImportError(
+            "RedisStore needs redis-py: pip install flask-connect-session[redis]"
+        ) from exc
+    scheme, _, rest = url.partition("://")
+    redis_scheme = _SCHEMES.get(scheme.lower())
+    if redis_scheme is None:
+        raise ValueError(f"not a Redis URL: {url!r}")
+    if redis_scheme != "unix":
+        # redis-py would quietly use db 0 for "/sessions".
+        path = urlsplit(url).path.strip("/")
+        if path and not path.isdigit():
+            raise ValueError(f"the path of {url!r} must be a database number")
+    # URL query parameters override these keyword arguments (redis-py).
+    return redis.Redis.from_url(
+        f"{redis_scheme}://{rest}",
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=SOCKET_TIMEOUT,
+    )
+
+
+def _glob_escape(text: str) -> str:
+    # SCAN MATCH is a glob: the prefix must match literally.
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+def _batches(items: cabc.Iterable[t.Any]) -> cabc.Iterator[list[t.Any]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, BATCH_SIZE)):
+        yield batch
+
+
+class RedisStore(Store):
+    """Keep sessions in Redis or Valkey exactly as connect-redis does, so an
+    Express app and this extension can share them.
+
+    Each session is the string key ``<key_prefix><sid>`` holding the session
+    document as compact JSON (never pickle), with a TTL of the cookie's
+    remaining lifetime in whole seconds rounded up, else ``ttl``
+    (``SET key value EX ttl``; a lifetime of zero or less deletes the key).
+    Redis expires sessions by itself, so :meth:`prune` has nothing to do.
+
+    :meth:`merge` is atomic and one round trip: a Lua script reads the
+    stored JSON, splices in the changed members and writes it back with its
+    new TTL. The script never decodes a value (Redis' ``cjson`` would turn
+    ``[]`` into ``{}`` and round big integers and floats); untouched members
+    are copied byte for byte and the new ones are Python's encoding. It
+    touches one key, so it works on Redis Cluster too.
+    :meth:`get_and_touch` loads and extends the lifetime in one round trip.
+
+    :meth:`all`, :meth:`length` and :meth:`clear` walk the keys with
+    ``SCAN MATCH <key_prefix>*`` (never ``KEYS`` or ``FLUSHDB``), on every
+    primary of a cluster, and :meth:`clear` deletes them with ``UNLINK`` key
+    by key, so keys in different cluster slots are fine.
+
+    :param client_or_url: a ``redis://``, ``rediss://``, ``unix://`` or
+        ``valkey://`` URL (see :func:`client_from_url`; needs
+        ``pip install flask-connect-session[redis]``), or a ready client:
+        ``redis.Redis``, ``redis.cluster.RedisCluster``, ``valkey.Valkey``
+        or anything with their methods. Responses may be bytes or str.
+    :param key_prefix: prefix of the session keys (connect-redis ``prefix``).
+    :param ttl: lifetime, in seconds, of sessions whose cookie has no expiry
+        (connect-redis ``ttl``).
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        client_or_url: str | t.Any,
+        *,
+        key_prefix: str = "sess:",
+        ttl: int = DEFAULT_TTL,
+    ) -> None:
+        #: The Redis client.
+        self.client: t.Any = (
+            client_from_url(client_or_url) if isinstance(client_or_url, str) else client_or_url
+        )
+        #: Prefix of the session keys.
+        self.key_prefix = key_prefix
+        self.ttl = ttl
+        # RedisCluster (and ValkeyCluster) route by node; they have primaries.
+        self._cluster = callable(getattr(self.client, "get_primaries", None))
+        self._merge = self.client.register_script(MERGE_SCRIPT)
+        self._get_and_touch = self.client.register_script(GET_AND_TOUCH_SCRIPT)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.client!r} prefix={self.key_prefix!r}>"
+
+    def _key(self, sid: str) -> str:
+        return self.key_prefix + sid
+
+    def get(self, sid: str) -> Document | None:
+        value = self.client.get(self._key(sid))
+        return None if value is None else decode(value)
+
+    def get_and_touch(self, sid: str) -> Document | None:
+        value = self._get_and_touch(keys=[self._key(sid)], args=[self.ttl])
+        return None if value is None else decode(value)
+
+    def set(self, sid: str, session: Document) -> None:
+        ttl = document_ttl(session, self.ttl)
+        if ttl > 0:
+            self.client.set(self._key(sid), to_utf8(encode(session)), ex=ttl)
+        else:
+            self.client.delete(self._key(sid))
+
+    def destroy(self, sid: str) -> None:
+        self.client.delete(self._key(sid))
+
+    def touch(self, sid: str, session: Document) -> None:
+        # As connect-redis: EXPIRE, which deletes the key for a TTL <= 0.
+        self.client.expire(self._key(sid), document_ttl(session, self.ttl))
+
+    def merge(
+        self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
+    ) -> bool:
+        removed = list(removed)
+        if COOKIE_MEMBER in changes:
+            ttl = str(document_ttl({COOKIE_MEMBER: changes[COOKIE_MEMBER]}, self.ttl))
+        else:
+            ttl = ""  # the stored cookie, so the TTL, stays as it is
+        args: list[t.Any] = [ttl, len(changes)]
+        for name, value in changes.items():
+            args += [_name_bytes(name), to_utf8(dumps(name)), to_utf8(dumps(value))]
+        args += [_name_bytes(name) for name in removed]
+        result = self._merge(keys=[self._key(sid)], args=args)
+        if result == -1:
+            raise CorruptDocument("the stored value is not a session document")
+        return bool(result == 1)
+
+    def _keys(self) -> cabc.Iterator[bytes | str]:
+        pattern = _glob_escape(self.key_prefix) + "*"
+        if self._cluster:
+            primaries = getattr(type(self.client), "PRIMARIES", "primaries")
+            keys = self.client.scan_iter(match=pattern, count=BATCH_SIZE, target_nodes=primaries)
+        else:
+            keys = self.client.scan_iter(match=pattern, count=BATCH_SIZE)
+        # SCAN may return a key more than once.
+        seen: set[bytes | str] = set()
+        for key in keys:
+            if key not in seen:
+                seen.add(key)
+                yield key
+
+    def _sid(self, key: bytes | str) -> str | None:
+        # None for a key that is not valid UTF-8: not one of our sessions.
+        try:
+            text = key.decode() if isinstance(key, bytes) else key
+        except UnicodeDecodeError:
+            return None
+        return text[len(self.key_prefix) :]
+
+    def all(self) -> dict[str, Document]:
+        """Return every live session, by id; entries that cannot be decoded
+        are left out.
+        """
+        values: dict[str, bytes | str | None] = {}
+        for batch in _batches(self._keys()):
+            pipe = self.client.pipeline(transaction=False)
+            for key in batch:
+                pipe.get(key)
+            for key, value in zip(batch, pipe.execute(), strict=True):
+                sid = self._sid(key)
+                if sid is not None:
+                    values[sid] = value
+        return decode_entries(values)
+
+    def length(self) -> int:
+        return sum(1 for _ in self._keys())
+
+    def clear(self) -> None:
+        for batch in _batches(self._keys()):
+            pipe = self.client.pipeline(transaction=False)
+            for key in batch:
+                # One key per command: keys of a cluster live in many slots.
+                pipe.unlink(key)
+            pipe.execute()
+
+
+def _name_bytes(name: str) -> bytes:
+    # How the Lua script decodes a member name: UTF-8, lone surrogates
+    # included (JSON.parse and Python both accept "\ud800").
+    return name.encode("utf-8", "surrogatepass")

@@ -1,0 +1,359 @@
+"""Test helpers and a pytest plugin for apps that use :class:`ConnectSession`.
+
+Installing the package registers this module as a pytest plugin (entry point
+``connect_session`` in the ``pytest11`` group). It only defines fixtures, and
+a fixture does nothing until a test asks for it:
+
+``connect_session_server``
+    A :class:`ServerSessionAccess`: read and write the server-side session
+    behind a test client's cookie.
+
+``connect_session_counting_store``
+    ``install(app) -> CountingStore``: wraps the app's store in a
+    :class:`CountingStore` that records every call, for the rest of the test.
+
+``connect_session_memory_store``
+    ``install(app) -> MemoryStore``: gives the app a fresh, empty
+    :class:`~flask_connect_session.MemoryStore` for the rest of the test.
+
+Stores installed by the fixtures are removed again when the test ends. The
+functions and classes below work without pytest too. Disable the plugin with
+``-p no:connect_session``.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import collections
+import collections.abc as cabc
+import functools
+import typing as t
+
+import pytest
+
+from .interface import ConnectSessionInterface
+from .stores.base import Store
+from .stores.memory import MemoryStore
+
+if t.TYPE_CHECKING:
+    from flask import Flask
+    from flask.sessions import SessionInterface
+    from flask.testing import FlaskClient
+
+    from .session import ServerSession
+    from .stores.base import Document
+
+__all__ = [
+    "CountingStore",
+    "ServerSessionAccess",
+    "install_store",
+    "server_session",
+    "server_session_id",
+    "session_interface",
+    "set_server_session",
+]
+
+
+def session_interface(app: Flask) -> ConnectSessionInterface:
+    """Return the app's :class:`ConnectSessionInterface`.
+
+    :raises RuntimeError: the app does not use :class:`ConnectSession`.
+    """
+    interface = app.session_interface
+    if not isinstance(interface, ConnectSessionInterface):
+        raise RuntimeError(f"app {app.name!r} does not use ConnectSession")
+    return interface
+
+
+def install_store(app: Flask, store: Store) -> SessionInterface:
+    """Make ``store`` the app's session store, with the same options.
+
+    Returns the session interface it replaces: assign it back to
+    ``app.session_interface`` to undo. Inside an app context,
+    ``app.extensions["connect_session"].store`` is then ``store``.
+
+    :raises RuntimeError: the app does not use :class:`ConnectSession`.
+    """
+    previous = session_interface(app)
+    app.session_interface = ConnectSessionInterface(previous.options, store)
+    return previous
+
+
+# -- reading and writing the session behind a client ---------------------
+
+
+class _Discard(Exception):
+    """Leaves ``session_transaction`` without saving the session."""
+
+
+def _peek(client: FlaskClient, kwargs: dict[str, t.Any]) -> tuple[str | None, dict[str, t.Any]]:
+    """Return the id and data of the stored session the client's cookie
+    names, or ``(None, {})``. Loads it as a request would, writes nothing.
+    """
+    session_interface(client.application)
+    result: tuple[str | None, dict[str, t.Any]] = (None, {})
+    try:
+        with client.session_transaction(**kwargs) as opened:
+            session = t.cast("ServerSession", opened)
+            data = dict(session)  # loads it, as the first access in a view does
+            if not session.new:
+                result = (session.id, data)
+            # Leaving with an exception skips save_session: no write, no
+            # touch, no cookie, whatever the lifecycle options.
+            raise _Discard
+    except _Discard:
+        pass
+    return result
+
+
+def server_session(client: FlaskClient, **kwargs: t.Any) -> dict[str, t.Any]:
+    """Return the data of the stored session behind the client's cookie.
+
+    The session is loaded as a view's first access would load it (the same
+    store call, Flask's tagged types restored), and nothing is written back.
+    Empty when the client has no valid cookie or the store has no such
+    session.
+
+    :param client: a test client of an app that uses :class:`ConnectSession`.
+    :param kwargs: passed to :meth:`~flask.testing.FlaskClient.session_transaction`
+        (so to :meth:`~flask.Flask.test_request_context`), e.g.
+        ``base_url="https://localhost"``.
+    :raises RuntimeError: the app does not use :class:`ConnectSession`.
+    :raises StoreError: the store failed.
+    """
+    return _peek(client, kwargs)[1]
+
+
+def server_session_id(client: FlaskClient, **kwargs: t.Any) -> str | None:
+    """Return the id of the stored session behind the client's cookie, or
+    ``None`` when there is none. Takes the arguments of :func:`server_session`.
+    """
+    return _peek(client, kwargs)[0]
+
+
+def set_server_session(
+    client: FlaskClient, data: cabc.Mapping[str, t.Any], **kwargs: t.Any
+) -> str | None:
+    """Replace the data of the session behind the client's cookie with
+    ``data``, as one request that does so would.
+
+    Built on :meth:`~flask.testing.FlaskClient.session_transaction`: the
+    session goes through the app's lifecycle, so a new session is stored and
+    its cookie given to the client, and empty ``data`` destroys a stored
+    session (with ``CONNECT_SESSION_UNSET = "destroy"``). Returns the id of
+    the stored session, or ``None`` if there is none afterwards.
+
+    :param client: a test client of an app that uses :class:`ConnectSession`.
+    :param data: the new session data.
+    :param kwargs: passed to ``session_transaction``; a ``Secure`` cookie
+        needs ``base_url="https://localhost"``.
+    :raises RuntimeError: the app does not use :class:`ConnectSession`, or
+        the session was stored but the client did not get its cookie.
+    :raises StoreError: the store failed.
+    :raises TypeError: a value cannot be stored; the message names its key.
+    """
+    session_interface(client.application)
+    with client.session_transaction(**kwargs) as session:
+        session.clear()
+        session.update(data)
+    sid = server_session_id(client, **kwargs)
+    if data and sid is None:
+        raise RuntimeError(
+            "the session was stored but the client did not get its cookie"
+            " (a Secure cookie over http? pass base_url='https://localhost')"
+        )
+    return sid
+
+
+class ServerSessionAccess:
+    """Read and write the server-side session behind a test client's cookie;
+    the ``connect_session_server`` fixture.
+
+    ::
+
+        def test_dashboard(client, connect_session_server):
+            connect_session_server.set(client, {"user": "ann"})
+            assert client.get("/dashboard").status_code == 200
+            assert connect_session_server.get(client)["visits"] == 1
+
+    .. versionadded:: 0.1
+    """
+
+    def get(self, client: FlaskClient, **kwargs: t.Any) -> dict[str, t.Any]:
+        """See :func:`server_session`."""
+        return server_session(client, **kwargs)
+
+    def id(self, client: FlaskClient, **kwargs: t.Any) -> str | None:
+        """See :func:`server_session_id`."""
+        return server_session_id(client, **kwargs)
+
+    def set(
+        self, client: FlaskClient, data: cabc.Mapping[str, t.Any], **kwargs: t.Any
+    ) -> str | None:
+        """See :func:`set_server_session`."""
+        return set_server_session(client, data, **kwargs)
+
+
+# -- counting store calls ------------------------------------------------
+
+#: The methods of :class:`Store` a store may leave to the base class.
+OPTIONAL_METHODS = tuple(
+    name
+    for name, value in vars(Store).items()
+    if callable(value)
+    and not name.startswith("_")
+    and not getattr(value, "__isabstractmethod__", False)
+)
+
+
+class CountingStore(Store):
+    """Wrap a store, record every call made to it, and delegate.
+
+    ::
+
+        store = CountingStore(MemoryStore())
+        ...
+        assert store.counts["get"] == 1
+        assert store.calls[-1] == ("merge", sid)
+
+    The wrapper implements exactly the optional methods the wrapped store
+    implements (``CountingStore(store)`` builds a subclass that does), so
+    the session interface makes the same calls it would make to ``store``.
+    Calls a base-class default makes (:meth:`Store.merge` calls
+    :meth:`get` and :meth:`set`) are recorded as those calls.
+
+    :param store: the store to wrap.
+
+    .. versionadded:: 0.1
+    """
+
+    def __new__(cls, store: Store) -> CountingStore:
+        if cls is CountingStore:
+            cls = _counting_class(type(store))
+        return super().__new__(cls)
+
+    def __init__(self, store: Store) -> None:
+        #: The wrapped store.
+        self.store = store
+        #: Every call in order, as ``(method, sid)``; ``sid`` is ``None`` for
+        #: methods that take none (``all``, ``length``, ``clear``, ``prune``).
+        self.calls: list[tuple[str, str | None]] = []
+
+    @property
+    def ttl(self) -> int:
+        """The wrapped store's :attr:`~Store.ttl`."""
+        return self.store.ttl
+
+    @ttl.setter
+    def ttl(self, value: int) -> None:
+        self.store.ttl = value
+
+    @property
+    def counts(self) -> collections.Counter[str]:
+        """How many times each method was called."""
+        return collections.Counter(method for method, _ in self.calls)
+
+    def reset(self) -> None:
+        """Forget the calls recorded so far."""
+        self.calls.clear()
+
+    def record(self, method: str, sid: str | None = None) -> None:
+        """Record one call."""
+        self.calls.append((method, sid))
+
+    def get(self, sid: str) -> Document | None:
+        self.record("get", sid)
+        return self.store.get(sid)
+
+    def set(self, sid: str, session: Document) -> None:
+        self.record("set", sid)
+        self.store.set(sid, session)
+
+    def destroy(self, sid: str) -> None:
+        self.record("destroy", sid)
+        self.store.destroy(sid)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self.store!r}: {len(self.calls)} call(s)>"
+
+
+def _delegate(method: str) -> cabc.Callable[..., t.Any]:
+    def call(self: CountingStore, *args: t.Any) -> t.Any:
+        self.record(method, args[0] if args and isinstance(args[0], str) else None)
+        return getattr(self.store, method)(*args)
+
+    call.__name__ = call.__qualname__ = method
+    call.__doc__ = f"Record the call, then call the wrapped store's ``{method}``."
+    return call
+
+
+@functools.cache
+def _counting_class(store_class: type[Store]) -> type[CountingStore]:
+    """Return the :class:`CountingStore` subclass for ``store_class``: it
+    defines the optional methods ``store_class`` overrides, and only those.
+    """
+    namespace: dict[str, t.Any] = {
+        method: _delegate(method)
+        for method in OPTIONAL_METHODS
+        if getattr(store_class, method) is not getattr(Store, method)
+    }
+    namespace["__module__"] = __name__
+    namespace["__doc__"] = f"A :class:`CountingStore` over a {store_class.__name__}."
+    return t.cast(
+        "type[CountingStore]",
+        type(f"Counting{store_class.__name__}", (CountingStore,), namespace),
+    )
+
+
+# -- pytest fixtures -----------------------------------------------------
+
+
+@pytest.fixture
+def connect_session_server() -> ServerSessionAccess:
+    """Read and write the server-side session behind a test client's cookie:
+    ``.get(client)``, ``.id(client)``, ``.set(client, data)``.
+    """
+    return ServerSessionAccess()
+
+
+@pytest.fixture
+def _connect_session_installed() -> cabc.Iterator[list[tuple[Flask, SessionInterface]]]:
+    """Undo every store installation of this test, last first."""
+    installed: list[tuple[Flask, SessionInterface]] = []
+    yield installed
+    for app, previous in reversed(installed):
+        app.session_interface = previous
+
+
+@pytest.fixture
+def connect_session_counting_store(
+    _connect_session_installed: list[tuple[Flask, SessionInterface]],
+) -> cabc.Callable[[Flask], CountingStore]:
+    """``install(app)``: wrap the app's store in a :class:`CountingStore`
+    for the rest of the test, and return the wrapper.
+    """
+
+    def install(app: Flask) -> CountingStore:
+        store = CountingStore(session_interface(app).store)
+        _connect_session_installed.append((app, install_store(app, store)))
+        return store
+
+    return install
+
+
+@pytest.fixture
+def connect_session_memory_store(
+    _connect_session_installed: list[tuple[Flask, SessionInterface]],
+) -> cabc.Callable[[Flask], MemoryStore]:
+    """``install(app)``: give the app a fresh, empty :class:`MemoryStore`
+    (with the app's ``CONNECT_SESSION_TTL``) for the rest of the test, and
+    return it.
+    """
+
+    def install(app: Flask) -> MemoryStore:
+        store = MemoryStore(ttl=session_interface(app).options.ttl)
+        _connect_session_installed.append((app, install_store(app, store)))
+        return store
+
+    return install

@@ -1,0 +1,296 @@
+"""Every built-in store over its real backend, with a look inside the backend
+(imported by the store tests), and the documents they store.
+
+A :class:`Harness` pairs a fresh, empty store with raw access to where it
+keeps its data, so the contract tests can plant values (corrupt documents,
+pickles) and read the lifetime the backend really gives an entry.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import dataclasses
+import json
+import os
+import re
+import socket
+import struct
+import time
+import typing as t
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from flask_connect_session import CachelibStore
+from flask_connect_session import FileSystemStore
+from flask_connect_session import MemoryStore
+from flask_connect_session import RedisStore
+from flask_connect_session import Store
+from flask_connect_session.cookie import format_expires
+from flask_connect_session.cookie import utcnow
+from flask_connect_session.stores import StoreSettings
+from flask_connect_session.stores import store_from_url
+
+PREFIX = "sess:"
+
+Document = dict[str, t.Any]
+
+
+def cookie(seconds: float | None = None) -> Document:
+    """An express-session cookie member expiring in ``seconds`` (or never)."""
+    if seconds is None:
+        return {"originalMaxAge": None, "expires": None, "httpOnly": True, "path": "/"}
+    return {
+        "originalMaxAge": int(seconds * 1000),
+        "expires": format_expires(utcnow() + timedelta(seconds=seconds)),
+        "httpOnly": True,
+        "path": "/",
+    }
+
+
+def doc(seconds: float | None = None, **data: t.Any) -> Document:
+    return {"cookie": cookie(seconds), **data}
+
+
+class Touch:
+    """Unpickling this creates a file: proof that a pickle was executed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[t.Any, ...]:
+        return (Path.touch, (self.path,))
+
+
+@dataclasses.dataclass
+class Harness:
+    """A store and raw access to its backend."""
+
+    name: str
+    store: Store
+    #: Store these bytes as the raw value of a session id, bypassing the
+    #: store; ``flags`` is the memcached client flags word (1 = "pickle").
+    plant: cabc.Callable[[str, bytes], None]
+    #: Seconds the backend keeps this session id, or None if it has none.
+    remaining: cabc.Callable[[str], float | None]
+    #: The raw stored value of a session id, or None.
+    raw: cabc.Callable[[str], bytes | None]
+    #: merge/touch are atomic (not cachelib's generic get-then-set).
+    atomic: bool = True
+    #: Something outside this process can write the backend.
+    external: bool = True
+    #: The backend's clock resolution, in seconds, for lifetime checks.
+    resolution: float = 0.05
+    #: The backend counts lifetimes in whole seconds of its own clock, so
+    #: the store gives entries one second more.
+    whole_seconds: bool = False
+
+
+def _memory(request: pytest.FixtureRequest) -> Harness:
+    store = MemoryStore()
+
+    def plant(sid: str, raw: bytes) -> None:
+        store._entries[sid] = (raw.decode("utf-8", "replace"), time.time() + 100)
+
+    def remaining(sid: str) -> float | None:
+        entry = store._entries.get(sid)
+        return None if entry is None or entry[1] <= time.time() else entry[1] - time.time()
+
+    def raw(sid: str) -> bytes | None:
+        entry = store._entries.get(sid)
+        return None if entry is None else entry[0].encode()
+
+    return Harness("memory", store, plant, remaining, raw, external=False)
+
+
+def _filesystem(request: pytest.FixtureRequest) -> Harness:
+    directory: Path = request.getfixturevalue("tmp_path") / "sessions"
+    store = FileSystemStore(directory)
+
+    def path(sid: str) -> Path:
+        return directory / (store._name(sid) + ".session")
+
+    def plant(sid: str, raw: bytes) -> None:
+        header = json.dumps({"sid": sid}).encode() + b"\n"
+        path(sid).write_bytes(header + raw)
+        os.utime(path(sid), (time.time() + 100, time.time() + 100))
+
+    def remaining(sid: str) -> float | None:
+        try:
+            left = path(sid).stat().st_mtime - time.time()
+        except FileNotFoundError:
+            return None
+        return left if left > 0 else None
+
+    def raw(sid: str) -> bytes | None:
+        try:
+            return path(sid).read_bytes().partition(b"\n")[2].rstrip(b"\n")
+        except FileNotFoundError:
+            return None
+
+    return Harness("filesystem", store, plant, remaining, raw)
+
+
+def _redis_harness(name: str, store: RedisStore, client: t.Any) -> Harness:
+    def plant(sid: str, raw: bytes) -> None:
+        client.set(PREFIX + sid, raw)
+
+    def remaining(sid: str) -> float | None:
+        left = client.pttl(PREFIX + sid)
+        return None if left < 0 else left / 1000
+
+    def raw(sid: str) -> bytes | None:
+        value: bytes | None = client.get(PREFIX + sid)
+        return value
+
+    return Harness(name, store, plant, remaining, raw, resolution=0.01)
+
+
+def _redis(request: pytest.FixtureRequest) -> Harness:
+    url = request.getfixturevalue("redis_url")
+    store = store_from_url(url, StoreSettings(PREFIX, 86400))
+    assert isinstance(store, RedisStore)
+    client = request.getfixturevalue("redis_server").client()
+    request.addfinalizer(client.close)
+    return _redis_harness("redis", store, client)
+
+
+def _redis_cluster(request: pytest.FixtureRequest) -> Harness:
+    request.getfixturevalue("redis_cluster_url")
+    client = request.getfixturevalue("redis_cluster").client()
+    request.addfinalizer(client.close)
+    return _redis_harness("redis-cluster", RedisStore(client), client)
+
+
+def _cachelib_redis(request: pytest.FixtureRequest) -> Harness:
+    from cachelib import RedisCache
+
+    request.getfixturevalue("redis_url")
+    server = request.getfixturevalue("redis_server")
+    cache = RedisCache(server.host, server.port)
+    harness = _redis_harness("cachelib-redis", CachelibStore(cache), server.client())
+    request.addfinalizer(cache._write_client.close)
+    return harness
+
+
+def memcached_meta_ttl(host: str, port: int, key: str) -> float | None:
+    """Remaining TTL of a memcached key (meta protocol ``mg <key> t``)."""
+    with socket.create_connection((host, port), timeout=2) as sock:
+        sock.sendall(f"mg {key} t\r\n".encode())
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    match = re.match(rb"HD t(-?\d+)", reply)
+    return None if match is None else float(match.group(1))
+
+
+def _memcached(request: pytest.FixtureRequest) -> Harness:
+    url = request.getfixturevalue("memcached_url")
+    server = request.getfixturevalue("memcached_server")
+    store = store_from_url(url, StoreSettings(PREFIX, 86400))
+    client = server.client()
+    request.addfinalizer(client.close)
+
+    def plant(sid: str, raw: bytes) -> None:
+        # Flags 1: what pymemcache's and python-memcached's pickle serdes
+        # write for a pickled value, so a pickling client would unpickle it.
+        # noreply=False: wait until stored, before the store reads it.
+        client.set(PREFIX + sid, raw, flags=1 if raw.startswith(b"\x80") else 0, noreply=False)
+
+    def remaining(sid: str) -> float | None:
+        return memcached_meta_ttl(server.host, server.port, PREFIX + sid)
+
+    def raw(sid: str) -> bytes | None:
+        value: bytes | None = client.get(PREFIX + sid)
+        return value
+
+    return Harness("memcached", store, plant, remaining, raw, resolution=1.5, whole_seconds=True)
+
+
+def _cachelib_simple(request: pytest.FixtureRequest) -> Harness:
+    from cachelib import SimpleCache
+
+    cache = SimpleCache()
+    store = CachelibStore(cache)
+
+    def plant(sid: str, raw: bytes) -> None:
+        cache._cache[PREFIX + sid] = (time.time() + 100, raw)
+
+    def remaining(sid: str) -> float | None:
+        entry = cache._cache.get(PREFIX + sid)
+        left = None if entry is None else entry[0] - time.time()
+        return left if left is not None and left > 0 else None
+
+    def raw(sid: str) -> bytes | None:
+        entry = cache._cache.get(PREFIX + sid)
+        return None if entry is None else t.cast(bytes, entry[1])
+
+    return Harness(
+        "cachelib-simple",
+        store,
+        plant,
+        remaining,
+        raw,
+        atomic=False,
+        resolution=1.0,
+        whole_seconds=True,
+    )
+
+
+def _cachelib_filesystem(request: pytest.FixtureRequest) -> Harness:
+    from cachelib import FileSystemCache
+
+    cache = FileSystemCache(str(request.getfixturevalue("tmp_path") / "cachelib"))
+    store = CachelibStore(cache)
+
+    def path(sid: str) -> Path:
+        return Path(cache._get_filename(PREFIX + sid))
+
+    def plant(sid: str, raw: bytes) -> None:
+        path(sid).write_bytes(struct.pack("I", int(time.time()) + 100) + raw)
+
+    def remaining(sid: str) -> float | None:
+        try:
+            expiry = struct.unpack("I", path(sid).read_bytes()[:4])[0]
+        except FileNotFoundError:
+            return None
+        left = float(expiry) - time.time()
+        return left if left > 0 else None
+
+    def raw(sid: str) -> bytes | None:
+        try:
+            return path(sid).read_bytes()[4:]
+        except FileNotFoundError:
+            return None
+
+    return Harness(
+        "cachelib-filesystem",
+        store,
+        plant,
+        remaining,
+        raw,
+        atomic=False,
+        resolution=1.0,
+        whole_seconds=True,
+    )
+
+
+HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
+    "memory": _memory,
+    "filesystem": _filesystem,
+    "redis": _redis,
+    "redis-cluster": _redis_cluster,
+    "memcached": _memcached,
+    "cachelib-redis": _cachelib_redis,
+    "cachelib-simple": _cachelib_simple,
+    "cachelib-filesystem": _cachelib_filesystem,
+}
+
+#: Harnesses whose merge is cachelib's generic (not atomic) get-then-set.
+NOT_ATOMIC = frozenset(("cachelib-simple", "cachelib-filesystem"))
+#: Harnesses whose backend nothing outside this process can write to.
+IN_PROCESS = frozenset(("memory",))

@@ -1,0 +1,352 @@
+"""RedisStore against a real redis-server and a real 3-node Redis Cluster:
+connect-redis' key, value and TTL, the Lua merge, SCAN, recovery.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+import pytest
+import redis
+from flask import Flask
+from flask import session
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from flask_connect_session import ConnectSession
+from flask_connect_session import RedisStore
+from flask_connect_session.errors import CorruptDocument
+from flask_connect_session.serialization import encode
+from flask_connect_session.stores.base import apply_changes
+
+from server_fixtures import RedisClusterServer
+from server_fixtures import RedisServer
+from store_harness import cookie
+from store_harness import doc
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def client(redis_url: str, redis_server: RedisServer) -> t.Iterator[redis.Redis]:
+    with redis_server.client() as client:
+        yield client
+
+
+@pytest.fixture
+def store(redis_url: str) -> RedisStore:
+    return RedisStore(redis_url)
+
+
+# -- connect-redis' format ----------------------------------------------------
+
+
+def test_key_value_and_ttl_are_connect_redis(store: RedisStore, client: redis.Redis) -> None:
+    """``sess:<sid>`` holds the compact JSON document; the TTL is the
+    cookie's remaining seconds rounded up.
+    """
+    document = doc(100.3, user="ann", cart=[])
+    store.set("abc", document)
+    assert client.get("sess:abc") == encode(document).encode()
+    assert client.ttl("sess:abc") == 101
+    assert 100_000 < client.pttl("sess:abc") <= 101_000
+
+
+def test_browser_session_gets_the_configured_ttl(redis_url: str, client: redis.Redis) -> None:
+    store = RedisStore(redis_url, ttl=1234)
+    store.set("abc", doc(None, a=1))
+    assert client.ttl("sess:abc") == 1234
+    store.touch("abc", doc(None))
+    assert client.ttl("sess:abc") == 1234
+    assert store.merge("abc", {"cookie": cookie(50)}, [])
+    assert client.ttl("sess:abc") == 50
+
+
+def test_touch_is_expire(store: RedisStore, client: redis.Redis) -> None:
+    store.set("abc", doc(None, a=1))
+    store.touch("abc", doc(77))
+    assert client.ttl("sess:abc") == 77
+    store.touch("abc", doc(-3))  # EXPIRE with a past TTL deletes, as in connect-redis
+    assert client.exists("sess:abc") == 0
+
+
+def test_get_and_touch_sets_original_max_age(store: RedisStore, client: redis.Redis) -> None:
+    document = doc(10, a=1)
+    document["cookie"]["originalMaxAge"] = 3_600_500  # ms: 3600.5 s -> 3601
+    client.set("sess:abc", encode(document))
+    assert store.get_and_touch("abc") == document
+    assert client.ttl("sess:abc") == 3601
+
+
+def test_custom_prefix_and_glob_characters(redis_url: str, client: redis.Redis) -> None:
+    store = RedisStore(redis_url, key_prefix="app*[1]?:")
+    other = RedisStore(redis_url, key_prefix="app1x:")
+    store.set("a", doc(None, n=1))
+    other.set("b", doc(None, n=2))
+    client.set("unrelated", "keep me")
+    assert client.exists("app*[1]?:a") == 1
+    assert store.all() == {"a": doc(None, n=1)}
+    assert store.length() == 1
+    store.clear()
+    assert store.length() == 0
+    assert other.all() == {"b": doc(None, n=2)}
+    assert client.get("unrelated") == b"keep me"
+
+
+def test_decode_responses_client(redis_server: RedisServer, redis_url: str) -> None:
+    with redis_server.client(decode_responses=True) as client:
+        store = RedisStore(client)
+        store.set("é", doc(None, text="é😀"))
+        assert store.get("é") == doc(None, text="é😀")
+        assert store.get_and_touch("é") == doc(None, text="é😀")
+        assert store.merge("é", {"more": "ü"}, [])
+        assert store.all() == {"é": doc(None, text="é😀", more="ü")}
+
+
+# -- the Lua merge ------------------------------------------------------------------
+
+
+def test_merge_is_one_round_trip(store: RedisStore, client: redis.Redis) -> None:
+    """After the script is loaded, a merge is a single EVALSHA."""
+    store.set("abc", doc(None, a=1))
+    store.merge("abc", {"b": 2}, [])  # loads the script
+    store.get_and_touch("abc")
+    client.config_resetstat()
+    assert store.merge("abc", {"c": 3, "cookie": cookie()}, ["a"])
+    assert store.get_and_touch("abc") is not None
+    stats = client.info("commandstats")
+    assert {name for name in stats if not name.startswith("cmdstat_config")} <= {
+        "cmdstat_evalsha",
+        "cmdstat_get",
+        "cmdstat_set",
+        "cmdstat_expire",
+    }
+    assert stats["cmdstat_evalsha"]["calls"] == 2
+    # The GET/SET/EXPIRE counted are the ones the scripts ran.
+    assert stats["cmdstat_get"]["calls"] == 2
+    assert stats["cmdstat_set"]["calls"] == 1
+
+
+def test_merge_keeps_untouched_members_byte_for_byte(
+    store: RedisStore, client: redis.Redis
+) -> None:
+    """A document written by someone else (here pretty-printed, escaped as
+    ASCII) keeps its untouched members exactly as they were written.
+    """
+    original = {
+        "cookie": cookie(),
+        "big": 123456789012345678901234567890,
+        "float": 0.30000000000000004,
+        "astral": "😀",
+        "empty": [],
+    }
+    text = json.dumps(original, indent=2, ensure_ascii=True)
+    client.set("sess:abc", text)
+    assert store.merge("abc", {"added": {}}, [])
+    stored = client.get("sess:abc")
+    assert stored is not None
+    for name in ("big", "float", "astral", "empty"):
+        member = json.dumps({name: original[name]}, indent=2, ensure_ascii=True)[4:-2]
+        assert member.encode() in stored
+    assert json.loads(stored) == original | {"added": {}}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["\ud800", "x\udfffy", "😀", "\\", '"', "\u0000", "\u2028", "é"],
+    ids=repr,
+)
+def test_merge_matches_escaped_and_odd_names(
+    store: RedisStore, client: redis.Redis, name: str
+) -> None:
+    """Names the stored JSON escapes (as JSON.stringify or ensure_ascii do)
+    are recognised, lone surrogates included.
+    """
+    document = {"cookie": cookie(), name: 1, "other": 2}
+    for text in (json.dumps(document), json.dumps(document, ensure_ascii=False)):
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:
+            continue  # a raw lone surrogate is not UTF-8; Express never writes one
+        client.set("sess:abc", data)
+        assert store.merge("abc", {name: 3}, [])
+        assert store.get("abc") == {"cookie": cookie(), name: 3, "other": 2}
+        assert store.merge("abc", {}, [name])
+        assert store.get("abc") == {"cookie": cookie(), "other": 2}
+
+
+def test_merge_of_lone_surrogate_value(store: RedisStore) -> None:
+    store.set("abc", doc(None, a="\udc80"))
+    assert store.get("abc") == doc(None, a="\udc80")
+    assert store.merge("abc", {"b": "x\ud800"}, [])
+    assert store.get("abc") == doc(None, a="\udc80", b="x\ud800")
+
+
+def test_merge_refuses_documents_it_cannot_read(store: RedisStore, client: redis.Redis) -> None:
+    for text in (
+        '{"cookie": {}, "a": 01}',
+        '{"cookie": {}, "a": tru}',
+        '{"cookie": {}, "a": [}',
+        '{"cookie": {}, "a": "\\x"}',
+        '{"cookie": {}, "a": "\t"}',
+        '{"cookie": {}, "cookie": 1}',  # the last duplicate wins, as in JSON.parse
+        '{"cookie": {}, "deep": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    ):
+        client.set("sess:abc", text)
+        with pytest.raises(CorruptDocument):
+            store.merge("abc", {"b": 1}, [])
+        assert client.get("sess:abc") == text.encode()
+
+
+def _json_values() -> st.SearchStrategy[t.Any]:
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**80), max_value=2**80)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=8)
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+        ),
+        max_leaves=8,
+    )
+
+
+names = st.text(max_size=4)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    database=None,  # no .hypothesis/ in the work tree
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    data=st.dictionaries(names, _json_values(), max_size=6),
+    changes=st.dictionaries(names, _json_values(), max_size=4),
+    removed=st.lists(names, max_size=3),
+    indent=st.sampled_from([None, 0, 2]),
+    ascii_only=st.booleans(),
+)
+def test_merge_equals_apply_changes(
+    store: RedisStore,
+    client: redis.Redis,
+    data: dict[str, t.Any],
+    changes: dict[str, t.Any],
+    removed: list[str],
+    indent: int | None,
+    ascii_only: bool,
+) -> None:
+    """For any document, however it was formatted, the Lua merge gives what
+    Python's ``apply_changes`` gives on the parsed document.
+    """
+    data.pop("cookie", None)
+    document = {"cookie": cookie(), **data}
+    client.set("sess:abc", json.dumps(document, indent=indent, ensure_ascii=ascii_only).encode())
+    assert store.merge("abc", changes, removed)
+    stored = client.get("sess:abc")
+    assert stored is not None
+    merged = json.loads(stored)
+    assert merged == apply_changes(json.loads(json.dumps(document)), changes, removed)
+    # Untouched members keep their order; new ones come last, as in Python.
+    assert list(merged) == list(apply_changes(dict(document), changes, removed))
+
+
+# -- listing on a cluster, recovery, URLs ----------------------------------------------
+
+
+def test_cluster_lists_and_clears_every_slot(
+    redis_cluster_url: str, redis_cluster: RedisClusterServer
+) -> None:
+    with redis_cluster.client() as client:
+        store = RedisStore(client)
+        sessions = {f"sid-{n}": doc(None, n=n) for n in range(300)}
+        for sid, document in sessions.items():
+            store.set(sid, document)
+        client.set("unrelated", "keep me")
+        # The keys really are spread over the three primaries.
+        per_node = [node.redis_connection.dbsize() for node in client.get_primaries()]
+        assert len([count for count in per_node if count > 0]) == 3
+        assert store.length() == 300
+        assert store.all() == sessions
+        store.clear()
+        assert store.length() == 0
+        assert client.get("unrelated") == b"keep me"
+
+
+def test_cluster_merge_and_get_and_touch(
+    redis_cluster_url: str, redis_cluster: RedisClusterServer
+) -> None:
+    with redis_cluster.client() as client:
+        store = RedisStore(client)
+        for n in range(20):  # keys in many slots, so on every node
+            store.set(f"s{n}", doc(None, a=n))
+            assert store.merge(f"s{n}", {"b": [], "cookie": cookie(60)}, ["a"])
+            got = store.get_and_touch(f"s{n}")
+            assert got is not None and got["b"] == [] and "a" not in got
+            # Touched to originalMaxAge (60 s), from the cookie merged in.
+            assert 59 <= client.ttl(f"sess:s{n}") <= 60
+
+
+def test_store_recovers_after_redis_restarts(redis_url: str, redis_server: RedisServer) -> None:
+    """With Redis down an operation raises (a 500 through the app, as
+    StoreError); once Redis is back the same store object works again.
+    """
+    store = RedisStore(redis_url)
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s", CONNECT_SESSION_STORE=store)
+    ConnectSession(app)
+
+    @app.post("/set")
+    def set_value() -> str:
+        session["n"] = 1
+        return "ok"
+
+    web = app.test_client()
+    assert web.post("/set").status_code == 200
+    redis_server.stop()
+    try:
+        with pytest.raises(redis.ConnectionError):
+            store.get("abc")
+        assert web.post("/set").status_code == 500
+    finally:
+        redis_server.start()
+    # --save "" and no AOF: the restarted server is empty; the store works.
+    store.set("abc", doc(None, a=1))
+    assert store.get("abc") == doc(None, a=1)
+    assert web.post("/set").status_code == 200
+
+
+def test_url_sets_timeouts_that_the_query_overrides(redis_url: str) -> None:
+    kwargs = RedisStore(redis_url).client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 5.0 and kwargs["socket_connect_timeout"] == 5.0
+    url = redis_url + "?socket_timeout=1.5&socket_connect_timeout=0.5"
+    kwargs = RedisStore(url).client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 1.5 and kwargs["socket_connect_timeout"] == 0.5
+
+
+def test_valkey_url_is_redis(redis_server: RedisServer, redis_url: str) -> None:
+    store = RedisStore(f"valkey://{redis_server.host}:{redis_server.port}/0", ttl=60)
+    store.set("abc", doc(None, a=1))
+    assert RedisStore(redis_url).get("abc") == doc(None, a=1)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://localhost/sessions", "redis://localhost:port", "http://localhost"]
+)
+def test_malformed_url(url: str) -> None:
+    with pytest.raises(ValueError):
+        RedisStore(url)
+
+
+def test_malformed_url_in_config_names_the_key() -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s", CONNECT_SESSION_STORE="redis://localhost/sessions")
+    with pytest.raises(ValueError, match="CONNECT_SESSION_STORE"):
+        ConnectSession(app)
