@@ -103,6 +103,32 @@ async function main() {
     res.json(describe(req));
   });
 
+  // Stores JavaScript Date objects, which connect-redis serialises with
+  // JSON.stringify (ISO 8601 strings): body {key: msSinceEpoch, ...}.
+  app.post("/set-dates", (req, res) => {
+    if (!isPlainObject(req.body)) {
+      return res.status(400).json({ error: "body must be a JSON object" });
+    }
+    for (const [key, value] of Object.entries(req.body)) {
+      if (key === "cookie") return res.status(400).json({ error: '"cookie" is reserved' });
+      if (!Number.isFinite(value)) return res.status(400).json({ error: `${key}: not a number` });
+      req.session[key] = new Date(value);
+    }
+    res.json(describe(req));
+  });
+
+  // Deletes session keys: body ["key", ...].
+  app.post("/unset", (req, res) => {
+    if (!Array.isArray(req.body) || !req.body.every((key) => typeof key === "string")) {
+      return res.status(400).json({ error: "body must be a JSON array of strings" });
+    }
+    for (const key of req.body) {
+      if (key === "cookie") return res.status(400).json({ error: '"cookie" is reserved' });
+      delete req.session[key];
+    }
+    res.json(describe(req));
+  });
+
   app.post("/regenerate", (req, res, next) => {
     req.session.regenerate((err) => (err ? next(err) : res.json(describe(req))));
   });
