@@ -252,10 +252,25 @@ return 1
 #: ``ARGV[1]``, as a touch after the request would. A value that is not a
 #: session is returned untouched, for the caller to report.
 GET_AND_TOUCH_SCRIPT = (
-    JSON_SCANNER
+    # Fast path first, before the scanner's definitions are even run: cjson
+    # only *reads* originalMaxAge here (nothing is re-encoded, so its lossy
+    # number and array handling cannot hurt), and it is C.
+    r"""
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local ok, doc = pcall(cjson.decode, raw)
+if ok and type(doc) == 'table' and type(doc.cookie) == 'table' then
+  local ttl = tonumber(ARGV[1])
+  local ms = doc.cookie.originalMaxAge
+  if type(ms) == 'number' and ms > -1e15 and ms < 1e15 then ttl = math.ceil(ms / 1000) end
+  redis.call('EXPIRE', KEYS[1], string.format('%d', ttl))
+  return raw
+end
+"""
+    # Text cjson refuses (lone surrogates, deep nesting): the full scanner.
+    + JSON_SCANNER
     + r"""
-s = redis.call('GET', KEYS[1])
-if not s then return false end
+s = raw
 local members = checked_members()
 local cookie = members and cookie_of(members)
 if not cookie then return s end
