@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing as t
 from datetime import UTC
 from datetime import datetime
@@ -11,6 +12,12 @@ from werkzeug.http import dump_cookie
 
 SameSite = t.Literal["Strict", "Lax", "None"]
 Priority = t.Literal["Low", "Medium", "High"]
+
+#: The longest lifetime, in seconds, a cookie or session may have (about 100
+#: years; browsers cap cookies at 400 days anyway). Longer stored values are
+#: treated as unreadable, longer configured ones rejected: past it, dates
+#: leave the range Python and JavaScript can compute with.
+MAX_LIFETIME = 100 * 365 * 86400
 
 _SAMESITE: dict[str, SameSite] = {"strict": "Strict", "lax": "Lax", "none": "None"}
 _PRIORITY: dict[str, Priority] = {"low": "Low", "medium": "Medium", "high": "High"}
@@ -49,16 +56,47 @@ def format_expires(when: datetime) -> str:
 
 
 def parse_expires(value: object) -> datetime | None:
-    """Parse a stored ``expires`` (ISO 8601); anything unreadable gives ``None``."""
+    """Parse a stored ``expires`` (ISO 8601) as an aware UTC datetime;
+    anything unreadable, or out of range once in UTC, gives ``None``.
+    """
     if not isinstance(value, str):
         return None
     try:
         when = datetime.fromisoformat(value)
-    except ValueError:
+        if when.tzinfo is None:
+            return when.replace(tzinfo=UTC)
+        return when.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when
+
+
+def lifetime_seconds(value: object) -> float | None:
+    """Return a stored lifetime in milliseconds (``originalMaxAge``) as
+    seconds, or ``None`` unless it is a finite number within
+    :data:`MAX_LIFETIME`.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = value / 1000
+    except OverflowError:  # an int beyond any float
+        return None
+    return seconds if abs(seconds) <= MAX_LIFETIME else None  # NaN compares False
+
+
+def valid_domain(domain: str) -> bool:
+    """Whether a ``Set-Cookie`` header can carry ``domain``: a host name
+    (international names are IDNA-encoded), nothing that could end the
+    attribute or the header.
+    """
+    try:
+        encoded = domain.lstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return _HOST.fullmatch(encoded) is not None
+
+
+_HOST = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
 
 
 def normalize_samesite(value: object) -> SameSite | None:
@@ -183,6 +221,8 @@ class Cookie:
         if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
             raise TypeError(f"max_age must be seconds or a timedelta, not {value!r}")
         seconds = to_seconds(value)
+        if not abs(seconds) <= MAX_LIFETIME:
+            raise ValueError(f"max_age must be at most {MAX_LIFETIME} seconds, not {value!r}")
         self._expires = utcnow() + timedelta(seconds=seconds)
         self.original_max_age = seconds
 
@@ -223,17 +263,22 @@ class Cookie:
         :param defaults: the cookie a new session would get.
         """
         cookie = defaults.copy()
-        cookie._expires = parse_expires(doc.get("expires"))
-        original = doc.get("originalMaxAge")
-        if isinstance(original, int | float) and not isinstance(original, bool):
-            cookie.original_max_age = original / 1000
+        expires = parse_expires(doc.get("expires"))
+        if expires is not None and abs((expires - utcnow()).total_seconds()) > MAX_LIFETIME:
+            expires = None
+        cookie._expires = expires
+        original = lifetime_seconds(doc.get("originalMaxAge"))
+        if original is not None:
+            cookie.original_max_age = original
         elif cookie._expires is None:
             cookie.original_max_age = None
         else:
             cookie.original_max_age = cookie.max_age
-        for member, attr in (("path", "path"), ("domain", "domain")):
-            if isinstance(doc.get(member), str):
-                setattr(cookie, attr, doc[member])
+        if isinstance(doc.get("path"), str):
+            cookie.path = doc["path"]
+        domain = doc.get("domain")
+        if isinstance(domain, str) and valid_domain(domain):
+            cookie.domain = domain
         for member, attr in (
             ("httpOnly", "httponly"),
             ("secure", "secure"),

@@ -66,6 +66,20 @@ def add_vary_cookie(response: Response) -> None:
         response.headers["Vary"] = "Cookie"
 
 
+#: Creation times beyond this (ms since the epoch, year 5138) are unreadable.
+_MAX_CREATED = 10**14
+
+
+def created_at(document: Document) -> int | None:
+    """Return a document's creation time (ms since the epoch), or ``None`` if
+    it has none that is a plausible number.
+    """
+    created = document.get(CREATED_MEMBER)
+    if isinstance(created, bool) or not isinstance(created, int | float):
+        return None
+    return int(created) if 0 <= created <= _MAX_CREATED else None  # NaN compares False
+
+
 class ConnectSessionInterface(SessionInterface):
     """Server-side sessions with express-session's semantics and wire format.
 
@@ -203,10 +217,13 @@ class ConnectSessionInterface(SessionInterface):
         if not self.options.resave:
             session.saved_id, session.saved_text = sid, session.original_text
         if self.options.absolute_timeout is not None:
-            created = document.get(CREATED_MEMBER)
-            if isinstance(created, int | float) and not isinstance(created, bool):
-                session.created, session.created_unsaved = int(created), False
-            else:  # timeout enabled after this session began: start counting now
+            created = created_at(document)
+            if created is not None:
+                session.created, session.created_unsaved = created, False
+            else:
+                # Made before the timeout was enabled, or by an app that does
+                # not keep the start time: the count starts now, and the start
+                # is saved at the end of this request (see should_save).
                 session.created, session.created_unsaved = int(time.time() * 1000), True
 
     def inflate_cookie(self, session: ServerSession) -> Cookie:
@@ -218,8 +235,8 @@ class ConnectSessionInterface(SessionInterface):
 
     def _timed_out(self, document: Document) -> bool:
         timeout = self.options.absolute_timeout
-        created = document.get(CREATED_MEMBER)
-        if timeout is None or not isinstance(created, int | float):
+        created = created_at(document)
+        if timeout is None or created is None:
             return False
         return time.time() * 1000 - created > timeout * 1000
 
@@ -236,12 +253,16 @@ class ConnectSessionInterface(SessionInterface):
         if document is not None and sid is not None and self._timed_out(document):
             self._call("destroy", sid)
             document = None
+        if document is not None and sid is not None:
+            try:
+                self._inflate(session, sid, document)
+                session.touched = self._load_operation == "get_and_touch"
+            except CorruptDocument as exc:
+                logger.error("corrupt session document (sid %.6s...), new session: %s", sid, exc)
+                document = None
         if document is None or sid is None:
             self._generate(session, {})
             session.original_id, session.original_text = session.sid, "{}"
-        else:
-            self._inflate(session, sid, document)
-            session.touched = self._load_operation == "get_and_touch"
         session.loaded = True
 
     def regenerate(self, session: ServerSession, keep: bool) -> None:
@@ -324,7 +345,9 @@ class ConnectSessionInterface(SessionInterface):
             and session.saved_text is None
         ):
             return session.is_modified(text)
-        return not session.is_saved(text)
+        # A loaded session whose start time (absolute timeout) is not stored
+        # yet is saved, or its count would restart on every read.
+        return not session.is_saved(text) or (session.in_store and session.created_unsaved)
 
     def should_touch(self, session: ServerSession) -> bool:
         """Whether to extend the store lifetime of a loaded, unsaved session

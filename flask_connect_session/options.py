@@ -5,14 +5,17 @@ from __future__ import annotations
 import collections.abc as cabc
 import dataclasses
 import importlib
+import re
 import typing as t
 from datetime import timedelta
 
+from .cookie import MAX_LIFETIME
 from .cookie import Priority
 from .cookie import SameSite
 from .cookie import normalize_priority
 from .cookie import normalize_samesite
 from .cookie import to_seconds
+from .cookie import valid_domain
 from .signing import generate_sid
 from .stores.base import DEFAULT_TTL
 
@@ -22,6 +25,9 @@ if t.TYPE_CHECKING:
 
 Unset = t.Literal["destroy", "keep"]
 GenId = cabc.Callable[["Request"], str]
+
+#: A cookie name: an RFC 6265 token (no spaces, separators or controls).
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
@@ -60,8 +66,8 @@ def parse_seconds(key: str, value: object, *, allow_none: bool = True) -> float 
     if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
         raise ValueError(f"{key}: expected seconds (a number or timedelta), got {value!r}")
     seconds = to_seconds(value)
-    if seconds < 0 or seconds != seconds:  # negative or NaN
-        raise ValueError(f"{key}: expected a non-negative duration, got {value!r}")
+    if not 0 <= seconds <= MAX_LIFETIME:  # negative, NaN, infinite or absurd
+        raise ValueError(f"{key}: expected 0 to {MAX_LIFETIME} seconds, got {value!r}")
     return seconds
 
 
@@ -93,7 +99,8 @@ def _parse_genid(key: str, value: object) -> GenId:
         module_name, _, attr = value.rpartition(".")
     try:
         target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
+        # TypeError: a relative path (".mod") with no package to resolve it.
         raise ValueError(f"{key}: cannot import {value!r}: {exc}") from exc
     if not callable(target):
         raise ValueError(f"{key}: {value!r} is not callable")
@@ -182,9 +189,12 @@ def _parse_cookie(config: Config) -> CookieOptions:
         priority = normalize_priority(values.get("priority"))
     except ValueError as exc:
         raise ValueError(f"{key('priority')}: {exc}") from None
+    domain = _parse_str(key("domain"), values["domain"], allow_none=True)
+    if domain is not None and not valid_domain(domain):
+        raise ValueError(f"{key('domain')}: not a domain a cookie can carry: {domain!r}")
     return CookieOptions(
         path=t.cast(str, _parse_str(key("path"), values["path"])),
-        domain=_parse_str(key("domain"), values["domain"], allow_none=True),
+        domain=domain,
         httponly=parse_bool(key("httponly"), values["httponly"]),
         secure=secure,
         samesite=samesite,
@@ -247,9 +257,9 @@ class Options:
             raise ValueError(f"{p}UNSET: expected 'destroy' or 'keep', got {unset!r}")
         proxy = get(p + "PROXY")
         ttl = parse_seconds(p + "TTL", get(p + "TTL", DEFAULT_TTL), allow_none=False)
-        key = _parse_str(p + "KEY", get(p + "KEY", "connect.sid"))
-        if not key:
-            raise ValueError(f"{p}KEY: the cookie name cannot be empty")
+        key = t.cast(str, _parse_str(p + "KEY", get(p + "KEY", "connect.sid")))
+        if not _COOKIE_NAME.fullmatch(key):
+            raise ValueError(f"{p}KEY: not a cookie name (an RFC 6265 token): {key!r}")
         return cls(
             key=key,
             cookie=_parse_cookie(config),

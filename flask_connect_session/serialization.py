@@ -63,30 +63,37 @@ def dumps_data(data: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], str]:
 
     :raises TypeError: a value has no JSON form; the message names its key.
     """
-    tagged = {key: tag(value) for key, value in data.items()}
     try:
+        tagged = {key: tag(value) for key, value in data.items()}
         return tagged, dumps(tagged)
-    except (TypeError, ValueError):
-        for key, value in tagged.items():
+    except (TypeError, ValueError, RecursionError):
+        for key, value in data.items():
             try:
-                dumps(value)
-            except (TypeError, ValueError) as exc:
+                dumps(tag(value))
+            except (TypeError, ValueError, RecursionError) as exc:
                 raise TypeError(f"session[{key!r}] cannot be stored as JSON: {exc}") from exc
         raise
 
 
-def _untag(value: t.Any) -> tuple[t.Any, bool]:
+#: Stored values nested deeper than this are treated as corrupt: nothing a
+#: session needs, and deep enough to exhaust the stack when written back.
+MAX_DEPTH = 100
+
+
+def _untag(value: t.Any, depth: int = 0) -> tuple[t.Any, bool]:
     """Return the Python value for a stored value, and whether it held any
     object shaped like a Flask tag (``{" t": [...]}``).
 
     A tag-shaped object whose payload does not decode (another app wrote it)
     stays a plain dict rather than failing the request.
     """
+    if depth > MAX_DEPTH:
+        raise CorruptDocument(f"values nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
         items: dict[str, t.Any] = {}
         special = False
         for key, item in value.items():
-            items[key], inner = _untag(item)
+            items[key], inner = _untag(item, depth + 1)
             special |= inner
         if len(items) == 1:
             key = next(iter(items))
@@ -103,7 +110,7 @@ def _untag(value: t.Any) -> tuple[t.Any, bool]:
         result = []
         special = False
         for item in value:
-            converted, inner = _untag(item)
+            converted, inner = _untag(item, depth + 1)
             result.append(converted)
             special |= inner
         return result, special
@@ -119,6 +126,8 @@ def load_data(stored: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], dict[str
     """Return a stored session's data as Python values, and the *base* that
     change tracking compares against.
 
+    :raises CorruptDocument: the values are nested too deeply to read.
+
     The base is the stored form of each value as this module would write it
     (:func:`tag` of the Python value), so a value in another form (written by
     another app) compares as unchanged until the request changes it, and is
@@ -127,10 +136,13 @@ def load_data(stored: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], dict[str
     """
     data: dict[str, t.Any] = {}
     base: dict[str, t.Any] = {}
-    for key, raw in stored.items():
-        value, special = _untag(raw)
-        data[key] = value
-        base[key] = tag(value) if special else raw
+    try:
+        for key, raw in stored.items():
+            value, special = _untag(raw)
+            data[key] = value
+            base[key] = tag(value) if special else raw
+    except RecursionError:
+        raise CorruptDocument(f"values nested deeper than {MAX_DEPTH} levels") from None
     return data, base
 
 
@@ -154,8 +166,8 @@ def decode(text: str | bytes) -> Document:
     """
     try:
         document = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptDocument(f"not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise CorruptDocument(f"not JSON: {exc!r:.200}") from None
     return check_document(document)
 
 

@@ -59,48 +59,7 @@ KEY = "connect.sid"
 #: its regression test at the end of this file a strict xfail. Once a bug is
 #: fixed, delete its name: the properties then cover those inputs again and
 #: the regression test must pass.
-KNOWN_BUGS: frozenset[str] = frozenset(
-    {
-        # A stored cookie.originalMaxAge that is NaN, infinite or beyond
-        # datetime's range, or a cookie.expires that leaves it when moved to
-        # UTC, raises OverflowError/ValueError (StoreError from the touch of
-        # the built-in stores for NaN/inf): a 500.
-        "stored-cookie-time",
-        # A stored cookie.domain that a Set-Cookie header cannot carry (not
-        # IDNA-encodable, a label over 63 characters, CR/LF), or such a
-        # configured domain, makes every response that sets the cookie fail.
-        "cookie-domain",
-        # With CONNECT_SESSION_ABSOLUTE_TIMEOUT set, a stored _created that is
-        # NaN, infinite or beyond a float raises ValueError/OverflowError.
-        "stored-created",
-        # A stored document nested deeper than json.loads (or untag) can
-        # recurse raises RecursionError, reported as a StoreError ("store
-        # failed") or raw: a 500 instead of "corrupt document".
-        "stored-deep-nesting",
-        # RedisStore over a client made with decode_responses=True (documented
-        # as supported): an entry that is not UTF-8 makes redis-py raise
-        # UnicodeDecodeError, reported as a StoreError (500) instead of a
-        # corrupt document.
-        "redis-str-responses",
-        # With CONNECT_SESSION_ABSOLUTE_TIMEOUT, a stored session without
-        # _created (made before the timeout was enabled, or by an Express app
-        # sharing the store) gets a start time that is only written when the
-        # session is saved: while requests only read it, the count restarts
-        # on every request and the session never times out (tests/test_security.py).
-        "absolute-timeout-start-unsaved",
-        # CONNECT_SESSION_TTL = inf raises OverflowError at init_app; a cookie
-        # max_age beyond datetime's range (or inf) passes init_app and then
-        # makes every new session raise OverflowError.
-        "config-duration-range",
-        # CONNECT_SESSION_GENID = ".mod:func" (a relative import path) raises
-        # TypeError at init_app instead of ValueError.
-        "config-relative-genid",
-        # CONNECT_SESSION_KEY is not checked to be a cookie name (an RFC 6265
-        # token): "a b" or "a;b" pass init_app and are never read back; with
-        # CR/LF every response that sets the cookie fails.
-        "config-cookie-name",
-    }
-)
+KNOWN_BUGS: frozenset[str] = frozenset()
 
 
 def known_bug(name: str, *raises: type[BaseException]) -> pytest.MarkDecorator:

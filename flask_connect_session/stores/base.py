@@ -8,6 +8,7 @@ import math
 import re
 import typing as t
 
+from ..cookie import lifetime_seconds
 from ..cookie import parse_expires
 from ..cookie import utcnow
 from ..errors import CorruptDocument
@@ -43,10 +44,8 @@ def touched_ttl(document: cabc.Mapping[str, t.Any], default: int) -> int:
     plus that), else ``default`` for a browser-session cookie.
     """
     cookie = document.get(COOKIE_MEMBER)
-    original = cookie.get("originalMaxAge") if isinstance(cookie, dict) else None
-    if isinstance(original, int | float) and not isinstance(original, bool):
-        return math.ceil(original / 1000)
-    return default
+    original = lifetime_seconds(cookie.get("originalMaxAge")) if isinstance(cookie, dict) else None
+    return default if original is None else math.ceil(original)
 
 
 def apply_changes(

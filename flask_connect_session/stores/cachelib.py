@@ -9,6 +9,7 @@ import copy
 import json
 import pickle
 import random
+import re
 import time
 import typing as t
 
@@ -328,6 +329,9 @@ class _CacheStore(Store):
             self._put(key, value, document_ttl(session, self.ttl))
 
 
+_MEMCACHED_KEY = re.compile(r"[\x21-\x7e]{1,250}")
+
+
 def _memcached_expire(ttl: int) -> int:
     """The memcached expiry for a lifetime of ``ttl`` seconds (> 0)."""
     # memcached's clock ticks once a second, so an entry may go up to a
@@ -347,8 +351,17 @@ class _MemcachedStore(Store):
         self.key_prefix = key_prefix
         self.ttl = ttl
 
-    def set(self, sid: str, session: Document) -> None:
+    def _key(self, sid: str) -> str | None:
+        # memcached keys are printable ASCII without spaces, up to 250 bytes.
+        # A session id that cannot be one (only a custom genid, or a forged
+        # cookie signed with the secret, gives such ids) is never stored.
         key = self.key_prefix + sid
+        return key if _MEMCACHED_KEY.fullmatch(key) else None
+
+    def set(self, sid: str, session: Document) -> None:
+        key = self._key(sid)
+        if key is None:
+            raise ValueError(f"session id {sid[:6]!r}... cannot be a memcached key")
         ttl = document_ttl(session, self.ttl)
         if ttl <= 0:
             self.client.delete(key, noreply=False)
@@ -358,10 +371,13 @@ class _MemcachedStore(Store):
             raise RuntimeError("memcached did not store the session")
 
     def get(self, sid: str) -> Document | None:
-        return _decode_value(self.client.get(self.key_prefix + sid))
+        key = self._key(sid)
+        return None if key is None else _decode_value(self.client.get(key))
 
     def get_and_touch(self, sid: str) -> Document | None:
-        key = self.key_prefix + sid
+        key = self._key(sid)
+        if key is None:
+            return None
         document = _decode_value(self.client.get(key))
         if document is not None:
             self._expire(key, touched_ttl(document, self.ttl))
@@ -374,16 +390,22 @@ class _MemcachedStore(Store):
             self.client.delete(key, noreply=False)
 
     def destroy(self, sid: str) -> None:
-        self.client.delete(self.key_prefix + sid, noreply=False)
+        key = self._key(sid)
+        if key is not None:
+            self.client.delete(key, noreply=False)
 
     def touch(self, sid: str, session: Document) -> None:
         # memcached's touch only extends an entry that exists: no resurrection.
-        self._expire(self.key_prefix + sid, document_ttl(session, self.ttl))
+        key = self._key(sid)
+        if key is not None:
+            self._expire(key, document_ttl(session, self.ttl))
 
     def merge(
         self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
     ) -> bool:
-        key = self.key_prefix + sid
+        key = self._key(sid)
+        if key is None:
+            return False
         removed = list(removed)
         for attempt in range(CAS_ATTEMPTS):
             if attempt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc as cabc
+import contextlib
 import itertools
 import typing as t
 from urllib.parse import urlsplit
@@ -72,6 +73,17 @@ def client_from_url(url: str) -> t.Any:
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=SOCKET_TIMEOUT,
     )
+
+
+@contextlib.contextmanager
+def _undecodable_is_corrupt() -> cabc.Iterator[None]:
+    # A client made with decode_responses=True decodes values itself, so an
+    # entry that is not UTF-8 fails inside redis-py: that is a corrupt entry,
+    # not an unreachable backend.
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise CorruptDocument(f"not UTF-8: {exc}") from None
 
 
 def _glob_escape(text: str) -> str:
@@ -146,11 +158,13 @@ class RedisStore(Store):
         return self.key_prefix + sid
 
     def get(self, sid: str) -> Document | None:
-        value = self.client.get(self._key(sid))
+        with _undecodable_is_corrupt():
+            value = self.client.get(self._key(sid))
         return None if value is None else decode(value)
 
     def get_and_touch(self, sid: str) -> Document | None:
-        value = self._get_and_touch(keys=[self._key(sid)], args=[self.ttl])
+        with _undecodable_is_corrupt():
+            value = self._get_and_touch(keys=[self._key(sid)], args=[self.ttl])
         return None if value is None else decode(value)
 
     def set(self, sid: str, session: Document) -> None:
