@@ -13,7 +13,6 @@ from ..serialization import COOKIE_MEMBER
 from ..serialization import decode
 from ..serialization import dumps
 from ..serialization import encode
-from ._redis_lua import GET_AND_TOUCH_SCRIPT
 from ._redis_lua import MERGE_SCRIPT
 from .base import DEFAULT_TTL
 from .base import Document
@@ -21,6 +20,7 @@ from .base import Store
 from .base import decode_entries
 from .base import document_ttl
 from .base import to_utf8
+from .base import touched_ttl
 
 #: Socket and connect timeout, in seconds, of clients built from a URL, so a
 #: hung server fails the request instead of blocking a worker forever. A
@@ -149,7 +149,9 @@ class RedisStore(Store):
         # RedisCluster (and ValkeyCluster) route by node; they have primaries.
         self._cluster = callable(getattr(self.client, "get_primaries", None))
         self._merge = self.client.register_script(MERGE_SCRIPT)
-        self._get_and_touch = self.client.register_script(GET_AND_TOUCH_SCRIPT)
+        # The lifetime the last loaded session had: most sessions of an app
+        # share one, so GETEX with it is right first time (see get_and_touch).
+        self._lifetime_guess = ttl
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.client!r} prefix={self.key_prefix!r}>"
@@ -163,9 +165,25 @@ class RedisStore(Store):
         return None if value is None else decode(value)
 
     def get_and_touch(self, sid: str) -> Document | None:
+        """Read the session and extend its lifetime in one GETEX (Redis 6.2+).
+
+        The lifetime depends on the stored cookie, known only once read, so
+        GETEX applies the lifetime the previous session had; in the rare case
+        that this one's differs, an EXPIRE follows to correct it.
+        """
+        key = self._key(sid)
+        guess = self._lifetime_guess
         with _undecodable_is_corrupt():
-            value = self._get_and_touch(keys=[self._key(sid)], args=[self.ttl])
-        return None if value is None else decode(value)
+            value = self.client.getex(key, ex=guess) if guess > 0 else self.client.get(key)
+        if value is None:
+            return None
+        document = decode(value)
+        lifetime = touched_ttl(document, self.ttl)
+        if lifetime != guess:
+            # As connect-redis' touch: EXPIRE, which deletes for a TTL <= 0.
+            self.client.expire(key, lifetime)
+            self._lifetime_guess = lifetime
+        return document
 
     def set(self, sid: str, session: Document) -> None:
         ttl = document_ttl(session, self.ttl)

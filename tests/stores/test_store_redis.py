@@ -109,8 +109,12 @@ def test_decode_responses_client(redis_server: RedisServer, redis_url: str) -> N
 # -- the Lua merge ------------------------------------------------------------------
 
 
-def test_merge_is_one_round_trip(store: RedisStore, client: redis.Redis) -> None:
-    """After the script is loaded, a merge is a single EVALSHA."""
+def test_merge_and_get_and_touch_are_one_round_trip_each(
+    store: RedisStore, client: redis.Redis
+) -> None:
+    """After the script is loaded, a merge is a single EVALSHA and a load a
+    single GETEX (the lifetime is the one the previous session had).
+    """
     store.set("abc", doc(None, a=1))
     store.merge("abc", {"b": 2}, [])  # loads the script
     store.get_and_touch("abc")
@@ -118,16 +122,38 @@ def test_merge_is_one_round_trip(store: RedisStore, client: redis.Redis) -> None
     assert store.merge("abc", {"c": 3, "cookie": cookie()}, ["a"])
     assert store.get_and_touch("abc") is not None
     stats = client.info("commandstats")
-    assert {name for name in stats if not name.startswith("cmdstat_config")} <= {
+    assert {name for name in stats if not name.startswith("cmdstat_config")} == {
         "cmdstat_evalsha",
         "cmdstat_get",
         "cmdstat_set",
-        "cmdstat_expire",
+        "cmdstat_getex",
     }
-    assert stats["cmdstat_evalsha"]["calls"] == 2
-    # The GET/SET/EXPIRE counted are the ones the scripts ran.
-    assert stats["cmdstat_get"]["calls"] == 2
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    assert stats["cmdstat_getex"]["calls"] == 1
+    # The GET and SET counted are the ones the merge script ran.
+    assert stats["cmdstat_get"]["calls"] == 1
     assert stats["cmdstat_set"]["calls"] == 1
+
+
+def test_get_and_touch_corrects_a_lifetime_that_differs(
+    store: RedisStore, client: redis.Redis
+) -> None:
+    """A session whose cookie lifetime differs from the previous one's gets
+    GETEX with the old guess, then an EXPIRE to its own lifetime; the next
+    load of the same kind is a single GETEX again.
+    """
+    store.set("day", doc(None, a=1))  # browser-session cookie: the store TTL
+    store.set("minute", doc(60, a=1))  # maxAge 60 s
+    store.get_and_touch("day")
+    client.config_resetstat()
+    assert store.get_and_touch("minute") is not None
+    assert 58 <= client.ttl("sess:minute") <= 60
+    stats = client.info("commandstats")
+    assert stats["cmdstat_getex"]["calls"] == 1
+    assert stats["cmdstat_expire"]["calls"] == 1
+    client.config_resetstat()
+    assert store.get_and_touch("minute") is not None
+    assert "cmdstat_expire" not in client.info("commandstats")
 
 
 def test_merge_keeps_untouched_members_byte_for_byte(
