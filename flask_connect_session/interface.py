@@ -400,7 +400,9 @@ class ConnectSessionInterface(SessionInterface):
         :raises TypeError: a value cannot be stored; the message names its key.
         """
         if not session.loaded:
-            if not (self.options.rolling or self.options.save_uninitialized):
+            if session.load_failed or not (
+                self.options.rolling or self.options.save_uninitialized
+            ):
                 return
             session._load()
         add_vary_cookie(response)

@@ -53,6 +53,8 @@ class ServerSession(SessionMixin):
     accessed = False
     #: Whether the store was read (or a new session made) for this request.
     loaded = False
+    #: Whether reading the store failed during this request.
+    load_failed = False
     _force_modified = False
     #: The validly signed id the request's cookie carried (express's
     #: ``cookieId``), or ``None``; read at load.
@@ -104,7 +106,13 @@ class ServerSession(SessionMixin):
     def _load(self) -> dict[str, t.Any]:
         if not self.loaded:
             self.accessed = True
-            self._backend.load(self)
+            try:
+                self._backend.load(self)
+            except Exception:
+                # Remembered so the end of the request does not try (and
+                # wait on a dead store) again.
+                self.load_failed = True
+                raise
         return self.data
 
     # -- mapping ---------------------------------------------------------

@@ -235,13 +235,13 @@ def _json_values() -> st.SearchStrategy[t.Any]:
         | st.floats(allow_nan=False, allow_infinity=False)
         | st.text(max_size=8)
     )
-    return st.recursive(
-        scalars,
-        lambda inner: (
-            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
-        ),
-        max_leaves=8,
-    )
+
+    def containers(inner: st.SearchStrategy[t.Any]) -> st.SearchStrategy[t.Any]:
+        return st.lists(inner, max_size=3) | st.dictionaries(
+            st.text(max_size=4), inner, max_size=3
+        )
+
+    return st.recursive(scalars, containers, max_leaves=8)
 
 
 names = st.text(max_size=4)
