@@ -251,3 +251,25 @@ return 1
 #: document, sets its TTL to ``ceil(cookie.originalMaxAge / 1000)``, else
 #: ``ARGV[1]``, as a touch after the request would. A value that is not a
 #: session is returned untouched, for the caller to report.
+
+
+#: The fast merge, when the stored value is still the one this process read
+#: (compared by SHA-1): replace it with the new document Python built, no
+#: JSON scanning. ``KEYS[1]``: the session key. ``ARGV[1]``: SHA-1 (hex) of
+#: the value read; ``ARGV[2]``: the new value; ``ARGV[3]``: its TTL in
+#: seconds (``<= 0`` deletes), or ``""`` to keep the current one.
+#: Returns 1 when written, 0 when the key is missing (nothing written), 2 when
+#: the value changed since it was read (nothing written: use MERGE_SCRIPT).
+SWAP_SCRIPT = r"""
+local s = redis.call('GET', KEYS[1])
+if not s then return 0 end
+if redis.sha1hex(s) ~= ARGV[1] then return 2 end
+if ARGV[3] == '' then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+elseif tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import collections.abc as cabc
 import contextlib
+import hashlib
 import itertools
+import threading
 import typing as t
 from urllib.parse import urlsplit
 
@@ -14,9 +17,11 @@ from ..serialization import decode
 from ..serialization import dumps
 from ..serialization import encode
 from ._redis_lua import MERGE_SCRIPT
+from ._redis_lua import SWAP_SCRIPT
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
+from .base import apply_changes
 from .base import decode_entries
 from .base import document_ttl
 from .base import to_utf8
@@ -86,6 +91,10 @@ def _undecodable_is_corrupt() -> cabc.Iterator[None]:
         raise CorruptDocument(f"not UTF-8: {exc}") from None
 
 
+#: How many values read per process the fast merge remembers.
+READ_CACHE_SIZE = 10_000
+
+
 def _glob_escape(text: str) -> str:
     # SCAN MATCH is a glob: the prefix must match literally.
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
@@ -149,6 +158,12 @@ class RedisStore(Store):
         # RedisCluster (and ValkeyCluster) route by node; they have primaries.
         self._cluster = callable(getattr(self.client, "get_primaries", None))
         self._merge = self.client.register_script(MERGE_SCRIPT)
+        self._swap = self.client.register_script(SWAP_SCRIPT)
+        # Values this process read, by sid, for the fast merge: while the
+        # stored value is unchanged, a merge writes the document built here
+        # instead of having the server splice it. Bounded: oldest go first.
+        self._read: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._read_lock = threading.Lock()
         # The lifetime the last loaded session had: most sessions of an app
         # share one, so GETEX with it is right first time (see get_and_touch).
         self._lifetime_guess = ttl
@@ -178,6 +193,7 @@ class RedisStore(Store):
         if value is None:
             return None
         document = decode(value)
+        self._remember(sid, value)
         lifetime = touched_ttl(document, self.ttl)
         if lifetime != guess:
             # As connect-redis' touch: EXPIRE, which deletes for a TTL <= 0.
@@ -199,14 +215,40 @@ class RedisStore(Store):
         # As connect-redis: EXPIRE, which deletes the key for a TTL <= 0.
         self.client.expire(self._key(sid), document_ttl(session, self.ttl))
 
+    def _remember(self, sid: str, value: bytes | str) -> None:
+        raw = value if isinstance(value, bytes) else to_utf8(value)
+        with self._read_lock:
+            self._read[sid] = raw
+            self._read.move_to_end(sid)
+            if len(self._read) > READ_CACHE_SIZE:
+                self._read.popitem(last=False)
+
     def merge(
         self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
     ) -> bool:
+        """Write only the changed members, atomically, in one round trip.
+
+        If the stored value is still the one :meth:`get_and_touch` read in
+        this process (the usual case), the new document is built here and
+        swapped in (:data:`SWAP_SCRIPT`); otherwise the server splices the
+        changes into what it holds (:data:`MERGE_SCRIPT`).
+        """
         removed = list(removed)
         if COOKIE_MEMBER in changes:
             ttl = str(document_ttl({COOKIE_MEMBER: changes[COOKIE_MEMBER]}, self.ttl))
         else:
             ttl = ""  # the stored cookie, so the TTL, stays as it is
+        with self._read_lock:
+            raw = self._read.pop(sid, None)
+        if raw is not None:
+            document = apply_changes(decode(raw), changes, removed)
+            new = to_utf8(encode(document))
+            version = hashlib.sha1(raw).hexdigest()
+            result = self._swap(keys=[self._key(sid)], args=[version, new, ttl])
+            if result != 2:
+                if result == 1 and (ttl == "" or int(ttl) > 0):
+                    self._remember(sid, new)
+                return bool(result == 1)
         args: list[t.Any] = [ttl, len(changes)]
         for name, value in changes.items():
             args += [_name_bytes(name), to_utf8(dumps(name)), to_utf8(dumps(value))]

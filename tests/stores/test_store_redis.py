@@ -376,3 +376,44 @@ def test_malformed_url_in_config_names_the_key() -> None:
     app.config.update(SECRET_KEY="s", CONNECT_SESSION_STORE="redis://localhost/sessions")
     with pytest.raises(ValueError, match="CONNECT_SESSION_STORE"):
         ConnectSession(app)
+
+
+def test_merge_after_a_read_swaps_without_scanning(store: RedisStore, client: redis.Redis) -> None:
+    """A merge of a session this store just read, unchanged since, is the
+    swap script (a SHA-1 compare and a SET): the full merge script is not run.
+    """
+    store.set("abc", doc(None, a=1, keep=[[], {}]))
+    store.get_and_touch("abc")
+    store.merge("abc", {"b": 2}, [])  # loads the scripts
+    store.get_and_touch("abc")
+    client.config_resetstat()
+    assert store.merge("abc", {"c": 3, "cookie": cookie()}, ["a"])
+    stats = client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    assert stats["cmdstat_get"]["calls"] == 1 and stats["cmdstat_set"]["calls"] == 1
+    assert store.get("abc") == doc(None, b=2, c=3, keep=[[], {}])
+
+
+def test_merge_after_a_concurrent_write_splices_onto_it(
+    store: RedisStore, client: redis.Redis
+) -> None:
+    """If another writer changed the session since this store read it, the
+    merge does not overwrite that change: the splicing script runs instead.
+    """
+    store.set("abc", doc(None, a=1))
+    store.get_and_touch("abc")
+    other = RedisStore(client)  # another process, as far as the cache knows
+    assert other.merge("abc", {"theirs": True}, [])
+    assert store.merge("abc", {"mine": True}, [])
+    document = store.get("abc")
+    assert document is not None
+    assert document["theirs"] is True and document["mine"] is True and document["a"] == 1
+
+
+def test_merge_after_a_destroy_is_refused_on_the_fast_path(store: RedisStore) -> None:
+    """A session read, then destroyed by another request, is not written back."""
+    store.set("abc", doc(None, a=1))
+    store.get_and_touch("abc")
+    store.destroy("abc")
+    assert store.merge("abc", {"b": 2}, []) is False
+    assert store.get("abc") is None

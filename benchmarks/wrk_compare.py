@@ -1,0 +1,122 @@
+"""Under load: gunicorn (4 workers) + Redis driven by wrk on loopback, this
+extension against Flask-Session on the same setup.
+
+    python benchmarks/wrk_compare.py [--seconds 10] [--connections 32]
+
+Needs ``wrk`` (Debian package ``wrk``), gunicorn and Flask-Session. Starts its
+own redis-server and gunicorn on free loopback ports and stops them. Each
+scenario reuses one session cookie (taken from a first request), so
+"increments" measures many overlapping writes to one session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+
+def gunicorn(variant: str, redis_url: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    env = dict(os.environ, BENCH_VARIANT=variant, BENCH_REDIS_URL=redis_url)
+    args = [sys.executable, "-m", "gunicorn", "-w", "4", "-b", "127.0.0.1:0"]
+    args += ["--chdir", str(HERE), "--error-logfile", str(log), "--no-control-socket"]
+    args += ["wrk_app:app"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        text = log.read_text() if log.exists() else ""
+        found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", text)
+        if found:
+            return proc, int(found.group(1))
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"gunicorn did not start:\n{log.read_text()[-2000:]}")
+
+
+def wrk(url: str, cookie: str, seconds: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-H",
+            f"Cookie: {cookie}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    assert p99 is not None, out
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": rps,
+        "p99_ms": float(p99.group(1)) * scale,
+        "non2xx": float(errors.group(1)) if errors else 0.0,
+        "socket_errors": 1.0 if sockets else 0.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+
+    from server_fixtures import RedisServer
+    from server_fixtures import _require_binary
+
+    tmp = Path(tempfile.mkdtemp(prefix="fcs-wrk-"))
+    server = RedisServer(_require_binary("redis-server", "redis-server"), tmp)
+    server.start()
+    results: dict[tuple[str, str], dict[str, float]] = {}
+    try:
+        for variant in ("flask-session", "connect"):
+            server.client().flushall()
+            proc, port = gunicorn(variant, server.url, tmp / f"{variant}.log")
+            try:
+                base = f"http://127.0.0.1:{port}"
+                first = requests.get(base + "/increments", timeout=5)
+                cookie = first.headers["Set-Cookie"].split(";")[0]
+                for scenario in ("reads", "increments"):
+                    results[(variant, scenario)] = wrk(
+                        f"{base}/{scenario}", cookie, args.seconds, args.connections
+                    )
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
+    finally:
+        server.stop()
+
+    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s, gunicorn -w 4, one Redis")
+    print(f"{'variant':16}{'scenario':12}{'req/s':>10}{'p99 ms':>10}{'errors':>8}")
+    for (variant, scenario), r in results.items():
+        errors = int(r["non2xx"] + r["socket_errors"])
+        print(f"{variant:16}{scenario:12}{r['rps']:10.0f}{r['p99_ms']:10.2f}{errors:8d}")
+    for scenario in ("reads", "increments"):
+        ours, theirs = results[("connect", scenario)], results[("flask-session", scenario)]
+        print(f"{scenario}: {ours['rps'] / theirs['rps']:.2f}x the requests/s of Flask-Session")
+
+
+if __name__ == "__main__":
+    main()
