@@ -396,9 +396,16 @@ class ConnectSessionInterface(SessionInterface):
         A session the view never touched costs nothing, except with
         ``rolling`` or ``save_uninitialized``, which load it.
 
+        It runs once per request: when it fails, Flask calls it again for
+        the 500 response, and that call does nothing, so a failed save is not
+        retried behind the error (nor its cookie sent on the 500).
+
         :raises StoreError: the store failed.
         :raises TypeError: a value cannot be stored; the message names its key.
         """
+        if session.ended:
+            return
+        session.ended = True
         if not session.loaded:
             if session.load_failed or not (
                 self.options.rolling or self.options.save_uninitialized

@@ -55,6 +55,8 @@ class ServerSession(SessionMixin):
     loaded = False
     #: Whether reading the store failed during this request.
     load_failed = False
+    #: Whether the end-of-request lifecycle has run (it runs once).
+    ended = False
     _force_modified = False
     #: The validly signed id the request's cookie carried (express's
     #: ``cookieId``), or ``None``; read at load.
