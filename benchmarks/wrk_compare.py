@@ -33,15 +33,19 @@ def gunicorn(variant: str, redis_url: str, log: Path) -> tuple[subprocess.Popen[
     args += ["--chdir", str(HERE), "--error-logfile", str(log), "--no-control-socket"]
     args += ["wrk_app:app"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        text = log.read_text() if log.exists() else ""
-        found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", text)
-        if found:
-            return proc, int(found.group(1))
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"gunicorn did not start:\n{log.read_text()[-2000:]}")
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            text = log.read_text() if log.exists() else ""
+            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", text)
+            if found:
+                return proc, int(found.group(1))
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not start:\n{text[-2000:]}")
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise
 
 
 def wrk(url: str, cookie: str, seconds: int, connections: int) -> dict[str, float]:
