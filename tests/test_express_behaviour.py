@@ -30,7 +30,6 @@ from flask import Response
 from flask import request
 from flask import session
 from flask import stream_with_context
-from werkzeug.http import parse_date
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.test import TestResponse
 
@@ -40,7 +39,11 @@ from flask_connect_session import StoreError
 from flask_connect_session.errors import CorruptDocument
 from flask_connect_session.stores.base import implements
 
+import set_cookie_headers
 from conftest import SECRET
+from set_cookie_headers import EPOCH
+from set_cookie_headers import SetCookie
+from set_cookie_headers import parse_set_cookie
 
 if t.TYPE_CHECKING:
     from flask.testing import FlaskClient
@@ -48,7 +51,6 @@ if t.TYPE_CHECKING:
 KEY = "connect.sid"
 #: express-session's test helper gives every session a one-minute cookie.
 MINUTE = {"maxAge": 60_000}
-EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 WRITES = ("set", "merge")
 #: Store calls that read a session.
 READS = ("get", "get_and_touch")
@@ -71,59 +73,14 @@ def apple_genid(request: t.Any) -> str:
     return "apple"
 
 
-class SetCookie(t.NamedTuple):
-    """One parsed ``Set-Cookie`` header."""
-
-    name: str
-    value: str
-    attrs: dict[str, str | bool]
-
-    @property
-    def header(self) -> str:
-        """The ``Cookie`` request header that sends this cookie back."""
-        return f"{self.name}={self.value}"
-
-    @property
-    def sid(self) -> str:
-        """The session id in a signed cookie value."""
-        raw = unquote(self.value)
-        assert raw.startswith("s:"), raw
-        return raw[2:].rpartition(".")[0]
-
-    @property
-    def expires(self) -> datetime | None:
-        value = self.attrs.get("expires")
-        return parse_date(value) if isinstance(value, str) else None
-
-    @property
-    def deleted(self) -> bool:
-        """Whether this header deletes the cookie."""
-        return self.value == "" and (
-            self.attrs.get("max-age") == "0" or self.attrs.get("expires") == EPOCH
-        )
-
-
-def parse_set_cookie(header: str) -> SetCookie:
-    first, *rest = (part.strip() for part in header.split(";"))
-    name, _, value = first.partition("=")
-    attrs: dict[str, str | bool] = {}
-    for part in rest:
-        attr, eq, attr_value = part.partition("=")
-        attrs[attr.lower()] = attr_value if eq else True
-    return SetCookie(name, value, attrs)
-
-
 def set_cookies(rv: TestResponse, name: str = KEY) -> list[SetCookie]:
     """Every ``Set-Cookie`` of the response for ``name``."""
-    parsed = [parse_set_cookie(h) for h in rv.headers.getlist("Set-Cookie")]
-    return [c for c in parsed if c.name == name]
+    return set_cookie_headers.set_cookies(rv, name)
 
 
 def the_cookie(rv: TestResponse, name: str = KEY) -> SetCookie:
     """The one ``Set-Cookie`` for ``name`` (fails if there is not exactly one)."""
-    found = set_cookies(rv, name)
-    assert len(found) == 1, rv.headers.getlist("Set-Cookie")
-    return found[0]
+    return set_cookie_headers.the_cookie(rv, name)
 
 
 def client(app: Flask) -> FlaskClient:

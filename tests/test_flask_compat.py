@@ -25,10 +25,12 @@ from flask import request
 from flask import session
 from flask.globals import request_ctx
 from markupsafe import Markup
-from werkzeug.http import parse_date
 from werkzeug.test import TestResponse
 
 from flask_connect_session import Store
+
+import set_cookie_headers
+from set_cookie_headers import SetCookie
 
 #: Flask's cookie name, used where a ported test checks the name.
 KEY = "session"
@@ -37,44 +39,14 @@ KEY = "session"
 # -- helpers -----------------------------------------------------------------
 
 
-class SetCookie(t.NamedTuple):
-    """One parsed ``Set-Cookie`` header."""
-
-    name: str
-    value: str
-    attrs: dict[str, str | bool]
-
-    @property
-    def sid(self) -> str:
-        raw = unquote(self.value)
-        assert raw.startswith("s:"), raw
-        return raw[2:].rpartition(".")[0]
-
-    @property
-    def expires(self) -> datetime | None:
-        value = self.attrs.get("expires")
-        return parse_date(value) if isinstance(value, str) else None
-
-
-def parse_set_cookie(header: str) -> SetCookie:
-    first, *rest = (part.strip() for part in header.split(";"))
-    name, _, value = first.partition("=")
-    attrs: dict[str, str | bool] = {}
-    for part in rest:
-        attr, eq, attr_value = part.partition("=")
-        attrs[attr.lower()] = attr_value if eq else True
-    return SetCookie(name, value, attrs)
-
-
 def set_cookies(rv: TestResponse, name: str = KEY) -> list[SetCookie]:
-    parsed = [parse_set_cookie(h) for h in rv.headers.getlist("Set-Cookie")]
-    return [c for c in parsed if c.name == name]
+    """Every ``Set-Cookie`` of the response for ``name``."""
+    return set_cookie_headers.set_cookies(rv, name)
 
 
 def the_cookie(rv: TestResponse, name: str = KEY) -> SetCookie:
-    found = set_cookies(rv, name)
-    assert len(found) == 1, rv.headers.getlist("Set-Cookie")
-    return found[0]
+    """The one ``Set-Cookie`` for ``name`` (fails if there is not exactly one)."""
+    return set_cookie_headers.the_cookie(rv, name)
 
 
 def near(when: datetime | None, seconds_from_now: float, tolerance: float = 3.0) -> bool:
