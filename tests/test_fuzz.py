@@ -38,7 +38,6 @@ from flask_connect_session import FileSystemStore
 from flask_connect_session import MemoryStore
 from flask_connect_session import RedisStore
 from flask_connect_session import Store
-from flask_connect_session import StoreError
 from flask_connect_session.serialization import RESERVED_MEMBERS
 from flask_connect_session.serialization import encode
 from flask_connect_session.signing import MAX_COOKIE_LENGTH
@@ -53,28 +52,6 @@ from conftest import SECRET
 from conftest import add_views
 
 KEY = "connect.sid"
-
-#: Package bugs found by these properties and not fixed yet. Each name keeps
-#: its inputs out of the properties (so the rest still runs green) and makes
-#: its regression test at the end of this file a strict xfail. Once a bug is
-#: fixed, delete its name: the properties then cover those inputs again and
-#: the regression test must pass.
-KNOWN_BUGS: frozenset[str] = frozenset()
-
-
-def known_bug(name: str, *raises: type[BaseException]) -> pytest.MarkDecorator:
-    """Mark the regression test of a bug listed in :data:`KNOWN_BUGS`: a strict
-    xfail that only the bug's own exceptions satisfy (any other failure of the
-    test is reported as a failure).
-    """
-    return pytest.mark.xfail(
-        name in KNOWN_BUGS, reason=f"known bug: {name}", strict=True, raises=raises or None
-    )
-
-
-#: What ``pytest.raises`` raises when nothing was raised.
-DID_NOT_RAISE = pytest.fail.Exception
-
 
 #: Bounded runs, no example database (failures print their example; nothing
 #: is replayed from earlier runs), no deadline (real servers vary).
@@ -612,9 +589,9 @@ sane_created = odd_non_numbers.filter(lambda v: not isinstance(v, bool)) | st.in
 INSANE_CREATED = [math.nan, math.inf, 10**400]
 
 
-def _unless_known(bug: str, sane: st.SearchStrategy[t.Any], insane: list[t.Any]) -> t.Any:
-    """``sane`` values, plus the ``insane`` ones once ``bug`` is fixed."""
-    return sane if bug in KNOWN_BUGS else sane | st.sampled_from(insane)
+def _with_insane(sane: st.SearchStrategy[t.Any], insane: list[t.Any]) -> t.Any:
+    """``sane`` values plus the ``insane`` ones (which once failed requests)."""
+    return sane | st.sampled_from(insane)
 
 
 def cookie_members() -> st.SearchStrategy[dict[str, t.Any]]:
@@ -624,15 +601,13 @@ def cookie_members() -> st.SearchStrategy[dict[str, t.Any]]:
     member = {
         "originalMaxAge": st.none()
         | odd_non_numbers
-        | _unless_known("stored-cookie-time", sane_max_ages, INSANE_MAX_AGES),
-        "expires": st.none()
-        | odd_values
-        | _unless_known("stored-cookie-time", sane_expires, INSANE_EXPIRES),
+        | _with_insane(sane_max_ages, INSANE_MAX_AGES),
+        "expires": st.none() | odd_values | _with_insane(sane_expires, INSANE_EXPIRES),
         "httpOnly": st.booleans() | odd_values,
         "secure": st.booleans() | odd_values,
         "path": st.sampled_from(["/", "/a b;c", "/\r\nX: y", ""]) | odd_values,
         "domain": odd_non_numbers.filter(lambda v: not isinstance(v, str))
-        | _unless_known("cookie-domain", sane_domains, INSANE_DOMAINS),
+        | _with_insane(sane_domains, INSANE_DOMAINS),
         "sameSite": st.sampled_from(["lax", "strict", "none", "Weird", True, False]) | odd_values,
         "partitioned": st.booleans() | odd_values,
         "priority": st.sampled_from(["low", "HIGH", "urgent"]) | odd_values,
@@ -648,10 +623,9 @@ def cookie_members() -> st.SearchStrategy[dict[str, t.Any]]:
 def session_documents() -> st.SearchStrategy[dict[str, t.Any]]:
     """Documents with an object ``cookie``: odd but readable session documents."""
     data_values = json_values | st.sampled_from(GOOD_TAGGED)
-    if "stored-tagged-value" not in KNOWN_BUGS:  # fixed: tagged payloads that do not decode
-        data_values |= tagged_values
+    data_values |= tagged_values  # tagged payloads that do not decode, too
     data = st.dictionaries(st.text(max_size=10), data_values, max_size=5)
-    created = _unless_known("stored-created", sane_created, INSANE_CREATED)
+    created = _with_insane(sane_created, INSANE_CREATED)
     extras = st.fixed_dictionaries(
         {}, optional={"_created": created, "_permanent": odd_values, "_flashes": odd_values}
     )
@@ -841,21 +815,8 @@ def _not_importable(path: str) -> bool:
     # Arbitrary text must never import a real module (importing runs code).
     module = path.partition(":")[0] if ":" in path else path.rpartition(".")[0]
     if module.startswith("."):
-        return "config-relative-genid" not in KNOWN_BUGS
+        return True  # a relative path imports nothing: a ValueError
     return not all(part.isidentifier() for part in module.split("."))
-
-
-def _durations_in_range(value: object) -> bool:
-    if isinstance(value, timedelta):
-        return abs(value) < timedelta(days=36500)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return math.isnan(value) or abs(value) < 1e9
-    return True
-
-
-def _renderable(domain: object) -> bool:
-    allowed = set(string.ascii_letters + string.digits + ".-")
-    return not isinstance(domain, str) or (set(domain) <= allowed and len(domain) < 64)
 
 
 def config_values_for(key: str, tmp: str) -> st.SearchStrategy[t.Any]:
@@ -900,7 +861,7 @@ def config_values_for(key: str, tmp: str) -> st.SearchStrategy[t.Any]:
                 "",
                 "a..b:c",
             ]
-            + ([] if "config-relative-genid" in KNOWN_BUGS else [".x:y", "..:y", ".x.y"])
+            + [".x:y", "..:y", ".x.y"]
         )
         | st.text(max_size=20).filter(_not_importable)
         | st.just(generate_sid),
@@ -909,16 +870,6 @@ def config_values_for(key: str, tmp: str) -> st.SearchStrategy[t.Any]:
     if key == "CONNECT_SESSION_STORE":
         values = values.filter(lambda v: not (isinstance(v, str) and "file:" in v.lower()))
         values |= specific[key]  # the curated file URLs, which stay under tmp
-    if "config-duration-range" in KNOWN_BUGS:
-        values = values.filter(_durations_in_range)
-        if key == "CONNECT_SESSION_COOKIE":
-            values = values.filter(
-                lambda v: not isinstance(v, dict) or all(map(_durations_in_range, v.values()))
-            )
-    if "cookie-domain" in KNOWN_BUGS and key == "CONNECT_SESSION_COOKIE":
-        values = values.filter(lambda v: not isinstance(v, dict) or _renderable(v.get("domain")))
-    if "config-cookie-name" in KNOWN_BUGS and key == "CONNECT_SESSION_KEY":
-        values = values.filter(lambda v: not (isinstance(v, str) and ("\r" in v or "\n" in v)))
     return values
 
 
@@ -988,8 +939,6 @@ def request_config(tmp: str) -> st.SearchStrategy[dict[str, t.Any]]:
 
     def value(key: str) -> st.SearchStrategy[t.Any]:
         plausible = plausible_values[key]
-        if "config-cookie-name" in KNOWN_BUGS and key == "CONNECT_SESSION_KEY":
-            plausible = plausible.filter(lambda v: "\r" not in v and "\n" not in v)
         return plausible | plausible | config_values_for(key, tmp)
 
     keys = st.lists(st.sampled_from(REQUEST_KEYS), min_size=1, max_size=4, unique=True)
@@ -1055,7 +1004,6 @@ def _plant_and_request(app: Flask, store: Store, document: object) -> t.Any:
     return client.get("/get", environ_overrides={"HTTP_COOKIE": f"{KEY}={sign(sid, SECRET)}"})
 
 
-@known_bug("stored-tagged-value", TypeError, ValueError, StopIteration)
 @pytest.mark.parametrize("value", [{" b": 5}, {" u": "zz"}, {" t": 5}, {" di": {}}, {" di": 5}])
 def test_stored_undecodable_tagged_value_is_no_500(
     rolling_app: Flask, store: Store, value: object
@@ -1066,7 +1014,6 @@ def test_stored_undecodable_tagged_value_is_no_500(
     assert _plant_and_request(rolling_app, store, {"x": value, "cookie": {}}).status_code == 200
 
 
-@known_bug("stored-cookie-time", OverflowError, ValueError, StoreError)
 @pytest.mark.parametrize(
     "cookie",
     [
@@ -1087,7 +1034,6 @@ def test_stored_cookie_time_out_of_range_is_no_500(
     assert _plant_and_request(rolling_app, store, {"cookie": cookie}).status_code == 200
 
 
-@known_bug("stored-deep-nesting", StoreError, RecursionError)
 @pytest.mark.parametrize("depth", [600, 100_000])
 def test_stored_deeply_nested_document_is_corrupt_not_a_store_error(
     rolling_app: Flask, store: Store, depth: int
@@ -1102,7 +1048,6 @@ def test_stored_deeply_nested_document_is_corrupt_not_a_store_error(
     assert response.status_code == 200
 
 
-@known_bug("config-duration-range", OverflowError)
 @pytest.mark.parametrize(
     ("key", "value"),
     [
@@ -1131,7 +1076,6 @@ def test_out_of_range_durations_are_value_errors(key: str, value: object) -> Non
     assert app.test_client().post("/w").status_code == 200
 
 
-@known_bug("config-relative-genid", TypeError)
 @pytest.mark.parametrize("path", [".x:y", "..:y"])
 def test_relative_genid_path_is_a_value_error(path: str) -> None:
     """A relative import path for GENID is a ValueError naming the key."""
@@ -1139,7 +1083,6 @@ def test_relative_genid_path_is_a_value_error(path: str) -> None:
         ConnectSession(_configured_app("CONNECT_SESSION_GENID", path))
 
 
-@known_bug("config-cookie-name", DID_NOT_RAISE)
 @pytest.mark.parametrize("name", ["a\r\nb", "a\nSet-Cookie: x=1", "a b", "a;b", "a=b", "é"])
 def test_cookie_name_that_is_not_a_token_is_a_value_error(name: str) -> None:
     """A cookie name that is not an RFC 6265 token (so could not be sent, or
@@ -1149,7 +1092,6 @@ def test_cookie_name_that_is_not_a_token_is_a_value_error(name: str) -> None:
         ConnectSession(_configured_app("CONNECT_SESSION_KEY", name))
 
 
-@known_bug("cookie-domain", UnicodeError, ValueError)
 @pytest.mark.parametrize("domain", ["\x80", "\r", "a" * 64])
 def test_stored_unrenderable_cookie_domain_is_no_500(
     rolling_app: Flask, store: Store, domain: str
@@ -1161,7 +1103,6 @@ def test_stored_unrenderable_cookie_domain_is_no_500(
     assert response.status_code == 200
 
 
-@known_bug("cookie-domain", DID_NOT_RAISE)
 @pytest.mark.parametrize("domain", ["\x80", "\r", "a" * 64])
 def test_unrenderable_configured_domain_is_a_value_error(domain: str) -> None:
     """A configured cookie domain no Set-Cookie header can carry is refused at
@@ -1172,7 +1113,6 @@ def test_unrenderable_configured_domain_is_a_value_error(domain: str) -> None:
         ConnectSession(app)
 
 
-@known_bug("stored-created", ValueError, OverflowError)
 @pytest.mark.parametrize("created", INSANE_CREATED, ids=["nan", "inf", "10**400"])
 def test_stored_created_out_of_range_is_no_500(
     make_app: cabc.Callable[..., Flask], store: Store, created: object
@@ -1188,7 +1128,6 @@ def test_stored_created_out_of_range_is_no_500(
     assert response.status_code == 200
 
 
-@known_bug("redis-str-responses", StoreError)
 def test_undecodable_entry_with_str_responses_is_corrupt(redis_url: str) -> None:
     """A RedisStore whose client decodes responses to str reads an entry that
     is not UTF-8 as a corrupt document (a new session), not as a store failure.

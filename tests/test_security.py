@@ -25,7 +25,6 @@ from flask import Flask
 from flask import request
 from flask import session
 from markupsafe import Markup
-from test_fuzz import known_bug
 from test_fuzz import raw_read
 from test_fuzz import raw_write
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -728,7 +727,6 @@ def test_absolute_timeout_ignores_activity_and_restarts_on_regenerate(
     assert client.get("/get", environ_overrides=cookie_env(new)).json["id"] != new
 
 
-@known_bug("absolute-timeout-start-unsaved", AssertionError)
 def test_absolute_timeout_applies_to_sessions_without_a_start_time(
     make_app: cabc.Callable[..., Flask], store: Store, clock: list[float]
 ) -> None:
