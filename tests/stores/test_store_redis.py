@@ -417,3 +417,28 @@ def test_merge_after_a_destroy_is_refused_on_the_fast_path(store: RedisStore) ->
     store.destroy("abc")
     assert store.merge("abc", {"b": 2}, []) is False
     assert store.get("abc") is None
+
+
+def test_valkey_client_works_as_the_backend(redis_url: str) -> None:
+    """A valkey-py client (the protocol is the same) drives every operation,
+    the scripts included; as CONNECT_SESSION_STORE it gets a RedisStore.
+    """
+    import valkey
+    from flask import Flask
+
+    from flask_connect_session import ConnectSession
+
+    client = valkey.Valkey.from_url(redis_url)
+    store = RedisStore(client)
+    store.set("v", doc(60, a=1))
+    assert store.get_and_touch("v") == store.get("v")
+    assert store.merge("v", {"b": [], "cookie": cookie(60)}, ["a"])
+    assert store.merge("v", {"c": {}}, [])  # no read first: the splicing script
+    document = store.get("v")
+    assert document is not None
+    assert {k: v for k, v in document.items() if k != "cookie"} == {"b": [], "c": {}}
+    assert store.length() == 1 and list(store.all()) == ["v"]
+    assert 58 <= client.ttl("sess:v") <= 60
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s", CONNECT_SESSION_STORE=client)
+    assert isinstance(ConnectSession(app).store, RedisStore)
