@@ -444,6 +444,17 @@ def test_redis_killed_and_restarted_under_load(
 # --------------------------------------------------------------------------
 
 
+def get_hung_session(base: str) -> tuple[requests.Response, float]:
+    """GET a page that loads the session ``hung-sid``; the response and the
+    seconds it took.
+    """
+    return timed(
+        lambda: requests.get(
+            f"{base}/get", cookies=signed_cookie("hung-sid"), timeout=CLIENT_TIMEOUT
+        )
+    )
+
+
 def test_redis_black_hole_fails_within_default_socket_timeout(
     black_hole: BlackHole, store_errors: RecordList
 ) -> None:
@@ -455,11 +466,7 @@ def test_redis_black_hole_fails_within_default_socket_timeout(
     app = make_app(f"redis://{HOST}:{black_hole.port}/0")
     timeout = redis_store.SOCKET_TIMEOUT
     with serve(app) as base, capture_errors(app.logger.name) as app_errors:
-        response, elapsed = timed(
-            lambda: requests.get(
-                f"{base}/get", cookies=signed_cookie("hung-sid"), timeout=CLIENT_TIMEOUT
-            )
-        )
+        response, elapsed = get_hung_session(base)
     assert response.status_code == 500
     assert timeout * 0.9 <= elapsed < timeout + SLACK, f"{elapsed:.2f}s"
     messages = store_errors.messages()
@@ -483,11 +490,7 @@ def test_memcached_black_hole_fails_within_default_socket_timeout(
     app = make_app(f"memcached://{HOST}:{black_hole.port}")
     timeout = cachelib_store.SOCKET_TIMEOUT
     with serve(app) as base:
-        response, elapsed = timed(
-            lambda: requests.get(
-                f"{base}/get", cookies=signed_cookie("hung-sid"), timeout=CLIENT_TIMEOUT
-            )
-        )
+        response, elapsed = get_hung_session(base)
     assert response.status_code == 500
     assert timeout * 0.9 <= elapsed < timeout + SLACK, f"{elapsed:.2f}s"
     messages = store_errors.messages()
