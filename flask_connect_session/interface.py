@@ -66,6 +66,11 @@ def add_vary_cookie(response: Response) -> None:
         response.headers["Vary"] = "Cookie"
 
 
+def _log_corrupt(sid: str, exc: CorruptDocument, outcome: str) -> None:
+    # The entry is left in place for inspection; only a sid prefix is logged.
+    logger.error("corrupt session document (sid %.6s...), %s: %s", sid, outcome, exc)
+
+
 #: Creation times beyond this (ms since the epoch, year 5138) are unreadable.
 _MAX_CREATED = 10**14
 
@@ -138,9 +143,7 @@ class ConnectSessionInterface(SessionInterface):
             document = self._call(operation, sid)
             return None if document is None else check_document(document)
         except CorruptDocument as exc:
-            logger.error(
-                "corrupt session document (sid %.6s...), starting a new one: %s", sid, exc
-            )
+            _log_corrupt(sid, exc, "a new session starts")
             return None
 
     # -- creating and loading (SessionBackend) ---------------------------
@@ -187,9 +190,18 @@ class ConnectSessionInterface(SessionInterface):
             priority=opts.priority,
         )
 
-    def _generate(self, session: ServerSession, data: dict[str, t.Any]) -> None:
-        """Make ``session`` a brand-new session holding ``data``."""
+    def _generate(
+        self, session: ServerSession, data: dict[str, t.Any], *, keep_original: bool = False
+    ) -> None:
+        """Make ``session`` a brand-new session holding ``data``.
+
+        :param keep_original: keep the id and data the session was loaded
+            with as its original (``regenerate``), so the new id counts as a
+            change; otherwise the new, empty session is the original.
+        """
         session.sid = self.options.genid(session.request)
+        if not keep_original:
+            session.original_id, session.original_text = session.sid, "{}"
         session.data = data
         session.cookie_obj = self.new_cookie(session.request)
         session.cookie_document = None
@@ -235,10 +247,10 @@ class ConnectSessionInterface(SessionInterface):
 
     def _timed_out(self, document: Document) -> bool:
         timeout = self.options.absolute_timeout
-        created = created_at(document)
-        if timeout is None or created is None:
+        if timeout is None:  # the usual case: nothing to read
             return False
-        return time.time() * 1000 - created > timeout * 1000
+        created = created_at(document)
+        return created is not None and time.time() * 1000 - created > timeout * 1000
 
     def load(self, session: ServerSession) -> None:
         """Load the session named by the cookie, or start a new one.
@@ -258,25 +270,23 @@ class ConnectSessionInterface(SessionInterface):
                 self._inflate(session, sid, document)
                 session.touched = self._load_operation == "get_and_touch"
             except CorruptDocument as exc:
-                logger.error("corrupt session document (sid %.6s...), new session: %s", sid, exc)
+                _log_corrupt(sid, exc, "a new session starts")
                 document = None
         if document is None or sid is None:
             self._generate(session, {})
-            session.original_id, session.original_text = session.sid, "{}"
         session.loaded = True
 
     def regenerate(self, session: ServerSession, keep: bool) -> None:
         """Move ``session`` to a new id; see :meth:`ServerSession.regenerate`."""
         if session.in_store:
             self._call("destroy", session.sid)
-        self._generate(session, session.data if keep else {})
+        self._generate(session, session.data if keep else {}, keep_original=True)
 
     def destroy(self, session: ServerSession) -> None:
         """Destroy ``session``; see :meth:`ServerSession.destroy`."""
         if session.in_store:
             self._call("destroy", session.sid)
         self._generate(session, {})
-        session.original_id, session.original_text = session.sid, "{}"
         session.destroyed = True
 
     def reload(self, session: ServerSession) -> None:
@@ -309,7 +319,7 @@ class ConnectSessionInterface(SessionInterface):
             try:
                 stored = self._call("merge", session.sid, changes, removed)
             except CorruptDocument as exc:
-                logger.error("corrupt session document (sid %.6s...) kept: %s", session.sid, exc)
+                _log_corrupt(session.sid, exc, "not overwritten")
                 stored = False
             if not stored:
                 # Destroyed by another request meanwhile: a logout stays a logout.
