@@ -189,28 +189,55 @@ local function cookie_of(members)
 end
 """
 
-#: ``KEYS[1]``: the session key. ``ARGV[1]``: the new TTL in seconds (``<= 0``
-#: deletes), or ``""`` to keep the current one. ``ARGV[2]``: the number ``n``
-#: of changed members, then ``n`` triples (name as UTF-8, name as JSON, value
-#: as JSON), then the removed names (UTF-8).
-#: Returns 1 when merged, 0 when the key is missing (nothing written), -1
-#: when the stored value is not a session document (left as it is).
+#: The merge, in one round trip whatever happened since the session was read.
+#: ``KEYS[1]``: the session key. ``ARGV[1]``: SHA-1 (hex) of the value this
+#: process read, or ``""``; ``ARGV[2]``: the whole new value Python built from
+#: it, or ``""``; ``ARGV[3]``: the new TTL in seconds (``<= 0`` deletes), or
+#: ``""`` to keep the current one; ``ARGV[4]``: the number ``n`` of changed
+#: members, then ``n`` triples (name as UTF-8, name as JSON, value as JSON),
+#: then the removed names (UTF-8).
+#:
+#: If the stored value is still the one read (the usual case), ``ARGV[2]``
+#: replaces it: a hash and a SET, no JSON scanning. Otherwise another request
+#: wrote meanwhile, and the changes are spliced into what is stored.
+#: Returns 2 when ``ARGV[2]`` was written, 1 when the changes were spliced in,
+#: 0 when the key is missing (nothing written), -1 when the stored value is
+#: not a session document (left as it is).
 MERGE_SCRIPT = (
-    JSON_SCANNER
+    r"""
+local stored = redis.call('GET', KEYS[1])
+if not stored then return 0 end
+
+local function write(document)
+  if ARGV[3] == '' then
+    redis.call('SET', KEYS[1], document, 'KEEPTTL')
+  elseif tonumber(ARGV[3]) > 0 then
+    redis.call('SET', KEYS[1], document, 'EX', ARGV[3])
+  else
+    redis.call('DEL', KEYS[1])
+  end
+end
+
+-- Before the scanner below is even defined: the fast path pays nothing for it.
+if ARGV[1] ~= '' and redis.sha1hex(stored) == ARGV[1] then
+  write(ARGV[2])
+  return 2
+end
+"""
+    + JSON_SCANNER
     + r"""
-s = redis.call('GET', KEYS[1])
-if not s then return 0 end
+s = stored
 local members = checked_members()
 if not members or not cookie_of(members) then return -1 end
 
-local n = tonumber(ARGV[2])
+local n = tonumber(ARGV[4])
 local changed, order, removed = {}, {}, {}
 for c = 0, n - 1 do
-  local at = 3 + 3 * c
+  local at = 5 + 3 * c
   changed[ARGV[at]] = ARGV[at + 1] .. ':' .. ARGV[at + 2]
   order[#order + 1] = ARGV[at]
 end
-for r = 3 + 3 * n, #ARGV do removed[ARGV[r]] = true end
+for r = 5 + 3 * n, #ARGV do removed[ARGV[r]] = true end
 
 -- Untouched members are copied verbatim; a changed one takes the place of its
 -- first occurrence (later duplicates go: the new value must win); new ones
@@ -233,43 +260,7 @@ for _, name in ipairs(order) do
     written[name] = true
   end
 end
-local document = '{' .. table.concat(out, ',') .. '}'
-
-if ARGV[1] == '' then
-  redis.call('SET', KEYS[1], document, 'KEEPTTL')
-elseif tonumber(ARGV[1]) > 0 then
-  redis.call('SET', KEYS[1], document, 'EX', ARGV[1])
-else
-  redis.call('DEL', KEYS[1])
-end
+write('{' .. table.concat(out, ',') .. '}')
 return 1
 """
 )
-
-#: ``KEYS[1]``: the session key. ``ARGV[1]``: the TTL of a browser-session
-#: cookie. Returns the stored value (nil if missing) and, if it is a session
-#: document, sets its TTL to ``ceil(cookie.originalMaxAge / 1000)``, else
-#: ``ARGV[1]``, as a touch after the request would. A value that is not a
-#: session is returned untouched, for the caller to report.
-
-
-#: The fast merge, when the stored value is still the one this process read
-#: (compared by SHA-1): replace it with the new document Python built, no
-#: JSON scanning. ``KEYS[1]``: the session key. ``ARGV[1]``: SHA-1 (hex) of
-#: the value read; ``ARGV[2]``: the new value; ``ARGV[3]``: its TTL in
-#: seconds (``<= 0`` deletes), or ``""`` to keep the current one.
-#: Returns 1 when written, 0 when the key is missing (nothing written), 2 when
-#: the value changed since it was read (nothing written: use MERGE_SCRIPT).
-SWAP_SCRIPT = r"""
-local s = redis.call('GET', KEYS[1])
-if not s then return 0 end
-if redis.sha1hex(s) ~= ARGV[1] then return 2 end
-if ARGV[3] == '' then
-  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-elseif tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-else
-  redis.call('DEL', KEYS[1])
-end
-return 1
-"""

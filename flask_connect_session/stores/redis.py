@@ -17,7 +17,6 @@ from ..serialization import decode
 from ..serialization import dumps
 from ..serialization import encode
 from ._redis_lua import MERGE_SCRIPT
-from ._redis_lua import SWAP_SCRIPT
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
@@ -116,12 +115,15 @@ class RedisStore(Store):
     (``SET key value EX ttl``; a lifetime of zero or less deletes the key).
     Redis expires sessions by itself, so :meth:`prune` has nothing to do.
 
-    :meth:`merge` is atomic and one round trip: a Lua script reads the
-    stored JSON, splices in the changed members and writes it back with its
-    new TTL. The script never decodes a value (Redis' ``cjson`` would turn
-    ``[]`` into ``{}`` and round big integers and floats); untouched members
-    are copied byte for byte and the new ones are Python's encoding. It
-    touches one key, so it works on Redis Cluster too.
+    :meth:`merge` is atomic and one round trip, contended or not: a Lua
+    script compares the stored value with the one this process read (SHA-1)
+    and, if unchanged, swaps in the document Python built from it; otherwise
+    it splices the changed members into the stored JSON and writes it back
+    with its new TTL. The script never decodes a value (Redis' ``cjson``
+    would turn ``[]`` into ``{}`` and round big integers and floats); when
+    splicing, untouched members are copied byte for byte and the new ones
+    are Python's encoding. It touches one key, so it works on Redis Cluster
+    too.
     :meth:`get_and_touch` loads and extends the lifetime in one round trip.
 
     :meth:`all`, :meth:`length` and :meth:`clear` walk the keys with
@@ -158,7 +160,6 @@ class RedisStore(Store):
         # RedisCluster (and ValkeyCluster) route by node; they have primaries.
         self._cluster = callable(getattr(self.client, "get_primaries", None))
         self._merge = self.client.register_script(MERGE_SCRIPT)
-        self._swap = self.client.register_script(SWAP_SCRIPT)
         # Values this process read, by sid, for the fast merge: while the
         # stored value is unchanged, a merge writes the document built here
         # instead of having the server splice it. Bounded: oldest go first.
@@ -229,9 +230,10 @@ class RedisStore(Store):
         """Write only the changed members, atomically, in one round trip.
 
         If the stored value is still the one :meth:`get_and_touch` read in
-        this process (the usual case), the new document is built here and
-        swapped in (:data:`SWAP_SCRIPT`); otherwise the server splices the
-        changes into what it holds (:data:`MERGE_SCRIPT`).
+        this process (the usual case), the new document built here replaces
+        it; if another request wrote meanwhile, the server splices the
+        changes into what it holds. Both paths are one Lua script
+        (``MERGE_SCRIPT``), so a contended session costs no extra round trip.
         """
         removed = list(removed)
         if COOKIE_MEMBER in changes:
@@ -240,23 +242,21 @@ class RedisStore(Store):
             ttl = ""  # the stored cookie, so the TTL, stays as it is
         with self._read_lock:
             raw = self._read.pop(sid, None)
+        version, new = "", b""
         if raw is not None:
-            document = apply_changes(decode(raw), changes, removed)
-            new = to_utf8(encode(document))
             version = hashlib.sha1(raw).hexdigest()
-            result = self._swap(keys=[self._key(sid)], args=[version, new, ttl])
-            if result != 2:
-                if result == 1 and (ttl == "" or int(ttl) > 0):
-                    self._remember(sid, new)
-                return bool(result == 1)
-        args: list[t.Any] = [ttl, len(changes)]
+            new = to_utf8(encode(apply_changes(decode(raw), changes, removed)))
+        args: list[t.Any] = [version, new, ttl, len(changes)]
         for name, value in changes.items():
             args += [_name_bytes(name), to_utf8(dumps(name)), to_utf8(dumps(value))]
         args += [_name_bytes(name) for name in removed]
         result = self._merge(keys=[self._key(sid)], args=args)
         if result == -1:
             raise CorruptDocument("the stored value is not a session document")
-        return bool(result == 1)
+        if result == 2 and (ttl == "" or int(ttl) > 0):
+            # Stored as sent: the next merge can take the fast path again.
+            self._remember(sid, new)
+        return bool(result in (1, 2))
 
     def _keys(self) -> cabc.Iterator[bytes | str]:
         pattern = _glob_escape(self.key_prefix) + "*"
