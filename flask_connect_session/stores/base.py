@@ -100,7 +100,7 @@ class Store(abc.ABC):
         """Extend the lifetime of ``sid`` to what ``session``'s cookie says,
         without rewriting it. Optional.
         """
-        raise NotImplementedError
+        _unsupported(self, "touch")
 
     def get_and_touch(self, sid: str) -> Document | None:
         """Return the stored document for ``sid`` and extend its lifetime as
@@ -108,7 +108,7 @@ class Store(abc.ABC):
         :attr:`ttl`), ideally in one round trip. Optional: the interface then
         skips the touch at the end of a request that does not save.
         """
-        raise NotImplementedError
+        _unsupported(self, "get_and_touch")
 
     def merge(
         self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
@@ -132,21 +132,25 @@ class Store(abc.ABC):
 
     def all(self) -> dict[str, Document]:
         """Return every live session, by id. Optional."""
-        raise NotImplementedError
+        _unsupported(self, "all")
 
     def length(self) -> int:
         """Return the number of live sessions. Optional."""
-        raise NotImplementedError
+        _unsupported(self, "length")
 
     def clear(self) -> None:
         """Remove every session. Optional."""
-        raise NotImplementedError
+        _unsupported(self, "clear")
 
     def prune(self) -> int:
         """Remove expired sessions now and return how many went. Stores whose
         backend expires entries by itself have nothing to do and return 0.
         """
         return 0
+
+
+def _unsupported(store: Store, method: str) -> t.NoReturn:
+    raise NotImplementedError(f"{type(store).__name__} does not implement {method}()")
 
 
 def implements(store: Store, method: str) -> bool:

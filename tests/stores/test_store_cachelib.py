@@ -168,6 +168,20 @@ def test_memcached_lifetime_beyond_30_days(
     assert ttl is not None and 60 * 86400 - 5 <= ttl <= 60 * 86400 + 2
 
 
+def test_memcached_lifetime_beyond_2038_is_kept_until_then(
+    memcached_url: str, memcached_server: MemcachedServer
+) -> None:
+    """memcached keeps Unix-time expiries in 32 bits and drops an entry whose
+    expiry is 2**31 or later at once: a 20-year session is kept until
+    2038-01-19 instead.
+    """
+    store = store_from_url(memcached_url, SETTINGS)
+    store.set("abc", doc(20 * 365 * 86400, a=1))
+    assert store.get("abc") is not None
+    ttl = memcached_meta_ttl(memcached_server.host, memcached_server.port, "sess:abc")
+    assert ttl is not None and abs(ttl - (2**31 - 1 - time.time())) <= 5
+
+
 def test_memcached_down_raises_then_recovers(
     memcached_url: str, memcached_server: MemcachedServer
 ) -> None:
@@ -262,7 +276,7 @@ def test_generic_cache_cannot_list(tmp_path: Path) -> None:
     for store in (CachelibStore(SimpleCache()), CachelibStore(FileSystemCache(str(tmp_path)))):
         for method in ("all", "length", "clear"):
             assert not implements(store, method)
-            with pytest.raises(NotImplementedError):
+            with pytest.raises(NotImplementedError, match=f"CachelibStore.*{method}"):
                 getattr(store, method)()
 
 
