@@ -320,6 +320,35 @@ def test_cluster_merge_and_get_and_touch(
             assert 59 <= client.ttl(f"sess:s{n}") <= 60
 
 
+def test_valkey_cluster_client_works_as_the_backend(
+    redis_cluster_url: str, redis_cluster: RedisClusterServer
+) -> None:
+    """valkey-py's ValkeyCluster (same protocol) routes every operation and
+    the merge script by slot, and listing walks every primary.
+    """
+    from valkey.cluster import ClusterNode
+    from valkey.cluster import ValkeyCluster
+
+    nodes = [ClusterNode(host, port) for host, port in redis_cluster.startup_nodes]
+    with ValkeyCluster(startup_nodes=nodes) as client:
+        store = RedisStore(client)
+        for n in range(30):  # keys in many slots, so on every node
+            store.set(f"v{n}", doc(None, a=n))
+            assert store.get_and_touch(f"v{n}") is not None
+            assert store.merge(f"v{n}", {"b": [], "cookie": cookie(60)}, ["a"])
+        assert store.length() == 30
+        data = {
+            sid: {k: v for k, v in d.items() if k != "cookie"} for sid, d in store.all().items()
+        }
+        assert data == {f"v{n}": {"b": []} for n in range(30)}
+        assert 59 <= client.ttl("sess:v7") <= 60
+        store.clear()
+        assert store.length() == 0
+        app = Flask(__name__)
+        app.config.update(SECRET_KEY="s", CONNECT_SESSION_STORE=client)
+        assert isinstance(ConnectSession(app).store, RedisStore)
+
+
 def test_store_recovers_after_redis_restarts(redis_url: str, redis_server: RedisServer) -> None:
     """With Redis down an operation raises (a 500 through the app, as
     StoreError); once Redis is back the same store object works again.
