@@ -29,11 +29,9 @@ import json
 import os
 import platform
 import random
-import re
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -43,12 +41,15 @@ import types
 import typing as t
 from pathlib import Path
 
+# The tests' server helpers (free ports, readiness, clean stop) serve here too.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+if t.TYPE_CHECKING:
+    from gunicorn_server import GunicornServer
+
 HOST = "127.0.0.1"
 COOKIE_NAME = "connect.sid"
 #: Socket timeout of every client request: a hung server fails the run.
 REQUEST_TIMEOUT = 10.0
-#: Bound on gunicorn's start (all workers booted).
-STARTUP_TIMEOUT = 30.0
 
 APP_SOURCE = textwrap.dedent(
     """
@@ -96,66 +97,23 @@ APP_SOURCE = textwrap.dedent(
 # --------------------------------------------------------------------------
 
 
-class Gunicorn:
-    """``gunicorn --workers N`` over :data:`APP_SOURCE` on a free loopback port."""
+def start_gunicorn(workdir: Path, store_url: str, workers: int) -> GunicornServer:
+    """``gunicorn --workers N`` over :data:`APP_SOURCE` on a free loopback port,
+    returned once every worker has booted.
+    """
+    from gunicorn_server import GunicornServer
 
-    def __init__(self, workdir: Path, store_url: str, workers: int) -> None:
-        self.workdir = workdir
-        self.log_path = workdir / "gunicorn.log"
-        (workdir / "load_app.py").write_text(APP_SOURCE)
-        env = {
-            **os.environ,
-            "LOAD_STORE_URL": store_url,
-            "PYTHONPATH": os.pathsep.join([str(workdir), *sys.path]),
-        }
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    f"--workers={workers}",
-                    f"--bind={HOST}:0",  # the OS picks a free port
-                    "--backlog=2048",
-                    "--graceful-timeout=5",
-                    "--timeout=30",
-                    "load_app:app",
-                ],
-                cwd=workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: stopped as a whole
-            )
-        self.port = self._wait_ready(workers)
-
-    def _wait_ready(self, workers: int) -> int:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            text = self.log_path.read_text(errors="replace")
-            match = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", text)
-            if match and len(re.findall(r"Booting worker with pid", text)) >= workers:
-                return int(match.group(1))
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"gunicorn did not start:\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """SIGTERM the process group, then SIGKILL it if it lingers."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=15)
+    (workdir / "load_app.py").write_text(APP_SOURCE)
+    server = GunicornServer(
+        "load_app:app",
+        workers=workers,
+        log_path=workdir / "gunicorn.log",
+        env={**os.environ, "LOAD_STORE_URL": store_url},
+        pythonpath=[workdir],
+        cwd=workdir,
+        extra_args=["--backlog=2048", "--graceful-timeout=5", "--timeout=30"],
+    )
+    return server.start()
 
 
 # --------------------------------------------------------------------------
@@ -467,23 +425,22 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("redis-server") is None:
         parser.error("redis-server not found: apt-get install redis-server")
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from server_fixtures import RedisServer  # the tests' helper: free port, readiness
+    from server_fixtures import RedisServer
 
     signal.signal(signal.SIGTERM, _interrupt)
     stop = threading.Event()
     threads: list[threading.Thread] = []
-    gunicorn: Gunicorn | None = None
+    gunicorn: GunicornServer | None = None
     with tempfile.TemporaryDirectory(prefix="fcs-load-") as tmp:
         workdir = Path(tmp)
         (workdir / "redis").mkdir()
         redis_server = RedisServer(str(shutil.which("redis-server")), workdir / "redis")
         try:
             redis_server.start()
-            gunicorn = Gunicorn(workdir, redis_server.url, args.workers)
+            gunicorn = start_gunicorn(workdir, redis_server.url, args.workers)
             print(
                 f"redis-server on {redis_server.url}, gunicorn --workers={args.workers}"
-                f" on http://{HOST}:{gunicorn.port}",
+                f" on {gunicorn.url}",
                 flush=True,
             )
             refs = create_sessions(gunicorn.port, args.sessions, min(args.threads, 16))

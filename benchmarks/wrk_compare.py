@@ -18,34 +18,25 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
+import typing as t
 from pathlib import Path
 
 import requests
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+if t.TYPE_CHECKING:
+    from gunicorn_server import GunicornServer
 
 
-def gunicorn(variant: str, redis_url: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+def gunicorn(variant: str, redis_url: str, log: Path) -> GunicornServer:
+    """gunicorn -w 4 over ``wrk_app.py`` with one variant, not yet started."""
+    from gunicorn_server import GunicornServer
+
     env = dict(os.environ, BENCH_VARIANT=variant, BENCH_REDIS_URL=redis_url)
-    args = [sys.executable, "-m", "gunicorn", "-w", "4", "-b", "127.0.0.1:0"]
-    args += ["--chdir", str(HERE), "--error-logfile", str(log), "--no-control-socket"]
-    args += ["wrk_app:app"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            text = log.read_text() if log.exists() else ""
-            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", text)
-            if found:
-                return proc, int(found.group(1))
-            time.sleep(0.1)
-        raise RuntimeError(f"gunicorn did not start:\n{text[-2000:]}")
-    except BaseException:
-        proc.kill()
-        proc.wait(timeout=10)
-        raise
+    return GunicornServer(
+        "wrk_app:app", workers=4, log_path=log, env=env, extra_args=["--chdir", str(HERE)]
+    )
 
 
 def wrk(url: str, cookie: str, seconds: int, connections: int) -> dict[str, float]:
@@ -97,18 +88,14 @@ def main() -> None:
     try:
         for variant in ("flask-session", "connect"):
             server.client().flushall()
-            proc, port = gunicorn(variant, server.url, tmp / f"{variant}.log")
-            try:
-                base = f"http://127.0.0.1:{port}"
+            with gunicorn(variant, server.url, tmp / f"{variant}.log") as app:
+                base = app.url
                 first = requests.get(base + "/increments", timeout=5)
                 cookie = first.headers["Set-Cookie"].split(";")[0]
                 for scenario in ("reads", "increments"):
                     results[(variant, scenario)] = wrk(
                         f"{base}/{scenario}", cookie, args.seconds, args.connections
                     )
-            finally:
-                proc.terminate()
-                proc.wait(timeout=20)
     finally:
         server.stop()
 

@@ -13,8 +13,6 @@ import collections.abc as cabc
 import concurrent.futures
 import dataclasses
 import os
-import re
-import sys
 import time
 import typing as t
 import uuid
@@ -24,6 +22,7 @@ from urllib.parse import unquote
 import pytest
 import requests
 from flask import Flask
+from gunicorn_server import GunicornServer
 
 from flask_connect_session import ConnectSession
 from flask_connect_session import FileSystemStore
@@ -32,9 +31,7 @@ from flask_connect_session import Store
 
 from conftest import SECRET
 from conftest import add_views
-from server_fixtures import HOST
 from server_fixtures import RedisServer
-from server_fixtures import _Process
 
 pytestmark = pytest.mark.slow
 
@@ -56,12 +53,6 @@ LAYOUTS = {"memory": (1, 16), "filesystem": (4, 4), "redis": (4, 4)}
 
 
 # -- gunicorn ------------------------------------------------------------------
-
-
-def _gunicorn_has(setting: str) -> bool:
-    from gunicorn.config import KNOWN_SETTINGS
-
-    return any(s.name == setting for s in KNOWN_SETTINGS)
 
 
 @dataclasses.dataclass
@@ -124,56 +115,33 @@ def sid_of(cookie: str) -> str:
 
 def start_gunicorn(
     kind: str, store_url: str, workers: int, threads: int, work_dir: Path
-) -> tuple[_Process, str]:
-    """Start gunicorn over tests/concurrency_app.py; return it and its base URL.
-
-    It binds port 0 and the test reads the port gunicorn reports, so no other
-    process can take the port in between.
+) -> GunicornServer:
+    """Start gunicorn over tests/concurrency_app.py; return it once every worker
+    has booted and its /health answers.
     """
     coord_dir = work_dir / "coord"
     coord_dir.mkdir(exist_ok=True)
-    env = {
-        **os.environ,
-        "CONCURRENCY_STORE_URL": store_url,
-        "CONCURRENCY_COORD_DIR": str(coord_dir),
-        "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), *sys.path]),
-    }
-    argv = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        f"--bind={HOST}:0",
-        "--worker-class=gthread",
-        f"--workers={workers}",
-        f"--threads={threads}",
-        "--preload",  # import once, then fork: quicker on a small box
-        "--graceful-timeout=3",
-        "--timeout=60",
+    server = GunicornServer(
         "concurrency_app:app",
-    ]
-    if _gunicorn_has("control_socket_disable"):
-        # gunicorn >= 24 otherwise opens ~/.gunicorn/gunicorn.ctl, which
-        # concurrent runs would fight over.
-        argv.insert(-1, "--no-control-socket")
-    proc = _Process(argv, work_dir / f"gunicorn-{kind}.log", env=env, cwd=work_dir)
-    proc.start()
-    urls: list[str] = []
-
-    def ready() -> bool:
-        output = proc.output()
-        match = re.search(r"Listening at: (http://[\d.]+:\d+)", output)
-        if match is None or len(re.findall(r"Booting worker with pid", output)) < workers:
-            return False
-        response = requests.get(f"{match.group(1)}/health", timeout=1.0)
-        urls.append(match.group(1))
-        return response.text == "ok"
-
-    try:
-        proc.wait_until(ready, f"gunicorn ({kind})", START_TIMEOUT)
-    except BaseException:
-        proc.stop()
-        raise
-    return proc, urls[-1]
+        workers=workers,
+        threads=threads,
+        log_path=work_dir / f"gunicorn-{kind}.log",
+        env={
+            **os.environ,
+            "CONCURRENCY_STORE_URL": store_url,
+            "CONCURRENCY_COORD_DIR": str(coord_dir),
+        },
+        pythonpath=[TESTS_DIR],
+        cwd=work_dir,
+        extra_args=[
+            "--preload",  # import once, then fork: quicker on a small box
+            "--graceful-timeout=3",
+            "--timeout=60",
+        ],
+        health_path="/health",
+        start_timeout=START_TIMEOUT,
+    )
+    return server.start()
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +153,7 @@ def gunicorn(
     at the end of the module.
     """
     started: dict[str, Target] = {}
-    procs: list[_Process] = []
+    servers: list[GunicornServer] = []
     closers: list[cabc.Callable[[], None]] = []
 
     def get(kind: str) -> Target:
@@ -208,14 +176,14 @@ def gunicorn(
         else:
             raise ValueError(kind)
         workers, threads = LAYOUTS[kind]
-        proc, base = start_gunicorn(kind, url, workers, threads, work_dir)
-        procs.append(proc)
-        started[kind] = Target(kind, base, workers, work_dir / "coord", store)
+        server = start_gunicorn(kind, url, workers, threads, work_dir)
+        servers.append(server)
+        started[kind] = Target(kind, server.url, workers, work_dir / "coord", store)
         return started[kind]
 
     yield get
-    for proc in procs:
-        proc.stop()
+    for server in servers:
+        server.stop()
     for close in closers:
         close()
 

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import os
-import re
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -17,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from gunicorn_server import GunicornServer
 
 pytestmark = pytest.mark.slow
 
@@ -61,54 +58,24 @@ def gunicorn(tmp_path: Path) -> cabc.Iterator[cabc.Callable[[str], str]]:
     base URL. Every server started is stopped at the end.
     """
     (tmp_path / "multi_app.py").write_text(APP)
-    procs: list[subprocess.Popen[bytes]] = []
+    servers: list[GunicornServer] = []
 
     def start(store_url: str) -> str:
-        log = tmp_path / f"gunicorn-{len(procs)}.log"
-        env = {
-            **os.environ,
-            "SESSION_STORE_URL": store_url,
-            "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]),
-        }
-        with open(log, "wb") as output:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "--workers=2",
-                    "--bind=127.0.0.1:0",  # the OS picks a free port: no race
-                    "--graceful-timeout=5",
-                    "multi_app:app",
-                ],
-                cwd=tmp_path,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        procs.append(proc)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            text = log.read_text(errors="replace")
-            booted = len(re.findall(r"Booting worker with pid", text))
-            match = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", text)
-            if match and booted >= 2:
-                return match.group(1)
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"gunicorn did not start:\n{log.read_text(errors='replace')}")
+        server = GunicornServer(
+            "multi_app:app",
+            workers=2,
+            log_path=tmp_path / f"gunicorn-{len(servers)}.log",
+            env={**os.environ, "SESSION_STORE_URL": store_url},
+            pythonpath=[tmp_path],
+            cwd=tmp_path,
+            extra_args=["--graceful-timeout=5"],
+        )
+        servers.append(server)
+        return server.start().url
 
     yield start
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
+    for server in servers:
+        server.stop()
 
 
 def read_from_another_worker(base: str) -> None:
