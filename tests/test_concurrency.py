@@ -22,7 +22,6 @@ from urllib.parse import unquote
 import pytest
 import requests
 from flask import Flask
-from gunicorn_server import GunicornServer
 
 from flask_connect_session import ConnectSession
 from flask_connect_session import FileSystemStore
@@ -31,6 +30,7 @@ from flask_connect_session import Store
 
 from conftest import SECRET
 from conftest import add_views
+from gunicorn_server import GunicornServer
 from server_fixtures import RedisServer
 
 pytestmark = pytest.mark.slow

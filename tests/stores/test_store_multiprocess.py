@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from gunicorn_server import GunicornServer
 
 pytestmark = pytest.mark.slow
