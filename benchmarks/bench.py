@@ -27,6 +27,8 @@ from werkzeug.test import EnvironBuilder
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 SCENARIOS = ("ignores", "reads", "increments", "creates")
+#: The key the raw GET baselines read: a 100-byte string, like a small session.
+GET_KEY = "bench:key"
 WSGIApp = cabc.Callable[..., t.Iterable[bytes]]
 
 
@@ -60,6 +62,20 @@ def flask_app(**config: t.Any) -> Flask:
 
 def no_session() -> Flask:
     app = add_views(Flask(__name__))  # no secret: Flask's null session
+    return app
+
+
+def no_session_one_get(client: t.Any) -> Flask:
+    """Flask with no session whose "reads" view makes one raw redis-py GET:
+    what one GET costs inside a request, where the Redis process has gone
+    idle since the last one (a tight loop of GETs never lets it).
+    """
+    app = Flask(__name__)
+
+    @app.get("/reads")
+    def reads() -> str:
+        return str(client.get(GET_KEY))
+
     return app
 
 
@@ -110,12 +126,19 @@ def session_cookie(app: Flask) -> str:
 
 
 class Variant:
-    def __init__(self, name: str, app: Flask, has_session: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        app: Flask,
+        has_session: bool = True,
+        scenarios: tuple[str, ...] | None = None,
+    ) -> None:
         self.name = name
         self.app = app
         cookie = session_cookie(app) if has_session else None
-        # Without sessions only the scenarios that do not write make sense.
-        scenarios = SCENARIOS if has_session else ("ignores", "reads")
+        if scenarios is None:
+            # Without sessions only the scenarios that do not write make sense.
+            scenarios = SCENARIOS if has_session else ("ignores", "reads")
         self.environs = {
             s: environ_for("/" + s, None if s == "creates" else cookie) for s in scenarios
         }
@@ -132,12 +155,11 @@ def redis_get_cost(url: str, rounds: int, batch: int) -> float:
     import redis
 
     client = redis.Redis.from_url(url)
-    client.set("bench:key", "x" * 100)
     samples = []
     for _ in range(rounds):
         start = time.perf_counter_ns()
         for _ in range(batch):
-            client.get("bench:key")
+            client.get(GET_KEY)
         samples.append((time.perf_counter_ns() - start) / batch / 1000)
     return statistics.median(samples)
 
@@ -160,8 +182,16 @@ def main() -> None:
     server.start()
     try:
         url = server.url
+        client = redis.Redis.from_url(url)
+        client.set(GET_KEY, "x" * 100)
         variants = [
             Variant("flask (no session)", no_session(), has_session=False),
+            Variant(
+                "flask + one raw GET",
+                no_session_one_get(client),
+                has_session=False,
+                scenarios=("reads",),
+            ),
             Variant("flask cookie session", cookie_session()),
             Variant(
                 "flask-session simple",
@@ -201,7 +231,10 @@ def report(
             for s in SCENARIOS
         )
         print(f"{variant.name:24}{row}")
-    print(f"raw redis-py GET: {get_cost:.1f} us")
+    no_session_reads = med[("flask (no session)", "reads")]
+    get_in_request = med[("flask + one raw GET", "reads")] - no_session_reads
+    print(f"one raw redis-py GET: {get_in_request:.1f} us inside a request, ", end="")
+    print(f"{get_cost:.1f} us back to back")
     print("\ntargets (ratio, target)")
     checks: list[tuple[str, float, float]] = []
     for s in SCENARIOS:
@@ -219,10 +252,16 @@ def report(
             1.1,
         )
     )
-    budget = med[("flask (no session)", "reads")] + 1.2 * get_cost
-    checks.append(
-        ("redis reads / (no-session + 1.2 GET)", med[("connect redis", "reads")] / budget, 1.0)
-    )
+    # The GET as a request pays for it, and as a tight loop does.
+    for label, get in (("GET in request", get_in_request), ("GET back to back", get_cost)):
+        budget = no_session_reads + 1.2 * get
+        checks.append(
+            (
+                f"redis reads / (no-session + 1.2 {label})",
+                med[("connect redis", "reads")] / budget,
+                1.0,
+            )
+        )
     for s in SCENARIOS:
         checks.append(
             (
@@ -233,7 +272,7 @@ def report(
         )
     for name, ratio, target in checks:
         verdict = "ok" if ratio <= target else "MISSED"
-        print(f"{name:44} {ratio:6.2f}  <= {target:<4} {verdict}")
+        print(f"{name:50} {ratio:6.2f}  <= {target:<4} {verdict}")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,24 @@ def costs(stores: dict[int, Store], samples: int) -> dict[int, tuple[float, floa
     return {n: (statistics.median(g), statistics.median(s)) for n, (g, s) in timings.items()}
 
 
+def dict_lookup_costs(sizes: tuple[int, ...], samples: int) -> dict[int, float]:
+    """Median microseconds of one ``d[sid]`` in a plain dict of JSON texts of
+    each size, interleaved: the floor under MemoryStore's get at that size
+    (at 1,000,000 entries the dict no longer fits in the CPU caches).
+    """
+    dicts = {n: {f"sid{i:012d}": encode(document(i)) for i in range(n)} for n in sizes}
+    timings: dict[int, list[float]] = {n: [] for n in sizes}
+    rounds = 20
+    for _ in range(rounds):
+        for count, entries in dicts.items():
+            for _ in range(samples // rounds):
+                sid = f"sid{random.randrange(count):012d}"
+                start = time.perf_counter_ns()
+                entries[sid]
+                timings[count].append((time.perf_counter_ns() - start) / 1000)
+    return {n: statistics.median(values) for n, values in timings.items()}
+
+
 def memory_per_session(count: int = 100_000) -> float:
     gc.collect()
     tracemalloc.start()
@@ -101,6 +119,8 @@ def main() -> None:
     results["memory"] = costs(memories, args.samples)
     del memories
     gc.collect()
+    lookups = dict_lookup_costs(sizes, args.samples)
+    gc.collect()
 
     tmp = Path(tempfile.mkdtemp(prefix="fcs-scale-"))
     server = RedisServer(_require_binary("redis-server", "redis-server"), tmp)
@@ -122,6 +142,9 @@ def main() -> None:
         for index, op in enumerate(("get", "set")):
             small, large = by_count[args.small][index], by_count[args.large][index]
             print(f"{name:8}{op:5}{small:12.2f}{large:12.2f}{large / small:8.2f}")
+    small, large = lookups[args.small], lookups[args.large]
+    print(f"{'dict':8}{'d[k]':5}{small:12.2f}{large:12.2f}{large / small:8.2f}", end="")
+    print(f"   (+{large - small:.2f} us: the cache-miss floor under memory get)")
     print(f"MemoryStore bytes per small session (3 keys): {memory_per_session():.0f}")
 
 

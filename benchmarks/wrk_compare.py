@@ -4,9 +4,11 @@ extension against Flask-Session on the same setup.
     python benchmarks/wrk_compare.py [--seconds 10] [--connections 32]
 
 Needs ``wrk`` (Debian package ``wrk``), gunicorn and Flask-Session. Starts its
-own redis-server and gunicorn on free loopback ports and stops them. Each
-scenario reuses one session cookie (taken from a first request), so
-"increments" measures many overlapping writes to one session.
+own redis-server and gunicorn on free loopback ports and stops them.
+"reads" and "increments" reuse one session cookie (taken from a first
+request), so "increments" measures many overlapping writes to one session;
+"increments, N sessions" spreads the requests over N sessions made first
+(``--sessions``), as real traffic would be.
 """
 
 from __future__ import annotations
@@ -39,18 +41,29 @@ def gunicorn(variant: str, redis_url: str, log: Path) -> GunicornServer:
     )
 
 
-def wrk(url: str, cookie: str, seconds: int, connections: int) -> dict[str, float]:
+#: wrk request script: each request carries the next of ``cookies``; the
+#: threads start half the list apart.
+WRK_SCRIPT = """
+local cookies = {%s}
+local threads, i = 0, 0
+setup = function(thread)
+  thread:set("first", threads * math.floor(#cookies / 2))
+  threads = threads + 1
+end
+init = function(args) i = first end
+request = function()
+  i = i %% #cookies + 1
+  return wrk.format(nil, nil, {["Cookie"] = cookies[i]})
+end
+"""
+
+
+def wrk(
+    url: str, cookies: list[str], seconds: int, connections: int, script: Path
+) -> dict[str, float]:
+    script.write_text(WRK_SCRIPT % ", ".join(f'"{cookie}"' for cookie in cookies))
     out = subprocess.run(
-        [
-            "wrk",
-            "-t2",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-H",
-            f"Cookie: {cookie}",
-            url,
-        ],
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
@@ -70,10 +83,18 @@ def wrk(url: str, cookie: str, seconds: int, connections: int) -> dict[str, floa
     }
 
 
+def new_session(base: str) -> str:
+    """Make a session with one request; return its ``name=value`` cookie."""
+    response = requests.get(base + "/increments", timeout=5)
+    response.raise_for_status()
+    return response.headers["Set-Cookie"].split(";")[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--sessions", type=int, default=200)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -90,21 +111,25 @@ def main() -> None:
             server.client().flushall()
             with gunicorn(variant, server.url, tmp / f"{variant}.log") as app:
                 base = app.url
-                first = requests.get(base + "/increments", timeout=5)
-                cookie = first.headers["Set-Cookie"].split(";")[0]
-                for scenario in ("reads", "increments"):
+                cookies = [new_session(base) for _ in range(args.sessions)]
+                runs = (
+                    ("reads", "reads", cookies[:1]),
+                    ("increments", "increments", cookies[:1]),
+                    (f"increments, {args.sessions} sessions", "increments", cookies),
+                )
+                for scenario, path, used in runs:
                     results[(variant, scenario)] = wrk(
-                        f"{base}/{scenario}", cookie, args.seconds, args.connections
+                        f"{base}/{path}", used, args.seconds, args.connections, tmp / "run.lua"
                     )
     finally:
         server.stop()
 
     print(f"wrk -t2 -c{args.connections} -d{args.seconds}s, gunicorn -w 4, one Redis")
-    print(f"{'variant':16}{'scenario':12}{'req/s':>10}{'p99 ms':>10}{'errors':>8}")
+    print(f"{'variant':16}{'scenario':28}{'req/s':>10}{'p99 ms':>10}{'errors':>8}")
     for (variant, scenario), r in results.items():
         errors = int(r["non2xx"] + r["socket_errors"])
-        print(f"{variant:16}{scenario:12}{r['rps']:10.0f}{r['p99_ms']:10.2f}{errors:8d}")
-    for scenario in ("reads", "increments"):
+        print(f"{variant:16}{scenario:28}{r['rps']:10.0f}{r['p99_ms']:10.2f}{errors:8d}")
+    for scenario in dict.fromkeys(scenario for _, scenario in results):
         ours, theirs = results[("connect", scenario)], results[("flask-session", scenario)]
         print(f"{scenario}: {ours['rps'] / theirs['rps']:.2f}x the requests/s of Flask-Session")
 
