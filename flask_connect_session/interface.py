@@ -309,8 +309,11 @@ class ConnectSessionInterface(SessionInterface):
         cookie = session.cookie.to_document()
         if session.in_store:
             base = session.base
+            # An untouched plain value is the very object loaded: no JSON needed.
             changes = {
-                k: v for k, v in tagged.items() if k not in base or dumps(base[k]) != dumps(v)
+                k: v
+                for k, v in tagged.items()
+                if k not in base or (base[k] is not v and dumps(base[k]) != dumps(v))
             }
             removed = [k for k in base if k not in tagged]
             changes[COOKIE_MEMBER] = cookie
