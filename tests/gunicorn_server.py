@@ -90,7 +90,8 @@ class GunicornServer:
     ``PYTHONPATH``, followed by this interpreter's ``sys.path`` so the
     server imports the same packages. ``cwd``: the server's working
     directory. ``extra_args``: more gunicorn options, placed before the app
-    (not ``--config``: start() passes its own, for the readiness hook).
+    (not ``--config``: start() passes its own, for the readiness hook; nor a
+    ``--log-level`` above ``info``, which would hide the line it waits for).
     ``health_path``: if given, start() also waits until a GET of it answers
     200 with the body ``ok``. ``start_timeout``: bound on start().
     """

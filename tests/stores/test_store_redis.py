@@ -341,7 +341,7 @@ def test_valkey_cluster_client_works_as_the_backend(
             sid: {k: v for k, v in d.items() if k != "cookie"} for sid, d in store.all().items()
         }
         assert data == {f"v{n}": {"b": []} for n in range(30)}
-        assert 59 <= client.ttl("sess:v7") <= 60
+        assert 59 <= client.ttl("sess:v29") <= 60  # the last one merged
         store.clear()
         assert store.length() == 0
         app = Flask(__name__)
@@ -423,6 +423,7 @@ def test_merge_after_a_read_swaps_in_the_document_built_here(
     assert stats["cmdstat_evalsha"]["calls"] == 1
     assert stats["cmdstat_get"]["calls"] == 1 and stats["cmdstat_set"]["calls"] == 1
     assert client.get("sess:abc") == b'{"big":100.0,"cookie":{"originalMaxAge":null},"c":3}'
+    assert "abc" in store._read  # what was written is remembered for the next merge
     client.set("sess:abc", '{"big":1E2,"cookie":{"originalMaxAge":null},"c":3}', keepttl=True)
     assert store.merge("abc", {"d": 4}, [])  # not what was written last: spliced
     assert client.get("sess:abc") == b'{"big":1E2,"cookie":{"originalMaxAge":null},"c":3,"d":4}'
@@ -442,9 +443,12 @@ def test_merge_after_a_concurrent_write_splices_onto_it_in_one_call(
     client.config_resetstat()
     assert store.merge("abc", {"mine": True}, [])
     stats = client.info("commandstats")
-    calls = {name: stat["calls"] for name, stat in stats.items()}
+    calls = {
+        name: stat["calls"]
+        for name, stat in stats.items()
+        if not name.startswith("cmdstat_config")
+    }
     assert calls == {
-        "cmdstat_config|resetstat": 1,
         "cmdstat_evalsha": 1,
         "cmdstat_get": 1,  # inside the script
         "cmdstat_set": 1,
