@@ -14,6 +14,7 @@ by silently skipping the real-server tests.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import functools
@@ -27,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,11 +43,14 @@ from typing import Any
 from typing import NoReturn
 
 import pytest
+from werkzeug.serving import WSGIRequestHandler
+from werkzeug.serving import make_server
 
 if TYPE_CHECKING:
     import pymemcache.client.base
     import redis
     import redis.cluster
+    from _typeshed.wsgi import WSGIApplication
 
 HOST = "127.0.0.1"
 
@@ -693,6 +698,31 @@ class ExpressApp:
 
     def tail(self, lines: int = 30) -> str:
         return self._proc.tail(lines)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Werkzeug's handler without one log line per request."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_wsgi(app: WSGIApplication) -> Iterator[str]:
+    """Serve ``app`` with Werkzeug's threaded server on a free loopback port;
+    yield its base URL. The server is shut down and closed on exit.
+    """
+    server = make_server(HOST, 0, app, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="wsgi", daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://{HOST}:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def _http_ok(url: str) -> bool:

@@ -8,20 +8,18 @@ install; under CI (``CI`` set to a true value) they fail instead.
 from __future__ import annotations
 
 import collections.abc as cabc
-import contextlib
 import shutil
-import threading
 import typing as t
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from example_app import create_app
 from flask_connect_session.interface import ConnectSessionInterface
 
 from server_fixtures import _unavailable
+from server_fixtures import serve_wsgi
 
 if t.TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -97,23 +95,12 @@ class Served(t.NamedTuple):
     url: str
 
 
-@contextlib.contextmanager
-def serve(app: Flask) -> cabc.Iterator[Served]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Served(app, f"http://127.0.0.1:{server.server_port}")
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-
-
 @pytest.fixture
 def served() -> cabc.Iterator[Served]:
     """The example app with its own config (cookie max_age 3600 s)."""
-    with serve(create_app()) as served:
-        yield served
+    app = create_app()
+    with serve_wsgi(app) as url:
+        yield Served(app, url)
 
 
 def text(page: Page, selector: str) -> str:
@@ -201,11 +188,11 @@ def test_browser_session_cookie_ends_with_the_browser(
         context.set_default_timeout(TIMEOUT_MS)
         return context
 
-    with serve(create_app(config)) as server:
+    with serve_wsgi(create_app(config)) as base:
         context = open_browser()
         try:
             page = context.new_page()
-            page.goto(server.url + "/")
+            page.goto(base + "/")
             page.reload()
             assert text(page, "#views") == "2"
             first_sid = text(page, "#sid")
@@ -220,7 +207,7 @@ def test_browser_session_cookie_ends_with_the_browser(
             names = [c["name"] for c in context.cookies()]
             assert ("connect.sid" in names) is survives
             page = context.new_page()
-            page.goto(server.url + "/")
+            page.goto(base + "/")
             assert (text(page, "#sid") == first_sid) is survives
             assert text(page, "#views") == ("3" if survives else "1")
         finally:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-import threading
 import typing as t
 
 import pytest
 import requests
 from flask import Flask
-from werkzeug.serving import make_server
 
 from example_app import create_app
+
+from server_fixtures import serve_wsgi
 
 
 def field(html: str, name: str) -> str:
@@ -55,14 +55,8 @@ def test_login_regenerates_and_logout_destroys(example: Flask) -> None:
 
 @pytest.fixture
 def served(example: Flask) -> t.Iterator[str]:
-    server = make_server("127.0.0.1", 0, example, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serve_wsgi(example) as url:
+        yield url
 
 
 def test_counter_increases_over_real_http(served: str) -> None:

@@ -43,8 +43,6 @@ import requests
 from flask import Flask
 from flask import request
 from flask import session
-from werkzeug.serving import WSGIRequestHandler
-from werkzeug.serving import make_server
 
 from flask_connect_session import ConnectSession
 from flask_connect_session import FileSystemStore
@@ -63,6 +61,7 @@ from server_fixtures import _redis_is_ours
 from server_fixtures import _require_binary
 from server_fixtures import _require_module
 from server_fixtures import _unavailable
+from server_fixtures import serve_wsgi
 
 pytestmark = pytest.mark.slow
 
@@ -82,31 +81,6 @@ CLIENT_TIMEOUT = 20.0
 # --------------------------------------------------------------------------
 # A real threaded WSGI server, and the store errors it logs.
 # --------------------------------------------------------------------------
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """Werkzeug's handler without one log line per request."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
-@contextlib.contextmanager
-def serve(app: Flask) -> cabc.Iterator[str]:
-    """Serve ``app`` with Werkzeug's threaded server on a free loopback port;
-    yield its base URL.
-    """
-    server = make_server(HOST, 0, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="wsgi", daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://{HOST}:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 class RecordList(logging.Handler):
@@ -368,7 +342,7 @@ def test_redis_killed_and_restarted_under_load(
     its client last had acknowledged.
     """
     app = make_app(persistent_redis.url)
-    with serve(app) as base:
+    with serve_wsgi(app) as base:
         clients = [LoadClient(i, base) for i in range(CLIENTS)]
         stop = threading.Event()
         threads = [threading.Thread(target=c.run, args=(stop,)) for c in clients]
@@ -465,7 +439,7 @@ def test_redis_black_hole_fails_within_default_socket_timeout(
     _require_module("redis", "redis")
     app = make_app(f"redis://{HOST}:{black_hole.port}/0")
     timeout = redis_store.SOCKET_TIMEOUT
-    with serve(app) as base, capture_errors(app.logger.name) as app_errors:
+    with serve_wsgi(app) as base, capture_errors(app.logger.name) as app_errors:
         response, elapsed = get_hung_session(base)
     assert response.status_code == 500
     assert timeout * 0.9 <= elapsed < timeout + SLACK, f"{elapsed:.2f}s"
@@ -489,7 +463,7 @@ def test_memcached_black_hole_fails_within_default_socket_timeout(
     _require_module("pymemcache", "pymemcache")
     app = make_app(f"memcached://{HOST}:{black_hole.port}")
     timeout = cachelib_store.SOCKET_TIMEOUT
-    with serve(app) as base:
+    with serve_wsgi(app) as base:
         response, elapsed = get_hung_session(base)
     assert response.status_code == 500
     assert timeout * 0.9 <= elapsed < timeout + SLACK, f"{elapsed:.2f}s"
@@ -529,7 +503,7 @@ def test_redis_black_hole_fails_within_url_socket_timeout(
     )
     app = make_app(url, **config)
     cookies = signed_cookie("hung-sid") if cookie else {}
-    with serve(app) as base:
+    with serve_wsgi(app) as base:
         response, elapsed = timed(
             lambda: requests.request(
                 method, f"{base}{path}", cookies=cookies, timeout=CLIENT_TIMEOUT
@@ -564,7 +538,7 @@ def test_store_hanging_while_saving(redis_url: str, store_errors: RecordList) ->
         return "saved?"
 
     try:
-        with serve(app) as base:
+        with serve_wsgi(app) as base:
             web = requests.Session()
             assert web.post(f"{base}/inc", timeout=CLIENT_TIMEOUT).json()["n"] == 1
             response, elapsed = timed(
@@ -651,7 +625,7 @@ def test_full_disk_under_filesystem_store(tiny_disk: Path, store_errors: RecordL
     """
     directory = tiny_disk / "sessions"
     app = make_app(f"file://{directory}")
-    with serve(app) as base:
+    with serve_wsgi(app) as base:
         users = [requests.Session() for _ in range(4)]
         for i, web in enumerate(users):
             for _ in range(3):
@@ -714,7 +688,7 @@ def test_failed_save_is_not_retried_on_the_error_response(
         return "logged in?"
 
     try:
-        with serve(app) as base:
+        with serve_wsgi(app) as base:
             response = requests.post(f"{base}/login-while-paused", timeout=CLIENT_TIMEOUT)
             time.sleep(0.6)  # past the pause: anything queued has run
             stored = control.dbsize()

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import base64
 import collections.abc as cabc
+import contextlib
 import hashlib
 import hmac
 import json
 import math
-import threading
 import time
 import typing as t
 import uuid
@@ -31,10 +31,10 @@ from flask import Flask
 from flask import request
 from flask import session
 from markupsafe import Markup
-from werkzeug.serving import BaseWSGIServer
-from werkzeug.serving import make_server
 
 from flask_connect_session import ConnectSession
+
+from server_fixtures import serve_wsgi
 
 if t.TYPE_CHECKING:
     from server_fixtures import ExpressApp
@@ -44,7 +44,6 @@ if t.TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-HOST = "127.0.0.1"
 SECRET = "keyboard cat"
 OLD_SECRET = "old secret"
 NEW_SECRET = "new secret"
@@ -190,44 +189,19 @@ def build_app(config: cabc.Mapping[str, t.Any]) -> Flask:
     return app
 
 
-class FlaskServer:
-    """A Flask app behind werkzeug's threaded WSGI server on a free port."""
-
-    def __init__(self, app: Flask) -> None:
-        self.app = app
-        self._server: BaseWSGIServer = make_server(HOST, 0, app, threaded=True)
-        self.port = self._server.socket.getsockname()[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"flask-{self.port}", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
 @pytest.fixture
-def flask_server(redis_url: str) -> cabc.Iterator[cabc.Callable[..., FlaskServer]]:
-    """``start(**config) -> FlaskServer``: serve a Flask app on the test's
+def flask_server(redis_url: str) -> cabc.Iterator[cabc.Callable[..., str]]:
+    """``start(**config) -> base URL``: serve a Flask app on the test's
     (emptied) Redis; stopped when the test ends. ``config`` is added to
     ``CONNECT_SESSION_STORE=<redis_url>``.
     """
-    servers: list[FlaskServer] = []
+    with contextlib.ExitStack() as servers:
 
-    def start(**config: t.Any) -> FlaskServer:
-        server = FlaskServer(build_app({"CONNECT_SESSION_STORE": redis_url, **config}))
-        servers.append(server)
-        return server
+        def start(**config: t.Any) -> str:
+            app = build_app({"CONNECT_SESSION_STORE": redis_url, **config})
+            return servers.enter_context(serve_wsgi(app))
 
-    yield start
-    for server in servers:
-        server.stop()
+        yield start
 
 
 @pytest.fixture(scope="module")
@@ -360,12 +334,12 @@ def js_date(value: str) -> datetime:
 @pytest.fixture
 def apps(
     express: cabc.Callable[..., ExpressApp],
-    flask_server: cabc.Callable[..., FlaskServer],
+    flask_server: cabc.Callable[..., str],
 ) -> tuple[str, str]:
     """Base URLs of an Express app and a Flask app sharing the secret
     ``keyboard cat``, browser-session cookies and the emptied Redis.
     """
-    return express([SECRET]).url, flask_server(CONNECT_SESSION_SECRET=[SECRET]).url
+    return express([SECRET]).url, flask_server(CONNECT_SESSION_SECRET=[SECRET])
 
 
 # -- data both ways ------------------------------------------------------------
@@ -535,7 +509,7 @@ FLASK_SECRET_CONFIGS = {
 def test_secret_rotation(
     jar: requests.Session,
     express: cabc.Callable[..., ExpressApp],
-    flask_server: cabc.Callable[..., FlaskServer],
+    flask_server: cabc.Callable[..., str],
     config: str,
     rotated: str,
 ) -> None:
@@ -548,8 +522,8 @@ def test_secret_rotation(
     )
     flask_secrets = express_secrets[::-1]
     express_url = express(express_secrets).url
-    flask_url = flask_server(**FLASK_SECRET_CONFIGS[config](*flask_secrets)).url
-    stranger_url = flask_server(CONNECT_SESSION_SECRET="unrelated secret").url
+    flask_url = flask_server(**FLASK_SECRET_CONFIGS[config](*flask_secrets))
+    stranger_url = flask_server(CONNECT_SESSION_SECRET="unrelated secret")
 
     # Express signs with its first secret; Flask verifies with its second.
     response = call(jar, "POST", express_url, "/set", {"from": "express"})
@@ -602,16 +576,14 @@ def assert_expiry(
 @pytest.fixture
 def expiring_apps(
     express: cabc.Callable[..., ExpressApp],
-    flask_server: cabc.Callable[..., FlaskServer],
+    flask_server: cabc.Callable[..., str],
 ) -> tuple[str, str]:
     """Express with ``cookie.maxAge = MAX_AGE_MS`` and Flask with the same
     express-style cookie table.
     """
     return (
         express([SECRET], MAX_AGE_MS).url,
-        flask_server(
-            CONNECT_SESSION_SECRET=SECRET, CONNECT_SESSION_COOKIE={"maxAge": MAX_AGE_MS}
-        ).url,
+        flask_server(CONNECT_SESSION_SECRET=SECRET, CONNECT_SESSION_COOKIE={"maxAge": MAX_AGE_MS}),
     )
 
 
