@@ -733,6 +733,16 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def express_original_max_ages(max_age_ms: int) -> frozenset[int]:
+    """The ``originalMaxAge`` express-session may store for a new cookie with
+    ``maxAge = max_age_ms``. It computes it as ``expires - Date.now()`` just
+    after setting ``expires = Date.now() + maxAge`` (session/cookie.js), so it
+    is 1 ms short when the millisecond clock ticks in between; the value then
+    stays with the session on both sides.
+    """
+    return frozenset((max_age_ms - 1, max_age_ms))
+
+
 class ExpressAppFactory:
     """``factory(redis_url, secrets, cookie_max_age_ms=None) -> ExpressApp``."""
 
