@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections.abc as cabc
 import functools
 import json
+import sys
 import typing as t
 
 import click
@@ -21,6 +22,7 @@ from .cookie import format_expires
 from .cookie import parse_expires
 from .cookie import utcnow
 from .errors import CorruptDocument
+from .errors import describe
 from .options import config_secrets
 from .serialization import COOKIE_MEMBER
 from .serialization import encode
@@ -84,7 +86,7 @@ def _attempt(
                 f"{name}.{operation}: corrupt session document: {exc}"
             ) from None
         except Exception as exc:
-            raise click.ClickException(f"{name}.{operation} failed: {exc!r}") from None
+            raise click.ClickException(f"{name}.{operation} failed: {describe(exc)}") from None
     methods = " nor ".join(f"{operation}()" for operation, _ in operations)
     why = (
         f"implements neither {methods}" if len(operations) > 1 else f"does not implement {methods}"
@@ -266,7 +268,7 @@ def _sweep(store: Store) -> int:
         sessions.items(),
         label="Sweeping sessions",
         hidden=len(sessions) < PROGRESS_THRESHOLD,
-        file=click.get_text_stream("stderr"),
+        file=sys.stderr,
     ) as items:
         for sid, document in items:
             expires = _expires(document)

@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 
+def describe(exc: BaseException) -> str:
+    """Return ``"Type: message"`` for an exception, for logs and messages.
+
+    ``str()`` rather than ``repr()``: some clients' ``repr`` drops the
+    message (redis-py 8 gives ``network:ConnectionError`` without the host or
+    the reason).
+    """
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 class StoreError(Exception):
     """The session store failed: the backend is down or answered with an error.
 
@@ -15,7 +26,13 @@ class StoreError(Exception):
     .. versionadded:: 0.1
     """
 
-    def __init__(self, store: object, operation: str, sid: str | None = None) -> None:
+    def __init__(
+        self,
+        store: object,
+        operation: str,
+        sid: str | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
         #: The store that failed.
         self.store = store
         #: The store method that failed (``"get"``, ``"set"``...).
@@ -24,7 +41,8 @@ class StoreError(Exception):
         self.sid_prefix = sid[:6] if sid else None
         name = type(store).__name__
         where = f" (sid {self.sid_prefix}...)" if self.sid_prefix else ""
-        super().__init__(f"{name}.{operation} failed{where}")
+        why = f": {describe(cause)}" if cause is not None else ""
+        super().__init__(f"{name}.{operation} failed{where}{why}")
 
 
 class SessionNotFound(Exception):

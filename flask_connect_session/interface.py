@@ -124,14 +124,9 @@ class ConnectSessionInterface(SessionInterface):
         except CorruptDocument:
             raise
         except Exception as exc:
-            logger.error(
-                "session store %s.%s failed (sid %.6s...): %r",
-                type(self.store).__name__,
-                operation,
-                sid,
-                exc,
-            )
-            raise StoreError(self.store, operation, sid) from exc
+            error = StoreError(self.store, operation, sid, exc)
+            logger.error("session store %s", error)
+            raise error from exc
 
     def _fetch(self, sid: str, operation: str = "get") -> Document | None:
         """Return the stored document, or ``None`` if missing or corrupt.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import dataclasses
+import difflib
 import importlib
+import logging
 import re
 import typing as t
 from datetime import timedelta
@@ -23,7 +25,57 @@ if t.TYPE_CHECKING:
     from flask import Config
     from werkzeug.wrappers import Request
 
+logger = logging.getLogger("flask_connect_session")
+
 Unset = t.Literal["destroy", "keep"]
+
+#: Every ``CONNECT_SESSION_*`` key the SPEC names; any other key with that
+#: prefix is a typo, warned about at ``init_app``.
+KNOWN_KEYS = frozenset(
+    "CONNECT_SESSION_" + name
+    for name in (
+        "KEY",
+        "SECRET",
+        "COOKIE",
+        "PROXY",
+        "STORE",
+        "ROLLING",
+        "RESAVE",
+        "SAVE_UNINITIALIZED",
+        "UNSET",
+        "GENID",
+        "KEY_PREFIX",
+        "TTL",
+        "ABSOLUTE_TIMEOUT",
+        "TOUCH_AFTER",
+        "USER_KEY",
+        "HEADER",
+        "SQL_TABLE",
+        "MIGRATE_FROM",
+    )
+)
+
+
+_PREFIX_LENGTH = len("CONNECT_SESSION_")
+_KNOWN_SUFFIXES = sorted(key[_PREFIX_LENGTH:] for key in KNOWN_KEYS)
+
+
+def warn_unknown_keys(config: cabc.Mapping[str, t.Any]) -> None:
+    """Log a warning for each ``CONNECT_SESSION_*`` key that is not a known
+    setting (a misspelt key would otherwise be ignored silently), naming the
+    closest known key.
+    """
+    for name in sorted(
+        k for k in config if isinstance(k, str) and k.startswith("CONNECT_SESSION_")
+    ):
+        if name in KNOWN_KEYS:
+            continue
+        # Compared without the shared prefix, which would make any key close.
+        close = difflib.get_close_matches(name[_PREFIX_LENGTH:], _KNOWN_SUFFIXES, n=1)
+        hint = f"; did you mean CONNECT_SESSION_{close[0]}?" if close else ""
+        logger.warning("unknown setting %s is ignored%s", name, hint)
+
+
 GenId = cabc.Callable[["Request"], str]
 
 #: A cookie name: an RFC 6265 token (no spaces, separators or controls).
@@ -165,16 +217,26 @@ def _parse_cookie(config: Config) -> CookieOptions:
         "samesite": config.get("SESSION_COOKIE_SAMESITE"),
         "partitioned": config.get("SESSION_COOKIE_PARTITIONED", False),
     }
+    # The key the user wrote for each field, so errors name it as written.
+    written: dict[str, str] = {}
     for given, value in table.items():
         field = _COOKIE_KEYS.get(given)
         if field is None:
-            raise ValueError(f"{name}[{given!r}]: unknown cookie setting")
-        if given == "maxAge" and isinstance(value, int | float) and not isinstance(value, bool):
+            close = difflib.get_close_matches(given, _COOKIE_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{name}[{given!r}]: unknown cookie setting{hint}")
+        if given == "maxAge" and value is not None:
+            # express's unit: milliseconds.
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(
+                    f"{name}['maxAge']: expected milliseconds (a number), got {value!r}"
+                )
             value = value / 1000
         values[field] = value
+        written[field] = given
 
     def key(field: str) -> str:
-        return f"{name}[{field!r}]"
+        return f"{name}[{written.get(field, field)!r}]"
 
     secure: bool | t.Literal["auto"] = "auto"
     if not _is_auto(values["secure"]):
@@ -250,6 +312,7 @@ class Options:
         :raises ValueError: a value is invalid; the message names its key.
         """
         check_secrets(config)
+        warn_unknown_keys(config)
         get = config.get
         p = "CONNECT_SESSION_"
         unset = get(p + "UNSET", "destroy")

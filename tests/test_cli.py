@@ -385,6 +385,21 @@ def test_unreachable_store_is_a_clean_error() -> None:
         assert_clean_error(result, f"UnreachableStore.{operation} failed", "ConnectionRefused")
 
 
+def test_unreachable_redis_error_names_host_and_reason() -> None:
+    """The CLI's error says where it failed to connect and why (redis-py 8's
+    repr() of the exception says only ``network:ConnectionError``).
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = bare_app(UnreachableStore())
+    app.config["CONNECT_SESSION_STORE"] = f"redis://127.0.0.1:{port}/0"
+    ConnectSession(app)
+    result = run(app, "count")
+    assert_clean_error(result, "RedisStore.length failed: ConnectionError:")
+    assert f"connecting to 127.0.0.1:{port}" in result.output
+
+
 def test_without_the_extension() -> None:
     """The group belongs to the app it was added to: an app without the
     extension, sharing the group object, gets a clear error.

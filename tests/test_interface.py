@@ -90,6 +90,41 @@ def test_dead_store_is_a_500_with_logged_store_error(
         assert client.get("/get").status_code == 500
     message = " ".join(r.getMessage() for r in caplog.records)
     assert "SwitchableStore.get_and_touch failed" in message
+    # The cause is in the log line, with its message, not only its type.
+    assert "ConnectionError: backend unreachable" in message
+
+
+def test_unreachable_redis_logs_host_and_reason(caplog: pytest.LogCaptureFixture) -> None:
+    """redis-py 8's repr() of a connection error drops the host and reason;
+    the log line and the StoreError carry them.
+    """
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: connecting is refused
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=SECRET, TESTING=True, CONNECT_SESSION_STORE=f"redis://127.0.0.1:{port}/0"
+    )
+    from flask_connect_session import ConnectSession
+
+    ConnectSession(app)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    @app.get("/")
+    def index() -> str:
+        session["x"] = 1
+        return "ok"
+
+    with caplog.at_level(logging.ERROR, logger="flask_connect_session"):
+        assert app.test_client().get("/").status_code == 500
+    store_lines = [
+        r.getMessage() for r in caplog.records if "RedisStore.set failed" in r.getMessage()
+    ]
+    assert store_lines, caplog.text
+    assert f"connecting to 127.0.0.1:{port}" in store_lines[0]
+    assert "network:ConnectionError" not in store_lines[0]
 
 
 def test_store_error_on_save_overwrites_nothing_and_recovers(

@@ -146,12 +146,15 @@ def test_cookie_samesite_values(value: object, expected: object) -> None:
         ({"CONNECT_SESSION_COOKIE": "max_age=3"}, "CONNECT_SESSION_COOKIE"),
         ({"CONNECT_SESSION_COOKIE": {"maxage": 3}}, "CONNECT_SESSION_COOKIE['maxage']"),
         ({"CONNECT_SESSION_COOKIE": {"secure": "sometimes"}}, "['secure']"),
-        ({"CONNECT_SESSION_COOKIE": {"sameSite": "loose"}}, "['samesite']"),
+        ({"CONNECT_SESSION_COOKIE": {"sameSite": "loose"}}, "['sameSite']"),
         ({"CONNECT_SESSION_COOKIE": {"priority": "urgent"}}, "['priority']"),
         ({"CONNECT_SESSION_COOKIE": {"max_age": "1h"}}, "['max_age']"),
-        ({"CONNECT_SESSION_COOKIE": {"maxAge": -5}}, "['max_age']"),
+        ({"CONNECT_SESSION_COOKIE": {"maxAge": -5}}, "['maxAge']"),
+        ({"CONNECT_SESSION_COOKIE": {"maxAge": "1 day"}}, "['maxAge']: expected milliseconds"),
         ({"CONNECT_SESSION_COOKIE": {"path": 3}}, "['path']"),
-        ({"CONNECT_SESSION_COOKIE": {"httpOnly": "nah"}}, "['httponly']"),
+        ({"CONNECT_SESSION_COOKIE": {"httpOnly": "nah"}}, "['httpOnly']"),
+        ({"CONNECT_SESSION_COOKIE": {"http_only": "nah"}}, "['http_only']"),
+        ({"CONNECT_SESSION_COOKIE": {"samesite": "loose"}}, "['samesite']"),
         ({"CONNECT_SESSION_STORE": "ftp://x"}, "CONNECT_SESSION_STORE"),
         ({"CONNECT_SESSION_STORE": "memory://host"}, "CONNECT_SESSION_STORE"),
         ({"CONNECT_SESSION_STORE": 3}, "CONNECT_SESSION_STORE"),
@@ -317,6 +320,41 @@ def test_memory_store_url_builds_a_memory_store() -> None:
     ext = ConnectSession(app)
     assert isinstance(ext.store, MemoryStore)
     assert ext.store.ttl == 42
+
+
+def test_misspelt_key_is_warned_about_with_the_closest_known_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unknown CONNECT_SESSION_* key is not silently ignored."""
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="s", TESTING=True, CONNECT_SESSION_ROLLNG=True, CONNECT_SESSION_ZZZZZZZZ=1
+    )
+    with caplog.at_level(logging.WARNING, logger="flask_connect_session"):
+        ConnectSession(app)
+    messages = [r.getMessage() for r in caplog.records]
+    assert (
+        "unknown setting CONNECT_SESSION_ROLLNG is ignored; did you mean CONNECT_SESSION_ROLLING?"
+        in messages
+    )
+    assert "unknown setting CONNECT_SESSION_ZZZZZZZZ is ignored" in messages
+
+
+def test_known_keys_are_not_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="s", TESTING=True, CONNECT_SESSION_ROLLING=True, CONNECT_SESSION_TTL=60
+    )
+    with caplog.at_level(logging.WARNING, logger="flask_connect_session"):
+        ConnectSession(app)
+    assert not [r for r in caplog.records if "unknown setting" in r.getMessage()]
+
+
+def test_misspelt_cookie_key_suggests_the_right_one() -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s", CONNECT_SESSION_COOKIE={"sameSit": "lax"})
+    with pytest.raises(ValueError, match=r"\['sameSit'\]: unknown cookie setting \(did you mean"):
+        ConnectSession(app)
 
 
 def test_missing_secret_logs_a_warning_and_gives_null_session(
