@@ -212,9 +212,7 @@ def memcached_client(servers: cabc.Sequence[tuple[str, int]]) -> t.Any:
         from pymemcache.client.base import PooledClient
         from pymemcache.client.hash import HashClient
     except ImportError as exc:
-        raise ImportError(
-            "memcached:// needs pymemcache: pip install flask-connect-session[memcached]"
-        ) from exc
+        raise ImportError("memcached:// needs pymemcache: pip install pymemcache") from exc
     options: dict[str, t.Any] = {
         "connect_timeout": SOCKET_TIMEOUT,
         "timeout": SOCKET_TIMEOUT,

@@ -59,9 +59,7 @@ def client_from_url(url: str) -> t.Any:
     try:
         import redis
     except ImportError as exc:
-        raise ImportError(
-            "RedisStore needs redis-py: pip install flask-connect-session[redis]"
-        ) from exc
+        raise ImportError("RedisStore needs redis-py: pip install redis") from exc
     scheme, _, rest = url.partition("://")
     redis_scheme = _SCHEMES.get(scheme.lower())
     if redis_scheme is None:
@@ -133,7 +131,7 @@ class RedisStore(Store):
 
     :param client_or_url: a ``redis://``, ``rediss://``, ``unix://`` or
         ``valkey://`` URL (see :func:`client_from_url`; needs
-        ``pip install flask-connect-session[redis]``), or a ready client:
+        ``pip install redis``), or a ready client:
         ``redis.Redis``, ``redis.cluster.RedisCluster``, ``valkey.Valkey``
         or anything with their methods. Responses may be bytes or str.
     :param key_prefix: prefix of the session keys (connect-redis ``prefix``).
