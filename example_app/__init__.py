@@ -1,4 +1,5 @@
-"""Example app: a view counter, login with regenerate, logout with destroy.
+"""Example app: a view counter, login with regenerate, logout with destroy,
+and the same for API clients as JSON under ``/api`` (see ``api.py``).
 
 Run it with ``flask --app example_app run`` (see the README).
 """
@@ -18,6 +19,8 @@ from flask import url_for
 from werkzeug.wrappers import Response
 
 from flask_connect_session import ConnectSession
+
+from .api import api
 
 CONFIG = Path(__file__).with_name("config.toml")
 
@@ -50,4 +53,5 @@ def create_app(config_file: str | Path = CONFIG) -> Flask:
         flash("Logged out.")
         return redirect(url_for("index"))
 
+    app.register_blueprint(api)
     return app

@@ -310,19 +310,23 @@ class Cookie:
         """
         return self.secure or self.samesite == "None" or self.partitioned
 
+    def attributes(self) -> dict[str, t.Any]:
+        """Return the attributes that scope the cookie, as keyword arguments
+        of Werkzeug's ``dump_cookie`` and ``Response.delete_cookie`` (a
+        deletion must match them to replace the cookie).
+        """
+        return {
+            "path": self.path,
+            "domain": self.domain,
+            "secure": self.requires_secure,
+            "httponly": self.httponly,
+            "samesite": self.samesite,
+            "partitioned": self.partitioned,
+        }
+
     def header(self, name: str, value: str) -> str:
         """Return the ``Set-Cookie`` header value that sends this cookie."""
-        header = dump_cookie(
-            name,
-            value,
-            expires=self._expires,
-            path=self.path,
-            domain=self.domain,
-            secure=self.requires_secure,
-            httponly=self.httponly,
-            samesite=self.samesite,
-            partitioned=self.partitioned,
-        )
+        header = dump_cookie(name, value, expires=self._expires, **self.attributes())
         if self.priority is not None:
             header += f"; Priority={self.priority}"
         return header

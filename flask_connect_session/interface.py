@@ -20,10 +20,10 @@ from .serialization import check_document
 from .serialization import dumps
 from .serialization import load_data
 from .session import ServerSession
-from .signing import cookie_value
 from .signing import sign
-from .signing import unsign
 from .stores.base import implements
+from .transport import Transports
+from .transport import add_vary
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -56,14 +56,6 @@ def is_secure(request: Request, proxy: bool | None) -> bool:
         return False
     forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "")
     return str(forwarded).partition(",")[0].strip().lower() == "https"
-
-
-def add_vary_cookie(response: Response) -> None:
-    """Add ``Cookie`` to the response's ``Vary`` header, once."""
-    if "Vary" in response.headers:
-        response.vary.add("Cookie")
-    else:  # the common case, without parsing a header set
-        response.headers["Vary"] = "Cookie"
 
 
 def _log_corrupt(sid: str, exc: CorruptDocument, outcome: str) -> None:
@@ -110,6 +102,8 @@ class ConnectSessionInterface(SessionInterface):
         # Load and touch in one call where the store can: a read-only
         # request then costs a single round trip.
         self._load_operation = "get_and_touch" if implements(store, "get_and_touch") else "get"
+        #: Where the session id travels: the cookie, or the configured header.
+        self.transports = Transports(options)
 
     # -- store calls -----------------------------------------------------
 
@@ -153,16 +147,16 @@ class ConnectSessionInterface(SessionInterface):
         secrets = config_secrets(app.config)
         if not secrets:
             return None
-        return ServerSession(self, request, secrets)
+        return ServerSession(self, request, secrets, self.transports.choose(request.environ))
 
     def read_cookie_sid(self, session: ServerSession) -> str | None:
-        """Return the validly signed id in the request's cookie, or ``None``.
+        """Return the validly signed id the request carries, or ``None``.
 
-        The first cookie of the configured name counts; anything not validly
-        signed under one of the secrets means "no session".
+        It comes from the session's transport: the first cookie of the
+        configured name, or the header of a header request. Anything not
+        validly signed under one of the secrets means "no session".
         """
-        raw = cookie_value(session.request.environ.get("HTTP_COOKIE", ""), self.options.key)
-        return unsign(raw, session.secrets) if raw else None
+        return session.transport.read(session.request.environ, session.secrets)
 
     def new_cookie(self, request: Request) -> Cookie:
         """Return the cookie a new session gets, from the cookie settings.
@@ -420,7 +414,7 @@ class ConnectSessionInterface(SessionInterface):
             ):
                 return
             session._load()
-        add_vary_cookie(response)
+        add_vary(response, session.transport.vary)
         tagged, text = session.current()
         if session.destroyed and not tagged:
             self._delete_cookie(session, response)
@@ -445,20 +439,11 @@ class ConnectSessionInterface(SessionInterface):
     def _set_cookie(self, session: ServerSession, response: Response) -> None:
         cookie = session.cookie
         cookie.touch()
-        # A secure cookie never goes over plain HTTP (the session is saved).
+        # A secure cookie never goes over plain HTTP (the session is saved),
+        # and neither does the id in a header.
         if cookie.requires_secure and not is_secure(session.request, self.options.proxy):
             return
-        value = sign(session.sid, session.secrets[0])
-        response.headers.add("Set-Cookie", cookie.header(self.options.key, value))
+        session.transport.send(response, sign(session.sid, session.secrets[0]), cookie)
 
     def _delete_cookie(self, session: ServerSession, response: Response) -> None:
-        cookie = session.cookie
-        response.delete_cookie(
-            self.options.key,
-            path=cookie.path,
-            domain=cookie.domain,
-            secure=cookie.requires_secure,
-            httponly=cookie.httponly,
-            samesite=cookie.samesite,
-            partitioned=cookie.partitioned,
-        )
+        session.transport.expire(response, session.cookie)

@@ -80,6 +80,20 @@ GenId = cabc.Callable[["Request"], str]
 
 #: A cookie name: an RFC 6265 token (no spaces, separators or controls).
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: A header name is the same kind of token (RFC 9110).
+_HEADER_NAME = _COOKIE_NAME
+#: Headers that cannot carry the session id: browsers send them on their own
+#: (a header session would then be open to CSRF) or WSGI keeps them apart.
+_RESERVED_HEADERS = frozenset(
+    (
+        "cookie",
+        "set-cookie",
+        "authorization",
+        "proxy-authorization",
+        "content-type",
+        "content-length",
+    )
+)
 
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
@@ -157,6 +171,17 @@ def _parse_genid(key: str, value: object) -> GenId:
     if not callable(target):
         raise ValueError(f"{key}: {value!r} is not callable")
     return t.cast(GenId, target)
+
+
+def _parse_header(key: str, value: object) -> str | None:
+    header = _parse_str(key, value, allow_none=True)
+    if header is None:
+        return None
+    if not _HEADER_NAME.fullmatch(header):
+        raise ValueError(f"{key}: not a header name (an HTTP token): {header!r}")
+    if header.lower() in _RESERVED_HEADERS:
+        raise ValueError(f"{key}: {header!r} cannot carry the session id; use e.g. X-Session-Id")
+    return header
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,6 +327,9 @@ class Options:
     permanent_lifetime: float = 31 * 86400
     #: Flask's ``SESSION_REFRESH_EACH_REQUEST``.
     refresh_each_request: bool = True
+    #: The request header that carries the session id instead of the cookie
+    #: (API clients), or ``None``.
+    header: str | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Options:
@@ -349,6 +377,7 @@ class Options:
             refresh_each_request=parse_bool(
                 "SESSION_REFRESH_EACH_REQUEST", get("SESSION_REFRESH_EACH_REQUEST", True)
             ),
+            header=_parse_header(p + "HEADER", get(p + "HEADER")),
         )
 
 

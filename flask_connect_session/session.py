@@ -14,6 +14,7 @@ if t.TYPE_CHECKING:
     from werkzeug.wrappers import Request
 
     from .cookie import Cookie
+    from .transport import Transport
 
 
 class SessionBackend(t.Protocol):
@@ -47,7 +48,7 @@ class ServerSession(SessionMixin):
     """
 
     # Defaults as class attributes, so opening a session the view may never
-    # touch costs three assignments. The backend's load() sets the rest.
+    # touch costs four assignments. The backend's load() sets the rest.
 
     #: Whether the session was accessed through :data:`flask.session`.
     accessed = False
@@ -58,8 +59,8 @@ class ServerSession(SessionMixin):
     #: Whether the end-of-request lifecycle has run (it runs once).
     ended = False
     _force_modified = False
-    #: The validly signed id the request's cookie carried (express's
-    #: ``cookieId``), or ``None``; read at load.
+    #: The validly signed id the request's cookie (or header) carried
+    #: (express's ``cookieId``), or ``None``; read at load.
     cookie_sid: str | None = None
     #: The current session id.
     sid = ""
@@ -98,12 +99,15 @@ class ServerSession(SessionMixin):
         backend: SessionBackend,
         request: Request,
         secrets: tuple[str | bytes, ...],
+        transport: Transport,
     ) -> None:
         self._backend = backend
         #: The request this session belongs to.
         self.request = request
         #: The secrets in force for this request; the first signs.
         self.secrets = secrets
+        #: Where this request's session id travels (cookie or header).
+        self.transport = transport
 
     def _load(self) -> dict[str, t.Any]:
         if not self.loaded:

@@ -6,7 +6,7 @@ a fixture does nothing until a test asks for it:
 
 ``connect_session_server``
     A :class:`ServerSessionAccess`: read and write the server-side session
-    behind a test client's cookie.
+    behind a test client's cookie, or start one for a header client.
 
 ``connect_session_counting_store``
     ``install(app) -> CountingStore``: wraps the app's store in a
@@ -31,8 +31,10 @@ import functools
 import typing as t
 
 import pytest
+from werkzeug.datastructures import Headers
 
 from .interface import ConnectSessionInterface
+from .signing import sign
 from .stores.base import Store
 from .stores.memory import MemoryStore
 
@@ -50,6 +52,7 @@ __all__ = [
     "install_store",
     "server_session",
     "server_session_id",
+    "session_headers",
     "session_interface",
     "set_server_session",
 ]
@@ -166,9 +169,48 @@ def set_server_session(
     return sid
 
 
+def session_headers(
+    client: FlaskClient, data: cabc.Mapping[str, t.Any], **kwargs: t.Any
+) -> dict[str, str]:
+    """Store a new session holding ``data``, as a header request that writes
+    it would, and return the request headers that name it.
+
+    For apps with :confval:`CONNECT_SESSION_HEADER`: pass the result as
+    ``headers=`` to the client's requests, and to :func:`server_session` and
+    :func:`set_server_session` to read or change that session. With empty
+    ``data`` nothing is stored and the header is empty (a header request
+    with no session yet).
+
+    :param client: a test client of an app that uses :class:`ConnectSession`,
+        with cookies on (``session_transaction`` needs them; a header request
+        neither reads nor sets the cookie).
+    :param data: the data of the new session.
+    :param kwargs: passed to ``session_transaction``; its ``headers`` are
+        sent too.
+    :raises RuntimeError: the app does not use :class:`ConnectSession`, or
+        has no ``CONNECT_SESSION_HEADER``.
+    :raises StoreError: the store failed.
+    :raises TypeError: a value cannot be stored; the message names its key.
+
+    .. versionadded:: 0.1
+    """
+    name = session_interface(client.application).options.header
+    if name is None:
+        raise RuntimeError(f"app {client.application.name!r} has no CONNECT_SESSION_HEADER")
+    headers = Headers(kwargs.pop("headers", None))
+    headers[name] = ""  # a header request with no session yet
+    with client.session_transaction(headers=headers, **kwargs) as opened:
+        session = t.cast("ServerSession", opened)
+        session.update(data)
+    # The response of session_transaction is thrown away: sign the id as it
+    # would have been sent.
+    return {name: sign(session.sid, session.secrets[0]) if session.in_store else ""}
+
+
 class ServerSessionAccess:
-    """Read and write the server-side session behind a test client's cookie;
-    the ``connect_session_server`` fixture.
+    """Read and write the server-side session behind a test client's cookie
+    (or, with ``headers=``, a header client's); the ``connect_session_server``
+    fixture.
 
     ::
 
@@ -193,6 +235,12 @@ class ServerSessionAccess:
     ) -> str | None:
         """See :func:`set_server_session`."""
         return set_server_session(client, data, **kwargs)
+
+    def headers(
+        self, client: FlaskClient, data: cabc.Mapping[str, t.Any], **kwargs: t.Any
+    ) -> dict[str, str]:
+        """See :func:`session_headers`."""
+        return session_headers(client, data, **kwargs)
 
 
 # -- counting store calls ------------------------------------------------
@@ -312,7 +360,8 @@ def _counting_class(store_class: type[Store]) -> type[CountingStore]:
 @pytest.fixture
 def connect_session_server() -> ServerSessionAccess:
     """Read and write the server-side session behind a test client's cookie:
-    ``.get(client)``, ``.id(client)``, ``.set(client, data)``.
+    ``.get(client)``, ``.id(client)``, ``.set(client, data)``; and
+    ``.headers(client, data)`` for a header client.
     """
     return ServerSessionAccess()
 
