@@ -23,6 +23,8 @@ if t.TYPE_CHECKING:
     from flask import Config
     from werkzeug.wrappers import Request
 
+    from .migrate import LegacySource
+
 Unset = t.Literal["destroy", "keep"]
 GenId = cabc.Callable[["Request"], str]
 
@@ -240,6 +242,8 @@ class Options:
     permanent_lifetime: float = 31 * 86400
     #: Flask's ``SESSION_REFRESH_EACH_REQUEST``.
     refresh_each_request: bool = True
+    #: Legacy sessions to take over (``CONNECT_SESSION_MIGRATE_FROM``).
+    migrate_from: tuple[LegacySource, ...] = ()
 
     @classmethod
     def from_config(cls, config: Config) -> Options:
@@ -249,6 +253,9 @@ class Options:
 
         :raises ValueError: a value is invalid; the message names its key.
         """
+        # migrate.py builds on this module (and on the interface).
+        from .migrate import parse_migrate_from
+
         check_secrets(config)
         get = config.get
         p = "CONNECT_SESSION_"
@@ -286,6 +293,7 @@ class Options:
             refresh_each_request=parse_bool(
                 "SESSION_REFRESH_EACH_REQUEST", get("SESSION_REFRESH_EACH_REQUEST", True)
             ),
+            migrate_from=parse_migrate_from(config, key),
         )
 
 
