@@ -370,12 +370,16 @@ def finish(session: ServerSession, response: Response, key: str) -> None:
         return
     if takeover.record is not None:
         takeover.source.discard(takeover.record)
-    logger.info(
-        "took over a legacy %s session (cookie %r) as sid %.6s...",
-        takeover.source.type,
-        takeover.source.cookie.name,
-        session.sid if session.in_store else "(none: emptied)",
-    )
+    source = takeover.source
+    if session.in_store:
+        logger.info(
+            "took over a legacy %s session (cookie %r) as sid %.6s...",
+            source.type,
+            source.cookie.name,
+            session.sid,
+        )
+    else:  # logged out on the very request that took it over
+        logger.info("took over a legacy %s session and ended it", source.type)
 
 
 class TakeoverSessionInterface(ConnectSessionInterface):

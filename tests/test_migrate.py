@@ -233,11 +233,15 @@ def test_a_valid_session_of_ours_wins() -> None:
     assert set_cookies(rv, LEGACY) == []  # not even read
 
 
-def test_logging_out_of_a_taken_over_session_deletes_the_legacy_cookie() -> None:
+def test_logging_out_of_a_taken_over_session_deletes_the_legacy_cookie(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = our_app([{"type": "flask-cookie"}])
     client = with_cookie(app, LEGACY, flask_cookie())
-    rv = client.post("/logout")
+    with caplog.at_level(logging.INFO, logger="flask_connect_session"):
+        rv = client.post("/logout")
     assert deletes(rv, LEGACY) and set_cookies(rv, OURS) == []
+    assert "took over a legacy flask-cookie session and ended it" in caplog.messages
     assert read(client.get("/data"))["data"] == {}
 
 
@@ -344,6 +348,26 @@ def test_flask_session_sessions_are_taken_over(
     assert not redis_client.exists(key)
     assert redis_client.exists("sess:" + body["id"])
     assert read(client.get("/data"))["data"] == body["data"]
+
+
+def test_secret_key_fallbacks_verify_signed_flask_session_cookies(redis_url: str) -> None:
+    legacy_app, _ = flask_session_app(redis_url, signed=True)
+    cookie = flask_session_cookie(legacy_app)
+    migrate = [{"type": "flask-session", "store": redis_url, "signed": True}]
+    app = our_app(migrate, SECRET_KEY="rotated")
+    rv = with_cookie(app, LEGACY, cookie).get("/data")
+    assert read(rv)["data"] == {}  # refused: the record stays
+    app = our_app(migrate, SECRET_KEY="rotated", SECRET_KEY_FALLBACKS=[SECRET])
+    assert read(with_cookie(app, LEGACY, cookie).get("/data"))["data"]["name"] == "Ada"
+
+
+def test_a_logout_on_the_takeover_request_deletes_the_record(redis_url: str) -> None:
+    legacy_app, redis_client = flask_session_app(redis_url)
+    cookie = flask_session_cookie(legacy_app)
+    app = our_app([{"type": "flask-session", "store": redis_url}])
+    rv = with_cookie(app, LEGACY, cookie).post("/logout")
+    assert deletes(rv, LEGACY) and set_cookies(rv, OURS) == []
+    assert not redis_client.exists("session:" + cookie)
 
 
 def test_a_tampered_signed_flask_session_cookie_is_refused(redis_url: str) -> None:
