@@ -11,6 +11,7 @@ saved, the legacy record. Nothing here ever unpickles.
 
 from __future__ import annotations
 
+import abc
 import collections.abc as cabc
 import dataclasses
 import logging
@@ -99,7 +100,7 @@ class Found(t.NamedTuple):
     record: str | None = None
 
 
-class LegacySource:
+class LegacySource(abc.ABC):
     """One kind of legacy session this app can take over.
 
     :param cookie: the legacy cookie.
@@ -114,15 +115,15 @@ class LegacySource:
         #: The legacy cookie.
         self.cookie = cookie
 
+    @abc.abstractmethod
     def take_over(self, value: str) -> Found | None:
         """Return the legacy session a cookie value names, or ``None`` if the
         value does not verify or its session cannot be read (logged).
 
         :raises StoreError: the legacy store failed.
         """
-        raise NotImplementedError
 
-    def discard(self, record: str) -> None:
+    def discard(self, record: str) -> None:  # noqa: B027 (optional: cookies hold no record)
         """Remove a legacy record once its data is saved as our session.
         Failures are logged, not raised: the record expires by itself.
         """
@@ -163,7 +164,7 @@ class FlaskCookieSource(LegacySource):
             data = serializer.loads(value, max_age=self.max_age)
         except BadData:  # bad signature, expired, or an undecodable payload
             logger.info(
-                "legacy %s cookie %r does not verify (tampered or expired): deleted",
+                "legacy %s cookie %r does not verify (tampered or expired): ignored",
                 self.type,
                 self.cookie.name,
             )
@@ -225,7 +226,7 @@ class FlaskSessionSource(LegacySource):
         sid = self._sid(value)
         if sid is None:
             logger.info(
-                "legacy %s cookie %r does not verify: deleted", self.type, self.cookie.name
+                "legacy %s cookie %r does not verify: ignored", self.type, self.cookie.name
             )
             return None
         key = self.key_prefix + sid
@@ -238,7 +239,7 @@ class FlaskSessionSource(LegacySource):
             raise StoreError(self, "get", sid) from exc
         if raw is None:
             logger.info(
-                "legacy %s session (sid %.6s...) is gone from the store: cookie deleted",
+                "legacy %s session (sid %.6s...) is gone from the store: ignored",
                 self.type,
                 sid,
             )
