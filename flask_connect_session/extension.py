@@ -10,6 +10,7 @@ from flask import current_app
 from flask import has_app_context
 
 from .interface import ConnectSessionInterface
+from .migrate import TakeoverSessionInterface
 from .options import Options
 from .options import config_secrets
 from .stores import StoreSettings
@@ -89,7 +90,10 @@ class ConnectSession:
         """
         options = Options.from_config(app.config)
         store = build_store(options)
-        app.session_interface = ConnectSessionInterface(options, store)
+        interface_class = (
+            TakeoverSessionInterface if options.migrate_from else ConnectSessionInterface
+        )
+        app.session_interface = interface_class(options, store)
         app.extensions["connect_session"] = self
         self._store = store
         from .cli import session_cli

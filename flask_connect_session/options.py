@@ -25,6 +25,8 @@ if t.TYPE_CHECKING:
     from flask import Config
     from werkzeug.wrappers import Request
 
+    from .migrate import LegacySource
+
 logger = logging.getLogger("flask_connect_session")
 
 Unset = t.Literal["destroy", "keep"]
@@ -330,6 +332,8 @@ class Options:
     #: The request header that carries the session id instead of the cookie
     #: (API clients), or ``None``.
     header: str | None = None
+    #: Legacy sessions to take over (``CONNECT_SESSION_MIGRATE_FROM``).
+    migrate_from: tuple[LegacySource, ...] = ()
 
     @classmethod
     def from_config(cls, config: Config) -> Options:
@@ -339,6 +343,9 @@ class Options:
 
         :raises ValueError: a value is invalid; the message names its key.
         """
+        # migrate.py builds on this module (and on the interface).
+        from .migrate import parse_migrate_from
+
         check_secrets(config)
         warn_unknown_keys(config)
         get = config.get
@@ -378,6 +385,7 @@ class Options:
                 "SESSION_REFRESH_EACH_REQUEST", get("SESSION_REFRESH_EACH_REQUEST", True)
             ),
             header=_parse_header(p + "HEADER", get(p + "HEADER")),
+            migrate_from=parse_migrate_from(config, key),
         )
 
 

@@ -79,7 +79,7 @@ def install_store(app: Flask, store: Store) -> SessionInterface:
     :raises RuntimeError: the app does not use :class:`ConnectSession`.
     """
     previous = session_interface(app)
-    app.session_interface = ConnectSessionInterface(previous.options, store)
+    app.session_interface = type(previous)(previous.options, store)
     return previous
 
 

@@ -1,0 +1,514 @@
+"""Taking over legacy sessions (Flask's cookie session, Flask-Session), so
+that switching to this extension logs no one out (``CONNECT_SESSION_MIGRATE_FROM``).
+
+Each kind of legacy session is one small :class:`LegacySource`, built once at
+``init_app``. On a request with no valid session of ours, the first access
+to :data:`flask.session` asks the sources whose cookie the request carries;
+the first whose cookie verifies gives its data to a brand-new session (new
+id). The end of the request deletes the legacy cookies and, once our copy is
+saved, the legacy record. Nothing here ever unpickles.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections.abc as cabc
+import dataclasses
+import logging
+import re
+import typing as t
+from datetime import timedelta
+
+from flask import current_app
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import BadData
+from itsdangerous import Signer
+from itsdangerous import want_bytes
+
+from .errors import StoreError
+from .interface import ConnectSessionInterface
+from .options import _COOKIE_NAME
+from .options import parse_bool
+from .options import parse_seconds
+from .serialization import RESERVED_MEMBERS
+from .serialization import dumps_data
+
+if t.TYPE_CHECKING:
+    from flask import Config
+    from flask import Flask
+    from werkzeug.wrappers import Response
+
+    from .session import ServerSession
+
+logger = logging.getLogger("flask_connect_session")
+
+#: The config key this module parses.
+CONFIG_KEY = "CONNECT_SESSION_MIGRATE_FROM"
+
+#: Where a request's :class:`Takeover` waits for the end of the request.
+_ENVIRON_KEY = "flask_connect_session.takeover"
+
+#: A Flask-Session id as a cookie may carry it: printable ASCII, bounded, so
+#: a client cannot make us look up arbitrary keys.
+_SID = re.compile(r"[\x21-\x7e]{1,256}")
+
+# Flask's own cookie session: its serializer, salt and digest are reused
+# rather than re-implemented.
+_flask_cookie_sessions = SecureCookieSessionInterface()
+
+
+@dataclasses.dataclass(frozen=True)
+class LegacyCookie:
+    """A legacy session cookie: its name, and the attributes it was set with
+    (needed to delete it).
+    """
+
+    #: Cookie name.
+    name: str
+    #: Cookie ``Path``.
+    path: str
+    #: Cookie ``Domain``, or ``None``.
+    domain: str | None
+    #: Flask's ``SESSION_COOKIE_SECURE``.
+    secure: bool
+    #: Flask's ``SESSION_COOKIE_HTTPONLY``.
+    httponly: bool
+    #: Flask's ``SESSION_COOKIE_SAMESITE``.
+    samesite: str | None
+    #: Flask's ``SESSION_COOKIE_PARTITIONED``.
+    partitioned: bool
+
+    def delete(self, response: Response) -> None:
+        """Delete the cookie, with the attributes Flask deletes its own with."""
+        response.delete_cookie(
+            self.name,
+            path=self.path,
+            domain=self.domain,
+            secure=self.secure,
+            httponly=self.httponly,
+            samesite=self.samesite,
+            partitioned=self.partitioned,
+        )
+
+
+class Found(t.NamedTuple):
+    """A legacy session whose cookie verified."""
+
+    #: The legacy session's data.
+    data: dict[str, t.Any]
+    #: What :meth:`LegacySource.discard` removes once our copy is saved.
+    record: str | None = None
+
+
+class LegacySource(abc.ABC):
+    """One kind of legacy session this app can take over.
+
+    :param cookie: the legacy cookie.
+
+    .. versionadded:: 0.1
+    """
+
+    #: The ``type`` of its ``CONNECT_SESSION_MIGRATE_FROM`` table.
+    type: t.ClassVar[str]
+
+    def __init__(self, cookie: LegacyCookie) -> None:
+        #: The legacy cookie.
+        self.cookie = cookie
+
+    @abc.abstractmethod
+    def take_over(self, value: str) -> Found | None:
+        """Return the legacy session a cookie value names, or ``None`` if the
+        value does not verify or its session cannot be read (logged).
+
+        :raises StoreError: the legacy store failed.
+        """
+
+    def discard(self, record: str) -> None:  # noqa: B027 (optional: cookies hold no record)
+        """Remove a legacy record once its data is saved as our session.
+        Failures are logged, not raised: the record expires by itself.
+        """
+
+
+def _flask_keys(app: Flask) -> list[bytes]:
+    # Flask's order: fallbacks first, the current key last (itsdangerous
+    # verifies with all of them).
+    keys = [*(app.config.get("SECRET_KEY_FALLBACKS") or ()), app.secret_key or ""]
+    return [want_bytes(key) for key in keys]
+
+
+class FlaskCookieSource(LegacySource):
+    """Flask's built-in signed cookie session, verified exactly as
+    :class:`flask.sessions.SecureCookieSessionInterface` verifies it (with the
+    app's ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS`` of the moment): the data
+    is in the cookie, so there is no record to discard.
+
+    :param cookie: the legacy cookie.
+    :param max_age: Flask's ``PERMANENT_SESSION_LIFETIME`` in seconds: older
+        cookies are refused, as Flask refuses them.
+
+    .. versionadded:: 0.1
+    """
+
+    type = "flask-cookie"
+
+    def __init__(self, cookie: LegacyCookie, max_age: int) -> None:
+        super().__init__(cookie)
+        #: Oldest accepted cookie, in seconds.
+        self.max_age = max_age
+
+    def take_over(self, value: str) -> Found | None:
+        serializer = _flask_cookie_sessions.get_signing_serializer(current_app)
+        if serializer is None:
+            return None
+        try:
+            data = serializer.loads(value, max_age=self.max_age)
+        except BadData:  # bad signature, expired, or an undecodable payload
+            logger.info(
+                "legacy %s cookie %r does not verify (tampered or expired): ignored",
+                self.type,
+                self.cookie.name,
+            )
+            return None
+        return Found(data) if isinstance(data, dict) else None
+
+
+class FlaskSessionSource(LegacySource):
+    """Flask-Session 0.7/0.8 sessions kept in Redis: ``key_prefix + sid``
+    holding msgpack (Flask-Session's default) or JSON, decoded with msgspec
+    as Flask-Session decodes them. A pickled value (Flask-Session before 0.7,
+    or planted) is never unpickled: it is logged and ignored.
+
+    :param cookie: the legacy cookie.
+    :param client: a redis-py (or valkey) client.
+    :param key_prefix: Flask-Session's ``SESSION_KEY_PREFIX``.
+    :param signed: Flask-Session's ``SESSION_USE_SIGNER``: the cookie is
+        ``sid.signature``, signed as Flask-Session signs it (itsdangerous
+        ``Signer``, salt ``"flask-session"``, HMAC key derivation) with
+        ``SECRET_KEY`` or one of ``SECRET_KEY_FALLBACKS``.
+    :raises ImportError: msgspec is not installed.
+
+    .. versionadded:: 0.1
+    """
+
+    type = "flask-session"
+
+    def __init__(
+        self, cookie: LegacyCookie, client: t.Any, *, key_prefix: str, signed: bool
+    ) -> None:
+        try:
+            import msgspec
+        except ImportError as exc:
+            raise ImportError(
+                "reading Flask-Session sessions needs msgspec:"
+                " pip install flask-connect-session[migrate]"
+            ) from exc
+        super().__init__(cookie)
+        #: The Redis client.
+        self.client = client
+        #: Prefix of the legacy keys.
+        self.key_prefix = key_prefix
+        #: Whether the cookie carries a signed id.
+        self.signed = signed
+        # Flask-Session tries its format, then the other one.
+        self._decoders = (msgspec.msgpack.Decoder(), msgspec.json.Decoder())
+        self._decode_error = msgspec.DecodeError
+
+    def _sid(self, value: str) -> str | None:
+        if self.signed:
+            signer = Signer(_flask_keys(current_app), salt="flask-session", key_derivation="hmac")
+            try:
+                value = signer.unsign(value).decode()
+            except (BadData, UnicodeDecodeError):
+                return None
+        return value if _SID.fullmatch(value) else None
+
+    def take_over(self, value: str) -> Found | None:
+        sid = self._sid(value)
+        if sid is None:
+            logger.info(
+                "legacy %s cookie %r does not verify: ignored", self.type, self.cookie.name
+            )
+            return None
+        key = self.key_prefix + sid
+        try:
+            raw = self.client.get(key)
+        except Exception as exc:
+            logger.error(
+                "legacy session store (Flask-Session) get failed (sid %.6s...): %r", sid, exc
+            )
+            raise StoreError(self, "get", sid) from exc
+        if raw is None:
+            logger.info(
+                "legacy %s session (sid %.6s...) is gone from the store: ignored",
+                self.type,
+                sid,
+            )
+            return None
+        data = self._decode(raw, sid)
+        return None if data is None else Found(data, key)
+
+    def _decode(self, raw: bytes | str, sid: str) -> dict[str, t.Any] | None:
+        raw = raw.encode() if isinstance(raw, str) else raw
+        for decoder in self._decoders:
+            try:
+                data = decoder.decode(raw)
+            except self._decode_error:
+                continue
+            if isinstance(data, dict) and all(isinstance(k, str) for k in data):
+                return data
+            break
+        if raw[:1] == b"\x80" and raw.endswith(b"."):
+            # Protocol 2+ pickles start with PROTO and end with STOP.
+            logger.warning(
+                "legacy %s session (sid %.6s...) is a pickle (Flask-Session before 0.7,"
+                " or planted): never unpickled, ignored",
+                self.type,
+                sid,
+            )
+        else:
+            logger.error(
+                "legacy %s session (sid %.6s...) is not a msgpack or JSON object: ignored",
+                self.type,
+                sid,
+            )
+        return None
+
+    def discard(self, record: str) -> None:
+        try:
+            self.client.delete(record)
+        except Exception as exc:
+            # Its cookie is deleted, so the record is unreachable; Redis
+            # expires it at the end of its TTL.
+            logger.error(
+                "legacy session store (Flask-Session) delete failed, the record"
+                " expires by itself: %r",
+                exc,
+            )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} prefix={self.key_prefix!r} cookie={self.cookie.name!r}>"
+
+
+# -- one request -----------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Takeover:
+    """What a request's takeover leaves for the end of the request."""
+
+    #: The legacy sources whose cookie the request carried: all are deleted.
+    present: list[LegacySource]
+    #: The source taken over, and its record to discard, if one verified.
+    source: LegacySource | None = None
+    record: str | None = None
+
+
+def _clean(data: dict[str, t.Any], source: LegacySource) -> dict[str, t.Any] | None:
+    """Return legacy data ready to be stored as ours, or ``None`` (logged)."""
+    reserved = RESERVED_MEMBERS.intersection(data)
+    if reserved:
+        logger.warning(
+            "legacy %s session: dropped keys reserved in our documents: %s",
+            source.type,
+            ", ".join(sorted(reserved)),
+        )
+        data = {k: v for k, v in data.items() if k not in reserved}
+    try:
+        dumps_data(data)
+    except TypeError as exc:
+        logger.error("legacy %s session ignored: %s", source.type, exc)
+        return None
+    return data
+
+
+def take_over(session: ServerSession, sources: cabc.Sequence[LegacySource]) -> dict[str, t.Any]:
+    """Return the data of the first legacy session the request's cookies name
+    and that verifies, or an empty dict; remember, for :func:`finish`, which
+    legacy cookies and record the end of the request removes.
+
+    :raises StoreError: a legacy store failed; nothing is remembered, so
+        nothing legacy is deleted.
+    """
+    cookies = session.request.cookies
+    present = [source for source in sources if cookies.get(source.cookie.name)]
+    if not present:
+        return {}
+    takeover = Takeover(present)
+    data: dict[str, t.Any] = {}
+    for source in present:
+        found = source.take_over(cookies[source.cookie.name])
+        cleaned = None if found is None else _clean(found.data, source)
+        if found is not None and cleaned is not None:
+            takeover.source, takeover.record, data = source, found.record, cleaned
+            break
+    session.request.environ[_ENVIRON_KEY] = takeover
+    return data
+
+
+def _cookie_sent(response: Response, name: str) -> bool:
+    prefix = name + "="
+    return any(h.startswith(prefix) for h in response.headers.getlist("Set-Cookie"))
+
+
+def finish(session: ServerSession, response: Response, key: str) -> None:
+    """After the end-of-request lifecycle ran without error: delete the legacy
+    cookies of a takeover and the legacy record, and log the takeover.
+
+    Nothing legacy is removed when the session was saved but its cookie could
+    not be sent (a secure cookie over plain HTTP): the next request takes it
+    over again rather than losing it.
+
+    :param key: our cookie name.
+    """
+    takeover: Takeover | None = session.request.environ.pop(_ENVIRON_KEY, None)
+    if takeover is None:
+        return
+    if session.in_store and not _cookie_sent(response, key):
+        return
+    for source in takeover.present:
+        source.cookie.delete(response)
+    if takeover.source is None:
+        return
+    if takeover.record is not None:
+        takeover.source.discard(takeover.record)
+    source = takeover.source
+    if session.in_store:
+        logger.info(
+            "took over a legacy %s session (cookie %r) as sid %.6s...",
+            source.type,
+            source.cookie.name,
+            session.sid,
+        )
+    else:  # logged out on the very request that took it over
+        logger.info("took over a legacy %s session and ended it", source.type)
+
+
+class TakeoverSessionInterface(ConnectSessionInterface):
+    """:class:`~flask_connect_session.interface.ConnectSessionInterface` that
+    also takes over legacy sessions; ``init_app`` installs it when
+    ``CONNECT_SESSION_MIGRATE_FROM`` names any.
+
+    .. versionadded:: 0.1
+    """
+
+    def load(self, session: ServerSession) -> None:
+        """Load our session; with none, take over a legacy one (new id)."""
+        super().load(session)
+        # A header request (API client) ignores cookies, legacy ones too: its
+        # response must not set or delete any.
+        if not session.is_new or session.transport is not self.transports.cookie:
+            return
+        try:
+            data = take_over(session, self.options.migrate_from)
+        except BaseException:
+            session.loaded = False  # the next access tries again
+            raise
+        if data:
+            # A new session whose data differs from its (empty) original:
+            # saved at the end of the request like any written session.
+            session.data = data
+
+    def save_session(self, app: Flask, session: ServerSession, response: Response) -> None:  # type: ignore[override]
+        """Run the lifecycle, then remove what a takeover leaves behind."""
+        first = not session.ended
+        super().save_session(app, session, response)
+        if first:
+            finish(session, response, self.options.key)
+
+
+# -- configuration -----------------------------------------------------------
+
+_COMMON_KEYS = frozenset(("type", "cookie", "path", "domain"))
+_KEYS = {
+    FlaskCookieSource.type: _COMMON_KEYS,
+    FlaskSessionSource.type: _COMMON_KEYS | {"store", "key_prefix", "signed"},
+}
+
+
+def _legacy_cookie(config: Config, table: cabc.Mapping[str, t.Any], where: str) -> LegacyCookie:
+    name = table.get("cookie", config.get("SESSION_COOKIE_NAME") or "session")
+    if not isinstance(name, str) or not _COOKIE_NAME.fullmatch(name):
+        raise ValueError(f"{where}['cookie']: not a cookie name: {name!r}")
+    path = table.get("path", config.get("SESSION_COOKIE_PATH") or config.get("APPLICATION_ROOT"))
+    domain = table.get("domain", config.get("SESSION_COOKIE_DOMAIN") or None)
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"{where}['path']: expected a path, got {path!r}")
+    if domain is not None and not isinstance(domain, str):
+        raise ValueError(f"{where}['domain']: expected a string, got {domain!r}")
+    return LegacyCookie(
+        name=name,
+        path=path,
+        domain=domain,
+        secure=bool(config.get("SESSION_COOKIE_SECURE", False)),
+        httponly=bool(config.get("SESSION_COOKIE_HTTPONLY", True)),
+        samesite=config.get("SESSION_COOKIE_SAMESITE"),
+        partitioned=bool(config.get("SESSION_COOKIE_PARTITIONED", False)),
+    )
+
+
+def _redis_client(value: object, where: str) -> t.Any:
+    if isinstance(value, str):
+        from .stores.redis import client_from_url
+
+        try:
+            return client_from_url(value)
+        except ValueError:
+            # The message would quote the URL, password included.
+            raise ValueError(
+                f"{where}: expected a redis://, rediss://, unix:// or valkey:// URL"
+                " (with a database number as its path, if any)"
+            ) from None
+    if callable(getattr(value, "get", None)) and callable(getattr(value, "delete", None)):
+        return value  # a ready redis-py or valkey client
+    raise ValueError(f"{where}: expected a Redis URL or client, got {type(value).__name__}")
+
+
+def _source(config: Config, table: object, where: str) -> LegacySource:
+    if not isinstance(table, cabc.Mapping):
+        raise ValueError(f"{where}: expected a table, got {table!r}")
+    kind = table.get("type")
+    if kind not in _KEYS:
+        known = ", ".join(repr(name) for name in _KEYS)
+        raise ValueError(f"{where}['type']: expected one of {known}, got {kind!r}")
+    for given in table:
+        if given not in _KEYS[kind]:
+            raise ValueError(f"{where}[{given!r}]: unknown setting for type {kind!r}")
+    cookie = _legacy_cookie(config, table, where)
+    signed = parse_bool(f"{where}['signed']", table.get("signed", False))
+    if (kind == FlaskCookieSource.type or signed) and not config.get("SECRET_KEY"):
+        raise ValueError(f"{where}: needs SECRET_KEY (the old app's) to verify legacy cookies")
+    if kind == FlaskCookieSource.type:
+        lifetime = config.get("PERMANENT_SESSION_LIFETIME", timedelta(days=31))
+        max_age = parse_seconds("PERMANENT_SESSION_LIFETIME", lifetime, allow_none=False)
+        return FlaskCookieSource(cookie, int(t.cast(float, max_age)))
+    if "store" not in table:
+        raise ValueError(f"{where}['store']: required for type {kind!r}")
+    prefix = table.get("key_prefix", "session:")
+    if not isinstance(prefix, str):
+        raise ValueError(f"{where}['key_prefix']: expected a string, got {prefix!r}")
+    client = _redis_client(table["store"], f"{where}['store']")
+    return FlaskSessionSource(cookie, client, key_prefix=prefix, signed=signed)
+
+
+def parse_migrate_from(config: Config, key: str) -> tuple[LegacySource, ...]:
+    """Build the legacy sources ``CONNECT_SESSION_MIGRATE_FROM`` lists.
+
+    :param key: our cookie name, which no legacy cookie may share.
+    :raises ValueError: a source is misconfigured; the message names the
+        key, e.g. ``CONNECT_SESSION_MIGRATE_FROM[0]['type']``.
+    :raises ImportError: a Flask-Session source without msgspec or redis-py.
+    """
+    tables = config.get(CONFIG_KEY) or ()
+    if not isinstance(tables, list | tuple):
+        raise ValueError(f"{CONFIG_KEY}: expected a list of tables, got {tables!r}")
+    sources = []
+    for index, table in enumerate(tables):
+        where = f"{CONFIG_KEY}[{index}]"
+        source = _source(config, table, where)
+        if source.cookie.name == key:
+            raise ValueError(
+                f"{where}['cookie']: the legacy cookie {key!r} must differ from"
+                " CONNECT_SESSION_KEY (ours replaces it)"
+            )
+        sources.append(source)
+    return tuple(sources)
