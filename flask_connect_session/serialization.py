@@ -167,8 +167,19 @@ def decode(text: str | bytes) -> Document:
     try:
         document = json.loads(text)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise CorruptDocument(f"not JSON: {exc!r:.200}") from None
+        raise CorruptDocument(f"not JSON ({len(text)} bytes): {error_kind(exc)}") from None
     return check_document(document)
+
+
+def error_kind(exc: BaseException) -> str:
+    """Describe a decoding error without quoting the text it is about, so
+    session contents never reach the logs.
+    """
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{type(exc).__name__}: {exc.msg} at position {exc.pos}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"{type(exc).__name__}: {exc.reason} at position {exc.start}"
+    return type(exc).__name__
 
 
 def encode(document: t.Mapping[str, t.Any]) -> str:

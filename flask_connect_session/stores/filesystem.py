@@ -16,6 +16,7 @@ import typing as t
 from ..errors import CorruptDocument
 from ..serialization import decode
 from ..serialization import encode
+from ..serialization import error_kind
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
@@ -142,7 +143,7 @@ class FileSystemStore(Store):
         try:
             header = json.loads(header_text)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise CorruptDocument(f"unreadable session file header: {exc}") from exc
+            raise CorruptDocument(f"unreadable session file header: {error_kind(exc)}") from None
         sid = header.get("sid") if isinstance(header, dict) else None
         if not isinstance(sid, str):
             raise CorruptDocument("session file header has no 'sid'")

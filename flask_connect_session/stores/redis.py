@@ -16,6 +16,7 @@ from ..serialization import COOKIE_MEMBER
 from ..serialization import decode
 from ..serialization import dumps
 from ..serialization import encode
+from ..serialization import error_kind
 from ._redis_lua import MERGE_SCRIPT
 from .base import DEFAULT_TTL
 from .base import Document
@@ -87,7 +88,7 @@ def _undecodable_is_corrupt() -> cabc.Iterator[None]:
     try:
         yield
     except UnicodeDecodeError as exc:
-        raise CorruptDocument(f"not UTF-8: {exc}") from None
+        raise CorruptDocument(f"not UTF-8: {error_kind(exc)}") from None
 
 
 #: How many values read per process the fast merge remembers.

@@ -1,0 +1,110 @@
+"""Regression tests for the security review (issue 18): each reproduces an
+attack the review ran and checks it now fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+import pytest
+from flask import Flask
+from flask import session
+from test_fuzz import raw_write
+
+from flask_connect_session import ConnectSession
+from flask_connect_session import Store
+from flask_connect_session.signing import generate_sid
+from flask_connect_session.signing import sign
+
+from conftest import SECRET
+
+KEY = "connect.sid"
+
+
+def _app(**config: t.Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(TESTING=True, **config)
+    ConnectSession(app)
+
+    @app.get("/whoami")
+    def whoami() -> dict[str, t.Any]:
+        return {"id": session.id, "user": session.get("user_id")}
+
+    return app
+
+
+# -- 2. a string SECRET_KEY_FALLBACKS ---------------------------------------------
+
+
+def test_string_fallbacks_from_the_environment_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``from_prefixed_env`` leaves a non-JSON value as a string: init_app
+    refuses it, naming the key, instead of trusting each of its characters.
+    """
+    monkeypatch.setenv("FLASK_SECRET_KEY", "current-long-random-secret")
+    monkeypatch.setenv("FLASK_SECRET_KEY_FALLBACKS", "previous-long-random-secret")
+    app = Flask(__name__)
+    app.config.from_prefixed_env()
+    assert app.config["SECRET_KEY_FALLBACKS"] == "previous-long-random-secret"
+    with pytest.raises(ValueError, match="SECRET_KEY_FALLBACKS"):
+        ConnectSession(app)
+
+
+@pytest.mark.parametrize("fallbacks", ["previous-long-random-secret", b"previous-secret"])
+def test_one_character_secrets_never_verify(fallbacks: str | bytes) -> None:
+    """Set after init_app (secrets are read per request), a string fallback
+    is one secret: a cookie signed with one of its characters, which an
+    attacker can try in a hundred guesses, opens no session.
+    """
+    app = _app(SECRET_KEY="current-long-random-secret")
+    app.config["SECRET_KEY_FALLBACKS"] = fallbacks
+    client = app.test_client(use_cookies=False)
+    sid = generate_sid()
+    store = app.extensions["connect_session"].store
+    store.set(sid, {"user_id": "admin", "cookie": {"originalMaxAge": None, "expires": None}})
+    first = fallbacks[:1] if isinstance(fallbacks, str) else fallbacks[:1].decode()
+    forged = client.get("/whoami", headers={"Cookie": f"{KEY}={sign(sid, first)}"}).json
+    assert forged is not None and forged["id"] != sid and forged["user"] is None
+    genuine = client.get("/whoami", headers={"Cookie": f"{KEY}={sign(sid, fallbacks)}"}).json
+    assert genuine is not None and genuine["id"] == sid and genuine["user"] == "admin"
+
+
+# -- 6. an empty key prefix --------------------------------------------------------
+
+
+def test_empty_key_prefix_is_refused() -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s", CONNECT_SESSION_KEY_PREFIX="")
+    with pytest.raises(ValueError, match="CONNECT_SESSION_KEY_PREFIX"):
+        ConnectSession(app)
+
+
+# -- the corrupt-entry log -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [b'{"card": "4111-1111-1111-1111", "x": "\xff"}', b'{"card": "4111-1111-1111-1111"'],
+    ids=["not-utf8", "truncated"],
+)
+def test_corrupt_entry_log_does_not_quote_the_entry(
+    make_app: t.Callable[..., Flask],
+    store: Store,
+    caplog: pytest.LogCaptureFixture,
+    entry: bytes,
+) -> None:
+    """A corrupt entry is logged with its length and the kind of error, never
+    with the stored bytes (session contents must not reach the logs).
+    """
+    app = make_app()
+    sid = generate_sid()
+    raw_write(store, sid, entry)
+    client = app.test_client(use_cookies=False)
+    with caplog.at_level(logging.ERROR, logger="flask_connect_session"):
+        response = client.get("/get", headers={"Cookie": f"{KEY}={sign(sid, SECRET)}"})
+    assert response.status_code == 200
+    logged = [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()]
+    assert logged, caplog.text
+    assert "4111" not in caplog.text and "card" not in caplog.text
