@@ -5,14 +5,18 @@ attack the review ran and checks it now fails.
 from __future__ import annotations
 
 import logging
+import socket
+import traceback
 import typing as t
 
 import pytest
+import redis
 from flask import Flask
 from flask import session
 from test_fuzz import raw_write
 
 from flask_connect_session import ConnectSession
+from flask_connect_session import RedisStore
 from flask_connect_session import Store
 from flask_connect_session.signing import generate_sid
 from flask_connect_session.signing import sign
@@ -24,7 +28,7 @@ KEY = "connect.sid"
 
 def _app(**config: t.Any) -> Flask:
     app = Flask(__name__)
-    app.config.update(TESTING=True, **config)
+    app.config.update({"TESTING": True, **config})
     ConnectSession(app)
 
     @app.get("/whoami")
@@ -108,3 +112,65 @@ def test_corrupt_entry_log_does_not_quote_the_entry(
     logged = [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()]
     assert logged, caplog.text
     assert "4111" not in caplog.text and "card" not in caplog.text
+
+
+# -- 5. passwords in store URLs ---------------------------------------------------------
+
+PASSWORD = "hunter2"
+
+
+def _full_text(exc: BaseException) -> str:
+    """The exception as a traceback shows it, chained exceptions included."""
+    return "".join(traceback.format_exception(exc))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:{PASSWORD}@localhost:6379/sessions",
+        f"redis://user:{PASSWORD}@localhost:99999/0",
+        f"rediss://:{PASSWORD}@localhost:6379/x",
+        f"valkey://:{PASSWORD}@localhost:6379/sessions",
+        f"valkeys://:{PASSWORD}@localhost/-1",
+        f"unix://:{PASSWORD}@/run/redis.sock?db=first",
+        f"redis://localhost:6379/sessions?password={PASSWORD}",
+        f"memcached://user:{PASSWORD}@localhost:11211",
+        f"memcached://localhost:11211,:{PASSWORD}@other:11211",
+        f"file://user:{PASSWORD}@host/var/sessions",
+        f"memory://user:{PASSWORD}@host",
+        f"ftp://user:{PASSWORD}@host/",
+    ],
+)
+def test_store_url_password_never_in_an_error(url: str) -> None:
+    """Every malformed store URL kind: the ValueError (and anything chained to
+    it) shows ``***`` where the password was.
+    """
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s", CONNECT_SESSION_STORE=url)
+    with pytest.raises(ValueError, match="CONNECT_SESSION_STORE") as info:
+        ConnectSession(app)
+    text = _full_text(info.value)
+    assert PASSWORD not in text
+    assert "***" in text
+
+
+def test_redis_store_repr_and_logs_never_hold_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis store built from a URL with a password: its repr shows
+    ``***``, and a failing request logs no password either.
+    """
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+    app = _app(SECRET_KEY="s", CONNECT_SESSION_STORE=url, TESTING=False)
+    store = app.extensions["connect_session"].store
+    assert PASSWORD not in repr(store) and "***" in repr(store)
+    assert PASSWORD not in repr(RedisStore(redis.Redis.from_url(url)))
+    client = app.test_client(use_cookies=False)
+    with caplog.at_level(logging.DEBUG, logger="flask_connect_session"):
+        response = client.get("/whoami", headers={"Cookie": f"{KEY}={sign('abc', 's')}"})
+    assert response.status_code == 500
+    assert "RedisStore" in caplog.text
+    assert PASSWORD not in caplog.text

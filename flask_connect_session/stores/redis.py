@@ -24,6 +24,8 @@ from .base import Store
 from .base import apply_changes
 from .base import decode_entries
 from .base import document_ttl
+from .base import redact_url
+from .base import scrub_url_secrets
 from .base import to_utf8
 from .base import touched_ttl
 
@@ -66,18 +68,22 @@ def client_from_url(url: str) -> t.Any:
     scheme, _, rest = url.partition("://")
     redis_scheme = _SCHEMES.get(scheme.lower())
     if redis_scheme is None:
-        raise ValueError(f"not a Redis URL: {url!r}")
-    if redis_scheme != "unix":
-        # redis-py would quietly use db 0 for "/sessions".
-        path = urlsplit(url).path.strip("/")
-        if path and not path.isdigit():
-            raise ValueError(f"the path of {url!r} must be a database number")
-    # URL query parameters override these keyword arguments (redis-py).
-    return redis.Redis.from_url(
-        f"{redis_scheme}://{rest}",
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=SOCKET_TIMEOUT,
-    )
+        raise ValueError(f"not a Redis URL: {redact_url(url)!r}")
+    try:
+        if redis_scheme != "unix":
+            # redis-py would quietly use db 0 for "/sessions".
+            path = urlsplit(url).path.strip("/")
+            if path and not path.isdigit():
+                raise ValueError(f"the path of {url!r} must be a database number")
+        # URL query parameters override these keyword arguments (redis-py).
+        return redis.Redis.from_url(
+            f"{redis_scheme}://{rest}",
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+        )
+    except ValueError as exc:
+        # Not chained: redis-py's message may quote the password.
+        raise ValueError(scrub_url_secrets(str(exc), url)) from None
 
 
 @contextlib.contextmanager
@@ -155,6 +161,10 @@ class RedisStore(Store):
         self.client: t.Any = (
             client_from_url(client_or_url) if isinstance(client_or_url, str) else client_or_url
         )
+        # What repr() shows of the server: never a password.
+        self._where = (
+            redact_url(client_or_url) if isinstance(client_or_url, str) else _describe(self.client)
+        )
         #: Prefix of the session keys.
         self.key_prefix = key_prefix
         self.ttl = ttl
@@ -171,7 +181,7 @@ class RedisStore(Store):
         self._lifetime_guess = ttl
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.client!r} prefix={self.key_prefix!r}>"
+        return f"<{type(self).__name__} {self._where} prefix={self.key_prefix!r}>"
 
     def _key(self, sid: str) -> str:
         return self.key_prefix + sid
@@ -306,6 +316,18 @@ class RedisStore(Store):
                 # One key per command: keys of a cluster live in many slots.
                 pipe.unlink(key)
             pipe.execute()
+
+
+def _describe(client: t.Any) -> str:
+    """Name a client's server for :func:`repr`, leaving its credentials out."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    where = ""
+    if isinstance(kwargs, dict):
+        if "path" in kwargs:
+            where = f" {kwargs['path']}/{kwargs.get('db', 0)}"
+        elif "host" in kwargs:
+            where = f" {kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    return f"{type(client).__name__}{where}"
 
 
 def _name_bytes(name: str) -> bytes:
