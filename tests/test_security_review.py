@@ -4,6 +4,7 @@ attack the review ran and checks it now fails.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import traceback
@@ -174,3 +175,30 @@ def test_redis_store_repr_and_logs_never_hold_the_password(
     assert response.status_code == 500
     assert "RedisStore" in caplog.text
     assert PASSWORD not in caplog.text
+
+
+def test_clear_and_count_touch_only_session_documents(redis_url: str) -> None:
+    """With the prefix ``sess`` (no separator), other applications' keys in
+    the same Redis that start with it (``session_audit:1``, a set
+    ``sessions:index``) are neither counted nor deleted by ``flask session
+    count``/``clear``; keys outside the prefix never were.
+    """
+    app = _app(SECRET_KEY="s", CONNECT_SESSION_STORE=redis_url, CONNECT_SESSION_KEY_PREFIX="sess")
+    store = app.extensions["connect_session"].store
+    sids = [generate_sid() for _ in range(3)]
+    for sid in sids:
+        store.set(sid, {"user_id": sid, "cookie": {"originalMaxAge": None, "expires": None}})
+    with redis.Redis.from_url(redis_url) as client:
+        client.set("session_audit:1", json.dumps({"who": "admin", "what": "login"}))
+        client.set("session_log", b"\xff not json")
+        client.sadd("sessions:index", "a", "b")
+        client.set("cache:home", "<html>")
+        others = {"session_audit:1", "session_log", "sessions:index", "cache:home"}
+        runner = app.test_cli_runner()
+        counted = runner.invoke(args=["session", "count"])
+        assert counted.exit_code == 0, counted.output
+        assert counted.output.strip() == "3"
+        cleared = runner.invoke(args=["session", "clear", "--yes"])
+        assert cleared.exit_code == 0, cleared.output
+        left = {key.decode() for key in client.scan_iter()}
+    assert left == others

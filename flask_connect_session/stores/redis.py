@@ -135,8 +135,10 @@ class RedisStore(Store):
 
     :meth:`all`, :meth:`length` and :meth:`clear` walk the keys with
     ``SCAN MATCH <key_prefix>*`` (never ``KEYS`` or ``FLUSHDB``), on every
-    primary of a cluster, and :meth:`clear` deletes them with ``UNLINK`` key
-    by key, so keys in different cluster slots are fine.
+    primary of a cluster, and read them: only keys holding a session
+    document count, so another application's keys that happen to share the
+    prefix are never counted or deleted. :meth:`clear` deletes them with
+    ``UNLINK`` key by key, so keys in different cluster slots are fine.
 
     :param client_or_url: a ``redis://``, ``rediss://``, ``unix://`` or
         ``valkey://`` URL (see :func:`client_from_url`; needs
@@ -291,26 +293,50 @@ class RedisStore(Store):
             return None
         return text[len(self.key_prefix) :]
 
+    def _entries(self) -> cabc.Iterator[tuple[bytes | str, bytes | str]]:
+        """The keys under the prefix with their values, batch by batch;
+        keys that are not strings (a set, a hash) are left out.
+        """
+        for batch in _batches(self._keys()):
+            pipe = self.client.pipeline(transaction=False)
+            for key in batch:
+                pipe.get(key)
+            # A key of another type answers WRONGTYPE: not a session.
+            for key, value in zip(batch, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(value, bytes | str):
+                    yield key, value
+
+    def _session_keys(self) -> cabc.Iterator[bytes | str]:
+        """The keys under the prefix that hold session documents: another
+        application's keys that share the prefix are never counted or deleted.
+        """
+        for key, value in self._entries():
+            with contextlib.suppress(CorruptDocument):
+                decode(value)
+                yield key
+
     def all(self) -> dict[str, Document]:
         """Return every live session, by id; entries that cannot be decoded
         are left out.
         """
         values: dict[str, bytes | str | None] = {}
-        for batch in _batches(self._keys()):
-            pipe = self.client.pipeline(transaction=False)
-            for key in batch:
-                pipe.get(key)
-            for key, value in zip(batch, pipe.execute(), strict=True):
-                sid = self._sid(key)
-                if sid is not None:
-                    values[sid] = value
+        for key, value in self._entries():
+            sid = self._sid(key)
+            if sid is not None:
+                values[sid] = value
         return decode_entries(values)
 
     def length(self) -> int:
-        return sum(1 for _ in self._keys())
+        """Return the number of keys under the prefix that hold a session
+        document (each is read).
+        """
+        return sum(1 for _ in self._session_keys())
 
     def clear(self) -> None:
-        for batch in _batches(self._keys()):
+        """Delete every key under the prefix that holds a session document;
+        keys of other applications that share the prefix are left alone.
+        """
+        for batch in _batches(self._session_keys()):
             pipe = self.client.pipeline(transaction=False)
             for key in batch:
                 # One key per command: keys of a cluster live in many slots.
