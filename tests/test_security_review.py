@@ -4,11 +4,16 @@ attack the review ran and checks it now fails.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import socket
+import stat
+import time
 import traceback
 import typing as t
+from pathlib import Path
 
 import pytest
 import redis
@@ -17,6 +22,7 @@ from flask import session
 from test_fuzz import raw_write
 
 from flask_connect_session import ConnectSession
+from flask_connect_session import FileSystemStore
 from flask_connect_session import RedisStore
 from flask_connect_session import Store
 from flask_connect_session.signing import generate_sid
@@ -202,3 +208,136 @@ def test_clear_and_count_touch_only_session_documents(redis_url: str) -> None:
         assert cleared.exit_code == 0, cleared.output
         left = {key.decode() for key in client.scan_iter()}
     assert left == others
+
+
+# -- 3. FileSystemStore's directory and files -------------------------------------------
+
+#: A uid other than this process's: files "another local user" planted.
+OTHER_UID = os.geteuid() + 4242
+
+
+def _file_app(directory: Path) -> Flask:
+    return _app(SECRET_KEY=SECRET, CONNECT_SESSION_STORE=f"file://{directory}")
+
+
+def _plant(path: Path, sid: str, data: dict[str, t.Any], uid: int = OTHER_UID) -> None:
+    """Write a session file in the store's format, owned by ``uid``."""
+    document = {**data, "cookie": {"originalMaxAge": None, "expires": None}}
+    path.write_text(json.dumps({"sid": sid}) + "\n" + json.dumps(document) + "\n")
+    later = time.time() + 3600
+    os.utime(path, (later, later))
+    os.chown(path, uid, uid)
+
+
+def _lock_of(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()[:2]
+
+
+def _session_path(directory: Path, sid: str) -> Path:
+    return directory / (hashlib.sha256(sid.encode()).hexdigest() + ".session")
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o770, 0o720, 0o702], ids=oct)
+def test_directory_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """A pre-created directory others can write to (a shared 0777 one, or a
+    sticky /tmp-like 1777 one) is refused at init_app, naming the key.
+    """
+    directory = tmp_path / "sessions"
+    directory.mkdir()
+    directory.chmod(mode)
+    with pytest.raises(ValueError, match="CONNECT_SESSION_STORE.*writable by others"):
+        _file_app(directory)
+    with pytest.raises(ValueError, match="writable by others"):
+        FileSystemStore(directory)
+
+
+def test_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "sessions"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, OTHER_UID, OTHER_UID)
+    with pytest.raises(ValueError, match="CONNECT_SESSION_STORE.*belongs to uid"):
+        _file_app(directory)
+
+
+def test_directory_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "sessions"
+    link.symlink_to(real)
+    with pytest.raises(ValueError, match="CONNECT_SESSION_STORE.*not a directory"):
+        _file_app(link)
+
+
+def test_created_and_private_directories_are_accepted(tmp_path: Path) -> None:
+    """The store's own 0700 directory, and an existing 0755 one, are fine."""
+    FileSystemStore(tmp_path / "new")
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+    shared_read = tmp_path / "readable"
+    shared_read.mkdir()
+    shared_read.chmod(0o755)
+    FileSystemStore(shared_read)
+
+
+def test_session_file_of_another_user_is_never_adopted(tmp_path: Path) -> None:
+    """A local user who plants a session file for their own id (the review's
+    attack, once the directory was writable) does not become admin: the
+    file is not the process user's, so it reads as missing, and is never
+    counted, listed or touched.
+    """
+    directory = tmp_path / "sessions"
+    app = _file_app(directory)
+    sid = generate_sid()
+    planted = _session_path(directory, sid)
+    _plant(planted, sid, {"user_id": "admin"})
+    client = app.test_client(use_cookies=False)
+    seen = client.get("/whoami", headers={"Cookie": f"{KEY}={sign(sid, SECRET)}"}).json
+    assert seen is not None and seen["id"] != sid and seen["user"] is None
+    store = app.extensions["connect_session"].store
+    assert store.get(sid) is None and store.all() == {} and store.length() == 0
+    before = planted.stat().st_mtime
+    store.touch(sid, {"cookie": {"originalMaxAge": None, "expires": None}})
+    assert not store.merge(sid, {"user_id": "root"}, [])
+    assert planted.stat().st_mtime == before
+    assert "root" not in planted.read_text()
+    # The same file owned by the process's user is a session (the control).
+    os.chown(planted, os.geteuid(), os.getegid())
+    assert store.get(sid) is not None
+
+
+def test_session_file_symlink_is_never_followed(tmp_path: Path) -> None:
+    """A symlink planted as a session file, pointing at a file with a
+    session document, is not read, touched or listed.
+    """
+    directory = tmp_path / "sessions"
+    app = _file_app(directory)
+    sid = generate_sid()
+    target = tmp_path / "elsewhere"
+    _plant(target, sid, {"user_id": "admin"}, uid=os.geteuid())
+    _session_path(directory, sid).symlink_to(target)
+    client = app.test_client(use_cookies=False)
+    seen = client.get("/whoami", headers={"Cookie": f"{KEY}={sign(sid, SECRET)}"}).json
+    assert seen is not None and seen["id"] != sid and seen["user"] is None
+    store = app.extensions["connect_session"].store
+    before = target.stat().st_mtime
+    store.touch(sid, {"cookie": {"originalMaxAge": None, "expires": None}})
+    assert target.stat().st_mtime == before
+    assert store.all() == {} and store.length() == 0
+
+
+def test_lock_and_sweep_symlinks_create_no_file(tmp_path: Path) -> None:
+    """Symlinks planted as a lock file and as the sweep marker make the store
+    create no file at their targets (a write fails rather than follow them).
+    """
+    directory = tmp_path / "sessions"
+    store = FileSystemStore(directory)
+    sid = generate_sid()
+    name = hashlib.sha256(sid.encode()).hexdigest()
+    lock_target, marker_target = tmp_path / "lock-target", tmp_path / "marker-target"
+    (directory / f".lock-{name[:2]}").symlink_to(lock_target)
+    (directory / ".last-sweep").symlink_to(marker_target)
+    document = {"cookie": {"originalMaxAge": None, "expires": None}}
+    with pytest.raises(OSError):
+        store.set(sid, document)
+    other = next(s for s in iter(generate_sid, None) if _lock_of(s) != name[:2])
+    store.set(other, document)  # another lock: works, and tries to sweep
+    assert not lock_target.exists() and not marker_target.exists()
