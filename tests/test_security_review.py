@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import stat
+import threading
 import time
 import traceback
 import typing as t
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from cachelib import FileSystemCache
+from cachelib import SimpleCache
 from flask import Flask
 from flask import session
 from test_fuzz import raw_write
@@ -341,3 +344,74 @@ def test_lock_and_sweep_symlinks_create_no_file(tmp_path: Path) -> None:
     other = next(s for s in iter(generate_sid, None) if _lock_of(s) != name[:2])
     store.set(other, document)  # another lock: works, and tries to sweep
     assert not lock_target.exists() and not marker_target.exists()
+
+
+# -- 4. cachelib's generic backends and a logout ------------------------------------------
+
+#: Name of the thread whose cache reads are slow.
+SLOW = "slow-reader"
+
+
+class _SlowReads:
+    """Cache reads from the :data:`SLOW` thread take 0.3 s: long enough for
+    a logout to run in between a read and what the request does next.
+    """
+
+    def get(self, key: str) -> t.Any:
+        value = super().get(key)  # type: ignore[misc]
+        if threading.current_thread().name == SLOW:
+            time.sleep(0.3)
+        return value
+
+
+class SlowSimpleCache(_SlowReads, SimpleCache):
+    pass
+
+
+class SlowFileSystemCache(_SlowReads, FileSystemCache):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["simple", "filesystem"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_request_running_during_a_logout_never_brings_it_back(
+    tmp_path: Path, kind: str, method: str
+) -> None:
+    """A stolen cookie's request that reads (GET) or changes (POST) the
+    session while the user logs out does not write the session back: after
+    the logout the old cookie is logged out, on the in-process SimpleCache
+    and on FileSystemCache, which processes share.
+    """
+    cache = SlowSimpleCache() if kind == "simple" else SlowFileSystemCache(str(tmp_path))
+    app = _app(SECRET_KEY=SECRET, CONNECT_SESSION_STORE=cache)
+
+    @app.post("/visit")
+    def visit() -> dict[str, t.Any]:
+        session["visits"] = session.get("visits", 0) + 1
+        return {"id": session.id}
+
+    @app.post("/logout")
+    def logout() -> str:
+        session.destroy()
+        return ""
+
+    store = app.extensions["connect_session"].store
+    sid = generate_sid()
+    store.set(sid, {"user_id": "ann", "cookie": {"originalMaxAge": None, "expires": None}})
+    cookie = {"Cookie": f"{KEY}={sign(sid, SECRET)}"}
+    client = app.test_client(use_cookies=False)
+    path = "/whoami" if method == "GET" else "/visit"
+    statuses: list[int] = []
+
+    def race() -> None:
+        statuses.append(client.open(path, method=method, headers=cookie).status_code)
+
+    racing = threading.Thread(target=race, name=SLOW)
+    racing.start()
+    time.sleep(0.1)  # the racing request is reading
+    assert client.post("/logout", headers=cookie).status_code == 200
+    racing.join(timeout=30)
+    assert statuses == [200]
+    assert store.get(sid) is None
+    after = client.get("/whoami", headers=cookie).json
+    assert after is not None and after["id"] != sid and after["user"] is None
