@@ -21,7 +21,9 @@ import redis
 from cachelib import FileSystemCache
 from cachelib import SimpleCache
 from flask import Flask
+from flask import render_template_string
 from flask import session
+from markupsafe import Markup
 from test_fuzz import raw_write
 
 from flask_connect_session import ConnectSession
@@ -415,3 +417,136 @@ def test_request_running_during_a_logout_never_brings_it_back(
     assert store.get(sid) is None
     after = client.get("/whoami", headers=cookie).json
     assert after is not None and after["id"] != sid and after["user"] is None
+
+
+# -- 1. tag-shaped data another app wrote -------------------------------------------------
+
+SCRIPT = "<script>alert(document.domain)</script>"
+#: What an Express app that keeps client input stores.
+EXPRESS_PREFS = {"nick": {" m": SCRIPT}}
+EMPTY_COOKIE = {"originalMaxAge": None, "expires": None, "httpOnly": True, "path": "/"}
+
+
+def _render_app(make_app: t.Callable[..., Flask], **config: t.Any) -> Flask:
+    app = make_app(**config)
+
+    @app.get("/render")
+    def render() -> str:
+        return render_template_string("<p>{{ session['prefs']['nick'] }}</p>")
+
+    @app.get("/types")
+    def types() -> dict[str, str]:
+        return {key: type(value).__name__ for key, value in session.items()}
+
+    @app.post("/mark")
+    def mark() -> str:
+        session["html"] = Markup("<b>bold</b>")
+        session["pair"] = (1.0, {"b": 1, "2": 2})
+        return session.id
+
+    @app.post("/touch-other")
+    def touch_other() -> str:
+        session["other"] = session.get("other", 0) + 1
+        return ""
+
+    return app
+
+
+def _get(app: Flask, sid: str, path: str) -> t.Any:
+    client = app.test_client(use_cookies=False)
+    return client.get(path, headers={"Cookie": f"{KEY}={sign(sid, SECRET)}"})
+
+
+def _post(app: Flask, sid: str, path: str) -> t.Any:
+    client = app.test_client(use_cookies=False)
+    return client.post(path, headers={"Cookie": f"{KEY}={sign(sid, SECRET)}"})
+
+
+@pytest.mark.parametrize(
+    "tagged",
+    [None, {"prefs": "AAAAAAAAAAAAAAAAAAAAAA"}, "garbage", {"prefs": ["x"]}],
+    ids=["no-record", "forged-mac", "garbage-record", "odd-mac"],
+)
+def test_tag_shaped_data_from_another_app_is_escaped(
+    make_app: t.Callable[..., Flask], store: Store, tagged: t.Any
+) -> None:
+    """The review's stored XSS: another app stores client input shaped like
+    Flask's Markup tag (with a forged ``_tagged`` record, as a client can
+    when the app copies its input into the session): Flask reads a plain
+    dict, and Jinja escapes it.
+    """
+    app = _render_app(make_app)
+    sid = generate_sid()
+    document: dict[str, t.Any] = {"prefs": EXPRESS_PREFS, "cookie": EMPTY_COOKIE}
+    if tagged is not None:
+        document["_tagged"] = tagged
+    store.set(sid, document)
+    page = _get(app, sid, "/render").text
+    assert SCRIPT not in page
+    assert "&lt;script&gt;" in page
+    assert _get(app, sid, "/types").json == {"prefs": "dict"}
+
+
+def test_values_flask_wrote_keep_their_types_and_changed_ones_do_not(
+    make_app: t.Callable[..., Flask], store: Store
+) -> None:
+    """Values this extension wrote come back typed, also after another app
+    rewrote the document (integral floats as integers, keys reordered);
+    a value another app changed (keeping the record) comes back plain, as
+    does a MAC moved to another key or another session.
+    """
+    app = _render_app(make_app)
+    sid = _post(app, generate_sid(), "/mark").text
+    document = store.get(sid)
+    assert document is not None and set(document["_tagged"]) == {"html", "pair"}
+    # Rewritten as JSON.stringify would: 1.0 -> 1, integer-like keys first.
+    document["pair"] = {" t": [1, {"2": 2, "b": 1}]}
+    store.set(sid, document)
+    assert _get(app, sid, "/types").json == {"html": "Markup", "pair": "tuple"}
+
+    changed = {**document, "html": {" m": SCRIPT}}
+    store.set(sid, changed)
+    assert _get(app, sid, "/types").json == {"html": "dict", "pair": "tuple"}
+
+    moved = {**document, "nick": {" m": "<b>bold</b>"}}
+    moved["_tagged"] = {**document["_tagged"], "nick": document["_tagged"]["html"]}
+    store.set(sid, moved)
+    assert _get(app, sid, "/types").json["nick"] == "dict"
+
+    other = generate_sid()
+    store.set(other, document)
+    assert _get(app, other, "/types").json == {"html": "dict", "pair": "dict"}
+
+
+def test_untrusted_values_are_never_rewritten_or_blessed(
+    make_app: t.Callable[..., Flask], store: Store
+) -> None:
+    """A save of another key leaves another app's tag-shaped value exactly
+    as it was and gives it no MAC; a plain session gets no record at all.
+    """
+    app = _render_app(make_app)
+    sid = generate_sid()
+    store.set(sid, {"prefs": EXPRESS_PREFS, "cookie": EMPTY_COOKIE})
+    assert _post(app, sid, "/touch-other").status_code == 200
+    document = store.get(sid)
+    assert document is not None
+    assert document["prefs"] == EXPRESS_PREFS and document["other"] == 1
+    assert "_tagged" not in document
+
+
+def test_rotated_secret_keeps_types_and_re_signs(make_app: t.Callable[..., Flask]) -> None:
+    """A value signed under a secret now in the fallbacks still decodes; the
+    next save re-signs it with the current secret, so it survives the old
+    secret's removal.
+    """
+    app = _render_app(make_app)
+    sid = _post(app, generate_sid(), "/mark").text
+    app.config.update(SECRET_KEY="new secret", SECRET_KEY_FALLBACKS=[SECRET])
+    headers = {"Cookie": f"{KEY}={sign(sid, SECRET)}"}
+    client = app.test_client(use_cookies=False)
+    assert client.get("/types", headers=headers).json == {"html": "Markup", "pair": "tuple"}
+    assert client.post("/touch-other", headers=headers).status_code == 200
+    app.config.update(SECRET_KEY="new secret", SECRET_KEY_FALLBACKS=[])
+    headers = {"Cookie": f"{KEY}={sign(sid, 'new secret')}"}
+    types = client.get("/types", headers=headers).json
+    assert types == {"html": "Markup", "pair": "tuple", "other": "int"}
