@@ -132,8 +132,16 @@ PASSWORD = "hunter2"
 
 
 def _full_text(exc: BaseException) -> str:
-    """The exception as a traceback shows it, chained exceptions included."""
-    return "".join(traceback.format_exception(exc))
+    """The exception as a traceback shows it, and the message of every
+    exception chained to it (even a suppressed context, which error
+    reporters may still walk).
+    """
+    texts = ["".join(traceback.format_exception(exc))]
+    chained: BaseException | None = exc
+    while chained is not None:
+        texts.append(repr(chained))
+        chained = chained.__cause__ or chained.__context__
+    return "\n".join(texts)
 
 
 @pytest.mark.parametrize(

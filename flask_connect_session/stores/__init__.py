@@ -102,5 +102,7 @@ def store_from_url(url: str, settings: StoreSettings) -> Store:
     try:
         return factory(url, settings)
     except ValueError as exc:
-        # Not chained: the original message may quote the password.
-        raise ValueError(scrub_url_secrets(str(exc), url)) from None
+        message = scrub_url_secrets(str(exc), url)
+    # Raised outside the handler, so nothing chains to the original error,
+    # whose message may quote the password.
+    raise ValueError(message)

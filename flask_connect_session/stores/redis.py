@@ -82,8 +82,10 @@ def client_from_url(url: str) -> t.Any:
             socket_connect_timeout=SOCKET_TIMEOUT,
         )
     except ValueError as exc:
-        # Not chained: redis-py's message may quote the password.
-        raise ValueError(scrub_url_secrets(str(exc), url)) from None
+        message = scrub_url_secrets(str(exc), url)
+    # Raised outside the handler, so nothing chains to the original error:
+    # redis-py's message may quote the password.
+    raise ValueError(message)
 
 
 @contextlib.contextmanager
