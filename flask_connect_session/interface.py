@@ -13,9 +13,13 @@ from .errors import CorruptDocument
 from .errors import SessionNotFound
 from .errors import StoreError
 from .options import config_secrets
+from .provenance import holds_tags
+from .provenance import sign_value
+from .provenance import verify
 from .serialization import COOKIE_MEMBER
 from .serialization import CREATED_MEMBER
 from .serialization import RESERVED_MEMBERS
+from .serialization import TAGGED_MEMBER
 from .serialization import check_document
 from .serialization import dumps
 from .serialization import load_data
@@ -198,6 +202,7 @@ class ConnectSessionInterface(SessionInterface):
         session.in_store = False
         session.touched = False
         session.base = {}
+        session.tag_macs, session.stored_tags = {}, None
         session.saved_text = None
         if self.options.absolute_timeout is not None:
             session.created = int(time.time() * 1000)
@@ -207,7 +212,21 @@ class ConnectSessionInterface(SessionInterface):
         """Fill ``session`` from a stored document."""
         stored = {k: v for k, v in document.items() if k not in RESERVED_MEMBERS}
         session.sid = sid
-        session.data, base = load_data(stored)
+        session.stored_tags = document.get(TAGGED_MEMBER)
+        macs = session.stored_tags if isinstance(session.stored_tags, dict) else {}
+        session.tag_macs = {}
+
+        def trusted(key: str, raw: t.Any) -> bool:
+            # Only a value whose MAC verifies was written by this extension.
+            index = verify(session.secrets, sid, key, raw, macs.get(key))
+            if index is None:
+                return False
+            # Under a fallback secret: re-made with the current one when saved.
+            mac = macs[key] if index == 0 else sign_value(session.secrets[0], sid, key, raw)
+            session.tag_macs[key] = mac
+            return True
+
+        session.data, base = load_data(stored, trusted)
         session.base = base
         # The Cookie object is built only if the request needs it.
         session.cookie_obj = None
@@ -305,6 +324,12 @@ class ConnectSessionInterface(SessionInterface):
                 if k not in base or (base[k] is not v and dumps(base[k]) != dumps(v))
             }
             removed = [k for k in base if k not in tagged]
+            macs = {k: m for k, m in session.tag_macs.items() if k in tagged and k not in changes}
+            self._sign_tagged(session, changes, macs)
+            if macs and macs != session.stored_tags:
+                changes[TAGGED_MEMBER] = macs
+            elif not macs and session.stored_tags is not None:
+                removed.append(TAGGED_MEMBER)
             changes[COOKIE_MEMBER] = cookie
             if session.created_unsaved:
                 changes[CREATED_MEMBER] = session.created
@@ -319,6 +344,10 @@ class ConnectSessionInterface(SessionInterface):
                 return
         else:
             document = dict(tagged)
+            macs = {}
+            self._sign_tagged(session, tagged, macs)
+            if macs:
+                document[TAGGED_MEMBER] = macs
             document[COOKIE_MEMBER] = cookie
             if session.created is not None:
                 document[CREATED_MEMBER] = session.created
@@ -326,7 +355,19 @@ class ConnectSessionInterface(SessionInterface):
             session.in_store = True
         session.created_unsaved = False
         session.base = tagged
+        session.tag_macs, session.stored_tags = macs, macs or None
         session.saved_id, session.saved_text = session.sid, text
+
+    @staticmethod
+    def _sign_tagged(
+        session: ServerSession, values: dict[str, t.Any], macs: dict[str, str]
+    ) -> None:
+        """Add to ``macs`` the MAC of each of ``values`` (about to be written)
+        that holds Flask tags, so it is decoded as such when read back.
+        """
+        for key, value in values.items():
+            if holds_tags(value):
+                macs[key] = sign_value(session.secrets[0], session.sid, key, value)
 
     # -- the end of the request ------------------------------------------
 

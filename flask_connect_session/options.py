@@ -157,6 +157,15 @@ def _parse_secrets(key: str, value: object) -> tuple[str | bytes, ...]:
     return tuple(items)
 
 
+def _parse_prefix(key: str, value: object) -> str:
+    prefix = t.cast(str, _parse_str(key, value))
+    # Without a prefix, store-wide commands (``flask session clear``) would
+    # reach every key of a shared Redis.
+    if not prefix:
+        raise ValueError(f"{key}: must not be empty (it keeps sessions apart from other keys)")
+    return prefix
+
+
 def _parse_genid(key: str, value: object) -> GenId:
     if callable(value):
         return t.cast(GenId, value)
@@ -370,7 +379,7 @@ class Options:
             ),
             unset=unset,
             genid=_parse_genid(p + "GENID", get(p + "GENID", generate_sid)),
-            key_prefix=t.cast(str, _parse_str(p + "KEY_PREFIX", get(p + "KEY_PREFIX", "sess:"))),
+            key_prefix=_parse_prefix(p + "KEY_PREFIX", get(p + "KEY_PREFIX", "sess:")),
             ttl=int(t.cast(float, ttl)),
             absolute_timeout=parse_seconds(p + "ABSOLUTE_TIMEOUT", get(p + "ABSOLUTE_TIMEOUT")),
             permanent_lifetime=t.cast(
@@ -400,8 +409,13 @@ def config_secrets(config: Config) -> tuple[str | bytes, ...]:
         secret = config.get("SECRET_KEY")
         if not secret:
             return ()
-        return (secret, *(config.get("SECRET_KEY_FALLBACKS") or ()))
-    return (secret,) if isinstance(secret, str | bytes) else tuple(secret)
+        return (secret, *_as_secrets(config.get("SECRET_KEY_FALLBACKS") or ()))
+    return _as_secrets(secret)
+
+
+def _as_secrets(value: t.Any) -> tuple[str | bytes, ...]:
+    # A lone string is one secret, never a sequence of one-character ones.
+    return (value,) if isinstance(value, str | bytes) else tuple(value)
 
 
 def check_secrets(config: Config) -> None:
@@ -415,5 +429,11 @@ def check_secrets(config: Config) -> None:
     if config.get("SECRET_KEY"):
         _parse_secrets("SECRET_KEY", config["SECRET_KEY"])
         fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
+        if isinstance(fallbacks, str | bytes):
+            # What from_prefixed_env leaves for a value that is not JSON.
+            raise ValueError(
+                "SECRET_KEY_FALLBACKS: expected a list of secrets, got a single"
+                ' string (in an environment variable, write a JSON list: ["old secret"])'
+            )
         if fallbacks:
             _parse_secrets("SECRET_KEY_FALLBACKS", list(fallbacks))

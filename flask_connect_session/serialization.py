@@ -21,8 +21,13 @@ COOKIE_MEMBER = "cookie"
 #: when ``CONNECT_SESSION_ABSOLUTE_TIMEOUT`` is set. An Express app sees it as
 #: an ordinary session value and keeps it.
 CREATED_MEMBER = "_created"
+#: Document member mapping each data key whose value holds Flask tags to the
+#: MAC proving this extension wrote that value (see :mod:`.provenance`);
+#: absent when no value holds tags. An Express app keeps it as an ordinary
+#: session value.
+TAGGED_MEMBER = "_tagged"
 #: Members of a document that are not the user's data.
-RESERVED_MEMBERS = frozenset((COOKIE_MEMBER, CREATED_MEMBER))
+RESERVED_MEMBERS = frozenset((COOKIE_MEMBER, CREATED_MEMBER, TAGGED_MEMBER))
 
 Document = dict[str, t.Any]
 
@@ -80,12 +85,13 @@ def dumps_data(data: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], str]:
 MAX_DEPTH = 100
 
 
-def _untag(value: t.Any, depth: int = 0) -> tuple[t.Any, bool]:
-    """Return the Python value for a stored value, and whether it held any
-    object shaped like a Flask tag (``{" t": [...]}``).
+def _untag(value: t.Any, depth: int = 0, decode: bool = True) -> tuple[t.Any, bool]:
+    """Return the Python value for a stored value (a copy), and whether it
+    held any object shaped like a Flask tag (``{" t": [...]}``).
 
-    A tag-shaped object whose payload does not decode (another app wrote it)
-    stays a plain dict rather than failing the request.
+    With ``decode`` false, tag-shaped objects stay plain dicts. A tag-shaped
+    object whose payload does not decode stays a plain dict rather than
+    failing the request.
     """
     if depth > MAX_DEPTH:
         raise CorruptDocument(f"values nested deeper than {MAX_DEPTH} levels")
@@ -93,8 +99,10 @@ def _untag(value: t.Any, depth: int = 0) -> tuple[t.Any, bool]:
         items: dict[str, t.Any] = {}
         special = False
         for key, item in value.items():
-            items[key], inner = _untag(item, depth + 1)
+            items[key], inner = _untag(item, depth + 1, decode)
             special |= inner
+        if len(items) == 1 and not decode:
+            return items, special or next(iter(items)) in _tagger.tags
         if len(items) == 1:
             key = next(iter(items))
             tag_class = _tagger.tags.get(key)
@@ -110,7 +118,7 @@ def _untag(value: t.Any, depth: int = 0) -> tuple[t.Any, bool]:
         result = []
         special = False
         for item in value:
-            converted, inner = _untag(item, depth + 1)
+            converted, inner = _untag(item, depth + 1, decode)
             result.append(converted)
             special |= inner
         return result, special
@@ -118,14 +126,24 @@ def _untag(value: t.Any, depth: int = 0) -> tuple[t.Any, bool]:
 
 
 def untag(value: t.Any) -> t.Any:
-    """Return the Python value for a stored (tagged) JSON value; never fails."""
+    """Return the Python value for a stored (tagged) JSON value; never fails.
+
+    Decodes every tag: only for values this extension wrote (see
+    :func:`load_data`).
+    """
     return _untag(value)[0]
 
 
-def load_data(stored: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], dict[str, t.Any]]:
+def load_data(
+    stored: t.Mapping[str, t.Any], trusted: t.Callable[[str, t.Any], bool]
+) -> tuple[dict[str, t.Any], dict[str, t.Any]]:
     """Return a stored session's data as Python values, and the *base* that
     change tracking compares against.
 
+    :param trusted: called with a key and its stored value when the value
+        holds objects shaped like Flask tags: whether this extension wrote
+        it. Only then are the tags decoded (to tuple, Markup...); otherwise
+        the value stays the plain JSON another app wrote.
     :raises CorruptDocument: the values are nested too deeply to read.
 
     The base is the stored form of each value as this module would write it
@@ -138,7 +156,9 @@ def load_data(stored: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], dict[str
     base: dict[str, t.Any] = {}
     try:
         for key, raw in stored.items():
-            value, special = _untag(raw)
+            value, special = _untag(raw, decode=False)
+            if special and trusted(key, raw):
+                value = _untag(raw)[0]
             data[key] = value
             base[key] = tag(value) if special else raw
     except RecursionError:
@@ -167,8 +187,19 @@ def decode(text: str | bytes) -> Document:
     try:
         document = json.loads(text)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise CorruptDocument(f"not JSON: {exc!r:.200}") from None
+        raise CorruptDocument(f"not JSON ({len(text)} bytes): {error_kind(exc)}") from None
     return check_document(document)
+
+
+def error_kind(exc: BaseException) -> str:
+    """Describe a decoding error without quoting the text it is about, so
+    session contents never reach the logs.
+    """
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{type(exc).__name__}: {exc.msg} at position {exc.pos}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"{type(exc).__name__}: {exc.reason} at position {exc.start}"
+    return type(exc).__name__
 
 
 def encode(document: t.Mapping[str, t.Any]) -> str:

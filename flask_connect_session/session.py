@@ -82,6 +82,11 @@ class ServerSession(SessionMixin):
     #: The stored (tagged) values as last loaded or saved: what a save
     #: compares key by key to write only the changes.
     base: dict[str, t.Any]
+    #: The MAC (see :mod:`.provenance`) of each stored value this extension
+    #: wrote with tags, by key, as last loaded or saved.
+    tag_macs: dict[str, str]
+    #: The document's ``"_tagged"`` member as last loaded or saved.
+    stored_tags: t.Any = None
     #: Id and data JSON when loaded or generated (express's isModified).
     original_id = ""
     original_text = "{}"

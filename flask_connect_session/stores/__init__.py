@@ -8,6 +8,8 @@ from urllib.parse import unquote
 from urllib.parse import urlsplit
 
 from .base import Store
+from .base import redact_url
+from .base import scrub_url_secrets
 from .memory import MemoryStore
 
 __all__ = ["MemoryStore", "Store", "store_from_url"]
@@ -89,11 +91,18 @@ FACTORIES: dict[str, cabc.Callable[[str, StoreSettings], Store]] = {
 def store_from_url(url: str, settings: StoreSettings) -> Store:
     """Build the store a ``CONNECT_SESSION_STORE`` URL names.
 
-    :raises ValueError: the scheme is unknown or the URL malformed.
+    :raises ValueError: the scheme is unknown or the URL malformed. The
+        message never holds the URL's password.
     """
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     factory = FACTORIES.get(scheme)
     if factory is None:
         known = ", ".join(f"{name}://" for name in FACTORIES)
-        raise ValueError(f"unknown store URL scheme in {url!r} (known: {known})")
-    return factory(url, settings)
+        raise ValueError(f"unknown store URL scheme in {redact_url(url)!r} (known: {known})")
+    try:
+        return factory(url, settings)
+    except ValueError as exc:
+        message = scrub_url_secrets(str(exc), url)
+    # Raised outside the handler, so nothing chains to the original error,
+    # whose message may quote the password.
+    raise ValueError(message)

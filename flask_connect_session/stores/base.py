@@ -7,6 +7,8 @@ import collections.abc as cabc
 import math
 import re
 import typing as t
+from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from ..cookie import lifetime_seconds
 from ..cookie import parse_expires
@@ -190,3 +192,47 @@ def decode_entries(entries: cabc.Mapping[str, str | bytes | None]) -> dict[str, 
         except CorruptDocument:
             continue
     return documents
+
+
+#: Shown instead of a password in a store URL.
+REDACTED = "***"
+
+_USERINFO = re.compile(r"^(?P<head>[^:/?#]+://)(?P<userinfo>[^/?#]*)@")
+_PASSWORD_PARAM = re.compile(r"(?i)([?&](?:password|pass|pwd)=)[^&#]*")
+
+
+def redact_url(url: str) -> str:
+    """Return a store URL with its password (in the user info or a
+    ``password`` query parameter) replaced by ``***``, for messages, logs and
+    reprs. A user info without ``:`` is redacted whole (some clients read it
+    as a password).
+    """
+
+    def userinfo(match: re.Match[str]) -> str:
+        user, colon, _ = match["userinfo"].partition(":")
+        return f"{match['head']}{user if colon else ''}{colon}{REDACTED}@"
+
+    return _PASSWORD_PARAM.sub(rf"\g<1>{REDACTED}", _USERINFO.sub(userinfo, url, count=1))
+
+
+def scrub_url_secrets(text: str, url: str) -> str:
+    """Return ``text`` (a message about ``url``) with the URL and every
+    password it holds, raw or percent-decoded, replaced by their redacted
+    form; the redacted URL is added if the message does not name it.
+    """
+    redacted = redact_url(url)
+    text = text.replace(url, redacted)
+    if redacted not in text:
+        text = f"{text} (in {redacted!r})"
+    secrets = []
+    match = _USERINFO.match(url)
+    if match:
+        info = match["userinfo"]
+        secrets.append(info.partition(":")[2] if ":" in info else info)
+    query = url.partition("?")[2].partition("#")[0]
+    secrets += [v for k, v in parse_qsl(query) if k.lower() in ("password", "pass", "pwd")]
+    for secret in secrets:
+        for form in {secret, unquote(secret)}:
+            if form:
+                text = text.replace(form, REDACTED)
+    return text

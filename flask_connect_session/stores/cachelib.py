@@ -10,11 +10,13 @@ import json
 import pickle
 import random
 import re
+import threading
 import time
 import typing as t
 
 from cachelib import BaseCache
 from cachelib import MemcachedCache
+from cachelib import SimpleCache
 from cachelib.serializers import BaseSerializer
 
 from ..errors import CorruptDocument
@@ -36,6 +38,11 @@ SOCKET_TIMEOUT = 5.0
 #: that another request changed between its read and its write (with a short
 #: random pause, growing up to 10 ms, so racing merges spread out).
 CAS_ATTEMPTS = 100
+
+#: Seconds a generic cachelib backend remembers that a session was destroyed,
+#: so that a save already under way in another process (longer than any
+#: request) undoes its write instead of bringing the session back.
+TOMBSTONE_TTL = 3600
 
 #: memcached reads an expiry longer than this (30 days) as a Unix time.
 _MEMCACHED_MAX_RELATIVE = 30 * 24 * 3600
@@ -71,12 +78,25 @@ class CachelibStore(Store):
     - Any other cache goes through cachelib's ``get``/``set``/``delete``
       with an explicit timeout (the cookie's remaining lifetime, else
       ``ttl``, plus one second as cachelib counts whole seconds). cachelib
-      has no compare-and-set and no "extend lifetime", so
-      :meth:`merge` and :meth:`touch` read then write: not atomic, so two
-      overlapping requests can lose an update, and a touch racing a logout
-      can bring the session back. cachelib also turns backend failures into
-      ``None``/``False``: a failed write raises here, but a failed read looks
-      like a missing session. ``FileSystemCache`` evicts entries beyond its
+      has no compare-and-set and no "extend lifetime", so a logout must not
+      race a read-then-write: ``SimpleCache`` lives in this process, and one
+      lock orders every write, touch and destroy of the store, so it is
+      exact (touches included). On the others (``FileSystemCache``,
+      MongoDB, DynamoDB, uWSGI, shared by processes) **reading a session
+      never writes it**: :meth:`touch` does nothing and :meth:`get_and_touch`
+      only reads, so a session's lifetime runs from its last save, not its
+      last use (a user active for longer than the lifetime without changing
+      the session is logged out; give ``ttl`` or ``max_age`` room, or use a
+      store that touches: Redis, memcached, files). :meth:`merge` reads then
+      writes, under a lock within the process; a :meth:`destroy` leaves a
+      tombstone key (``<key_prefix><sid>\x00destroyed``, kept
+      :data:`TOMBSTONE_TTL` seconds), and a merge that finds one before or
+      after its write writes nothing or deletes what it wrote, so a logout
+      stays a logout (another request may see the session for the instant
+      between that write and its deletion). Two overlapping merges from
+      different processes can still lose one's changes. cachelib also turns
+      backend failures into ``None``/``False``: a failed write raises here,
+      but a failed read looks like a missing session. ``FileSystemCache`` evicts entries beyond its
       ``threshold`` (500 by default), live sessions included; prefer
       :class:`~flask_connect_session.FileSystemStore`. A cache class with no
       ``serializer`` decodes values its own way: make sure it never unpickles.
@@ -288,6 +308,10 @@ class _CacheStore(Store):
         self.cache = cache
         self.key_prefix = key_prefix
         self.ttl = ttl
+        #: Whether the cache lives in this process only, so the lock below
+        #: orders every write to it.
+        self.in_process = isinstance(cache, SimpleCache)
+        self._lock = threading.RLock()
 
     def _put(self, key: str, value: str | bytes, ttl: int) -> None:
         if ttl > 0:
@@ -300,31 +324,69 @@ class _CacheStore(Store):
         else:
             self.cache.delete(key)
 
+    def _tombstone(self, sid: str) -> str:
+        return f"{self.key_prefix}{sid}\x00destroyed"
+
+    def _destroyed(self, sid: str) -> bool:
+        """Whether another process destroyed ``sid`` lately."""
+        return not self.in_process and self.cache.get(self._tombstone(sid)) is not None
+
     def get(self, sid: str) -> Document | None:
         return _decode_value(self.cache.get(self.key_prefix + sid))
 
     def get_and_touch(self, sid: str) -> Document | None:
-        # Two calls: cachelib cannot extend a lifetime without the value.
+        if not self.in_process:
+            # Never write on a read: it could bring back a session another
+            # process destroyed meanwhile (see touch).
+            return self.get(sid)
         key = self.key_prefix + sid
-        value = self.cache.get(key)
-        document = _decode_value(value)
-        if document is not None:
-            self._put(key, value, touched_ttl(document, self.ttl))
+        with self._lock:
+            value = self.cache.get(key)
+            document = _decode_value(value)
+            if document is not None:
+                self._put(key, value, touched_ttl(document, self.ttl))
         return document
 
     def set(self, sid: str, session: Document) -> None:
-        self._put(self.key_prefix + sid, encode(session), document_ttl(session, self.ttl))
+        with self._lock:
+            self._put(self.key_prefix + sid, encode(session), document_ttl(session, self.ttl))
 
     def destroy(self, sid: str) -> None:
-        self.cache.delete(self.key_prefix + sid)
+        with self._lock:
+            if not self.in_process:
+                # First the tombstone, then the delete: a merge that wrote
+                # before the delete finds the tombstone afterwards.
+                self.cache.set(self._tombstone(sid), 1, timeout=TOMBSTONE_TTL)
+            self.cache.delete(self.key_prefix + sid)
 
     def touch(self, sid: str, session: Document) -> None:
-        # Rewrites the value as stored (not atomic): cachelib cannot only
-        # extend a lifetime.
+        # cachelib cannot extend a lifetime without rewriting the value,
+        # which only the in-process lock makes safe against a logout.
+        if not self.in_process:
+            return
         key = self.key_prefix + sid
-        value = self.cache.get(key)
-        if isinstance(value, str | bytes):
-            self._put(key, value, document_ttl(session, self.ttl))
+        with self._lock:
+            value = self.cache.get(key)
+            if isinstance(value, str | bytes):
+                self._put(key, value, document_ttl(session, self.ttl))
+
+    def merge(
+        self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
+    ) -> bool:
+        with self._lock:
+            if self._destroyed(sid):
+                return False
+            current = self.get(sid)
+            if current is None:
+                return False
+            document = apply_changes(current, changes, removed)
+            key = self.key_prefix + sid
+            self._put(key, encode(document), document_ttl(document, self.ttl))
+            if self._destroyed(sid):
+                # Destroyed while this merge read: undo the write.
+                self.cache.delete(key)
+                return False
+        return True
 
 
 _MEMCACHED_KEY = re.compile(r"[\x21-\x7e]{1,250}")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import secrets
+import stat
 import sys
 import time
 import typing as t
@@ -16,6 +18,7 @@ import typing as t
 from ..errors import CorruptDocument
 from ..serialization import decode
 from ..serialization import encode
+from ..serialization import error_kind
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
@@ -43,6 +46,36 @@ _TEMP_PREFIX = ".tmp-"
 _LOCK_PREFIX = ".lock-"
 _SWEEP_MARKER = ".last-sweep"
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# Every file of the directory is opened without following a symlink there.
+_O_SAFE = _O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _ours(st: os.stat_result) -> bool:
+    """Whether ``st`` is a regular file of this process's user: anything else
+    in the directory (planted by someone else, a symlink) is never used.
+    """
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+
+
+def check_directory(path: str) -> None:
+    """Refuse a session directory others could plant files in.
+
+    :raises ValueError: ``path`` is a symlink or not a directory, is not
+        owned by this process's user, or is writable by its group or others.
+    """
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"session directory {path!r} is not a directory (a symlink?)")
+    if st.st_uid != os.geteuid():
+        raise ValueError(
+            f"session directory {path!r} belongs to uid {st.st_uid}, not to this"
+            f" process's user (uid {os.geteuid()})"
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ValueError(
+            f"session directory {path!r} is writable by others (mode"
+            f" {stat.S_IMODE(st.st_mode):o}): another user could plant sessions; chmod 700 it"
+        )
 
 
 class FileSystemStore(Store):
@@ -64,6 +97,13 @@ class FileSystemStore(Store):
     :meth:`touch` is a ``utime``, not a rewrite. Files are created mode 0600
     (the directory, if this store creates it, 0700).
 
+    **Safety.** The directory must be a real directory (not a symlink) owned
+    by the process's user and not writable by its group or others, else the
+    constructor raises :exc:`ValueError`: anyone who can create files there
+    could plant a session for their own id. Files are opened with
+    ``O_NOFOLLOW``, and an entry that is not a regular file of the process's
+    user is ignored (a session file reads as missing).
+
     **Concurrency.** A write goes to a temporary file in the same directory,
     then :func:`os.replace` puts it in place, so a reader sees the old file or
     the new one, never part of one; reads take no lock. Writes, deletes,
@@ -82,6 +122,7 @@ class FileSystemStore(Store):
 
     :param directory: the directory of the session files; created if missing.
     :param ttl: lifetime, in seconds, of sessions whose cookie has no expiry.
+    :raises ValueError: the directory is unsafe (see above).
 
     .. versionadded:: 0.1
     """
@@ -93,6 +134,7 @@ class FileSystemStore(Store):
         self.directory = os.path.abspath(os.fspath(directory))
         self.ttl = ttl
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        check_directory(self.directory)
         # When this process may next look at the sweep marker.
         self._next_sweep = 0.0
 
@@ -113,8 +155,10 @@ class FileSystemStore(Store):
         acquired (always, when ``blocking``).
         """
         path = os.path.join(self.directory, _LOCK_PREFIX + name[:2])
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_SAFE, 0o600)
         try:
+            if not _ours(os.fstat(fd)):
+                raise PermissionError(f"lock file {path!r} is not this user's regular file")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -130,19 +174,24 @@ class FileSystemStore(Store):
         :raises CorruptDocument: the file is not in this store's format.
         """
         try:
-            fd = os.open(self._path(name), os.O_RDONLY | _O_CLOEXEC)
+            fd = os.open(self._path(name), os.O_RDONLY | _O_SAFE)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a symlink: never followed
+                return None
+            raise
         with open(fd, "rb") as file:
-            # The descriptor's own stat: the mtime of the very file read.
-            if os.fstat(file.fileno()).st_mtime <= now:
+            # The descriptor's own stat: the very file read.
+            st = os.fstat(file.fileno())
+            if not _ours(st) or st.st_mtime <= now:
                 return None
             data = file.read()
         header_text, _, text = data.partition(b"\n")
         try:
             header = json.loads(header_text)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise CorruptDocument(f"unreadable session file header: {exc}") from exc
+            raise CorruptDocument(f"unreadable session file header: {error_kind(exc)}") from None
         sid = header.get("sid") if isinstance(header, dict) else None
         if not isinstance(sid, str):
             raise CorruptDocument("session file header has no 'sid'")
@@ -159,7 +208,7 @@ class FileSystemStore(Store):
     def _write(self, name: str, data: bytes, expiry: float) -> None:
         # Call with the lock held.
         temp = os.path.join(self.directory, f"{_TEMP_PREFIX}{name}-{secrets.token_hex(4)}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_SAFE, 0o600)
         try:
             with open(fd, "wb") as file:
                 file.write(data)
@@ -173,8 +222,8 @@ class FileSystemStore(Store):
     def _expire_in(self, name: str, ttl: int, now: float) -> None:
         # Call with the lock held. Like Redis' EXPIRE: a TTL <= 0 deletes.
         if ttl > 0:
-            with contextlib.suppress(FileNotFoundError):
-                os.utime(self._path(name), (now + ttl, now + ttl))
+            if self._live_mtime(name, float("-inf")) is not None:
+                os.utime(self._path(name), (now + ttl, now + ttl), follow_symlinks=False)
         else:
             self._unlink(name)
 
@@ -184,10 +233,10 @@ class FileSystemStore(Store):
 
     def _live_mtime(self, name: str, now: float) -> float | None:
         try:
-            mtime = os.stat(self._path(name)).st_mtime
+            st = os.lstat(self._path(name))
         except FileNotFoundError:
             return None
-        return mtime if mtime > now else None
+        return st.st_mtime if _ours(st) and st.st_mtime > now else None
 
     def _entries(self) -> cabc.Iterator[os.DirEntry[str]]:
         """The session files of the directory (nothing else it may hold)."""
@@ -273,7 +322,8 @@ class FileSystemStore(Store):
         count = 0
         for entry in self._entries():
             with contextlib.suppress(FileNotFoundError):
-                if entry.stat().st_mtime > now:
+                st = entry.stat(follow_symlinks=False)
+                if _ours(st) and st.st_mtime > now:
                     count += 1
         return count
 
@@ -296,10 +346,11 @@ class FileSystemStore(Store):
         with os.scandir(self.directory) as entries:
             for entry in entries:
                 try:
+                    st = entry.stat(follow_symlinks=False)
                     if entry.name.startswith(_TEMP_PREFIX):
-                        if entry.stat().st_ctime < now - STALE_TEMP_AGE:
+                        if st.st_ctime < now - STALE_TEMP_AGE:
                             os.unlink(entry.path)
-                    elif _SESSION_FILE.fullmatch(entry.name) and entry.stat().st_mtime <= now:
+                    elif _SESSION_FILE.fullmatch(entry.name) and st.st_mtime <= now:
                         removed += self._remove_expired(entry.name[:_NAME_LENGTH], now)
                 except FileNotFoundError:
                     continue
@@ -309,7 +360,7 @@ class FileSystemStore(Store):
         # A busy lock means someone is writing this session: leave it.
         with self._locked(name, blocking=False) as acquired:
             # Checked again under the lock: it may have been rewritten.
-            if acquired and os.stat(self._path(name)).st_mtime <= now:
+            if acquired and os.lstat(self._path(name)).st_mtime <= now:
                 os.unlink(self._path(name))
                 return 1
         return 0
@@ -320,7 +371,8 @@ class FileSystemStore(Store):
             return
         marker = os.path.join(self.directory, _SWEEP_MARKER)
         try:
-            last = os.stat(marker).st_mtime
+            st = os.lstat(marker)
+            last = st.st_mtime if _ours(st) else 0.0
         except FileNotFoundError:
             last = 0.0
         if now - last < SWEEP_INTERVAL:
@@ -331,8 +383,11 @@ class FileSystemStore(Store):
         # reports errors.
         with contextlib.suppress(OSError):
             # Claim the sweep for every process before walking the directory.
-            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | _O_CLOEXEC, 0o600))
-            os.utime(marker, (now, now))
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | _O_SAFE, 0o600)
+            try:
+                os.utime(fd, (now, now))
+            finally:
+                os.close(fd)
             self._sweep(now)
 
 

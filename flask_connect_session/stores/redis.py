@@ -16,6 +16,7 @@ from ..serialization import COOKIE_MEMBER
 from ..serialization import decode
 from ..serialization import dumps
 from ..serialization import encode
+from ..serialization import error_kind
 from ._redis_lua import MERGE_SCRIPT
 from .base import DEFAULT_TTL
 from .base import Document
@@ -23,6 +24,8 @@ from .base import Store
 from .base import apply_changes
 from .base import decode_entries
 from .base import document_ttl
+from .base import redact_url
+from .base import scrub_url_secrets
 from .base import to_utf8
 from .base import touched_ttl
 
@@ -63,18 +66,24 @@ def client_from_url(url: str) -> t.Any:
     scheme, _, rest = url.partition("://")
     redis_scheme = _SCHEMES.get(scheme.lower())
     if redis_scheme is None:
-        raise ValueError(f"not a Redis URL: {url!r}")
-    if redis_scheme != "unix":
-        # redis-py would quietly use db 0 for "/sessions".
-        path = urlsplit(url).path.strip("/")
-        if path and not path.isdigit():
-            raise ValueError(f"the path of {url!r} must be a database number")
-    # URL query parameters override these keyword arguments (redis-py).
-    return redis.Redis.from_url(
-        f"{redis_scheme}://{rest}",
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=SOCKET_TIMEOUT,
-    )
+        raise ValueError(f"not a Redis URL: {redact_url(url)!r}")
+    try:
+        if redis_scheme != "unix":
+            # redis-py would quietly use db 0 for "/sessions".
+            path = urlsplit(url).path.strip("/")
+            if path and not path.isdigit():
+                raise ValueError(f"the path of {url!r} must be a database number")
+        # URL query parameters override these keyword arguments (redis-py).
+        return redis.Redis.from_url(
+            f"{redis_scheme}://{rest}",
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+        )
+    except ValueError as exc:
+        message = scrub_url_secrets(str(exc), url)
+    # Raised outside the handler, so nothing chains to the original error:
+    # redis-py's message may quote the password.
+    raise ValueError(message)
 
 
 @contextlib.contextmanager
@@ -85,7 +94,7 @@ def _undecodable_is_corrupt() -> cabc.Iterator[None]:
     try:
         yield
     except UnicodeDecodeError as exc:
-        raise CorruptDocument(f"not UTF-8: {exc}") from None
+        raise CorruptDocument(f"not UTF-8: {error_kind(exc)}") from None
 
 
 #: How many values read per process the fast merge remembers.
@@ -126,8 +135,10 @@ class RedisStore(Store):
 
     :meth:`all`, :meth:`length` and :meth:`clear` walk the keys with
     ``SCAN MATCH <key_prefix>*`` (never ``KEYS`` or ``FLUSHDB``), on every
-    primary of a cluster, and :meth:`clear` deletes them with ``UNLINK`` key
-    by key, so keys in different cluster slots are fine.
+    primary of a cluster, and read them: only keys holding a session
+    document count, so another application's keys that happen to share the
+    prefix are never counted or deleted. :meth:`clear` deletes them with
+    ``UNLINK`` key by key, so keys in different cluster slots are fine.
 
     :param client_or_url: a ``redis://``, ``rediss://``, ``unix://`` or
         ``valkey://`` URL (see :func:`client_from_url`; needs
@@ -152,6 +163,10 @@ class RedisStore(Store):
         self.client: t.Any = (
             client_from_url(client_or_url) if isinstance(client_or_url, str) else client_or_url
         )
+        # What repr() shows of the server: never a password.
+        self._where = (
+            redact_url(client_or_url) if isinstance(client_or_url, str) else _describe(self.client)
+        )
         #: Prefix of the session keys.
         self.key_prefix = key_prefix
         self.ttl = ttl
@@ -168,7 +183,7 @@ class RedisStore(Store):
         self._lifetime_guess = ttl
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.client!r} prefix={self.key_prefix!r}>"
+        return f"<{type(self).__name__} {self._where} prefix={self.key_prefix!r}>"
 
     def _key(self, sid: str) -> str:
         return self.key_prefix + sid
@@ -278,31 +293,67 @@ class RedisStore(Store):
             return None
         return text[len(self.key_prefix) :]
 
+    def _entries(self) -> cabc.Iterator[tuple[bytes | str, bytes | str]]:
+        """The keys under the prefix with their values, batch by batch;
+        keys that are not strings (a set, a hash) are left out.
+        """
+        for batch in _batches(self._keys()):
+            pipe = self.client.pipeline(transaction=False)
+            for key in batch:
+                pipe.get(key)
+            # A key of another type answers WRONGTYPE: not a session.
+            for key, value in zip(batch, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(value, bytes | str):
+                    yield key, value
+
+    def _session_keys(self) -> cabc.Iterator[bytes | str]:
+        """The keys under the prefix that hold session documents: another
+        application's keys that share the prefix are never counted or deleted.
+        """
+        for key, value in self._entries():
+            with contextlib.suppress(CorruptDocument):
+                decode(value)
+                yield key
+
     def all(self) -> dict[str, Document]:
         """Return every live session, by id; entries that cannot be decoded
         are left out.
         """
         values: dict[str, bytes | str | None] = {}
-        for batch in _batches(self._keys()):
-            pipe = self.client.pipeline(transaction=False)
-            for key in batch:
-                pipe.get(key)
-            for key, value in zip(batch, pipe.execute(), strict=True):
-                sid = self._sid(key)
-                if sid is not None:
-                    values[sid] = value
+        for key, value in self._entries():
+            sid = self._sid(key)
+            if sid is not None:
+                values[sid] = value
         return decode_entries(values)
 
     def length(self) -> int:
-        return sum(1 for _ in self._keys())
+        """Return the number of keys under the prefix that hold a session
+        document (each is read).
+        """
+        return sum(1 for _ in self._session_keys())
 
     def clear(self) -> None:
-        for batch in _batches(self._keys()):
+        """Delete every key under the prefix that holds a session document;
+        keys of other applications that share the prefix are left alone.
+        """
+        for batch in _batches(self._session_keys()):
             pipe = self.client.pipeline(transaction=False)
             for key in batch:
                 # One key per command: keys of a cluster live in many slots.
                 pipe.unlink(key)
             pipe.execute()
+
+
+def _describe(client: t.Any) -> str:
+    """Name a client's server for :func:`repr`, leaving its credentials out."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    where = ""
+    if isinstance(kwargs, dict):
+        if "path" in kwargs:
+            where = f" {kwargs['path']}/{kwargs.get('db', 0)}"
+        elif "host" in kwargs:
+            where = f" {kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    return f"{type(client).__name__}{where}"
 
 
 def _name_bytes(name: str) -> bytes:

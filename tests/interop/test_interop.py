@@ -28,6 +28,7 @@ from urllib.parse import unquote
 import pytest
 import requests
 from flask import Flask
+from flask import render_template_string
 from flask import request
 from flask import session
 from markupsafe import Markup
@@ -177,6 +178,11 @@ def build_app(config: cabc.Mapping[str, t.Any]) -> Flask:
     def set_typed() -> dict[str, t.Any]:
         session.update(TYPED_VALUES)
         return {"id": session.id}
+
+    @app.get("/render")
+    def render() -> str:
+        """A page showing session values as templates usually do."""
+        return render_template_string("<p>{{ session['prefs']['nick'] }}</p>")
 
     @app.get("/typed")
     def typed() -> dict[str, t.Any]:
@@ -718,17 +724,18 @@ def test_express_values_shaped_like_flask_tags(
     jar: requests.Session, apps: tuple[str, str], redis_server: RedisServer
 ) -> None:
     """Express data shaped like Flask's tagged JSON (a one-key object whose
-    key is a tag, e.g. ``{" t": [1, 2]}``) is read without error and decoded
-    as the tag says (here a tuple); a top-level session key named like a tag
-    is an ordinary key. Values Flask leaves alone stay byte for byte.
+    key is a tag, e.g. ``{" t": [1, 2]}``) is read without error as the
+    plain object it is: only values Flask wrote are decoded as tagged types
+    (SPEC section 5). A top-level session key named like a tag is an
+    ordinary key. Values Flask leaves alone stay byte for byte.
     """
     express_url, flask_url = apps
     data = {" t": [1, 2], "pair": {" t": [1, 2]}, "two_keys": {" t": [1], "x": 2}}
     sid = call(jar, "POST", express_url, "/set", data).json()["id"]
 
     typed = call(jar, "GET", flask_url, "/typed").json()
-    assert typed["types"] == {" t": "list", "pair": "tuple", "two_keys": "dict"}
-    assert typed["reprs"]["pair"] == "(1, 2)"
+    assert typed["types"] == {" t": "list", "pair": "dict", "two_keys": "dict"}
+    assert typed["reprs"]["pair"] == "{' t': [1, 2]}"
 
     call(jar, "POST", flask_url, "/set", {"other": 1})
     assert get(jar, express_url)["data"] == {**data, "other": 1}
@@ -809,6 +816,8 @@ def test_flask_types_survive_express(
 
     seen = get(jar, express_url)
     assert seen["id"] == sid
+    # Flask's record of the values it wrote with tags: one MAC each.
+    assert set(seen["data"].pop("_tagged")) == set(TYPED_VALUES)
     assert seen["data"] == {
         "pair": {" t": [1, "two"]},
         "blob": {" b": base64.b64encode(b"\x00\xffbytes").decode()},
@@ -822,10 +831,50 @@ def test_flask_types_survive_express(
     document = stored(redis_server, sid)
     assert document is not None and document["express"] == "was here"
 
+    # Express rewrote the whole document (JSON.stringify): still Flask's.
     typed = call(jar, "GET", flask_url, "/typed").json()
     expected = {**TYPED_VALUES, "express": "was here"}
     assert typed["types"] == {key: type(value).__name__ for key, value in expected.items()}
     assert typed["reprs"] == {key: repr(value) for key, value in expected.items()}
+
+
+SCRIPT = "<script>alert(document.domain)</script>"
+
+
+def test_express_client_input_shaped_like_markup_is_escaped_by_flask(
+    jar: requests.Session, apps: tuple[str, str]
+) -> None:
+    """The review's stored XSS, with the real Express app copying the
+    client's JSON into the session at top level: tag-shaped input is a plain
+    dict to Flask and Jinja escapes it, whatever ``_tagged`` record the
+    client sends along, even MACs Flask made (Express shows the session's
+    data, record included, to the client) moved to another key or value.
+    """
+    express_url, flask_url = apps
+    nick = {"nick": {" m": SCRIPT}}
+    call(jar, "POST", express_url, "/set", {"prefs": nick})
+    page = call(jar, "GET", flask_url, "/render").text
+    assert SCRIPT not in page and "&lt;script&gt;" in page
+
+    call(jar, "POST", flask_url, "/set-typed")
+    macs = get(jar, express_url)["data"]["_tagged"]
+    # (what the client sends, the type Flask then sees for "html")
+    attempts: list[tuple[dict[str, t.Any], str]] = [
+        ({"prefs": nick}, "Markup"),
+        ({"prefs": nick, "_tagged": {"prefs": "A" * 22}}, "dict"),  # html's MAC gone
+        ({"prefs": nick, "_tagged": {"prefs": macs["html"]}}, "dict"),
+        ({"prefs": nick, "_tagged": macs}, "Markup"),  # Flask's own record back
+        ({"prefs": {"nick": {" m": "<b>bold</b>"}}, "_tagged": {"prefs": macs["html"]}}, "dict"),
+        ({"html": {" m": SCRIPT}, "prefs": nick, "_tagged": macs}, "dict"),
+    ]
+    for body, html_type in attempts:
+        call(jar, "POST", express_url, "/set", body)
+        page = call(jar, "GET", flask_url, "/render").text
+        assert "<script>" not in page and "<b>" not in page, body
+        assert "&lt;" in page, body
+        typed = call(jar, "GET", flask_url, "/typed").json()
+        assert typed["types"]["prefs"] == "dict", body
+        assert typed["types"]["html"] == html_type, body
 
 
 def test_integers_beyond_2_53_lose_precision_in_express(

@@ -166,7 +166,8 @@ def test_touch_extends_without_rewriting(harness: Harness) -> None:
     original = doc(10, a=1)
     store.set("s1", original)
     store.touch("s1", doc(500, a="not written"))
-    assert_lifetime(harness, "s1", 500)
+    # A backend that never writes on a read keeps the lifetime of the save.
+    assert_lifetime(harness, "s1", 500 if harness.touches else 10)
     assert store.get("s1") == original
 
 
@@ -177,7 +178,7 @@ def test_touch_never_creates_and_expired_touch_deletes(harness: Harness) -> None
     assert harness.raw("ghost") is None
     store.set("s1", doc(None, a=1))
     store.touch("s1", doc(-1))
-    assert store.get("s1") is None
+    assert (store.get("s1") is None) is harness.touches
 
 
 def test_get_and_touch_extends_to_original_max_age(harness: Harness) -> None:
@@ -187,7 +188,7 @@ def test_get_and_touch_extends_to_original_max_age(harness: Harness) -> None:
     document["cookie"]["originalMaxAge"] = 300_000
     store.set("s1", document)
     assert store.get_and_touch("s1") == document
-    assert_lifetime(harness, "s1", 300)
+    assert_lifetime(harness, "s1", 300 if harness.touches else 10)
     store.set("s2", doc(None, b=2))
     store.get_and_touch("s2")
     assert_lifetime(harness, "s2", store.ttl)
