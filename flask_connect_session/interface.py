@@ -15,15 +15,23 @@ from .errors import StoreError
 from .options import config_secrets
 from .serialization import COOKIE_MEMBER
 from .serialization import CREATED_MEMBER
+from .serialization import DEVICE_MEMBER
 from .serialization import RESERVED_MEMBERS
 from .serialization import check_document
 from .serialization import dumps
 from .serialization import load_data
 from .session import ServerSession
+from .signals import session_created
+from .signals import session_destroyed
+from .signals import session_regenerated
 from .signing import cookie_value
 from .signing import sign
 from .signing import unsign
 from .stores.base import implements
+from .users import UserIndex
+from .users import device_user
+from .users import handle
+from .users import notify
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -110,6 +118,12 @@ class ConnectSessionInterface(SessionInterface):
         # Load and touch in one call where the store can: a read-only
         # request then costs a single round trip.
         self._load_operation = "get_and_touch" if implements(store, "get_and_touch") else "get"
+        #: Keeps the per-user index, when ``CONNECT_SESSION_USER_KEY`` is set.
+        self.users = (
+            None
+            if options.user_key is None
+            else UserIndex(options.user_key, store, options.ttl, self._call)
+        )
 
     # -- store calls -----------------------------------------------------
 
@@ -210,6 +224,7 @@ class ConnectSessionInterface(SessionInterface):
         session.touched = False
         session.base = {}
         session.saved_text = None
+        session.device = None
         if self.options.absolute_timeout is not None:
             session.created = int(time.time() * 1000)
             session.created_unsaved = True
@@ -223,6 +238,8 @@ class ConnectSessionInterface(SessionInterface):
         # The Cookie object is built only if the request needs it.
         session.cookie_obj = None
         session.cookie_document = document[COOKIE_MEMBER]
+        device = document.get(DEVICE_MEMBER)
+        session.device = device if isinstance(device, dict) else None
         session.is_new = False
         session.in_store = True
         session.original_id, session.original_text = sid, dumps(base)
@@ -264,6 +281,7 @@ class ConnectSessionInterface(SessionInterface):
         document = None if sid is None else self._fetch(sid, self._load_operation)
         if document is not None and sid is not None and self._timed_out(document):
             self._call("destroy", sid)
+            self._removed(sid, document.get(DEVICE_MEMBER), "timeout")
             document = None
         if document is not None and sid is not None:
             try:
@@ -280,14 +298,28 @@ class ConnectSessionInterface(SessionInterface):
         """Move ``session`` to a new id; see :meth:`ServerSession.regenerate`."""
         if session.in_store:
             self._call("destroy", session.sid)
+            if self.users is not None:
+                self.users.removed(session.sid, session.device)
+            session.regenerated_from = session.sid
         self._generate(session, session.data if keep else {}, keep_original=True)
 
-    def destroy(self, session: ServerSession) -> None:
-        """Destroy ``session``; see :meth:`ServerSession.destroy`."""
+    def destroy(self, session: ServerSession, reason: str = "destroy") -> None:
+        """Destroy ``session``; see :meth:`ServerSession.destroy`.
+
+        :param reason: the ``reason`` :data:`session_destroyed` is sent with.
+        """
         if session.in_store:
             self._call("destroy", session.sid)
+            self._removed(session.sid, session.device, reason)
         self._generate(session, {})
+        session.regenerated_from = None
         session.destroyed = True
+
+    def _removed(self, sid: str, device: object, reason: str) -> None:
+        """Keep the index true and tell listeners: ``sid`` was just removed."""
+        if self.users is not None:
+            self.users.removed(sid, device)
+        notify(session_destroyed, sid, device_user(device), reason=reason)
 
     def reload(self, session: ServerSession) -> None:
         """Re-read ``session``; see :meth:`ServerSession.reload`."""
@@ -307,6 +339,9 @@ class ConnectSessionInterface(SessionInterface):
         the whole document for a new one.
         """
         cookie = session.cookie.to_document()
+        device, old_device = None, session.device
+        if self.users is not None:
+            device = self.users.before_write(session, session.data, cookie)
         if session.in_store:
             base = session.base
             # An untouched plain value is the very object loaded: no JSON needed.
@@ -317,6 +352,11 @@ class ConnectSessionInterface(SessionInterface):
             }
             removed = [k for k in base if k not in tagged]
             changes[COOKIE_MEMBER] = cookie
+            if device is not old_device:
+                if device is None:
+                    removed.append(DEVICE_MEMBER)
+                else:
+                    changes[DEVICE_MEMBER] = device
             if session.created_unsaved:
                 changes[CREATED_MEMBER] = session.created
             try:
@@ -324,6 +364,8 @@ class ConnectSessionInterface(SessionInterface):
             except CorruptDocument as exc:
                 _log_corrupt(session.sid, exc, "not overwritten")
                 stored = False
+            if self.users is not None:
+                self.users.after_write(session, device, bool(stored))
             if not stored:
                 # Destroyed by another request meanwhile: a logout stays a logout.
                 session.in_store = False
@@ -333,11 +375,26 @@ class ConnectSessionInterface(SessionInterface):
             document[COOKIE_MEMBER] = cookie
             if session.created is not None:
                 document[CREATED_MEMBER] = session.created
+            if device is not None:
+                document[DEVICE_MEMBER] = device
             self._call("set", session.sid, document)
             session.in_store = True
+            self._announce(session, device_user(device))
+        session.device = device
         session.created_unsaved = False
         session.base = tagged
         session.saved_id, session.saved_text = session.sid, text
+
+    def _announce(self, session: ServerSession, user: str | None) -> None:
+        """Send :data:`session_created` or :data:`session_regenerated` for a
+        session just stored under a new id.
+        """
+        old = session.regenerated_from
+        if old is None:
+            notify(session_created, session.sid, user, session=session)
+        else:
+            session.regenerated_from = None
+            notify(session_regenerated, session.sid, user, session=session, old_handle=handle(old))
 
     # -- the end of the request ------------------------------------------
 
@@ -360,7 +417,13 @@ class ConnectSessionInterface(SessionInterface):
             return session.is_modified(text)
         # A loaded session whose start time (absolute timeout) is not stored
         # yet is saved, or its count would restart on every read.
-        return not session.is_saved(text) or (session.in_store and session.created_unsaved)
+        return not session.is_saved(text) or (
+            session.in_store
+            and (
+                session.created_unsaved
+                or (self.users is not None and self.users.due(session, session.data))
+            )
+        )
 
     def should_touch(self, session: ServerSession) -> bool:
         """Whether to extend the store lifetime of a loaded, unsaved session
@@ -432,6 +495,7 @@ class ConnectSessionInterface(SessionInterface):
             return
         if self.should_destroy(session, tagged):
             self._call("destroy", session.sid)
+            self._removed(session.sid, session.device, "unset")
             self._delete_cookie(session, response)
             return
         self._apply_permanent(session)

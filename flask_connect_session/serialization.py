@@ -21,8 +21,12 @@ COOKIE_MEMBER = "cookie"
 #: when ``CONNECT_SESSION_ABSOLUTE_TIMEOUT`` is set. An Express app sees it as
 #: an ordinary session value and keeps it.
 CREATED_MEMBER = "_created"
+#: Document member holding a user's session metadata (user, created, last
+#: seen, user agent, IP), written when ``CONNECT_SESSION_USER_KEY`` is set
+#: (see :mod:`flask_connect_session.users`).
+DEVICE_MEMBER = "_device"
 #: Members of a document that are not the user's data.
-RESERVED_MEMBERS = frozenset((COOKIE_MEMBER, CREATED_MEMBER))
+RESERVED_MEMBERS = frozenset((COOKIE_MEMBER, CREATED_MEMBER, DEVICE_MEMBER))
 
 Document = dict[str, t.Any]
 
