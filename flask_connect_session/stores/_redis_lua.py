@@ -271,8 +271,9 @@ return 1
 #: that follow, or ``""`` to remove them; ``ARGV[3...]``: session ids.
 #: Expired ids go first, and the key expires with its last id, so a user who
 #: never comes back leaves nothing behind. One key: fine on Redis Cluster.
+#: Returns how many expired ids went.
 INDEX_SCRIPT = r"""
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 for i = 3, #ARGV do
   if ARGV[2] == '' then
     redis.call('ZREM', KEYS[1], ARGV[i])
@@ -282,5 +283,5 @@ for i = 3, #ARGV do
 end
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
-return redis.call('ZCARD', KEYS[1])
+return expired
 """

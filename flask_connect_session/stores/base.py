@@ -186,6 +186,13 @@ class Store(abc.ABC):
         """
         _unsupported(self, "index_sessions")
 
+    def index_prune(self) -> int:
+        """Drop expired entries from every user's index and return how many
+        went; ``flask session prune`` calls it. Stores whose :meth:`prune`
+        already does it, or that keep no index, return 0.
+        """
+        return 0
+
 
 def _unsupported(store: Store, method: str) -> t.NoReturn:
     raise NotImplementedError(f"{type(store).__name__} does not implement {method}()")

@@ -336,9 +336,19 @@ class RedisStore(Store):
 
     # -- the per-user index ------------------------------------------------
 
-    def _update_index(self, user: str, until: str, sids: cabc.Iterable[str]) -> None:
+    def _update_index(self, user: str, until: str, sids: cabc.Iterable[str]) -> int:
+        return self._update_key(self.index_prefix + user, until, sids)
+
+    def _update_key(self, key: bytes | str, until: str, sids: cabc.Iterable[str]) -> int:
         now = str(int(time.time() * 1000))
-        self._index(keys=[self.index_prefix + user], args=[now, until, *sids])
+        return int(self._index(keys=[key], args=[now, until, *sids]))
+
+    def index_prune(self) -> int:
+        """Drop the expired entries of every user's index (``SCAN`` of the
+        index keys, one script per key); return how many went. Keys whose
+        every entry expired are gone already: they expire by themselves.
+        """
+        return sum(self._update_key(key, "", ()) for key in self._keys(self.index_prefix))
 
     def index_add(self, user: str, sid: str, until: float) -> None:
         self._update_index(user, str(math.ceil(until * 1000)), [sid])
