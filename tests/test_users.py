@@ -460,3 +460,35 @@ def test_cli_without_user_key() -> None:
     result = app.test_cli_runner().invoke(args=["session", "list", "--user", "42"])
     assert result.exit_code == 1
     assert "CONNECT_SESSION_USER_KEY" in result.output
+
+
+def test_read_only_request_costs_one_round_trip(
+    redis_server: t.Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted by Redis: a read-only request of an indexed session is one
+    GETEX, as for an unindexed one; once a minute it also writes the session
+    (merge script) and the index (index script).
+    """
+    from test_concurrency import CommandStats
+
+    stats = CommandStats(redis_server)
+    try:
+        costs = []
+        for user_key in (None, "user_id"):
+            app = make_app(redis_url, CONNECT_SESSION_USER_KEY=user_key)
+            client = login(app, "42")
+            client.get("/me")
+            stats.reset()
+            for _ in range(5):
+                client.get("/me")
+            costs.append(stats.calls())
+        assert costs == [{"getex": 5}, {"getex": 5}]
+        real = time.time
+        for minutes in (1, 2):  # the first loads the scripts
+            monkeypatch.setattr(time, "time", lambda m=minutes: real() + 61 * m)
+            stats.reset()
+            client.get("/me")
+        calls = stats.calls()
+        assert (calls["getex"], calls["evalsha"]) == (1, 2)
+    finally:
+        stats.client.close()
