@@ -122,7 +122,7 @@ class ConnectSessionInterface(SessionInterface):
         self.users = (
             None
             if options.user_key is None
-            else UserIndex(options.user_key, store, options.ttl, self._call)
+            else UserIndex(options.user_key, options.ttl, self._call)
         )
 
     # -- store calls -----------------------------------------------------

@@ -41,7 +41,6 @@ if t.TYPE_CHECKING:
 
     from .session import ServerSession
     from .stores.base import Document
-    from .stores.base import Store
 
 #: Seconds between two updates of a session's last-seen time (and of its
 #: index entry) on requests that do not otherwise write it.
@@ -172,17 +171,16 @@ class UserIndex:
     session (dropped at the next read), never a session the index misses.
 
     :param key: the data key naming the user.
-    :param store: a store that keeps the index.
     :param ttl: the store lifetime of browser-session cookies' sessions.
-    :param call: runs a store method, turning failures into ``StoreError``.
+    :param call: runs a method of the store (which keeps the index),
+        turning failures into ``StoreError``.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, key: str, store: Store, ttl: int, call: Caller) -> None:
+    def __init__(self, key: str, ttl: int, call: Caller) -> None:
         #: The data key naming the user.
         self.key = key
-        self.store = store
         self.ttl = ttl
         self._call = call
 
