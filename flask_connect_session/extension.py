@@ -81,6 +81,8 @@ class ConnectSession:
 
     def __init__(self, app: Flask | None = None) -> None:
         self._store: Store | None = None
+        # Shared with every interface this extension installs.
+        self._destroy_keeps: set[str] = set()
         if app is not None:
             self.init_app(app)
 
@@ -100,7 +102,9 @@ class ConnectSession:
                 f"CONNECT_SESSION_USER_KEY: {type(store).__name__} cannot keep the per-user"
                 " index; use MemoryStore, FileSystemStore, RedisStore or SQLStore"
             )
-        app.session_interface = ConnectSessionInterface(options, store)
+        interface = ConnectSessionInterface(options, store)
+        interface.destroy_keeps = self._destroy_keeps
+        app.session_interface = interface
         app.extensions["connect_session"] = self
         self._store = store
         from .cli import session_cli
@@ -126,6 +130,27 @@ class ConnectSession:
         if self._store is None:
             raise RuntimeError("ConnectSession.init_app() has not been called")
         return self._store
+
+    def keep_on_destroy(self, *keys: str) -> None:
+        """Carry these data keys over when :meth:`session.destroy()
+        <flask_connect_session.session.ServerSession.destroy>` empties the
+        session, into the new session the rest of the request writes to.
+
+        For keys that are instructions to code running later in the same
+        request, not data of the user: Flask-Login's ``"_remember"``, which
+        ``logout_user()`` sets to ``"clear"`` so its ``after_request`` hook
+        deletes the remember-me cookie. Without it, ``logout_user()`` then
+        ``session.destroy()`` would leave that cookie in place::
+
+            sessions.keep_on_destroy("_remember")
+
+        A kept key that is still in the session at the end of the request is
+        saved in the new session, as a :func:`flask.flash` after
+        ``destroy()`` is (``"_flashes"`` is a fair key to keep, too).
+
+        .. versionadded:: 0.1
+        """
+        self._destroy_keeps.update(keys)
 
     # -- users and their devices ------------------------------------------
 

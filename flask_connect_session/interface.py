@@ -118,6 +118,9 @@ class ConnectSessionInterface(SessionInterface):
         # Load and touch in one call where the store can: a read-only
         # request then costs a single round trip.
         self._load_operation = "get_and_touch" if implements(store, "get_and_touch") else "get"
+        #: Data keys :meth:`destroy` carries into the new session (see
+        #: :meth:`ConnectSession.keep_on_destroy`); shared with the extension.
+        self.destroy_keeps: set[str] = set()
         #: Keeps the per-user index, when ``CONNECT_SESSION_USER_KEY`` is set.
         self.users = (
             None
@@ -311,7 +314,10 @@ class ConnectSessionInterface(SessionInterface):
         if session.in_store:
             self._call("destroy", session.sid)
             self._removed(session.sid, session.device, reason)
-        self._generate(session, {})
+        # Instructions for the rest of this request (another extension's
+        # after_request hook) outlive the data they were written beside.
+        kept = {key: session.data[key] for key in self.destroy_keeps if key in session.data}
+        self._generate(session, kept)
         session.regenerated_from = None
         session.destroyed = True
 
