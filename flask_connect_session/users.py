@@ -188,11 +188,15 @@ class UserIndex:
         """Whether saving ``session`` must update its ``"_device"`` member:
         its user changed, or it was last seen :data:`SEEN_INTERVAL` ago.
 
-        Reads nothing from the store: a fresh session costs nothing more.
-
-        :raises TypeError: the user value is not a str or int.
+        Reads nothing from the store: a fresh session costs nothing more. A
+        user value that is not a str or int makes it not due: a read-only
+        request of such a session (an Express app wrote it) still works, and
+        a request that writes it fails in :meth:`before_write`.
         """
-        user = user_of(data, self.key)
+        try:
+            user = user_of(data, self.key)
+        except TypeError:
+            return False
         device = session.device
         if user is None:
             return device is not None

@@ -492,3 +492,17 @@ def test_read_only_request_costs_one_round_trip(
         assert (calls["getex"], calls["evalsha"]) == (1, 2)
     finally:
         stats.client.close()
+
+
+def test_bad_user_value_from_another_app(index_store: Store) -> None:
+    """A user value another app stored that is not a str or int: reading the
+    session still works; writing it is the TypeError naming the key.
+    """
+    app = make_app(index_store)
+    client = app.test_client()
+    client.post("/set", json={"n": 1})
+    sid = t.cast(str, sid_of(client))
+    index_store.set(sid, {"user_id": 4.2, "cookie": {"originalMaxAge": None, "expires": None}})
+    assert client.get("/me").json == {"user": 4.2, "id": sid}
+    with pytest.raises(TypeError, match="user_id"):
+        client.post("/set", json={"n": 2})
