@@ -1,5 +1,6 @@
 """Example app: a view counter, login with regenerate, logout with destroy,
-and the same for API clients as JSON under ``/api`` (see ``api.py``).
+and the same for API clients as JSON under ``/api`` (see ``api.py``), and a
+"Your devices" page (log out this device or all the others).
 
 Run it with ``flask --app example_app run`` (see the README).
 """
@@ -30,7 +31,7 @@ def create_app(config_file: str | Path = CONFIG) -> Flask:
     app = Flask(__name__)
     app.config.from_file(str(config_file), load=tomllib.load, text=False)
     app.config.from_prefixed_env()
-    ConnectSession(app)
+    sessions = ConnectSession(app)
 
     @app.get("/")
     def index() -> str:
@@ -54,4 +55,22 @@ def create_app(config_file: str | Path = CONFIG) -> Flask:
         return redirect(url_for("index"))
 
     app.register_blueprint(api)
+
+    @app.get("/devices")
+    def devices() -> str | Response:
+        if "user" not in session:
+            return redirect(url_for("index"))
+        return render_template("devices.html", devices=sessions.user_sessions(session["user"]))
+
+    @app.post("/devices/logout")
+    def logout_devices() -> Response:
+        if "user" in session:
+            handle = request.form.get("handle")
+            if handle:
+                sessions.revoke(session["user"], handle)  # one device (maybe this one)
+            else:
+                count = sessions.revoke(session["user"], keep_current=True)
+                flash(f"Logged out {count} other device(s).")
+        return redirect(url_for("devices"))
+
     return app

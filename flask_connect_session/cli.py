@@ -22,6 +22,7 @@ from .cookie import format_expires
 from .cookie import parse_expires
 from .cookie import utcnow
 from .errors import CorruptDocument
+from .errors import StoreError
 from .errors import describe
 from .options import config_secrets
 from .serialization import COOKIE_MEMBER
@@ -139,15 +140,60 @@ def count_command() -> None:
     click.echo(count)
 
 
+def _user_index(what: str, call: cabc.Callable[[t.Any], _T]) -> _T:
+    """Run ``call`` with the app's ConnectSession for a per-user operation;
+    no user index or a failing store is a clear error.
+    """
+    extension = current_app.extensions.get("connect_session")
+    if extension is None:
+        raise click.ClickException("ConnectSession is not set up on this app")
+    try:
+        return call(extension)
+    except RuntimeError as exc:
+        raise click.ClickException(f"cannot {what}: {exc}") from None
+    except StoreError as exc:
+        raise click.ClickException(f"{exc}: {exc.__cause__!r}") from None
+
+
+def _list_user(user: str, as_json: bool) -> None:
+    infos = _user_index("list a user's sessions", lambda ext: ext.user_sessions(user))
+    rows = [
+        {
+            "handle": info.handle,
+            "last_seen": format_expires(info.last_seen),
+            "created": format_expires(info.created),
+            "ip": info.ip,
+            "user_agent": info.user_agent,
+        }
+        for info in infos
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        click.echo(f"no sessions of user {user!r}")
+    else:
+        click.echo(f"{'HANDLE':<22}  {'LAST SEEN':<24}  {'IP':<15}  USER AGENT")
+        for row in rows:
+            ip, agent = row["ip"] or "-", row["user_agent"] or "-"
+            click.echo(f"{row['handle']:<22}  {row['last_seen']:<24}  {ip:<15}  {agent}")
+
+
 @session_cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
-def list_command(as_json: bool) -> None:
+@click.option("--user", default=None, help="Only this user's sessions (CONNECT_SESSION_USER_KEY).")
+def list_command(as_json: bool, user: str | None) -> None:
     """List live sessions: id, cookie expiry and size in bytes.
 
     The expiry is the one stored in the session's cookie; stores that extend
     a session's lifetime without rewriting it (Redis' touch) may keep it
     alive longer.
+
+    With --user, list that user's sessions from the user index instead:
+    handle, last seen, IP and user agent, most recently seen first.
     """
+    if user is not None:
+        _list_user(user, as_json)
+        return
     store = _store()
     sessions = _attempt(store, "list sessions", [("all", store.all)])
     rows: list[dict[str, t.Any]] = []
@@ -204,6 +250,23 @@ def delete_command(sid: str) -> None:
     click.echo(f"deleted {sid}")
 
 
+@session_cli.command("revoke")
+@click.option("--user", required=True, help="The user to log out (CONNECT_SESSION_USER_KEY).")
+@click.option("--handle", default=None, help="Only the session with this handle.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def revoke_command(user: str, handle: str | None, yes: bool) -> None:
+    """Log USER out of all their sessions, or of the one --handle names
+    (see list --user).
+    """
+    if not yes:
+        which = f"session {handle}" if handle else "every session"
+        click.confirm(f"Log user {user!r} out of {which}?", abort=True)
+    count = _user_index("revoke sessions", lambda ext: ext.revoke(user, handle))
+    if handle is not None and count == 0:
+        raise click.ClickException(f"user {user!r} has no session {handle!r}")
+    click.echo(f"revoked {count} session(s) of user {user!r}")
+
+
 @session_cli.command("clear")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def clear_command(yes: bool) -> None:
@@ -240,6 +303,9 @@ def prune_command() -> None:
     """
     store = _store()
     name = type(store).__name__
+    # The per-user index too (section 9: no leak), where the store keeps it
+    # apart from its sessions.
+    _run(store, "index_prune", store.index_prune)
     if implements(store, "prune"):
         removed = _run(store, "prune", store.prune)
         click.echo(f"pruned {removed} expired session(s)")

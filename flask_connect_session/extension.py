@@ -8,17 +8,23 @@ import typing as t
 from cachelib import BaseCache
 from flask import current_app
 from flask import has_app_context
+from flask import has_request_context
+from flask import session as flask_session
 
 from .interface import ConnectSessionInterface
 from .migrate import TakeoverSessionInterface
 from .options import Options
 from .options import config_secrets
+from .session import ServerSession
 from .stores import StoreSettings
 from .stores import store_from_url
 from .stores.base import Store
+from .stores.base import keeps_user_index
 from .stores.cachelib import CachelibStore
 from .stores.memory import MemoryStore
 from .stores.redis import RedisStore
+from .users import SessionInfo
+from .users import UserIndex
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -76,6 +82,8 @@ class ConnectSession:
 
     def __init__(self, app: Flask | None = None) -> None:
         self._store: Store | None = None
+        # Shared with every interface this extension installs.
+        self._destroy_keeps: set[str] = set()
         if app is not None:
             self.init_app(app)
 
@@ -90,10 +98,17 @@ class ConnectSession:
         """
         options = Options.from_config(app.config)
         store = build_store(options)
+        if options.user_key is not None and not keeps_user_index(store):
+            raise ValueError(
+                f"CONNECT_SESSION_USER_KEY: {type(store).__name__} cannot keep the per-user"
+                " index; use MemoryStore, FileSystemStore, RedisStore or SQLStore"
+            )
         interface_class = (
             TakeoverSessionInterface if options.migrate_from else ConnectSessionInterface
         )
-        app.session_interface = interface_class(options, store)
+        interface = interface_class(options, store)
+        interface.destroy_keeps = self._destroy_keeps
+        app.session_interface = interface
         app.extensions["connect_session"] = self
         self._store = store
         from .cli import session_cli
@@ -119,6 +134,96 @@ class ConnectSession:
         if self._store is None:
             raise RuntimeError("ConnectSession.init_app() has not been called")
         return self._store
+
+    def keep_on_destroy(self, *keys: str) -> None:
+        """Carry these data keys over when :meth:`session.destroy()
+        <flask_connect_session.session.ServerSession.destroy>` empties the
+        session, into the new session the rest of the request writes to.
+
+        For keys that are instructions to code running later in the same
+        request, not data of the user: Flask-Login's ``"_remember"``, which
+        ``logout_user()`` sets to ``"clear"`` so its ``after_request`` hook
+        deletes the remember-me cookie. Without it, ``logout_user()`` then
+        ``session.destroy()`` would leave that cookie in place::
+
+            sessions.keep_on_destroy("_remember")
+
+        A kept key that is still in the session at the end of the request is
+        saved in the new session, as a :func:`flask.flash` after
+        ``destroy()`` is (``"_flashes"`` is a fair key to keep, too).
+
+        .. versionadded:: 0.1
+        """
+        self._destroy_keeps.update(keys)
+
+    # -- users and their devices ------------------------------------------
+
+    def _interface(self) -> ConnectSessionInterface:
+        interface = current_app.session_interface
+        if not isinstance(interface, ConnectSessionInterface):
+            raise RuntimeError("ConnectSession is not set up on the current app")
+        return interface
+
+    def _index(self) -> UserIndex:
+        index = self._interface().users
+        if index is None:
+            raise RuntimeError("CONNECT_SESSION_USER_KEY is not set: there is no user index")
+        return index
+
+    def _current(self) -> ServerSession | None:
+        # The session of the request being served, if any.
+        if has_request_context():
+            current = flask_session._get_current_object()  # type: ignore[attr-defined]
+            if isinstance(current, ServerSession):
+                return current
+        return None
+
+    def user_sessions(self, user: str | int) -> list[SessionInfo]:
+        """Return the sessions of ``user``, most recently seen first.
+
+        Costs O(that user's sessions) store work, never a scan. Needs an app
+        context and ``CONNECT_SESSION_USER_KEY``.
+
+        :param user: the user, as the session data names it (compared as str).
+        :raises StoreError: the store failed.
+
+        .. versionadded:: 0.1
+        """
+        current = self._current()
+        infos = self._index().sessions(str(user), current.id if current is not None else None)
+        return sorted(infos.values(), key=lambda info: info.last_seen, reverse=True)
+
+    def revoke(
+        self, user: str | int, handle: str | None = None, *, keep_current: bool = False
+    ) -> int:
+        """Log ``user`` out of all their sessions, or of the one ``handle``
+        names; return how many sessions were removed.
+
+        Each is removed from the store at once, so its next request is a new,
+        empty session, and a request of it still in flight cannot bring it
+        back. :data:`~flask_connect_session.session_destroyed` is sent for
+        each with ``reason="revoke"``. When the current request's session is
+        revoked, its response deletes the cookie.
+
+        :param handle: a :attr:`SessionInfo.handle`; other sessions stay.
+        :param keep_current: spare the session of the request being served.
+        :raises StoreError: the store failed.
+
+        .. versionadded:: 0.1
+        """
+        index, current = self._index(), self._current()
+        user = str(user)
+        current_sid = current.id if current is not None else None
+        sids = [
+            sid
+            for sid, info in index.sessions(user, current_sid).items()
+            if (handle is None or info.handle == handle) and not (keep_current and info.current)
+        ]
+        if current is not None and current_sid in sids:
+            sids.remove(current_sid)
+            self._interface().destroy(current, reason="revoke")
+            return index.revoke(user, sids) + 1
+        return index.revoke(user, sids)
 
 
 def _warn_memory_store() -> None:

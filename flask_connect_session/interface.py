@@ -18,16 +18,24 @@ from .provenance import sign_value
 from .provenance import verify
 from .serialization import COOKIE_MEMBER
 from .serialization import CREATED_MEMBER
+from .serialization import DEVICE_MEMBER
 from .serialization import RESERVED_MEMBERS
 from .serialization import TAGGED_MEMBER
 from .serialization import check_document
 from .serialization import dumps
 from .serialization import load_data
 from .session import ServerSession
+from .signals import session_created
+from .signals import session_destroyed
+from .signals import session_regenerated
 from .signing import sign
 from .stores.base import implements
 from .transport import Transports
 from .transport import add_vary
+from .users import UserIndex
+from .users import device_user
+from .users import handle
+from .users import notify
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -108,6 +116,15 @@ class ConnectSessionInterface(SessionInterface):
         self._load_operation = "get_and_touch" if implements(store, "get_and_touch") else "get"
         #: Where the session id travels: the cookie, or the configured header.
         self.transports = Transports(options)
+        #: Data keys :meth:`destroy` carries into the new session (see
+        #: :meth:`ConnectSession.keep_on_destroy`); shared with the extension.
+        self.destroy_keeps: set[str] = set()
+        #: Keeps the per-user index, when ``CONNECT_SESSION_USER_KEY`` is set.
+        self.users = (
+            None
+            if options.user_key is None
+            else UserIndex(options.user_key, options.ttl, self._call)
+        )
 
     # -- store calls -----------------------------------------------------
 
@@ -204,6 +221,7 @@ class ConnectSessionInterface(SessionInterface):
         session.base = {}
         session.tag_macs, session.stored_tags = {}, None
         session.saved_text = None
+        session.device = None
         if self.options.absolute_timeout is not None:
             session.created = int(time.time() * 1000)
             session.created_unsaved = True
@@ -231,6 +249,8 @@ class ConnectSessionInterface(SessionInterface):
         # The Cookie object is built only if the request needs it.
         session.cookie_obj = None
         session.cookie_document = document[COOKIE_MEMBER]
+        device = document.get(DEVICE_MEMBER)
+        session.device = device if isinstance(device, dict) else None
         session.is_new = False
         session.in_store = True
         session.original_id, session.original_text = sid, dumps(base)
@@ -272,6 +292,7 @@ class ConnectSessionInterface(SessionInterface):
         document = None if sid is None else self._fetch(sid, self._load_operation)
         if document is not None and sid is not None and self._timed_out(document):
             self._call("destroy", sid)
+            self._removed(sid, document.get(DEVICE_MEMBER), "timeout")
             document = None
         if document is not None and sid is not None:
             try:
@@ -288,14 +309,31 @@ class ConnectSessionInterface(SessionInterface):
         """Move ``session`` to a new id; see :meth:`ServerSession.regenerate`."""
         if session.in_store:
             self._call("destroy", session.sid)
+            if self.users is not None:
+                self.users.removed(session.sid, session.device)
+            session.regenerated_from = session.sid
         self._generate(session, session.data if keep else {}, keep_original=True)
 
-    def destroy(self, session: ServerSession) -> None:
-        """Destroy ``session``; see :meth:`ServerSession.destroy`."""
+    def destroy(self, session: ServerSession, reason: str = "destroy") -> None:
+        """Destroy ``session``; see :meth:`ServerSession.destroy`.
+
+        :param reason: the ``reason`` :data:`session_destroyed` is sent with.
+        """
         if session.in_store:
             self._call("destroy", session.sid)
-        self._generate(session, {})
+            self._removed(session.sid, session.device, reason)
+        # Instructions for the rest of this request (another extension's
+        # after_request hook) outlive the data they were written beside.
+        kept = {key: session.data[key] for key in self.destroy_keeps if key in session.data}
+        self._generate(session, kept)
+        session.regenerated_from = None
         session.destroyed = True
+
+    def _removed(self, sid: str, device: object, reason: str) -> None:
+        """Keep the index true and tell listeners: ``sid`` was just removed."""
+        if self.users is not None:
+            self.users.removed(sid, device)
+        notify(session_destroyed, sid, device_user(device), reason=reason)
 
     def reload(self, session: ServerSession) -> None:
         """Re-read ``session``; see :meth:`ServerSession.reload`."""
@@ -315,6 +353,9 @@ class ConnectSessionInterface(SessionInterface):
         the whole document for a new one.
         """
         cookie = session.cookie.to_document()
+        device, old_device = None, session.device
+        if self.users is not None:
+            device = self.users.before_write(session, session.data, cookie)
         if session.in_store:
             base = session.base
             # An untouched plain value is the very object loaded: no JSON needed.
@@ -331,6 +372,11 @@ class ConnectSessionInterface(SessionInterface):
             elif not macs and session.stored_tags is not None:
                 removed.append(TAGGED_MEMBER)
             changes[COOKIE_MEMBER] = cookie
+            if device is not old_device:
+                if device is None:
+                    removed.append(DEVICE_MEMBER)
+                else:
+                    changes[DEVICE_MEMBER] = device
             if session.created_unsaved:
                 changes[CREATED_MEMBER] = session.created
             try:
@@ -338,6 +384,8 @@ class ConnectSessionInterface(SessionInterface):
             except CorruptDocument as exc:
                 _log_corrupt(session.sid, exc, "not overwritten")
                 stored = False
+            if self.users is not None:
+                self.users.after_write(session, device, bool(stored))
             if not stored:
                 # Destroyed by another request meanwhile: a logout stays a logout.
                 session.in_store = False
@@ -351,8 +399,12 @@ class ConnectSessionInterface(SessionInterface):
             document[COOKIE_MEMBER] = cookie
             if session.created is not None:
                 document[CREATED_MEMBER] = session.created
+            if device is not None:
+                document[DEVICE_MEMBER] = device
             self._call("set", session.sid, document)
             session.in_store = True
+            self._announce(session, device_user(device))
+        session.device = device
         session.created_unsaved = False
         session.base = tagged
         session.tag_macs, session.stored_tags = macs, macs or None
@@ -368,6 +420,17 @@ class ConnectSessionInterface(SessionInterface):
         for key, value in values.items():
             if holds_tags(value):
                 macs[key] = sign_value(session.secrets[0], session.sid, key, value)
+
+    def _announce(self, session: ServerSession, user: str | None) -> None:
+        """Send :data:`session_created` or :data:`session_regenerated` for a
+        session just stored under a new id.
+        """
+        old = session.regenerated_from
+        if old is None:
+            notify(session_created, session.sid, user, session=session)
+        else:
+            session.regenerated_from = None
+            notify(session_regenerated, session.sid, user, session=session, old_handle=handle(old))
 
     # -- the end of the request ------------------------------------------
 
@@ -390,7 +453,13 @@ class ConnectSessionInterface(SessionInterface):
             return session.is_modified(text)
         # A loaded session whose start time (absolute timeout) is not stored
         # yet is saved, or its count would restart on every read.
-        return not session.is_saved(text) or (session.in_store and session.created_unsaved)
+        return not session.is_saved(text) or (
+            session.in_store
+            and (
+                session.created_unsaved
+                or (self.users is not None and self.users.due(session, session.data))
+            )
+        )
 
     def should_touch(self, session: ServerSession) -> bool:
         """Whether to extend the store lifetime of a loaded, unsaved session
@@ -462,6 +531,7 @@ class ConnectSessionInterface(SessionInterface):
             return
         if self.should_destroy(session, tagged):
             self._call("destroy", session.sid)
+            self._removed(session.sid, session.device, "unset")
             self._delete_cookie(session, response)
             return
         self._apply_permanent(session)

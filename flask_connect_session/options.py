@@ -18,6 +18,7 @@ from .cookie import normalize_priority
 from .cookie import normalize_samesite
 from .cookie import to_seconds
 from .cookie import valid_domain
+from .serialization import RESERVED_MEMBERS
 from .signing import generate_sid
 from .stores.base import DEFAULT_TTL
 
@@ -236,6 +237,13 @@ _COOKIE_KEYS = {
 }
 
 
+def _parse_user_key(key: str, value: object) -> str | None:
+    user_key = _parse_str(key, value, allow_none=True)
+    if user_key == "" or user_key in RESERVED_MEMBERS:
+        raise ValueError(f"{key}: expected a session data key, got {value!r}")
+    return user_key
+
+
 def _is_auto(value: object) -> bool:
     return isinstance(value, str) and value.lower() == "auto"
 
@@ -334,6 +342,8 @@ class Options:
     ttl: int = DEFAULT_TTL
     #: Seconds after creation (or regeneration) when a session is discarded.
     absolute_timeout: float | None = None
+    #: The data key naming a session's user; turns on the per-user index.
+    user_key: str | None = None
     #: Flask's ``PERMANENT_SESSION_LIFETIME``, in seconds.
     permanent_lifetime: float = 31 * 86400
     #: Flask's ``SESSION_REFRESH_EACH_REQUEST``.
@@ -382,6 +392,7 @@ class Options:
             key_prefix=_parse_prefix(p + "KEY_PREFIX", get(p + "KEY_PREFIX", "sess:")),
             ttl=int(t.cast(float, ttl)),
             absolute_timeout=parse_seconds(p + "ABSOLUTE_TIMEOUT", get(p + "ABSOLUTE_TIMEOUT")),
+            user_key=_parse_user_key(p + "USER_KEY", get(p + "USER_KEY")),
             permanent_lifetime=t.cast(
                 float,
                 parse_seconds(

@@ -26,8 +26,12 @@ CREATED_MEMBER = "_created"
 #: absent when no value holds tags. An Express app keeps it as an ordinary
 #: session value.
 TAGGED_MEMBER = "_tagged"
+#: Document member holding a user's session metadata (user, created, last
+#: seen, user agent, IP), written when ``CONNECT_SESSION_USER_KEY`` is set
+#: (see :mod:`flask_connect_session.users`).
+DEVICE_MEMBER = "_device"
 #: Members of a document that are not the user's data.
-RESERVED_MEMBERS = frozenset((COOKIE_MEMBER, CREATED_MEMBER, TAGGED_MEMBER))
+RESERVED_MEMBERS = frozenset((COOKIE_MEMBER, CREATED_MEMBER, TAGGED_MEMBER, DEVICE_MEMBER))
 
 Document = dict[str, t.Any]
 

@@ -98,6 +98,11 @@ class ServerSession(SessionMixin):
     #: Set by :meth:`destroy`: the response deletes the cookie unless new
     #: data makes a new session.
     destroyed = False
+    #: The stored ``"_device"`` member (``CONNECT_SESSION_USER_KEY``), if any.
+    device: dict[str, t.Any] | None = None
+    #: The stored id :meth:`regenerate` moved away from, until the new id is
+    #: stored (for :data:`~flask_connect_session.session_regenerated`).
+    regenerated_from: str | None = None
 
     def __init__(
         self,

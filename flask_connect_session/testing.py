@@ -79,7 +79,9 @@ def install_store(app: Flask, store: Store) -> SessionInterface:
     :raises RuntimeError: the app does not use :class:`ConnectSession`.
     """
     previous = session_interface(app)
-    app.session_interface = type(previous)(previous.options, store)
+    interface = type(previous)(previous.options, store)
+    interface.destroy_keeps = previous.destroy_keeps
+    app.session_interface = interface
     return previous
 
 

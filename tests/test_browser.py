@@ -212,3 +212,35 @@ def test_browser_session_cookie_ends_with_the_browser(
             assert text(page, "#views") == ("3" if survives else "1")
         finally:
             context.close()
+
+
+def test_devices_page_logs_out_another_browser(browser: Browser, served: Served) -> None:
+    """Two browser contexts log in as the same user; one logs the other out
+    from "Your devices"; the other's next page load shows it logged out.
+    """
+    contexts = [browser.new_context(user_agent=agent) for agent in ("Phone", "Laptop")]
+    try:
+        phone, laptop = (context.new_page() for context in contexts)
+        for page in (phone, laptop):
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(served.url + "/")
+            page.fill("input[name=name]", "ann")
+            page.click("#login")
+            page.wait_for_selector(".flash")
+        laptop.click("#devices")
+        laptop.wait_for_selector("tr.device.current")
+        assert laptop.locator("tr.device").count() == 2
+        assert text(laptop, "tr.device.current .agent") == "Laptop"
+        assert text(laptop, "tr.device:not(.current) .agent") == "Phone"
+        laptop.click("#logout-others")
+        laptop.wait_for_selector(".flash")
+        assert text(laptop, ".flash") == "Logged out 1 other device(s)."
+        assert laptop.locator("tr.device").count() == 1
+        phone.reload()
+        assert text(phone, "#user") == "not logged in"
+        assert phone.locator("#devices").count() == 0
+        laptop.goto(served.url + "/")
+        assert text(laptop, "#user") == "ann"
+    finally:
+        for context in contexts:
+            context.close()

@@ -181,3 +181,27 @@ def test_api_in_the_test_client(example: Flask) -> None:
     assert client.get("/api/me", headers=headers).json == {"user": "bob"}
     assert client.get("/api/me").status_code == 400
     assert client.get_cookie("connect.sid") is None
+
+
+def test_devices_page_logs_out_other_devices(example: Flask) -> None:
+    """Two clients log in as the same user; one sees both on "Your devices"
+    and logs the other out.
+    """
+    phone, laptop = example.test_client(), example.test_client()
+    for client, agent in ((phone, "Phone"), (laptop, "Laptop")):
+        client.environ_base["HTTP_USER_AGENT"] = agent
+        client.post("/login", data={"name": "ann"})
+    page = laptop.get("/devices").text
+    assert page.count('class="device') == 2
+    assert re.search(r'class="device current".*?Laptop.*?this device', page, re.S)
+    assert "Phone" in page
+    page = laptop.post("/devices/logout", follow_redirects=True).text
+    assert "Logged out 1 other device(s)." in page
+    assert "Phone" not in page
+    assert field(phone.get("/").text, "user") == "not logged in"
+    assert field(laptop.get("/").text, "user") == "ann"
+    # Logging out this device from the list ends this session.
+    handle = re.search(r'name="handle" value="([^"]+)"', page)
+    assert handle
+    laptop.post("/devices/logout", data={"handle": handle.group(1)})
+    assert field(laptop.get("/").text, "user") == "not logged in"

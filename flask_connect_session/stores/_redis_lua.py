@@ -264,3 +264,24 @@ write('{' .. table.concat(out, ',') .. '}')
 return 1
 """
 )
+
+#: Updates one user's index, a sorted set of session ids scored by the time
+#: (ms since the epoch) after which each is surely gone. ``KEYS[1]``: the
+#: index key. ``ARGV[1]``: now (ms); ``ARGV[2]``: the new score of the ids
+#: that follow, or ``""`` to remove them; ``ARGV[3...]``: session ids.
+#: Expired ids go first, and the key expires with its last id, so a user who
+#: never comes back leaves nothing behind. One key: fine on Redis Cluster.
+#: Returns how many expired ids went.
+INDEX_SCRIPT = r"""
+local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for i = 3, #ARGV do
+  if ARGV[2] == '' then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+  else
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+  end
+end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
+return expired
+"""

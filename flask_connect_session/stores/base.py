@@ -150,9 +150,63 @@ class Store(abc.ABC):
         """
         return 0
 
+    # -- the per-user index (optional, for CONNECT_SESSION_USER_KEY) -----
+    #
+    # Like Spring Session's FindByIndexNameSessionRepository: a store that
+    # overrides all three keeps an index from each user to their session ids
+    # (see flask_connect_session.users). The metadata shown to users lives in
+    # the session document itself (its "_device" member); the index only
+    # finds a user's ids. Each method touches that one user's entry, never
+    # the session entries, so on Redis Cluster no command spans two slots.
+    # An entry whose session is gone is harmless: index_sessions() skips and
+    # drops it, so an index write can never bring a session back.
+
+    def index_add(self, user: str, sid: str, until: float) -> None:
+        """Add ``sid`` to ``user``'s index, or move its end of life.
+
+        Entries of ``user`` whose ``until`` has passed are dropped in the
+        same step, so the index never grows without bound. Optional.
+
+        :param until: time (:func:`time.time`) after which the session is
+            surely gone: its store lifetime plus a margin for the touches
+            that extend it without updating the index.
+        """
+        _unsupported(self, "index_add")
+
+    def index_remove(self, user: str, sid: str) -> None:
+        """Remove ``sid`` from ``user``'s index (missing is not an error),
+        dropping ``user``'s expired entries too. Optional.
+        """
+        _unsupported(self, "index_remove")
+
+    def index_sessions(self, user: str) -> dict[str, Document]:
+        """Return the stored documents of the sessions in ``user``'s index,
+        by id, in O(that user's sessions).
+
+        Entries that expired or whose session is gone (or cannot be decoded)
+        are dropped from the index and left out. Optional.
+        """
+        _unsupported(self, "index_sessions")
+
+    def index_prune(self) -> int:
+        """Drop expired entries from every user's index and return how many
+        went; ``flask session prune`` calls it. Stores whose :meth:`prune`
+        already does it, or that keep no index, return 0.
+        """
+        return 0
+
 
 def _unsupported(store: Store, method: str) -> t.NoReturn:
     raise NotImplementedError(f"{type(store).__name__} does not implement {method}()")
+
+
+#: The methods a store overrides to keep the per-user index.
+INDEX_METHODS = ("index_add", "index_remove", "index_sessions")
+
+
+def keeps_user_index(store: Store) -> bool:
+    """Whether ``store`` keeps the per-user index (``CONNECT_SESSION_USER_KEY``)."""
+    return all(implements(store, method) for method in INDEX_METHODS)
 
 
 def implements(store: Store, method: str) -> bool:

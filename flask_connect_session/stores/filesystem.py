@@ -42,6 +42,8 @@ STALE_TEMP_AGE = 3600.0
 _SUFFIX = ".session"
 _NAME_LENGTH = 64  # hex SHA-256
 _SESSION_FILE = re.compile(r"[0-9a-f]{64}\.session")
+_USER_SUFFIX = ".user"
+_USER_FILE = re.compile(r"[0-9a-f]{64}\.user")
 _TEMP_PREFIX = ".tmp-"
 _LOCK_PREFIX = ".lock-"
 _SWEEP_MARKER = ".last-sweep"
@@ -146,8 +148,8 @@ class FileSystemStore(Store):
     def _name(self, sid: str) -> str:
         return hashlib.sha256(sid.encode("utf-8", "surrogatepass")).hexdigest()
 
-    def _path(self, name: str) -> str:
-        return os.path.join(self.directory, name + _SUFFIX)
+    def _path(self, name: str, suffix: str = _SUFFIX) -> str:
+        return os.path.join(self.directory, name + suffix)
 
     @contextlib.contextmanager
     def _locked(self, name: str, blocking: bool = True) -> cabc.Iterator[bool]:
@@ -205,7 +207,7 @@ class FileSystemStore(Store):
             raise CorruptDocument("session file belongs to another id")
         return decode(entry[1])
 
-    def _write(self, name: str, data: bytes, expiry: float) -> None:
+    def _write(self, name: str, data: bytes, expiry: float, suffix: str = _SUFFIX) -> None:
         # Call with the lock held.
         temp = os.path.join(self.directory, f"{_TEMP_PREFIX}{name}-{secrets.token_hex(4)}")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_SAFE, 0o600)
@@ -213,7 +215,7 @@ class FileSystemStore(Store):
             with open(fd, "wb") as file:
                 file.write(data)
             os.utime(temp, (expiry, expiry))
-            os.replace(temp, self._path(name))
+            os.replace(temp, self._path(name, suffix))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
@@ -227,9 +229,9 @@ class FileSystemStore(Store):
         else:
             self._unlink(name)
 
-    def _unlink(self, name: str) -> None:
+    def _unlink(self, name: str, suffix: str = _SUFFIX) -> None:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(name))
+            os.unlink(self._path(name, suffix))
 
     def _live_mtime(self, name: str, now: float) -> float | None:
         try:
@@ -332,9 +334,90 @@ class FileSystemStore(Store):
             name = entry.name[:_NAME_LENGTH]
             with self._locked(name):
                 self._unlink(name)
+        with os.scandir(self.directory) as entries:
+            names = [e.name[:_NAME_LENGTH] for e in entries if _USER_FILE.fullmatch(e.name)]
+        for name in names:
+            with self._locked(name):
+                self._unlink(name, _USER_SUFFIX)
 
     def prune(self) -> int:
         return self._sweep(time.time())
+
+    # -- the per-user index -------------------------------------------------
+    #
+    # One file per user, <sha256("user\0" + user)>.user, holding
+    # {"user": ..., "sids": {sid: until}}, its mtime the latest "until" (so a
+    # sweep removes a dead index by its stat alone). Written like a session
+    # file (temporary file, rename) under the same lock files.
+
+    def _user_name(self, user: str) -> str:
+        return self._name("user\0" + user)
+
+    def _read_index(self, name: str, now: float) -> dict[str, float]:
+        # Live entries only; a missing, expired or unreadable file is empty.
+        try:
+            with open(self._path(name, _USER_SUFFIX), "rb") as file:
+                if os.fstat(file.fileno()).st_mtime <= now:
+                    return {}
+                sids = json.load(file).get("sids")
+        except (OSError, ValueError, AttributeError):
+            return {}
+        if not isinstance(sids, dict):
+            return {}
+        return {
+            sid: float(until)
+            for sid, until in sids.items()
+            if isinstance(until, int | float) and until > now
+        }
+
+    def _write_index(self, name: str, user: str, sids: dict[str, float]) -> None:
+        # Call with the lock held. An empty index is no file at all.
+        if sids:
+            data = to_utf8(encode({"user": user, "sids": sids}))
+            self._write(name, data, max(sids.values()), _USER_SUFFIX)
+        else:
+            self._unlink(name, _USER_SUFFIX)
+
+    def _update_index(self, user: str, change: cabc.Callable[[dict[str, float]], object]) -> None:
+        name = self._user_name(user)
+        with self._locked(name):
+            sids = self._read_index(name, time.time())
+            change(sids)
+            self._write_index(name, user, sids)
+
+    def _prune_index(self, name: str, now: float) -> None:
+        with self._locked(name, blocking=False) as acquired:
+            if not acquired:
+                return
+            try:
+                with open(self._path(name, _USER_SUFFIX), "rb") as file:
+                    user = json.load(file).get("user")
+            except (OSError, ValueError, AttributeError):
+                user = None
+            if isinstance(user, str) and self._user_name(user) == name:
+                self._write_index(name, user, self._read_index(name, now))
+            elif os.stat(self._path(name, _USER_SUFFIX)).st_mtime <= now:
+                self._unlink(name, _USER_SUFFIX)
+
+    def index_add(self, user: str, sid: str, until: float) -> None:
+        self._update_index(user, lambda sids: sids.__setitem__(sid, until))
+
+    def index_remove(self, user: str, sid: str) -> None:
+        self._update_index(user, lambda sids: sids.pop(sid, None))
+
+    def index_sessions(self, user: str) -> dict[str, Document]:
+        now = time.time()
+        texts: dict[str, bytes | None] = {}
+        for sid in self._read_index(self._user_name(user), now):
+            try:
+                entry = self._read(self._name(sid), now)
+            except CorruptDocument:
+                continue
+            texts[sid] = entry[1] if entry is not None and entry[0] == sid else None
+        gone = [sid for sid, text in texts.items() if text is None]
+        if gone:
+            self._update_index(user, lambda sids: [sids.pop(sid, None) for sid in gone])
+        return decode_entries(texts)
 
     # -- expiry -----------------------------------------------------------
 
@@ -352,6 +435,8 @@ class FileSystemStore(Store):
                             os.unlink(entry.path)
                     elif _SESSION_FILE.fullmatch(entry.name) and st.st_mtime <= now:
                         removed += self._remove_expired(entry.name[:_NAME_LENGTH], now)
+                    elif _USER_FILE.fullmatch(entry.name):
+                        self._prune_index(entry.name[:_NAME_LENGTH], now)
                 except FileNotFoundError:
                     continue
         return removed

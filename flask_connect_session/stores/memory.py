@@ -13,6 +13,7 @@ from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
 from .base import apply_changes
+from .base import decode_entries
 from .base import document_ttl
 from .base import touched_ttl
 
@@ -40,6 +41,8 @@ class MemoryStore(Store):
         self.ttl = ttl
         # sid -> (JSON text, expiry as time.time())
         self._entries: dict[str, tuple[str, float]] = {}
+        # user -> {sid: until}: the per-user index (CONNECT_SESSION_USER_KEY).
+        self._users: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
         self._next_sweep = time.time() + SWEEP_INTERVAL
 
@@ -68,8 +71,19 @@ class MemoryStore(Store):
         dead = [sid for sid, (_, expiry) in self._entries.items() if expiry <= now]
         for sid in dead:
             del self._entries[sid]
+        for user in list(self._users):
+            self._prune_user(user, now)
         self._next_sweep = now + SWEEP_INTERVAL
         return len(dead)
+
+    def _prune_user(self, user: str, now: float) -> dict[str, float]:
+        # Call with the lock held. Drops expired entries and an empty index.
+        entries = {sid: until for sid, until in self._users.get(user, {}).items() if until > now}
+        if entries:
+            self._users[user] = entries
+        else:
+            self._users.pop(user, None)
+        return entries
 
     def get(self, sid: str) -> Document | None:
         with self._lock:
@@ -126,7 +140,28 @@ class MemoryStore(Store):
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._users.clear()
 
     def prune(self) -> int:
         with self._lock:
             return self._sweep(time.time())
+
+    def index_add(self, user: str, sid: str, until: float) -> None:
+        with self._lock:
+            self._prune_user(user, time.time())
+            self._users.setdefault(user, {})[sid] = until
+
+    def index_remove(self, user: str, sid: str) -> None:
+        with self._lock:
+            self._users.get(user, {}).pop(sid, None)
+            self._prune_user(user, time.time())
+
+    def index_sessions(self, user: str) -> dict[str, Document]:
+        now = time.time()
+        with self._lock:
+            texts = {sid: self._live_text(sid, now) for sid in self._prune_user(user, now)}
+            for sid, text in texts.items():
+                if text is None:
+                    del self._users[user][sid]
+            self._prune_user(user, now)
+        return decode_entries(texts)

@@ -7,7 +7,9 @@ import collections.abc as cabc
 import contextlib
 import hashlib
 import itertools
+import math
 import threading
+import time
 import typing as t
 from urllib.parse import urlsplit
 
@@ -17,6 +19,7 @@ from ..serialization import decode
 from ..serialization import dumps
 from ..serialization import encode
 from ..serialization import error_kind
+from ._redis_lua import INDEX_SCRIPT
 from ._redis_lua import MERGE_SCRIPT
 from .base import DEFAULT_TTL
 from .base import Document
@@ -148,6 +151,13 @@ class RedisStore(Store):
     :param key_prefix: prefix of the session keys (connect-redis ``prefix``).
     :param ttl: lifetime, in seconds, of sessions whose cookie has no expiry
         (connect-redis ``ttl``).
+    :param index_prefix: prefix of the per-user index keys
+        (``CONNECT_SESSION_USER_KEY``): one sorted set per user,
+        ``<index_prefix><user>``, of session ids scored by when each is surely
+        gone (ms since the epoch), expiring with its last id. Defaults to
+        ``key_prefix`` without its trailing ``:`` plus ``-user:``
+        (``sess-user:42``), so connect-redis' scans of ``sess:*`` never
+        meet an index.
 
     .. versionadded:: 0.1
     """
@@ -158,6 +168,7 @@ class RedisStore(Store):
         *,
         key_prefix: str = "sess:",
         ttl: int = DEFAULT_TTL,
+        index_prefix: str | None = None,
     ) -> None:
         #: The Redis client.
         self.client: t.Any = (
@@ -169,10 +180,15 @@ class RedisStore(Store):
         )
         #: Prefix of the session keys.
         self.key_prefix = key_prefix
+        #: Prefix of the per-user index keys.
+        self.index_prefix = (
+            key_prefix.rstrip(":") + "-user:" if index_prefix is None else index_prefix
+        )
         self.ttl = ttl
         # RedisCluster (and ValkeyCluster) route by node; they have primaries.
         self._cluster = callable(getattr(self.client, "get_primaries", None))
         self._merge = self.client.register_script(MERGE_SCRIPT)
+        self._index = self.client.register_script(INDEX_SCRIPT)
         # Values this process read, by sid, for the fast merge: while the
         # stored value is unchanged, a merge writes the document built here
         # instead of having the server splice it. Bounded: oldest go first.
@@ -271,8 +287,13 @@ class RedisStore(Store):
             self._remember(sid, new)
         return bool(result in (1, 2))
 
-    def _keys(self) -> cabc.Iterator[bytes | str]:
-        pattern = _glob_escape(self.key_prefix) + "*"
+    def _keys(self, prefix: str | None = None) -> cabc.Iterator[bytes | str]:
+        prefix = self.key_prefix if prefix is None else prefix
+        pattern = _glob_escape(prefix) + "*"
+        # With an odd prefix pair (sess / sess-user:) the index keys would
+        # match the session pattern: skip them.
+        skip = prefix == self.key_prefix and self.index_prefix.startswith(prefix)
+        index_prefix = self.index_prefix
         if self._cluster:
             primaries = getattr(type(self.client), "PRIMARIES", "primaries")
             keys = self.client.scan_iter(match=pattern, count=BATCH_SIZE, target_nodes=primaries)
@@ -283,6 +304,12 @@ class RedisStore(Store):
         for key in keys:
             if key not in seen:
                 seen.add(key)
+                if skip and (
+                    key.startswith(index_prefix.encode())
+                    if isinstance(key, bytes)
+                    else key.startswith(index_prefix)
+                ):
+                    continue
                 yield key
 
     def _sid(self, key: bytes | str) -> str | None:
@@ -315,6 +342,16 @@ class RedisStore(Store):
                 decode(value)
                 yield key
 
+    def _index_keys(self) -> cabc.Iterator[bytes | str]:
+        """The per-user index keys: the sorted sets under ``index_prefix``."""
+        for batch in _batches(self._keys(self.index_prefix)):
+            pipe = self.client.pipeline(transaction=False)
+            for key in batch:
+                pipe.type(key)
+            for key, kind in zip(batch, pipe.execute(), strict=True):
+                if kind in (b"zset", "zset"):
+                    yield key
+
     def all(self) -> dict[str, Document]:
         """Return every live session, by id; entries that cannot be decoded
         are left out.
@@ -333,15 +370,60 @@ class RedisStore(Store):
         return sum(1 for _ in self._session_keys())
 
     def clear(self) -> None:
-        """Delete every key under the prefix that holds a session document;
-        keys of other applications that share the prefix are left alone.
+        """Delete every key under the prefix that holds a session document,
+        and the per-user index keys (sorted sets under ``index_prefix``); keys
+        of other applications that share the prefixes are left alone.
         """
-        for batch in _batches(self._session_keys()):
+        keys = itertools.chain(self._session_keys(), self._index_keys())
+        for batch in _batches(keys):
             pipe = self.client.pipeline(transaction=False)
             for key in batch:
                 # One key per command: keys of a cluster live in many slots.
                 pipe.unlink(key)
             pipe.execute()
+
+    # -- the per-user index ------------------------------------------------
+
+    def _update_index(self, user: str, until: str, sids: cabc.Iterable[str]) -> int:
+        return self._update_key(self.index_prefix + user, until, sids)
+
+    def _update_key(self, key: bytes | str, until: str, sids: cabc.Iterable[str]) -> int:
+        now = str(int(time.time() * 1000))
+        return int(self._index(keys=[key], args=[now, until, *sids]))
+
+    def index_prune(self) -> int:
+        """Drop the expired entries of every user's index (``SCAN`` of the
+        index keys, one script per key); return how many went. Keys whose
+        every entry expired are gone already: they expire by themselves.
+        """
+        return sum(self._update_key(key, "", ()) for key in self._keys(self.index_prefix))
+
+    def index_add(self, user: str, sid: str, until: float) -> None:
+        self._update_index(user, str(math.ceil(until * 1000)), [sid])
+
+    def index_remove(self, user: str, sid: str) -> None:
+        self._update_index(user, "", [sid])
+
+    def index_sessions(self, user: str) -> dict[str, Document]:
+        """Read ``user``'s index and their sessions: two round trips (a
+        ``ZRANGE`` and a pipeline of ``GET`` s, which a cluster client sends
+        to each node concurrently), plus one to drop entries whose session is
+        gone.
+        """
+        now = int(time.time() * 1000)
+        members = self.client.zrange(self.index_prefix + user, f"({now}", "+inf", byscore=True)
+        sids = [m.decode() if isinstance(m, bytes) else m for m in members]
+        if not sids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for sid in sids:
+            pipe.get(self._key(sid))
+        with _undecodable_is_corrupt():
+            values = dict(zip(sids, pipe.execute(), strict=True))
+        gone = [sid for sid, value in values.items() if value is None]
+        if gone:
+            self._update_index(user, "", gone)
+        return decode_entries(values)
 
 
 def _describe(client: t.Any) -> str:

@@ -1,0 +1,289 @@
+"""Users and their devices: the per-user index of sessions and its rules.
+
+With ``CONNECT_SESSION_USER_KEY`` set, a session whose data holds that key
+belongs to that user. Its metadata lives in the session document itself, in
+the reserved ``"_device"`` member::
+
+    {"user": "42", "created": 1764000000000, "seen": 1764000060000,
+     "agent": "Mozilla/5.0 ...", "ip": "203.0.113.7", "until": 1764086520000}
+
+(times in ms since the epoch; ``until`` is when the index entry may be
+dropped), and the store keeps an index from each user to their session ids
+(:meth:`~flask_connect_session.Store.index_add` and friends). The document is
+the truth; the index only finds a user's sessions, and an index entry whose
+session is gone is dropped when read.
+
+``seen`` is rewritten at most once every :data:`SEEN_INTERVAL` seconds, so
+a read-only request of an indexed session costs what an unindexed one does,
+except one write of the session and one of the index per minute.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections.abc as cabc
+import dataclasses
+import hashlib
+import time
+import typing as t
+from datetime import UTC
+from datetime import datetime
+
+from flask import current_app
+
+from .serialization import COOKIE_MEMBER
+from .serialization import DEVICE_MEMBER
+from .signals import session_destroyed
+from .stores.base import document_ttl
+
+if t.TYPE_CHECKING:
+    from blinker import NamedSignal
+
+    from .session import ServerSession
+    from .stores.base import Document
+
+#: Seconds between two updates of a session's last-seen time (and of its
+#: index entry) on requests that do not otherwise write it.
+SEEN_INTERVAL = 60.0
+
+#: User agents are cut to this many characters.
+MAX_USER_AGENT = 200
+
+_HANDLE_DOMAIN = b"flask-connect-session handle\x00"
+
+Device = dict[str, t.Any]
+Caller = cabc.Callable[..., t.Any]
+
+
+def handle(sid: str) -> str:
+    """Return the public handle of a session id.
+
+    A truncated (128-bit), domain-separated SHA-256 of the id, in base64url
+    (22 characters): stable while the id is, different between ids, safe in
+    HTML and URLs, and useless for building a cookie.
+
+    .. versionadded:: 0.1
+    """
+    digest = hashlib.sha256(_HANDLE_DOMAIN + sid.encode("utf-8", "surrogatepass")).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode("ascii")
+
+
+def user_of(data: cabc.Mapping[str, t.Any], key: str) -> str | None:
+    """Return the user a session's data names under ``key``, as a str.
+
+    :raises TypeError: the value is neither a str nor an int; the message
+        names the key.
+    """
+    if key not in data:
+        return None
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise TypeError(
+            f"session[{key!r}] names the user (CONNECT_SESSION_USER_KEY) and must be"
+            f" a str or int, not {type(value).__name__}"
+        )
+    return str(value)
+
+
+def device_user(device: object) -> str | None:
+    """Return the user a stored ``"_device"`` member names, if it is one."""
+    user = device.get("user") if isinstance(device, dict) else None
+    return user if isinstance(user, str) else None
+
+
+def _ms(device: cabc.Mapping[str, t.Any], name: str) -> int:
+    value = device.get(name)
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _when(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionInfo:
+    """One of a user's sessions (a device they are logged in on), as
+    :meth:`~flask_connect_session.ConnectSession.user_sessions` lists them.
+
+    .. versionadded:: 0.1
+    """
+
+    #: Names the session without revealing its id; pass it to
+    #: :meth:`~flask_connect_session.ConnectSession.revoke`. Safe in HTML and URLs.
+    handle: str
+    #: The user, as a str.
+    user: str
+    #: When the session was first indexed for this user (aware UTC).
+    created: datetime
+    #: When the session was last used, to within :data:`SEEN_INTERVAL` (aware UTC).
+    last_seen: datetime
+    #: The browser's ``User-Agent`` (at most 200 characters), or ``None``.
+    user_agent: str | None
+    #: ``request.remote_addr`` (so Werkzeug's ProxyFix decides), or ``None``.
+    ip: str | None
+    #: Whether it is the session of the request being served.
+    current: bool
+
+
+def session_info(
+    sid: str, document: Document, key: str, current_sid: str | None
+) -> SessionInfo | None:
+    """Return the :class:`SessionInfo` of a stored document, or ``None`` if
+    it does not belong to the user its ``"_device"`` member names.
+    """
+    device = document.get(DEVICE_MEMBER)
+    user = device_user(device)
+    try:
+        owner = user_of(document, key)
+    except TypeError:
+        owner = None
+    if user is None or owner != user:
+        return None
+    assert isinstance(device, dict)
+    agent, ip = device.get("agent"), device.get("ip")
+    return SessionInfo(
+        handle=handle(sid),
+        user=user,
+        created=_when(_ms(device, "created")),
+        last_seen=_when(_ms(device, "seen")),
+        user_agent=agent[:MAX_USER_AGENT] if isinstance(agent, str) else None,
+        ip=ip if isinstance(ip, str) else None,
+        current=sid == current_sid,
+    )
+
+
+def notify(signal: NamedSignal, sid: str, user: str | None, **extra: t.Any) -> None:
+    """Send ``signal`` for session ``sid`` with the app as sender, if anyone
+    listens (the handle costs a hash).
+    """
+    if signal.receivers:
+        sender = current_app._get_current_object()  # type: ignore[attr-defined]
+        signal.send(sender, handle=handle(sid), user=user, **extra)
+
+
+class UserIndex:
+    """Keeps a store's per-user index true as sessions change.
+
+    The session interface holds one when ``CONNECT_SESSION_USER_KEY`` is set
+    and calls it around every write and removal of a session. Index entries
+    are added *before* the session is written and removed *after* it is
+    removed, so a failure in between leaves at worst an entry without a
+    session (dropped at the next read), never a session the index misses.
+
+    :param key: the data key naming the user.
+    :param ttl: the store lifetime of browser-session cookies' sessions.
+    :param call: runs a method of the store (which keeps the index),
+        turning failures into ``StoreError``.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, key: str, ttl: int, call: Caller) -> None:
+        #: The data key naming the user.
+        self.key = key
+        self.ttl = ttl
+        self._call = call
+
+    def due(self, session: ServerSession, data: cabc.Mapping[str, t.Any]) -> bool:
+        """Whether saving ``session`` must update its ``"_device"`` member:
+        its user changed, or it was last seen :data:`SEEN_INTERVAL` ago.
+
+        Reads nothing from the store: a fresh session costs nothing more. A
+        user value that is not a str or int makes it not due: a read-only
+        request of such a session (an Express app wrote it) still works, and
+        a request that writes it fails in :meth:`before_write`.
+        """
+        try:
+            user = user_of(data, self.key)
+        except TypeError:
+            return False
+        device = session.device
+        if user is None:
+            return device is not None
+        if device is None or device.get("user") != user:
+            return True
+        return time.time() * 1000 - _ms(device, "seen") >= SEEN_INTERVAL * 1000
+
+    def before_write(
+        self,
+        session: ServerSession,
+        data: cabc.Mapping[str, t.Any],
+        cookie: cabc.Mapping[str, object],
+    ) -> Device | None:
+        """Update the index for a write of ``session`` and return the
+        ``"_device"`` member to store (``None``: none).
+
+        :param cookie: the cookie member about to be stored (its expiry
+            decides how long the index entry lives).
+        :raises TypeError: the user value is not a str or int.
+        """
+        user = user_of(data, self.key)
+        old = session.device
+        old_user = device_user(old) if session.in_store else None
+        if old_user is not None and old_user != user:
+            self._call("index_remove", old_user, session.sid)
+        if user is None:
+            return None
+        now = int(time.time() * 1000)
+        lifetime = document_ttl({COOKIE_MEMBER: cookie}, self.ttl) * 1000
+        if (
+            old is not None
+            and old_user == user
+            and not self.due(session, data)
+            and now + lifetime <= _ms(old, "until")
+        ):
+            return old
+        until = now + lifetime + int(SEEN_INTERVAL * 1000)
+        request = session.request
+        agent = request.headers.get("User-Agent")
+        same = old is not None and device_user(old) == user
+        device = {
+            "user": user,
+            "created": _ms(old, "created") if same and old is not None else now,
+            "seen": now,
+            "agent": agent[:MAX_USER_AGENT] if agent else None,
+            "ip": request.remote_addr,
+            "until": until,
+        }
+        self._call("index_add", user, session.sid, until / 1000)
+        return device
+
+    def after_write(self, session: ServerSession, device: Device | None, stored: bool) -> None:
+        """Finish a write: drop the entry :meth:`before_write` added if the
+        session turned out to be gone (revoked meanwhile: it stays gone).
+        """
+        if not stored and device is not None:
+            self._call("index_remove", device["user"], session.sid)
+
+    def removed(self, sid: str, device: object) -> None:
+        """Drop the index entry of a session just removed from the store."""
+        user = device_user(device)
+        if user is not None:
+            self._call("index_remove", user, sid)
+
+    def sessions(self, user: str, current_sid: str | None) -> dict[str, SessionInfo]:
+        """Return ``user``'s live sessions by id; entries that no longer
+        belong to ``user`` are dropped from the index.
+        """
+        documents = self._call("index_sessions", user)
+        infos: dict[str, SessionInfo] = {}
+        for sid, document in documents.items():
+            info = session_info(sid, document, self.key, current_sid)
+            if info is None or info.user != user:
+                self._call("index_remove", user, sid)
+            else:
+                infos[sid] = info
+        return infos
+
+    def revoke(self, user: str, sids: cabc.Iterable[str]) -> int:
+        """Remove each of ``user``'s sessions ``sids`` from the store and the
+        index, sending :data:`~flask_connect_session.session_destroyed` with
+        ``reason="revoke"``; return how many.
+        """
+        count = 0
+        for sid in sids:
+            self._call("destroy", sid)
+            self._call("index_remove", user, sid)
+            notify(session_destroyed, sid, user, reason="revoke")
+            count += 1
+        return count

@@ -1,0 +1,508 @@
+"""Users and their devices (SPEC section 9) and the signals (section 10), on
+every store that keeps the per-user index: memory, files, a real
+redis-server and the real 3-node Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import typing as t
+from datetime import timedelta
+
+import pytest
+from cachelib import SimpleCache
+from flask import Flask
+from flask import request
+from flask import session
+from flask.testing import FlaskClient
+
+from flask_connect_session import ConnectSession
+from flask_connect_session import SessionInfo
+from flask_connect_session import Store
+from flask_connect_session import session_created
+from flask_connect_session import session_destroyed
+from flask_connect_session import session_regenerated
+from flask_connect_session.serialization import DEVICE_MEMBER
+from flask_connect_session.signing import unsign
+from flask_connect_session.users import handle
+
+from conftest import SECRET
+from conftest import STORE_BUILDERS
+
+INDEX_STORES = ("memory", "filesystem", "redis", "redis-cluster")
+
+
+@pytest.fixture(params=INDEX_STORES)
+def index_store(request: pytest.FixtureRequest) -> Store:
+    """A fresh, empty store of each kind that keeps the user index."""
+    return STORE_BUILDERS[request.param](request)
+
+
+def make_app(store: Store, **config: t.Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=SECRET,
+        TESTING=True,
+        CONNECT_SESSION_STORE=store,
+        CONNECT_SESSION_USER_KEY="user_id",
+    )
+    app.config.update(config)
+    ext = ConnectSession(app)
+
+    @app.post("/login/<user>")
+    def login(user: str) -> str:
+        session.regenerate()
+        session["user_id"] = int(user) if user.isdigit() else user
+        return session.id
+
+    @app.get("/me")
+    def me() -> dict[str, t.Any]:
+        return {"user": session.get("user_id"), "id": session.id}
+
+    @app.get("/devices")
+    def devices() -> list[dict[str, t.Any]]:
+        return [
+            {**info.__dict__, "created": str(info.created), "last_seen": str(info.last_seen)}
+            for info in ext.user_sessions(session["user_id"])
+        ]
+
+    @app.post("/revoke")
+    def revoke() -> dict[str, int]:
+        keep = request.args.get("keep") == "1"
+        n = ext.revoke(session["user_id"], request.args.get("handle"), keep_current=keep)
+        return {"revoked": n}
+
+    @app.post("/set")
+    def set_() -> str:
+        session.update(request.get_json())
+        return "ok"
+
+    @app.post("/pop")
+    def pop() -> str:
+        session.pop("user_id", None)
+        return "ok"
+
+    @app.post("/regenerate")
+    def regenerate() -> str:
+        session.regenerate(keep=True)
+        return session.id
+
+    @app.post("/destroy")
+    def destroy() -> str:
+        session.destroy()
+        return "ok"
+
+    @app.post("/clear")
+    def clear() -> str:
+        session.clear()
+        return "ok"
+
+    return app
+
+
+def sid_of(client: FlaskClient) -> str | None:
+    cookie = client.get_cookie("connect.sid")
+    return None if cookie is None else unsign(cookie.value, (SECRET,))
+
+
+def login(app: Flask, user: str, agent: str = "Browser") -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = agent
+    assert client.post(f"/login/{user}").status_code == 200
+    time.sleep(0.002)  # the next login is seen at a later millisecond
+    return client
+
+
+def sessions_of(app: Flask, user: str) -> list[SessionInfo]:
+    with app.test_request_context():
+        return app.extensions["connect_session"].user_sessions(user)
+
+
+def test_login_indexes_devices(index_store: Store) -> None:
+    app = make_app(index_store)
+    phone = login(app, "42", "Phone")
+    laptop = login(app, "42", "L" * 300)
+    login(app, "7")
+    listed = laptop.get("/devices").json
+    assert listed is not None
+    assert [d["user_agent"] for d in listed] == ["L" * 200, "Phone"]  # newest first
+    assert [d["current"] for d in listed] == [True, False]
+    assert {d["ip"] for d in listed} == {"127.0.0.1"}
+    assert all(d["user"] == "42" for d in listed)
+    sids = {sid_of(phone), sid_of(laptop)}
+    for d in listed:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", d["handle"])
+        assert d["handle"] not in sids and not any(d["handle"] in s for s in sids if s)
+    assert {d["handle"] for d in listed} == {handle(s) for s in sids if s}
+    # Stable while the id is: the phone sees the same handles.
+    again = phone.get("/devices").json
+    assert again is not None
+    assert {d["handle"] for d in again} == {d["handle"] for d in listed}
+    assert [i.user for i in sessions_of(app, "7")] == ["7"]
+
+
+def test_revoke_everywhere_and_one(index_store: Store) -> None:
+    app = make_app(index_store)
+    a, b, c = (login(app, "42", name) for name in "ABC")
+    b_handle = handle(t.cast(str, sid_of(b)))
+    assert a.post(f"/revoke?handle={b_handle}").json == {"revoked": 1}
+    assert b.get("/me").json["user"] is None  # type: ignore[index]
+    assert a.post("/revoke?keep=1").json == {"revoked": 1}
+    assert c.get("/me").json["user"] is None  # type: ignore[index]
+    assert a.get("/me").json["user"] == 42  # type: ignore[index]
+    assert [i.user_agent for i in sessions_of(app, "42")] == ["A"]
+    # Revoking the current session logs it out in this very response.
+    response = a.post("/revoke")
+    assert response.json == {"revoked": 1}
+    assert "connect.sid=;" in response.headers["Set-Cookie"]
+    assert sessions_of(app, "42") == []
+    assert a.get("/me").json["user"] is None  # type: ignore[index]
+
+
+def test_revoked_session_in_flight_stays_gone(index_store: Store) -> None:
+    app = make_app(index_store)
+    client = login(app, "42")
+    sid = t.cast(str, sid_of(client))
+    ext = app.extensions["connect_session"]
+    cookie = t.cast(t.Any, client.get_cookie("connect.sid")).value
+    with app.test_request_context(headers={"Cookie": f"connect.sid={cookie}"}):
+        assert session["user_id"] == 42  # loaded by the in-flight request
+        with app.test_request_context():
+            assert ext.revoke("42") == 1
+        session["cart"] = [1]
+        session["user_id"] = "43"  # even a new user is not indexed
+        current = session._get_current_object()  # type: ignore[attr-defined]
+        app.session_interface.save_session(app, current, app.response_class())
+    assert index_store.get(sid) is None
+    assert sessions_of(app, "42") == [] and sessions_of(app, "43") == []
+
+
+def test_regenerate_follows_the_new_id(index_store: Store) -> None:
+    app = make_app(index_store)
+    client = login(app, "42")
+    old = sid_of(client)
+    new = client.post("/regenerate").text
+    assert new != old and sid_of(client) == new
+    assert [i.handle for i in sessions_of(app, "42")] == [handle(new)]
+
+
+def test_key_changed_or_deleted(index_store: Store) -> None:
+    app = make_app(index_store)
+    client = login(app, "42")
+    client.post("/set", json={"user_id": "alice", "theme": "dark"})
+    assert sessions_of(app, "42") == []
+    assert [i.user for i in sessions_of(app, "alice")] == ["alice"]
+    client.post("/pop")
+    assert sessions_of(app, "alice") == []
+    document = index_store.get(t.cast(str, sid_of(client)))
+    assert document is not None and DEVICE_MEMBER not in document
+    assert client.get("/me").json["user"] is None  # type: ignore[index]
+
+
+@pytest.mark.parametrize("path", ["/destroy", "/clear"])
+def test_destroy_and_unset_leave_the_index(index_store: Store, path: str) -> None:
+    app = make_app(index_store)
+    client = login(app, "42")
+    login(app, "42")
+    client.post(path)
+    assert len(sessions_of(app, "42")) == 1
+
+
+def test_bad_user_value_is_a_type_error(index_store: Store) -> None:
+    app = make_app(index_store)
+    client = app.test_client()
+    with pytest.raises(TypeError, match="user_id"):
+        client.post("/set", json={"user_id": [1]})
+
+
+def test_store_without_index_is_refused() -> None:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=SECRET, CONNECT_SESSION_STORE=SimpleCache(), CONNECT_SESSION_USER_KEY="uid"
+    )
+    with pytest.raises(ValueError, match="CONNECT_SESSION_USER_KEY"):
+        ConnectSession(app)
+
+
+@pytest.mark.parametrize("value", ["", "cookie", 5])
+def test_bad_user_key_config(value: object) -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, CONNECT_SESSION_USER_KEY=value)
+    with pytest.raises(ValueError, match="CONNECT_SESSION_USER_KEY"):
+        ConnectSession(app)
+
+
+def test_last_seen_is_written_once_a_minute(
+    index_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(index_store)
+    client = login(app, "42")
+    sid = t.cast(str, sid_of(client))
+    before = t.cast(dict[str, t.Any], index_store.get(sid))[DEVICE_MEMBER]
+    client.get("/me")
+    assert t.cast(dict[str, t.Any], index_store.get(sid))[DEVICE_MEMBER] == before
+    # A minute later (as the clock sees it), a read-only request records it.
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 61)
+    client.get("/me", headers={"User-Agent": "Moved"})
+    after = t.cast(dict[str, t.Any], index_store.get(sid))[DEVICE_MEMBER]
+    assert after["seen"] >= before["seen"] + 60_000
+    assert after["created"] == before["created"] and after["agent"] == "Moved"
+    monkeypatch.undo()
+    assert sessions_of(app, "42")[0].last_seen.timestamp() * 1000 == after["seen"]
+
+
+def test_express_made_session_is_indexed_on_first_use(index_store: Store) -> None:
+    app = make_app(index_store)
+    client = app.test_client()
+    client.post("/set", json={"n": 1})  # any session, then made "by Express":
+    sid = t.cast(str, sid_of(client))
+    index_store.set(sid, {"user_id": 42, "cookie": {"originalMaxAge": None, "expires": None}})
+    assert sessions_of(app, "42") == []
+    assert client.get("/me").json == {"user": 42, "id": sid}
+    assert [i.handle for i in sessions_of(app, "42")] == [handle(sid)]
+
+
+def test_expired_sessions_leave_the_index(
+    index_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("flask_connect_session.users.SEEN_INTERVAL", 0.5)
+    app = make_app(index_store, CONNECT_SESSION_COOKIE={"max_age": 1})
+    login(app, "42")
+    keep = make_app(index_store)
+    login(keep, "42")
+    assert len(sessions_of(app, "42")) == 2
+    time.sleep(2.6)
+    assert [i.user_agent for i in sessions_of(app, "42")] == ["Browser"]
+    assert len(sessions_of(app, "42")) == 1
+
+
+def test_needs_user_key() -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET)
+    ext = ConnectSession(app)
+    with app.app_context(), pytest.raises(RuntimeError, match="CONNECT_SESSION_USER_KEY"):
+        ext.user_sessions("42")
+
+
+# -- signals ---------------------------------------------------------------
+
+
+@pytest.fixture
+def events(
+    request: pytest.FixtureRequest,
+) -> t.Iterator[list[tuple[str, dict[str, t.Any]]]]:
+    received: list[tuple[str, dict[str, t.Any]]] = []
+    receivers = []
+    for name, signal in (
+        ("created", session_created),
+        ("regenerated", session_regenerated),
+        ("destroyed", session_destroyed),
+    ):
+
+        def receiver(sender: Flask, name: str = name, **kwargs: t.Any) -> None:
+            received.append((name, {"sender": sender, **kwargs}))
+
+        signal.connect(receiver)
+        receivers.append((signal, receiver))
+    yield received
+    for signal, receiver in receivers:
+        signal.disconnect(receiver)
+
+
+def test_signals(index_store: Store, events: list[tuple[str, dict[str, t.Any]]]) -> None:
+    app = make_app(index_store, CONNECT_SESSION_ABSOLUTE_TIMEOUT=3600)
+    client = app.test_client()
+    client.post("/set", json={"n": 1})
+    first = t.cast(str, sid_of(client))
+    client.post("/login/42")
+    second = t.cast(str, sid_of(client))
+    client.post("/destroy")
+    login(app, "7").post("/clear")
+    other = login(app, "8")
+    with app.test_request_context():
+        app.extensions["connect_session"].revoke("8")
+    summary = [(n, e.get("reason"), e["user"]) for n, e in events]
+    assert summary == [
+        ("created", None, None),
+        ("regenerated", None, "42"),
+        ("destroyed", "destroy", "42"),
+        ("created", None, "7"),
+        ("destroyed", "unset", "7"),
+        ("created", None, "8"),
+        ("destroyed", "revoke", "8"),
+    ]
+    assert all(e["sender"] is app for _, e in events)
+    assert events[0][1]["handle"] == handle(first)
+    assert events[1][1]["handle"] == handle(second)
+    assert events[1][1]["old_handle"] == handle(first)
+    assert events[1][1]["session"]["user_id"] == 42
+    assert other.get("/me").json["user"] is None  # type: ignore[index]
+    # An absolute timeout: the stored start is moved back two hours.
+    events.clear()
+    client = login(app, "9")
+    sid = t.cast(str, sid_of(client))
+    document = t.cast(dict[str, t.Any], index_store.get(sid))
+    document["_created"] -= 7_200_000
+    index_store.set(sid, document)
+    assert client.get("/me").json["user"] is None  # type: ignore[index]
+    assert [(n, e.get("reason"), e["user"]) for n, e in events][-1] == (
+        "destroyed",
+        "timeout",
+        "9",
+    )
+    assert sessions_of(app, "9") == []
+
+
+# -- no leak -----------------------------------------------------------------
+
+
+def index_state(client: t.Any, prefix: str = "sess-user:") -> dict[str, int]:
+    """Each index key on the server and how many entries it holds."""
+    return {
+        key.decode(): client.zcard(key) for key in client.scan_iter(match=prefix + "*", count=500)
+    }
+
+
+def test_redis_index_does_not_leak(redis_url: str) -> None:
+    """1,000 indexed sessions expire; the index keys return to their size
+    before, without anyone logging in again (Spring Session's leak).
+    """
+    import redis
+
+    from flask_connect_session import RedisStore
+    from flask_connect_session.cookie import format_expires
+    from flask_connect_session.cookie import utcnow
+
+    server = redis.Redis.from_url(redis_url)
+    store = RedisStore(redis_url)
+    app = make_app(store)
+    login(app, "keep")  # a long-lived session, indexed before
+    before = index_state(server)
+    assert before == {"sess-user:keep": 1}
+    expires = format_expires(utcnow() + timedelta(seconds=2))
+    for n in range(1000):
+        # 100 users of 9 sessions, and 100 more sessions of the lasting user,
+        # stored as the interface stores them (the index entry first).
+        user = "keep" if n % 10 == 0 else f"u{n % 100}"
+        store.index_add(user, f"short{n}", time.time() + 2.5)
+        cookie = {"originalMaxAge": 2000, "expires": expires}
+        store.set(f"short{n}", {"user_id": user, DEVICE_MEMBER: {"user": user}, "cookie": cookie})
+    during = index_state(server)
+    assert len(during) == 91 and sum(during.values()) == 1001
+    time.sleep(3)
+    # Every short-lived user's index key expired by itself; the lasting
+    # user's holds its expired entries until read, written or pruned.
+    assert index_state(server) == {"sess-user:keep": 101}
+    assert app.test_cli_runner().invoke(args=["session", "prune"]).exit_code == 0
+    assert index_state(server) == before
+    assert server.dbsize() == 2  # the lasting session and its index
+    assert len(sessions_of(app, "keep")) == 1
+
+
+def test_prune_empties_expired_indexes(
+    index_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("flask_connect_session.users.SEEN_INTERVAL", 0.2)
+    app = make_app(index_store, CONNECT_SESSION_COOKIE={"max_age": 1})
+    for user in ("a", "b"):
+        login(app, user)
+    time.sleep(1.5)
+    assert app.test_cli_runner().invoke(args=["session", "prune"]).exit_code == 0
+    assert sessions_of(app, "a") == [] and sessions_of(app, "b") == []
+    if hasattr(index_store, "_users"):
+        assert index_store._users == {}
+    if hasattr(index_store, "directory"):
+        import os
+
+        assert not [n for n in os.listdir(index_store.directory) if n.endswith(".user")]
+
+
+# -- command line --------------------------------------------------------------
+
+
+def test_cli_list_and_revoke(index_store: Store) -> None:
+    import json
+
+    app = make_app(index_store)
+    phone, laptop = login(app, "42", "Phone"), login(app, "42", "Laptop")
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["session", "list", "--user", "42", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.output)
+    assert [r["user_agent"] for r in rows] == ["Laptop", "Phone"]
+    table = runner.invoke(args=["session", "list", "--user", "42"])
+    assert "HANDLE" in table.output and "Phone" in table.output
+    phone_handle = rows[1]["handle"]
+    one = runner.invoke(args=["session", "revoke", "--user", "42", "--handle", phone_handle])
+    assert one.exit_code == 1  # asked, and no answer
+    one = runner.invoke(
+        args=["session", "revoke", "--user", "42", "--handle", phone_handle, "--yes"]
+    )
+    assert one.output == "revoked 1 session(s) of user '42'\n"
+    assert phone.get("/me").json["user"] is None  # type: ignore[index]
+    again = runner.invoke(
+        args=["session", "revoke", "--user", "42", "--handle", phone_handle, "--yes"]
+    )
+    assert again.exit_code == 1 and "no session" in again.output
+    everywhere = runner.invoke(args=["session", "revoke", "--user", "42"], input="y\n")
+    assert "revoked 1 session(s)" in everywhere.output
+    assert laptop.get("/me").json["user"] is None  # type: ignore[index]
+    empty = runner.invoke(args=["session", "list", "--user", "42"])
+    assert empty.output == "no sessions of user '42'\n"
+
+
+def test_cli_without_user_key() -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, TESTING=True)
+    ConnectSession(app)
+    result = app.test_cli_runner().invoke(args=["session", "list", "--user", "42"])
+    assert result.exit_code == 1
+    assert "CONNECT_SESSION_USER_KEY" in result.output
+
+
+def test_read_only_request_costs_one_round_trip(
+    redis_server: t.Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted by Redis: a read-only request of an indexed session is one
+    GETEX, as for an unindexed one; once a minute it also writes the session
+    (merge script) and the index (index script).
+    """
+    from test_concurrency import CommandStats
+
+    stats = CommandStats(redis_server)
+    try:
+        costs = []
+        for user_key in (None, "user_id"):
+            app = make_app(redis_url, CONNECT_SESSION_USER_KEY=user_key)
+            client = login(app, "42")
+            client.get("/me")
+            stats.reset()
+            for _ in range(5):
+                client.get("/me")
+            costs.append(stats.calls())
+        assert costs == [{"getex": 5}, {"getex": 5}]
+        real = time.time
+        for minutes in (1, 2):  # the first loads the scripts
+            monkeypatch.setattr(time, "time", lambda m=minutes: real() + 61 * m)
+            stats.reset()
+            client.get("/me")
+        calls = stats.calls()
+        assert (calls["getex"], calls["evalsha"]) == (1, 2)
+    finally:
+        stats.client.close()
+
+
+def test_bad_user_value_from_another_app(index_store: Store) -> None:
+    """A user value another app stored that is not a str or int: reading the
+    session still works; writing it is the TypeError naming the key.
+    """
+    app = make_app(index_store)
+    client = app.test_client()
+    client.post("/set", json={"n": 1})
+    sid = t.cast(str, sid_of(client))
+    index_store.set(sid, {"user_id": 4.2, "cookie": {"originalMaxAge": None, "expires": None}})
+    assert client.get("/me").json == {"user": 4.2, "id": sid}
+    with pytest.raises(TypeError, match="user_id"):
+        client.post("/set", json={"n": 2})
