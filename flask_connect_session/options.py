@@ -236,6 +236,9 @@ class Options:
     ttl: int = DEFAULT_TTL
     #: Seconds after creation (or regeneration) when a session is discarded.
     absolute_timeout: float | None = None
+    #: Seconds: a loaded, unmodified session's store lifetime is extended at
+    #: most once per this interval (0: on every request).
+    touch_after: float = 0
     #: Flask's ``PERMANENT_SESSION_LIFETIME``, in seconds.
     permanent_lifetime: float = 31 * 86400
     #: Flask's ``SESSION_REFRESH_EACH_REQUEST``.
@@ -275,6 +278,10 @@ class Options:
             key_prefix=t.cast(str, _parse_str(p + "KEY_PREFIX", get(p + "KEY_PREFIX", "sess:"))),
             ttl=int(t.cast(float, ttl)),
             absolute_timeout=parse_seconds(p + "ABSOLUTE_TIMEOUT", get(p + "ABSOLUTE_TIMEOUT")),
+            touch_after=t.cast(
+                float,
+                parse_seconds(p + "TOUCH_AFTER", get(p + "TOUCH_AFTER", 0), allow_none=False),
+            ),
             permanent_lifetime=t.cast(
                 float,
                 parse_seconds(

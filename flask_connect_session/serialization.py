@@ -21,8 +21,12 @@ COOKIE_MEMBER = "cookie"
 #: when ``CONNECT_SESSION_ABSOLUTE_TIMEOUT`` is set. An Express app sees it as
 #: an ordinary session value and keeps it.
 CREATED_MEMBER = "_created"
+#: Document member holding when the session's store lifetime was last
+#: extended (ms since the epoch), written with ``CONNECT_SESSION_TOUCH_AFTER``
+#: for a browser-session cookie, whose stored ``expires`` cannot tell.
+TOUCHED_MEMBER = "_touched"
 #: Members of a document that are not the user's data.
-RESERVED_MEMBERS = frozenset((COOKIE_MEMBER, CREATED_MEMBER))
+RESERVED_MEMBERS = frozenset((COOKIE_MEMBER, CREATED_MEMBER, TOUCHED_MEMBER))
 
 Document = dict[str, t.Any]
 
