@@ -79,6 +79,47 @@ def client_from_url(url: str) -> t.Any:
     )
 
 
+def sentinel_client(
+    sentinels: cabc.Sequence[tuple[str, int]],
+    service_name: str,
+    *,
+    db: int = 0,
+    username: str | None = None,
+    password: str | None = None,
+    socket_timeout: float = SOCKET_TIMEOUT,
+    socket_connect_timeout: float = SOCKET_TIMEOUT,
+) -> t.Any:
+    """Return a redis-py client that always talks to the master the Redis
+    Sentinels name for ``service_name``.
+
+    It asks the sentinels (in order) for the master when it connects, and
+    again whenever a connection fails or the server it reached is no longer
+    a master, so requests follow a failover without a restart. Connections
+    are made lazily: nothing is contacted here.
+
+    :param sentinels: ``(host, port)`` of each sentinel.
+    :param username: the Redis ACL user of the master (not of the sentinels).
+    :param password: the password of the master (not of the sentinels).
+    :raises ImportError: redis-py is not installed.
+    """
+    try:
+        from redis.sentinel import Sentinel
+    except ImportError as exc:
+        raise ImportError(
+            "RedisStore needs redis-py: pip install flask-connect-session[redis]"
+        ) from exc
+    timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_connect_timeout}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(sentinels),
+        sentinel_kwargs=timeouts,
+        db=db,
+        username=username,
+        password=password,
+        **timeouts,
+    )
+    return sentinel.master_for(service_name)  # type: ignore[no-untyped-call]
+
+
 @contextlib.contextmanager
 def _undecodable_is_corrupt() -> cabc.Iterator[None]:
     # A client made with decode_responses=True decodes values itself, so an
