@@ -91,10 +91,10 @@ def flask_session(**config: t.Any) -> Flask:
     return app
 
 
-def connect_session(store: object) -> Flask:
+def connect_session(store: object, **config: t.Any) -> Flask:
     from flask_connect_session import ConnectSession
 
-    app = flask_app(TESTING=True, CONNECT_SESSION_STORE=store)
+    app = flask_app(TESTING=True, CONNECT_SESSION_STORE=store, **config)
     ConnectSession(app)
     return app
 

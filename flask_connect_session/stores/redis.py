@@ -219,7 +219,13 @@ class RedisStore(Store):
     def get(self, sid: str) -> Document | None:
         with _undecodable_is_corrupt():
             value = self.client.get(self._key(sid))
-        return None if value is None else decode(value)
+        if value is None:
+            return None
+        document = decode(value)
+        # As get_and_touch: a merge after a plain read (a touch interval is
+        # set) takes the fast path too.
+        self._remember(sid, value)
+        return document
 
     def get_and_touch(self, sid: str) -> Document | None:
         """Read the session and extend its lifetime in one GETEX (Redis 6.2+).
@@ -270,10 +276,10 @@ class RedisStore(Store):
     ) -> bool:
         """Write only the changed members, atomically, in one round trip.
 
-        If the stored value is still the one :meth:`get_and_touch` read in
-        this process (the usual case), the new document built here replaces
-        it; if another request wrote meanwhile, the server splices the
-        changes into what it holds. Both paths are one Lua script
+        If the stored value is still the one :meth:`get` or
+        :meth:`get_and_touch` read in this process (the usual case), the new
+        document built here replaces it; if another request wrote meanwhile,
+        the server splices the changes into what it holds. Both paths are one Lua script
         (``MERGE_SCRIPT``), so a contended session costs no extra round trip.
         """
         removed = list(removed)

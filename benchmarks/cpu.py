@@ -1,0 +1,127 @@
+"""CPU per request against Redis: worker CPU (``time.process_time()``) and
+Redis CPU (``INFO cpu`` ``used_cpu_sys`` + ``used_cpu_user``, and the
+``INFO commandstats`` time of each command), this extension against
+Flask-Session 0.8. CPU time is far less sensitive to other load on a shared
+machine than wall-clock time. See README.md here.
+
+    python benchmarks/cpu.py [--rounds 5] [--batch 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import typing as t
+from pathlib import Path
+
+import redis
+
+from bench import call
+from bench import connect_session
+from bench import environ_for
+from bench import flask_session
+from bench import session_cookie
+from server_fixtures import RedisServer
+from server_fixtures import _require_binary  # noqa: I001 (test helper)
+
+SCENARIOS = ("reads", "increments", "creates")
+
+
+def redis_cpu_us(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return (float(info["used_cpu_sys"]) + float(info["used_cpu_user"])) * 1e6
+
+
+def command_usec(client: redis.Redis) -> dict[str, tuple[int, float]]:
+    """Command -> (calls, total microseconds inside Redis)."""
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): (int(v["calls"]), float(v["usec"]))
+        for name, v in stats.items()
+    }
+
+
+def measure(
+    app: t.Any, scenario: str, batch: int, client: redis.Redis
+) -> tuple[float, float, str]:
+    """Worker CPU and Redis CPU per request (µs), and the commands per request."""
+    cookie = None if scenario == "creates" else session_cookie(app)
+    environ = environ_for("/" + scenario, cookie)
+    wsgi = app.wsgi_app
+    for _ in range(20):  # warm up (scripts loaded, connections open)
+        call(wsgi, environ)
+    client.config_resetstat()
+    redis_before = redis_cpu_us(client)
+    import time
+
+    start = time.process_time()
+    for _ in range(batch):
+        call(wsgi, environ)
+    worker = (time.process_time() - start) * 1e6 / batch
+    redis_used = (redis_cpu_us(client) - redis_before) / batch
+    commands = command_usec(client)
+    # The INFO calls made to measure are not the app's.
+    commands.pop("info", None)
+    commands.pop("config|resetstat", None)
+    shown = ", ".join(
+        f"{calls / batch:g} {name.upper()} ({usec / calls:.1f} us)"
+        for name, (calls, usec) in sorted(commands.items())
+        if calls
+    )
+    return worker, redis_used, shown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="fcs-cpu-"))
+    (tmp / "redis").mkdir()
+    server = RedisServer(_require_binary("redis-server", "redis-server"), tmp / "redis")
+    server.start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        variants = {
+            "flask-session redis": lambda: flask_session(
+                SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(server.url)
+            ),
+            "connect redis": lambda: connect_session(server.url),
+            "connect redis, touch 60 s": lambda: connect_session(
+                server.url, CONNECT_SESSION_TOUCH_AFTER=60
+            ),
+        }
+        apps = {name: build() for name, build in variants.items()}
+        worker: dict[tuple[str, str], list[float]] = {}
+        in_redis: dict[tuple[str, str], list[float]] = {}
+        commands: dict[tuple[str, str], str] = {}
+        for _ in range(args.rounds):
+            for name, app in apps.items():
+                for scenario in SCENARIOS:
+                    w, r, c = measure(app, scenario, args.batch, client)
+                    worker.setdefault((name, scenario), []).append(w)
+                    in_redis.setdefault((name, scenario), []).append(r)
+                    commands[(name, scenario)] = c
+    finally:
+        server.stop()
+
+    print(f"median CPU us per request ({args.rounds} rounds of {args.batch})")
+    print(f"{'variant':28}{'scenario':12}{'worker':>8}{'redis':>8}  commands (us each in Redis)")
+    for name in apps:
+        for scenario in SCENARIOS:
+            key = (name, scenario)
+            w, r = statistics.median(worker[key]), statistics.median(in_redis[key])
+            print(f"{name:28}{scenario:12}{w:8.1f}{r:8.1f}  {commands[key]}")
+    print("\nratio to flask-session redis (worker, redis)")
+    for name in list(apps)[1:]:
+        for scenario in SCENARIOS:
+            ours, theirs = (name, scenario), ("flask-session redis", scenario)
+            w = statistics.median(worker[ours]) / statistics.median(worker[theirs])
+            r = statistics.median(in_redis[ours]) / statistics.median(in_redis[theirs])
+            print(f"{name:28}{scenario:12}{w:8.2f}{r:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
