@@ -293,11 +293,12 @@ class RedisStore(Store):
         if raw is not None:
             version = hashlib.sha1(raw).hexdigest()
             new = to_utf8(encode(apply_changes(decode(raw), changes, removed)))
-        args: list[t.Any] = [version, new, ttl, len(changes)]
+        items: list[bytes] = []
         for name, value in changes.items():
-            args += [_name_bytes(name), to_utf8(dumps(name)), to_utf8(dumps(value))]
-        args += [_name_bytes(name) for name in removed]
-        result = self._merge(keys=[self._key(sid)], args=args)
+            items += (_name_bytes(name), to_utf8(f"{dumps(name)}:{dumps(value)}"))
+        items += [_name_bytes(name) for name in removed]
+        packed = b"".join(b"%d:%s" % (len(item), item) for item in items)
+        result = self._merge(keys=[self._key(sid)], args=[version, new, ttl, len(changes), packed])
         if result == -1:
             raise CorruptDocument("the stored value is not a session document")
         if result == 2 and (ttl == "" or int(ttl) > 0):
