@@ -166,15 +166,16 @@ def redis_get_cost(url: str, rounds: int, batch: int) -> float:
     return statistics.median(samples)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--batch", type=int, default=200)
-    args = parser.parse_args()
+def parse_rounds(doc: str, rounds: int, batch: int) -> argparse.Namespace:
+    """Parse ``--rounds`` and ``--batch``, with these defaults."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--batch", type=int, default=batch)
+    return parser.parse_args()
 
-    import redis
-    from cachelib import SimpleCache
 
+def start_redis() -> tuple[t.Any, Path]:
+    """Start a redis-server on a free port; return it and a scratch dir."""
     from server_fixtures import RedisServer
     from server_fixtures import _require_binary  # noqa: I001 (test helper)
 
@@ -182,6 +183,16 @@ def main() -> None:
     (tmp / "redis").mkdir()
     server = RedisServer(_require_binary("redis-server", "redis-server"), tmp / "redis")
     server.start()
+    return server, tmp
+
+
+def main() -> None:
+    args = parse_rounds(__doc__, 15, 200)
+
+    import redis
+    from cachelib import SimpleCache
+
+    server, tmp = start_redis()
     try:
         url = server.url
         client = redis.Redis.from_url(url)

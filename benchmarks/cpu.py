@@ -1,7 +1,7 @@
 """CPU per request against Redis: worker CPU (``time.process_time()``) and
 Redis CPU (``INFO cpu`` ``used_cpu_sys`` + ``used_cpu_user``, and the
 ``INFO commandstats`` time of each command), this extension against
-Flask-Session 0.8. CPU time is far less sensitive to other load on a shared
+Flask-Session 0.8. CPU time is less sensitive to other load on a shared
 machine than wall-clock time. See README.md here.
 
     python benchmarks/cpu.py [--rounds 5] [--batch 1000]
@@ -9,11 +9,9 @@ machine than wall-clock time. See README.md here.
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import tempfile
+import time
 import typing as t
-from pathlib import Path
 
 import redis
 
@@ -21,9 +19,9 @@ from bench import call
 from bench import connect_session
 from bench import environ_for
 from bench import flask_session
+from bench import parse_rounds
 from bench import session_cookie
-from server_fixtures import RedisServer
-from server_fixtures import _require_binary  # noqa: I001 (test helper)
+from bench import start_redis
 
 SCENARIOS = ("reads", "increments", "creates")
 
@@ -53,8 +51,6 @@ def measure(
         call(wsgi, environ)
     client.config_resetstat()
     redis_before = redis_cpu_us(client)
-    import time
-
     start = time.process_time()
     for _ in range(batch):
         call(wsgi, environ)
@@ -73,15 +69,8 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=1000)
-    args = parser.parse_args()
-
-    tmp = Path(tempfile.mkdtemp(prefix="fcs-cpu-"))
-    (tmp / "redis").mkdir()
-    server = RedisServer(_require_binary("redis-server", "redis-server"), tmp / "redis")
-    server.start()
+    args = parse_rounds(__doc__, 5, 1000)
+    server, _ = start_redis()
     try:
         client = redis.Redis.from_url(server.url)
         variants = {
