@@ -9,6 +9,7 @@ machine than wall-clock time. See README.md here.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import typing as t
@@ -42,8 +43,11 @@ def command_usec(client: redis.Redis) -> dict[str, tuple[int, float]]:
 
 def measure(
     app: t.Any, scenario: str, batch: int, client: redis.Redis
-) -> tuple[float, float, str]:
-    """Worker CPU and Redis CPU per request (µs), and the commands per request."""
+) -> tuple[float, float, float, str]:
+    """Worker CPU, the worker's user-space part of it (Python, without the
+    kernel's socket work) and Redis CPU per request (µs), and the commands
+    per request.
+    """
     cookie = None if scenario == "creates" else session_cookie(app)
     environ = environ_for("/" + scenario, cookie)
     wsgi = app.wsgi_app
@@ -51,10 +55,11 @@ def measure(
         call(wsgi, environ)
     client.config_resetstat()
     redis_before = redis_cpu_us(client)
-    start = time.process_time()
+    start, user_start = time.process_time(), os.times().user
     for _ in range(batch):
         call(wsgi, environ)
     worker = (time.process_time() - start) * 1e6 / batch
+    user = (os.times().user - user_start) * 1e6 / batch
     redis_used = (redis_cpu_us(client) - redis_before) / batch
     commands = command_usec(client)
     # The INFO calls made to measure are not the app's.
@@ -65,7 +70,7 @@ def measure(
         for name, (calls, usec) in sorted(commands.items())
         if calls
     )
-    return worker, redis_used, shown
+    return worker, user, redis_used, shown
 
 
 def main() -> None:
@@ -83,33 +88,40 @@ def main() -> None:
             ),
         }
         apps = {name: build() for name, build in variants.items()}
-        worker: dict[tuple[str, str], list[float]] = {}
-        in_redis: dict[tuple[str, str], list[float]] = {}
+        # (variant, scenario) -> samples of each measure
+        samples: dict[str, dict[tuple[str, str], list[float]]] = {
+            "worker": {},
+            "user": {},
+            "redis": {},
+        }
         commands: dict[tuple[str, str], str] = {}
         for _ in range(args.rounds):
             for name, app in apps.items():
                 for scenario in SCENARIOS:
-                    w, r, c = measure(app, scenario, args.batch, client)
-                    worker.setdefault((name, scenario), []).append(w)
-                    in_redis.setdefault((name, scenario), []).append(r)
-                    commands[(name, scenario)] = c
+                    *values, shown = measure(app, scenario, args.batch, client)
+                    for measure_name, value in zip(samples, values, strict=True):
+                        samples[measure_name].setdefault((name, scenario), []).append(value)
+                    commands[(name, scenario)] = shown
     finally:
         server.stop()
 
+    med = {m: {k: statistics.median(v) for k, v in by.items()} for m, by in samples.items()}
     print(f"median CPU us per request ({args.rounds} rounds of {args.batch})")
-    print(f"{'variant':28}{'scenario':12}{'worker':>8}{'redis':>8}  commands (us each in Redis)")
+    print(
+        f"{'variant':28}{'scenario':12}{'worker':>8}{'(user)':>8}{'redis':>8}"
+        "  commands (us each in Redis)"
+    )
     for name in apps:
         for scenario in SCENARIOS:
             key = (name, scenario)
-            w, r = statistics.median(worker[key]), statistics.median(in_redis[key])
-            print(f"{name:28}{scenario:12}{w:8.1f}{r:8.1f}  {commands[key]}")
-    print("\nratio to flask-session redis (worker, redis)")
+            row = "".join(f"{med[m][key]:8.1f}" for m in samples)
+            print(f"{name:28}{scenario:12}{row}  {commands[key]}")
+    print("\nratio to flask-session redis (worker, user, redis)")
     for name in list(apps)[1:]:
         for scenario in SCENARIOS:
             ours, theirs = (name, scenario), ("flask-session redis", scenario)
-            w = statistics.median(worker[ours]) / statistics.median(worker[theirs])
-            r = statistics.median(in_redis[ours]) / statistics.median(in_redis[theirs])
-            print(f"{name:28}{scenario:12}{w:8.2f}{r:8.2f}")
+            row = "".join(f"{med[m][ours] / med[m][theirs]:8.2f}" for m in samples)
+            print(f"{name:28}{scenario:12}{row}")
 
 
 if __name__ == "__main__":
