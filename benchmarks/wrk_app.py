@@ -1,6 +1,7 @@
 """The app ``benchmarks/wrk_compare.py`` serves with gunicorn.
 
-``BENCH_VARIANT`` picks the session implementation (``connect`` or
+``BENCH_VARIANT`` picks the session implementation (``connect``,
+``connect-touch-60`` with ``CONNECT_SESSION_TOUCH_AFTER = 60``, or
 ``flask-session``), ``BENCH_REDIS_URL`` the Redis server. The app and its
 views are ``bench.py``'s, so both benchmarks measure the same code.
 """
@@ -20,5 +21,6 @@ if os.environ.get("BENCH_VARIANT") == "flask-session":
 else:
     from flask_connect_session import ConnectSession
 
-    app = flask_app(CONNECT_SESSION_STORE=url)
+    touch = 60 if os.environ.get("BENCH_VARIANT") == "connect-touch-60" else 0
+    app = flask_app(CONNECT_SESSION_STORE=url, CONNECT_SESSION_TOUCH_AFTER=touch)
     ConnectSession(app)

@@ -41,6 +41,9 @@ def gunicorn(variant: str, redis_url: str, log: Path) -> GunicornServer:
     )
 
 
+#: The apps compared (see wrk_app.py); the first is the baseline.
+VARIANTS = ("flask-session", "connect", "connect-touch-60")
+
 #: wrk request script: each request carries the next of ``cookies``; the
 #: threads start half the list apart.
 WRK_SCRIPT = """
@@ -107,7 +110,7 @@ def main() -> None:
     server.start()
     results: dict[tuple[str, str], dict[str, float]] = {}
     try:
-        for variant in ("flask-session", "connect"):
+        for variant in VARIANTS:
             server.client().flushall()
             with gunicorn(variant, server.url, tmp / f"{variant}.log") as app:
                 base = app.url
@@ -125,13 +128,15 @@ def main() -> None:
         server.stop()
 
     print(f"wrk -t2 -c{args.connections} -d{args.seconds}s, gunicorn -w 4, one Redis")
-    print(f"{'variant':16}{'scenario':28}{'req/s':>10}{'p99 ms':>10}{'errors':>8}")
+    print(f"{'variant':18}{'scenario':28}{'req/s':>10}{'p99 ms':>10}{'errors':>8}")
     for (variant, scenario), r in results.items():
         errors = int(r["non2xx"] + r["socket_errors"])
-        print(f"{variant:16}{scenario:28}{r['rps']:10.0f}{r['p99_ms']:10.2f}{errors:8d}")
-    for scenario in dict.fromkeys(scenario for _, scenario in results):
-        ours, theirs = results[("connect", scenario)], results[("flask-session", scenario)]
-        print(f"{scenario}: {ours['rps'] / theirs['rps']:.2f}x the requests/s of Flask-Session")
+        print(f"{variant:18}{scenario:28}{r['rps']:10.0f}{r['p99_ms']:10.2f}{errors:8d}")
+    for variant in VARIANTS[1:]:
+        for scenario in dict.fromkeys(scenario for _, scenario in results):
+            ours, theirs = results[(variant, scenario)], results[(VARIANTS[0], scenario)]
+            ratio = ours["rps"] / theirs["rps"]
+            print(f"{variant} {scenario}: {ratio:.2f}x the requests/s of Flask-Session")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import typing as t
 from flask.sessions import SessionInterface
 
 from .cookie import Cookie
+from .cookie import lifetime_seconds
+from .cookie import parse_expires
 from .errors import CorruptDocument
 from .errors import SessionNotFound
 from .errors import StoreError
@@ -21,6 +23,7 @@ from .serialization import CREATED_MEMBER
 from .serialization import DEVICE_MEMBER
 from .serialization import RESERVED_MEMBERS
 from .serialization import TAGGED_MEMBER
+from .serialization import TOUCHED_MEMBER
 from .serialization import check_document
 from .serialization import dumps
 from .serialization import load_data
@@ -42,6 +45,7 @@ if t.TYPE_CHECKING:
     from werkzeug.wrappers import Request
     from werkzeug.wrappers import Response
 
+    from .cookie import CookieDocument
     from .options import Options
     from .stores.base import Document
     from .stores.base import Store
@@ -79,14 +83,32 @@ def _log_corrupt(sid: str, exc: CorruptDocument, outcome: str) -> None:
 _MAX_CREATED = 10**14
 
 
-def created_at(document: Document) -> int | None:
+def created_at(document: Document, member: str = CREATED_MEMBER) -> int | None:
     """Return a document's creation time (ms since the epoch), or ``None`` if
     it has none that is a plausible number.
+
+    :param member: the member to read another time from (``_touched``).
     """
-    created = document.get(CREATED_MEMBER)
+    created = document.get(member)
     if isinstance(created, bool) or not isinstance(created, int | float):
         return None
     return int(created) if 0 <= created <= _MAX_CREATED else None  # NaN compares False
+
+
+def touched_at(document: Document) -> float | None:
+    """Return when a document's store lifetime was last extended (ms since
+    the epoch), or ``None`` if it cannot tell.
+
+    A touch resets the cookie to now plus its original max age, so for an
+    expiring cookie that time is ``expires - originalMaxAge``; a
+    browser-session cookie has the ``_touched`` member instead.
+    """
+    cookie = document[COOKIE_MEMBER]
+    expires = parse_expires(cookie.get("expires"))
+    if expires is None:
+        return created_at(document, TOUCHED_MEMBER)
+    original = lifetime_seconds(cookie.get("originalMaxAge"))
+    return None if original is None else (expires.timestamp() - original) * 1000
 
 
 class ConnectSessionInterface(SessionInterface):
@@ -112,8 +134,10 @@ class ConnectSessionInterface(SessionInterface):
         self.store = store
         self._store_touches = implements(store, "touch")
         # Load and touch in one call where the store can: a read-only
-        # request then costs a single round trip.
-        self._load_operation = "get_and_touch" if implements(store, "get_and_touch") else "get"
+        # request then costs a single round trip. With a touch interval the
+        # load must not touch: the interval is checked once the session is read.
+        combined = implements(store, "get_and_touch") and not options.touch_after
+        self._load_operation = "get_and_touch" if combined else "get"
         #: Where the session id travels: the cookie, or the configured header.
         self.transports = Transports(options)
         #: Data keys :meth:`destroy` carries into the new session (see
@@ -280,6 +304,12 @@ class ConnectSessionInterface(SessionInterface):
         created = created_at(document)
         return created is not None and time.time() * 1000 - created > timeout * 1000
 
+    def _fresh(self, document: Document) -> bool:
+        # CONNECT_SESSION_TOUCH_AFTER: touched less than that long ago.
+        interval = self.options.touch_after
+        last = touched_at(document) if interval else None
+        return last is not None and 0 <= time.time() * 1000 - last < interval * 1000
+
     def load(self, session: ServerSession) -> None:
         """Load the session named by the cookie, or start a new one.
 
@@ -297,7 +327,7 @@ class ConnectSessionInterface(SessionInterface):
         if document is not None and sid is not None:
             try:
                 self._inflate(session, sid, document)
-                session.touched = self._load_operation == "get_and_touch"
+                session.touched = self._load_operation == "get_and_touch" or self._fresh(document)
             except CorruptDocument as exc:
                 _log_corrupt(sid, exc, "a new session starts")
                 document = None
@@ -377,6 +407,7 @@ class ConnectSessionInterface(SessionInterface):
                     removed.append(DEVICE_MEMBER)
                 else:
                     changes[DEVICE_MEMBER] = device
+            changes.update(self._touch_stamp(cookie))
             if session.created_unsaved:
                 changes[CREATED_MEMBER] = session.created
             try:
@@ -397,6 +428,7 @@ class ConnectSessionInterface(SessionInterface):
             if macs:
                 document[TAGGED_MEMBER] = macs
             document[COOKIE_MEMBER] = cookie
+            document.update(self._touch_stamp(cookie))
             if session.created is not None:
                 document[CREATED_MEMBER] = session.created
             if device is not None:
@@ -431,6 +463,13 @@ class ConnectSessionInterface(SessionInterface):
         else:
             session.regenerated_from = None
             notify(session_regenerated, session.sid, user, session=session, old_handle=handle(old))
+
+    def _touch_stamp(self, cookie: CookieDocument) -> dict[str, int]:
+        # With a touch interval, a browser-session cookie's document records
+        # when it was written; an expiring cookie's expires already tells.
+        if self.options.touch_after and cookie.get("expires") is None:
+            return {TOUCHED_MEMBER: int(time.time() * 1000)}
+        return {}
 
     # -- the end of the request ------------------------------------------
 
@@ -543,7 +582,12 @@ class ConnectSessionInterface(SessionInterface):
         elif self.should_touch(session):
             cookie = session.cookie
             cookie.touch()
-            self._call("touch", session.sid, {**tagged, COOKIE_MEMBER: cookie.to_document()})
+            if self.options.touch_after:
+                # The stored cookie must show this touch, for the next
+                # request's interval check: only the cookie member is written.
+                self._write(session, tagged, text)
+            else:
+                self._call("touch", session.sid, {**tagged, COOKIE_MEMBER: cookie.to_document()})
         if self.should_set_cookie(session, text):
             self._set_cookie(session, response)
 

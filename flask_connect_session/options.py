@@ -344,6 +344,9 @@ class Options:
     absolute_timeout: float | None = None
     #: The data key naming a session's user; turns on the per-user index.
     user_key: str | None = None
+    #: Seconds: a loaded, unmodified session's store lifetime is extended at
+    #: most once per this interval (0: on every request).
+    touch_after: float = 0
     #: Flask's ``PERMANENT_SESSION_LIFETIME``, in seconds.
     permanent_lifetime: float = 31 * 86400
     #: Flask's ``SESSION_REFRESH_EACH_REQUEST``.
@@ -393,6 +396,10 @@ class Options:
             ttl=int(t.cast(float, ttl)),
             absolute_timeout=parse_seconds(p + "ABSOLUTE_TIMEOUT", get(p + "ABSOLUTE_TIMEOUT")),
             user_key=_parse_user_key(p + "USER_KEY", get(p + "USER_KEY")),
+            touch_after=t.cast(
+                float,
+                parse_seconds(p + "TOUCH_AFTER", get(p + "TOUCH_AFTER", 0), allow_none=False),
+            ),
             permanent_lifetime=t.cast(
                 float,
                 parse_seconds(

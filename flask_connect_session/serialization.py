@@ -30,8 +30,14 @@ TAGGED_MEMBER = "_tagged"
 #: seen, user agent, IP), written when ``CONNECT_SESSION_USER_KEY`` is set
 #: (see :mod:`flask_connect_session.users`).
 DEVICE_MEMBER = "_device"
+#: Document member holding when the session's store lifetime was last
+#: extended (ms since the epoch), written with ``CONNECT_SESSION_TOUCH_AFTER``
+#: for a browser-session cookie, whose stored ``expires`` cannot tell.
+TOUCHED_MEMBER = "_touched"
 #: Members of a document that are not the user's data.
-RESERVED_MEMBERS = frozenset((COOKIE_MEMBER, CREATED_MEMBER, TAGGED_MEMBER, DEVICE_MEMBER))
+RESERVED_MEMBERS = frozenset(
+    (COOKIE_MEMBER, CREATED_MEMBER, TAGGED_MEMBER, DEVICE_MEMBER, TOUCHED_MEMBER)
+)
 
 Document = dict[str, t.Any]
 

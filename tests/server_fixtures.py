@@ -3,7 +3,9 @@
 Load it from ``tests/conftest.py`` with ``pytest_plugins = ("server_fixtures",)``.
 
 Session-scoped fixtures: ``redis_server``, ``redis_cluster``,
-``memcached_server``, ``express_app_factory``. Function-scoped fixtures that
+``memcached_server``, ``express_app_factory``. Function-scoped:
+``redis_sentinel`` (a master, a replica and three sentinels, fresh per
+test). Function-scoped fixtures that
 empty the server before each test and return its URL: ``redis_url``,
 ``redis_cluster_url``, ``memcached_url``.
 
@@ -316,9 +318,10 @@ def _redis_is_ours(proc: _Process, port: int) -> bool:
 class RedisServer:
     """A standalone ``redis-server``; ``stop()``/``start()`` keep port and dir."""
 
-    def __init__(self, binary: str, data_dir: Path) -> None:
+    def __init__(self, binary: str, data_dir: Path, *extra: str) -> None:
         self.binary = binary
         self.data_dir = data_dir
+        self.extra = extra
         self.host = HOST
         self.port = 0
         self._proc: _Process | None = None
@@ -326,6 +329,10 @@ class RedisServer:
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
+
+    def argv(self, port: int) -> list[str]:
+        """The command line that starts the server on ``port``."""
+        return _redis_argv(self.binary, port, self.data_dir, *self.extra)
 
     @property
     def running(self) -> bool:
@@ -347,10 +354,7 @@ class RedisServer:
                     raise
 
     def _launch(self, port: int) -> None:
-        proc = _Process(
-            _redis_argv(self.binary, port, self.data_dir),
-            self.data_dir / "redis-server.log",
-        )
+        proc = _Process(self.argv(port), self.data_dir / "redis-server.log")
         proc.start()
         try:
             proc.wait_until(
@@ -367,6 +371,12 @@ class RedisServer:
         """Stop the server (SIGTERM; no save, since --save "" and no AOF)."""
         if self._proc is not None:
             self._proc.stop()
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (it is not restarted)."""
+        if self._proc is not None and self._proc.popen is not None and self._proc.alive:
+            self._proc.popen.kill()
+            self._proc.popen.wait(timeout=STOP_TIMEOUT)
 
     def client(self, **kwargs: Any) -> redis.Redis:
         """A fresh ``redis.Redis`` for this server (kwargs go to the client)."""
@@ -517,6 +527,123 @@ class RedisClusterServer:
             f"[node {port}]\n{proc.tail(lines)}"
             for proc, port in zip(self._procs, self.ports, strict=True)
         )
+
+
+# Sentinel decides fast, so a failover test takes seconds: the master is
+# "down" after this long without an answer, and a failed failover is
+# retried after twice the failover timeout.
+SENTINEL_DOWN_AFTER_MS = 1000
+SENTINEL_FAILOVER_TIMEOUT_MS = 2000
+SENTINEL_SERVICE = "mymaster"
+
+
+class SentinelServer(RedisServer):
+    """``redis-server --sentinel`` watching the master on ``master_port``;
+    its config file (which Sentinel rewrites) lives in ``data_dir``.
+    """
+
+    def __init__(self, binary: str, data_dir: Path, master_port: int) -> None:
+        super().__init__(binary, data_dir)
+        self.master_port = master_port
+
+    def argv(self, port: int) -> list[str]:
+        config = self.data_dir / "sentinel.conf"
+        name = SENTINEL_SERVICE
+        config.write_text(
+            f"sentinel monitor {name} {HOST} {self.master_port} 2\n"
+            f"sentinel down-after-milliseconds {name} {SENTINEL_DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {name} {SENTINEL_FAILOVER_TIMEOUT_MS}\n"
+        )
+        # The config file must come first.
+        binary, *options = super().argv(port)
+        return [binary, str(config), "--sentinel", *options]
+
+
+class RedisSentinelGroup:
+    """A master, one replica and three sentinels watching them, as service
+    :data:`SENTINEL_SERVICE`; :attr:`url` is the ``redis+sentinel://`` URL.
+    """
+
+    def __init__(self, binary: str, data_dir: Path) -> None:
+        self.binary = binary
+        self.data_dir = data_dir
+        self.master = RedisServer(binary, self._dir("master"))
+        self.replica: RedisServer | None = None
+        self.sentinels: list[SentinelServer] = []
+
+    def _dir(self, name: str) -> Path:
+        path = self.data_dir / name
+        path.mkdir()
+        return path
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"{HOST}:{sentinel.port}" for sentinel in self.sentinels)
+        return f"redis+sentinel://{hosts}/{SENTINEL_SERVICE}"
+
+    def start(self) -> None:
+        """Start everything and wait until the sentinels know each other and
+        the replica (only then can they fail over).
+        """
+        self.master.start()
+        replica = RedisServer(
+            self.binary, self._dir("replica"), "--replicaof", HOST, str(self.master.port)
+        )
+        self.replica = replica
+        replica.start()
+        self._wait(lambda: self._replica_synced(replica), "the replica to sync")
+        for number in range(3):
+            sentinel = SentinelServer(
+                self.binary, self._dir(f"sentinel{number}"), self.master.port
+            )
+            self.sentinels.append(sentinel)
+            sentinel.start()
+        self._wait(self._sentinels_ready, "the sentinels to find each other and the replica")
+
+    def _wait(self, check: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + CLUSTER_TIMEOUT
+        while not _quietly(check):
+            if time.monotonic() > deadline:
+                tails = "\n".join(s.tail(10) for s in [self.master, *self.sentinels])
+                raise ServerStartError(f"waiting for {what}", tails)
+            time.sleep(_POLL_INTERVAL * 4)
+
+    @staticmethod
+    def _replica_synced(replica: RedisServer) -> bool:
+        with replica.client(socket_timeout=1.0) as client:
+            return bool(client.info("replication").get("master_link_status") == "up")
+
+    def _sentinels_ready(self) -> bool:
+        for sentinel in self.sentinels:
+            with sentinel.client(socket_timeout=1.0) as client:
+                state = client.sentinel_master(SENTINEL_SERVICE)
+                if state["num-other-sentinels"] < 2 or state["num-slaves"] < 1:
+                    return False
+        return True
+
+    def master_port(self) -> int | None:
+        """The port of the master the first live sentinel names now."""
+        for sentinel in self.sentinels:
+            with contextlib.suppress(Exception), sentinel.client(socket_timeout=1.0) as client:
+                address = client.sentinel_get_master_addr_by_name(SENTINEL_SERVICE)
+                return int(address[1])
+        return None
+
+    def stop(self) -> None:
+        for server in [*self.sentinels, self.replica, self.master]:
+            if server is not None:
+                server.stop()
+
+    def tail(self, lines: int = 10) -> str:
+        servers = [self.master, self.replica, *self.sentinels]
+        return "\n".join(f"[{s.port}]\n{s.tail(lines)}" for s in servers if s is not None)
+
+
+def _quietly(check: Callable[[], bool]) -> bool:
+    try:
+        return check()
+    except Exception:  # not ready yet
+        return False
 
 
 # --------------------------------------------------------------------------
@@ -841,6 +968,22 @@ def redis_cluster(
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture()
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelGroup]:
+    """A fresh master, replica and three sentinels for one test (which may
+    kill the master).
+    """
+    _require_module("redis", "redis")
+    group = RedisSentinelGroup(
+        _require_binary("redis-server", "redis-server"), tmp_path_factory.mktemp("sentinel")
+    )
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
 
 
 @pytest.fixture(scope="session")

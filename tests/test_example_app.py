@@ -39,6 +39,13 @@ def test_counter_increases_in_the_test_client(example: Flask) -> None:
     assert 3590 < float(field(pages[-1], "max-age").split()[0]) <= 3600
 
 
+def test_example_config_uses_the_recommended_touch_interval(example: Flask) -> None:
+    """The README recommends ``CONNECT_SESSION_TOUCH_AFTER = 60`` for
+    production; the example app's config shows it.
+    """
+    assert example.session_interface.options.touch_after == 60  # type: ignore[attr-defined]
+
+
 def test_login_regenerates_and_logout_destroys(example: Flask) -> None:
     """Login gives a new id and keeps the counter; logout empties the session
     and shows the flash.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import typing as t
+from urllib.parse import parse_qsl
 from urllib.parse import unquote
 from urllib.parse import urlsplit
 
@@ -34,6 +35,41 @@ def _redis(url: str, settings: StoreSettings) -> Store:
     from .redis import RedisStore
 
     return RedisStore(url, key_prefix=settings.key_prefix, ttl=settings.ttl)
+
+
+def _redis_sentinel(url: str, settings: StoreSettings) -> Store:
+    from .redis import RedisStore
+    from .redis import sentinel_client
+
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    # The password never goes into a message.
+    shown = f"{parts.scheme}://{'***@' if '@' in parts.netloc else ''}{hosts}{parts.path}"
+    names = parts.path.removesuffix("/").split("/")[1:]
+    if not hosts or parts.fragment or not 1 <= len(names) <= 2 or not names[0]:
+        raise ValueError(
+            f"expected {parts.scheme}://[:password@]host:port[,host:port...]/service_name[/db],"
+            f" got {shown!r}"
+        )
+    if len(names) == 2 and not names[1].isdigit():
+        raise ValueError(f"the database in {shown!r} must be a number")
+    timeouts = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in ("socket_timeout", "socket_connect_timeout"):
+            raise ValueError(f"unknown query parameter {name!r} in {shown!r}")
+        try:
+            timeouts[name] = float(value)
+        except ValueError:
+            raise ValueError(f"{name} in {shown!r} must be seconds") from None
+    client = sentinel_client(
+        [_host_port(item, 26379, shown) for item in hosts.split(",")],
+        unquote(names[0]),
+        db=int(names[1]) if len(names) == 2 else 0,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        **timeouts,
+    )
+    return RedisStore(client, key_prefix=settings.key_prefix, ttl=settings.ttl)
 
 
 def _file(url: str, settings: StoreSettings) -> Store:
@@ -83,6 +119,8 @@ FACTORIES: dict[str, cabc.Callable[[str, StoreSettings], Store]] = {
     "unix": _redis,
     "valkey": _redis,
     "valkeys": _redis,
+    "redis+sentinel": _redis_sentinel,
+    "valkey+sentinel": _redis_sentinel,
     "file": _file,
     "memcached": _memcached,
 }

@@ -89,6 +89,47 @@ def client_from_url(url: str) -> t.Any:
     raise ValueError(message)
 
 
+def sentinel_client(
+    sentinels: cabc.Sequence[tuple[str, int]],
+    service_name: str,
+    *,
+    db: int = 0,
+    username: str | None = None,
+    password: str | None = None,
+    socket_timeout: float = SOCKET_TIMEOUT,
+    socket_connect_timeout: float = SOCKET_TIMEOUT,
+) -> t.Any:
+    """Return a redis-py client that always talks to the master the Redis
+    Sentinels name for ``service_name``.
+
+    It asks the sentinels (in order) for the master when it connects, and
+    again whenever a connection fails or the server it reached is no longer
+    a master, so requests follow a failover without a restart. Connections
+    are made lazily: nothing is contacted here.
+
+    :param sentinels: ``(host, port)`` of each sentinel.
+    :param username: the Redis ACL user of the master (not of the sentinels).
+    :param password: the password of the master (not of the sentinels).
+    :raises ImportError: redis-py is not installed.
+    """
+    try:
+        from redis.sentinel import Sentinel
+    except ImportError as exc:
+        raise ImportError(
+            "RedisStore needs redis-py: pip install flask-connect-session[redis]"
+        ) from exc
+    timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_connect_timeout}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(sentinels),
+        sentinel_kwargs=timeouts,
+        db=db,
+        username=username,
+        password=password,
+        **timeouts,
+    )
+    return sentinel.master_for(service_name)  # type: ignore[no-untyped-call]
+
+
 @contextlib.contextmanager
 def _undecodable_is_corrupt() -> cabc.Iterator[None]:
     # A client made with decode_responses=True decodes values itself, so an
@@ -207,7 +248,13 @@ class RedisStore(Store):
     def get(self, sid: str) -> Document | None:
         with _undecodable_is_corrupt():
             value = self.client.get(self._key(sid))
-        return None if value is None else decode(value)
+        if value is None:
+            return None
+        document = decode(value)
+        # As get_and_touch: a merge after a plain read (a touch interval is
+        # set) takes the fast path too.
+        self._remember(sid, value)
+        return document
 
     def get_and_touch(self, sid: str) -> Document | None:
         """Read the session and extend its lifetime in one GETEX (Redis 6.2+).
@@ -258,10 +305,10 @@ class RedisStore(Store):
     ) -> bool:
         """Write only the changed members, atomically, in one round trip.
 
-        If the stored value is still the one :meth:`get_and_touch` read in
-        this process (the usual case), the new document built here replaces
-        it; if another request wrote meanwhile, the server splices the
-        changes into what it holds. Both paths are one Lua script
+        If the stored value is still the one :meth:`get` or
+        :meth:`get_and_touch` read in this process (the usual case), the new
+        document built here replaces it; if another request wrote meanwhile,
+        the server splices the changes into what it holds. Both paths are one Lua script
         (``MERGE_SCRIPT``), so a contended session costs no extra round trip.
         """
         removed = list(removed)
@@ -275,11 +322,12 @@ class RedisStore(Store):
         if raw is not None:
             version = hashlib.sha1(raw).hexdigest()
             new = to_utf8(encode(apply_changes(decode(raw), changes, removed)))
-        args: list[t.Any] = [version, new, ttl, len(changes)]
+        items: list[bytes] = []
         for name, value in changes.items():
-            args += [_name_bytes(name), to_utf8(dumps(name)), to_utf8(dumps(value))]
-        args += [_name_bytes(name) for name in removed]
-        result = self._merge(keys=[self._key(sid)], args=args)
+            items += (_name_bytes(name), to_utf8(f"{dumps(name)}:{dumps(value)}"))
+        items += [_name_bytes(name) for name in removed]
+        packed = b"".join(b"%d:%s" % (len(item), item) for item in items)
+        result = self._merge(keys=[self._key(sid)], args=[version, new, ttl, len(changes), packed])
         if result == -1:
             raise CorruptDocument("the stored value is not a session document")
         if result == 2 and (ttl == "" or int(ttl) > 0):

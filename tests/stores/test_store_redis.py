@@ -407,16 +407,18 @@ def test_malformed_url_in_config_names_the_key() -> None:
         ConnectSession(app)
 
 
+@pytest.mark.parametrize("read", ["get_and_touch", "get"])
 def test_merge_after_a_read_swaps_in_the_document_built_here(
-    store: RedisStore, client: redis.Redis
+    store: RedisStore, client: redis.Redis, read: str
 ) -> None:
-    """A merge of a session this store just read, unchanged since, writes the
-    document Python built (untouched members re-encoded: ``1E2`` becomes
-    ``100.0``) in one script call, and the next merge can do so again.
+    """A merge of a session this store just read (with or without a touch,
+    ``CONNECT_SESSION_TOUCH_AFTER``), unchanged since, writes the document
+    Python built (untouched members re-encoded: ``1E2`` becomes ``100.0``) in
+    one script call, and the next merge can do so again.
     """
     assert not store.merge("missing", {"x": 1}, [])  # loads the script
     client.set("sess:abc", '{"a":1,"big":1E2,"cookie":{"originalMaxAge":null}}')
-    store.get_and_touch("abc")
+    getattr(store, read)("abc")
     client.config_resetstat()
     assert store.merge("abc", {"c": 3}, ["a"])
     stats = client.info("commandstats")
