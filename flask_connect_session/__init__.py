@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing as t
+
 from .cookie import Cookie
 from .errors import SessionNotFound
 from .errors import StoreError
@@ -12,6 +14,23 @@ from .stores.filesystem import FileSystemStore
 from .stores.memory import MemoryStore
 from .stores.redis import RedisStore
 
+if t.TYPE_CHECKING:
+    from .stores.sql import SQLStore
+
+
+def __getattr__(name: str) -> t.Any:
+    # SQLAlchemy is an optional dependency: import it on first use only.
+    if name == "SQLStore":
+        try:
+            from .stores.sql import SQLStore
+        except ImportError as exc:
+            raise ImportError(
+                f"SQLStore needs SQLAlchemy 2: pip install 'flask-connect-session[sql]' ({exc})"
+            ) from exc
+        return SQLStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CachelibStore",
     "ConnectSession",
@@ -19,6 +38,7 @@ __all__ = [
     "FileSystemStore",
     "MemoryStore",
     "RedisStore",
+    "SQLStore",
     "SessionNotFound",
     "Store",
     "StoreError",

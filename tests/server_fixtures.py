@@ -159,6 +159,24 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _as_user(user: str) -> Callable[[], None]:
+    """A Popen ``preexec_fn`` that drops to ``user`` (uid and gids looked up
+    here, in the parent), then arranges to die with the parent.
+    """
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    groups = os.getgrouplist(user, entry.pw_gid)
+
+    def preexec() -> None:
+        os.setgroups(groups)
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+        _die_with_parent()
+
+    return preexec
+
+
 class ServerStartError(RuntimeError):
     """A server did not become ready; the message carries its output tail."""
 
@@ -177,11 +195,14 @@ class _Process:
         *,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        user: str | None = None,
     ) -> None:
         self.argv = list(argv)
         self.log_path = log_path
         self.env = env
         self.cwd = cwd
+        #: Run as this user (servers that refuse root); None: as we are.
+        self.user = user
         self.popen: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._log_offset = 0
@@ -209,7 +230,7 @@ class _Process:
             env=self.env,
             cwd=self.cwd,
             # preexec_fn is only unsafe with threads; we start none.
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent if self.user is None else _as_user(self.user),
         )
 
     def stop(self) -> None:
@@ -616,6 +637,241 @@ class MemcachedServer:
 
 
 # --------------------------------------------------------------------------
+# SQL servers: PostgreSQL and MariaDB (SQLite needs none).
+# --------------------------------------------------------------------------
+
+#: Server time zones far from UTC, so the tests prove the SQL store writes
+#: UTC whatever the database's time zone.
+PG_TIMEZONE = "Pacific/Chatham"
+MARIADB_TIMEZONE = "+05:30"
+
+
+def _postgres_bin(name: str) -> str:
+    """A PostgreSQL server binary (Debian keeps them off PATH)."""
+    found = shutil.which(name)
+    if found is None:
+        versions = sorted(
+            Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+            key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0,
+        )
+        found = str(versions[-1]) if versions else None
+    if found is None:
+        _unavailable(f"{name} not found: apt-get install postgresql")
+    return found
+
+
+class _SQLServer:
+    """A database server on a free loopback port; ``stop()``/``start()`` keep
+    the port and the data, so tests can take it down and bring it back.
+    """
+
+    name = "server"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.host = HOST
+        self.port = 0
+        self._proc: _Process | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.alive
+
+    def start(self) -> None:
+        """Start (first call: on a fresh free port; later: on the same port)."""
+        if self.running:
+            return
+        if self.port:
+            self._launch(self.port)
+            return
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                self._launch(_free_port())
+                return
+            except ServerStartError as exc:
+                if not _is_bind_race(exc) or attempt == PORT_ATTEMPTS - 1:
+                    raise
+
+    def _launch(self, port: int) -> None:
+        proc = self._process(port)
+        proc.start()
+        try:
+            proc.wait_until(
+                functools.partial(self._is_ours, port),
+                f"{self.name} on port {port}",
+                STARTUP_TIMEOUT * 3,
+            )
+        except BaseException:
+            proc.stop()
+            raise
+        self._proc, self.port = proc, port
+
+    def _process(self, port: int) -> _Process:
+        raise NotImplementedError
+
+    def _is_ours(self, port: int) -> bool:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+
+    def tail(self, lines: int = 30) -> str:
+        return "" if self._proc is None else self._proc.tail(lines)
+
+
+class PostgresServer(_SQLServer):
+    """A ``postgres`` cluster made by ``initdb`` in a temporary directory,
+    run as the ``postgres`` user when we are root (it refuses root), with
+    the server time zone :data:`PG_TIMEZONE`.
+    """
+
+    name = "postgres"
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(data_dir)
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.cluster = data_dir / "cluster"
+        initdb = _Process(
+            [
+                _postgres_bin("initdb"),
+                "-D",
+                str(self.cluster),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            data_dir / "initdb.log",
+            user=self.user,
+        )
+        initdb.start()
+        assert initdb.popen is not None
+        if initdb.popen.wait(timeout=NPM_TIMEOUT) != 0:
+            raise ServerStartError("initdb failed", initdb.tail())
+        initdb.stop()
+
+    def url(self, driver: str = "psycopg", database: str = "postgres") -> str:
+        return f"postgresql+{driver}://postgres@{self.host}:{self.port}/{database}"
+
+    def _process(self, port: int) -> _Process:
+        settings = {
+            "listen_addresses": self.host,
+            "port": str(port),
+            "unix_socket_directories": str(self.data_dir),
+            "timezone": PG_TIMEZONE,
+            "max_connections": "200",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+        }
+        argv = [_postgres_bin("postgres"), "-D", str(self.cluster)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        return _Process(argv, self.data_dir / "postgres.log", user=self.user)
+
+    def _is_ours(self, port: int) -> bool:
+        import psycopg
+
+        with psycopg.connect(
+            host=self.host, port=port, user="postgres", dbname="postgres", connect_timeout=2
+        ) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        return row is not None and Path(row[0]) == self.cluster
+
+    def execute(self, *statements: str) -> None:
+        """Run statements as the superuser, each in autocommit."""
+        import psycopg
+
+        with psycopg.connect(
+            host=self.host, port=self.port, user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            for statement in statements:
+                conn.execute(statement)  # type: ignore[arg-type]
+
+
+class MariaDBServer(_SQLServer):
+    """A ``mariadbd`` on a data directory made by ``mariadb-install-db``,
+    without grant tables (the tests connect as root, no password), with the
+    server time zone :data:`MARIADB_TIMEZONE`.
+    """
+
+    name = "mariadbd"
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(data_dir)
+        self.binary = _require_binary("mariadbd", "mariadb-server")
+        self.datadir = data_dir / "data"
+        install = _Process(
+            [
+                _require_binary("mariadb-install-db", "mariadb-server"),
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                *(["--user=root"] if os.geteuid() == 0 else []),
+            ],
+            data_dir / "install-db.log",
+        )
+        install.start()
+        assert install.popen is not None
+        if install.popen.wait(timeout=NPM_TIMEOUT) != 0:
+            raise ServerStartError("mariadb-install-db failed", install.tail())
+        install.stop()
+
+    def url(self, driver: str = "pymysql", database: str = "test") -> str:
+        return f"mariadb+{driver}://root@{self.host}:{self.port}/{database}"
+
+    def _process(self, port: int) -> _Process:
+        argv = [
+            self.binary,
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            f"--port={port}",
+            f"--bind-address={self.host}",
+            f"--socket={self.data_dir / 'mariadb.sock'}",
+            f"--pid-file={self.data_dir / 'mariadb.pid'}",
+            f"--default-time-zone={MARIADB_TIMEZONE}",
+            "--skip-grant-tables",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--max-connections=300",
+            "--character-set-server=utf8mb4",
+        ]
+        if os.geteuid() == 0:
+            argv.append("--user=root")  # mariadbd refuses root unless told
+        return _Process(argv, self.data_dir / "mariadbd.log")
+
+    def _is_ours(self, port: int) -> bool:
+        import pymysql
+
+        conn = pymysql.connect(host=self.host, port=port, user="root", connect_timeout=2)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT @@datadir")
+                row = cursor.fetchone()
+        finally:
+            conn.close()
+        return row is not None and Path(row[0]) == self.datadir
+
+    def execute(self, *statements: str) -> None:
+        """Run statements as root."""
+        import pymysql
+
+        conn = pymysql.connect(host=self.host, port=self.port, user="root", autocommit=True)
+        try:
+            with conn.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+        finally:
+            conn.close()
+
+
+# --------------------------------------------------------------------------
 # Express reference app.
 # --------------------------------------------------------------------------
 
@@ -907,3 +1163,61 @@ def express_app_factory(
         yield factory
     finally:
         factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole test session (time zone not UTC)."""
+    import tempfile
+
+    _require_module("psycopg", "psycopg[binary]")
+    _require_module("sqlalchemy", "sqlalchemy")
+    # Not under pytest's root-only temp dir: the postgres user must reach it.
+    data_dir = Path(tempfile.mkdtemp(prefix="fcs-postgres-"))
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(data_dir, "postgres", "postgres")
+        server = PostgresServer(data_dir)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture()
+def postgresql_url(postgresql_server: PostgresServer) -> str:
+    """SQLAlchemy URL of the session PostgreSQL, its public schema emptied."""
+    postgresql_server.start()  # no-op unless an earlier test left it stopped
+    postgresql_server.execute("DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
+    return postgresql_server.url()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+    """A MariaDB server for the whole test session (time zone not UTC)."""
+    _require_module("pymysql", "pymysql")
+    _require_module("sqlalchemy", "sqlalchemy")
+    server = MariaDBServer(tmp_path_factory.mktemp("mariadb"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def mariadb_url(mariadb_server: MariaDBServer) -> str:
+    """SQLAlchemy URL of the session MariaDB's ``test`` database, emptied."""
+    mariadb_server.start()  # no-op unless an earlier test left it stopped
+    mariadb_server.execute("DROP DATABASE IF EXISTS test", "CREATE DATABASE test")
+    return mariadb_server.url()
+
+
+@pytest.fixture()
+def sqlite_url(tmp_path: Path) -> str:
+    """SQLAlchemy URL of a new SQLite database file."""
+    _require_module("sqlalchemy", "sqlalchemy")
+    return f"sqlite:///{tmp_path / 'sessions.db'}"

@@ -26,6 +26,7 @@ from flask_connect_session import CachelibStore
 from flask_connect_session import FileSystemStore
 from flask_connect_session import MemoryStore
 from flask_connect_session import RedisStore
+from flask_connect_session import SQLStore
 from flask_connect_session import Store
 from flask_connect_session.cookie import format_expires
 from flask_connect_session.cookie import utcnow
@@ -279,6 +280,63 @@ def _cachelib_filesystem(request: pytest.FixtureRequest) -> Harness:
     )
 
 
+def sql_harness(name: str, store: SQLStore) -> Harness:
+    """A harness over a :class:`SQLStore`'s table (``name`` for the ids)."""
+    import sqlalchemy as sa
+
+    table = store.table
+    postgres = store.engine.dialect.name == "postgresql"
+
+    def plant(sid: str, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace")
+        if postgres:
+            # A json column holds only JSON: plant what cannot be as a
+            # JSON string, a corrupt document all the same.
+            try:
+                json.loads(text)
+            except ValueError:
+                text = json.dumps(text)
+        expire = utcnow().replace(tzinfo=None) + timedelta(seconds=100)
+        sess = sa.cast(sa.literal(text), table.c.sess.type) if postgres else text
+        with store.engine.begin() as conn:
+            conn.execute(sa.delete(table).where(table.c.sid == sid))
+            conn.execute(sa.insert(table).values(sid=sid, sess=sess, expire=expire))
+
+    def row(sid: str) -> tuple[str, t.Any] | None:
+        sess = sa.cast(table.c.sess, sa.Text) if postgres else table.c.sess
+        with store.engine.connect() as conn:
+            found = conn.execute(sa.select(sess, table.c.expire).where(table.c.sid == sid)).first()
+        return None if found is None else (found[0], found[1])
+
+    def remaining(sid: str) -> float | None:
+        found = row(sid)
+        if found is None:
+            return None
+        left = (found[1] - utcnow().replace(tzinfo=None)).total_seconds()
+        return left if left > 0 else None
+
+    def raw(sid: str) -> bytes | None:
+        found = row(sid)
+        if found is None:
+            return None
+        value = found[0]
+        return value if isinstance(value, bytes) else value.encode("utf-8")
+
+    return Harness(name, store, plant, remaining, raw)
+
+
+def _postgresql(request: pytest.FixtureRequest) -> Harness:
+    return sql_harness("postgresql", SQLStore(request.getfixturevalue("postgresql_url")))
+
+
+def _mariadb(request: pytest.FixtureRequest) -> Harness:
+    return sql_harness("mariadb", SQLStore(request.getfixturevalue("mariadb_url")))
+
+
+def _sqlite(request: pytest.FixtureRequest) -> Harness:
+    return sql_harness("sqlite", SQLStore(request.getfixturevalue("sqlite_url")))
+
+
 HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
     "memory": _memory,
     "filesystem": _filesystem,
@@ -288,6 +346,9 @@ HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
     "cachelib-redis": _cachelib_redis,
     "cachelib-simple": _cachelib_simple,
     "cachelib-filesystem": _cachelib_filesystem,
+    "postgresql": _postgresql,
+    "mariadb": _mariadb,
+    "sqlite": _sqlite,
 }
 
 #: Harnesses whose merge is cachelib's generic (not atomic) get-then-set.
