@@ -17,6 +17,7 @@ from .cookie import normalize_samesite
 from .cookie import to_seconds
 from .cookie import valid_domain
 from .signing import generate_sid
+from .stores import split_table_name
 from .stores.base import DEFAULT_TTL
 
 if t.TYPE_CHECKING:
@@ -77,6 +78,15 @@ def _parse_str(key: str, value: object, *, allow_none: bool = False) -> str | No
     if not isinstance(value, str):
         raise ValueError(f"{key}: expected a string, got {value!r}")
     return value
+
+
+def _parse_table(key: str, value: object) -> str:
+    name = t.cast(str, _parse_str(key, value))
+    try:
+        split_table_name(name)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+    return name
 
 
 def _parse_secrets(key: str, value: object) -> tuple[str | bytes, ...]:
@@ -240,6 +250,8 @@ class Options:
     permanent_lifetime: float = 31 * 86400
     #: Flask's ``SESSION_REFRESH_EACH_REQUEST``.
     refresh_each_request: bool = True
+    #: Table of a URL-built ``SQLStore``: ``"table"`` or ``"schema.table"``.
+    sql_table: str = "session"
 
     @classmethod
     def from_config(cls, config: Config) -> Options:
@@ -286,6 +298,7 @@ class Options:
             refresh_each_request=parse_bool(
                 "SESSION_REFRESH_EACH_REQUEST", get("SESSION_REFRESH_EACH_REQUEST", True)
             ),
+            sql_table=_parse_table(p + "SQL_TABLE", get(p + "SQL_TABLE", "session")),
         )
 
 

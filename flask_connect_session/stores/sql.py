@@ -5,6 +5,7 @@ table layout (PostgreSQL, MariaDB/MySQL, SQLite).
 from __future__ import annotations
 
 import collections.abc as cabc
+import contextlib
 import logging
 import random
 import threading
@@ -22,6 +23,7 @@ from sqlalchemy.dialects import sqlite
 from ..cookie import MAX_LIFETIME
 from ..serialization import decode
 from ..serialization import encode
+from . import split_table_name
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
@@ -53,17 +55,6 @@ def _utcnow() -> datetime:
 def _text(document: cabc.Mapping[str, t.Any]) -> str:
     # PostgreSQL and MariaDB take UTF-8 only: lone surrogates become escapes.
     return to_utf8(encode(document)).decode("utf-8")
-
-
-def split_table_name(name: str) -> tuple[str | None, str]:
-    """Split ``"schema.table"`` (or a bare ``"table"``) into its parts.
-
-    :raises ValueError: an empty part or more than one dot.
-    """
-    parts = name.split(".")
-    if len(parts) > 2 or not all(parts):
-        raise ValueError(f"expected 'table' or 'schema.table', got {name!r}")
-    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 
 
 def session_table(name: str = "session", metadata: sa.MetaData | None = None) -> sa.Table:
@@ -162,10 +153,12 @@ class SQLStore(Store):
         self._dialect = self.engine.dialect.name
         self._prune_interval = prune_interval
         self._prune_lock = threading.Lock()
+        self._create_lock = threading.Lock()
         self._next_prune = self._prune_due(time.monotonic())
         self._build_statements()
-        if create_table:
-            self.create_table()
+        # Created on first use, not here: init_app never needs the database
+        # up, and a database that was down at start is picked up later.
+        self._table_missing = create_table
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)
@@ -176,6 +169,19 @@ class SQLStore(Store):
     def create_table(self) -> None:
         """Create the table and its indexes if they are missing."""
         self.table.metadata.create_all(self.engine, checkfirst=True)
+        self._table_missing = False
+
+    def _connect(
+        self, transaction: bool = False
+    ) -> contextlib.AbstractContextManager[sa.Connection]:
+        """A connection (in a transaction that commits on exit if
+        ``transaction``), after creating the table on first use.
+        """
+        if self._table_missing:
+            with self._create_lock:
+                if self._table_missing:
+                    self.create_table()
+        return self.engine.begin() if transaction else self.engine.connect()
 
     def ddl(self) -> str:
         """Return the ``CREATE TABLE`` and ``CREATE INDEX`` statements for this
@@ -336,14 +342,14 @@ class SQLStore(Store):
 
     def get(self, sid: str) -> Document | None:
         self._maybe_prune()
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             text = conn.execute(self._select, {"p_sid": sid, "now": _utcnow()}).scalar()
         return None if text is None else decode(text)
 
     def set(self, sid: str, session: Document) -> None:
         self._maybe_prune()
         ttl = document_ttl(session, self.ttl)
-        with self.engine.begin() as conn:
+        with self._connect(transaction=True) as conn:
             if ttl <= 0:
                 conn.execute(self._delete, {"p_sid": sid})
             else:
@@ -360,7 +366,7 @@ class SQLStore(Store):
             conn.execute(sa.insert(self.table).values(sess=self._sess_in), params)
 
     def destroy(self, sid: str) -> None:
-        with self.engine.begin() as conn:
+        with self._connect(transaction=True) as conn:
             conn.execute(self._delete, {"p_sid": sid})
 
     def touch(self, sid: str, session: Document) -> None:
@@ -370,7 +376,7 @@ class SQLStore(Store):
         self._maybe_prune()
         now = _utcnow()
         if self._get_and_extend is not None:
-            with self.engine.begin() as conn:
+            with self._connect(transaction=True) as conn:
                 params = {"p_sid": sid, "now": now, "ttl": self.ttl}
                 row = conn.execute(self._get_and_extend, params).first()
             if row is None:
@@ -380,7 +386,7 @@ class SQLStore(Store):
                 self._extend_to(sid, now, touched_ttl(document, self.ttl))
             return document
         # MariaDB/MySQL have no UPDATE ... RETURNING: read, then extend.
-        with self.engine.begin() as conn:
+        with self._connect(transaction=True) as conn:
             text = conn.execute(self._select, {"p_sid": sid, "now": now}).scalar()
             if text is None:
                 return None
@@ -395,7 +401,7 @@ class SQLStore(Store):
         ``now`` (delete it if ``ttl`` is not positive).
         """
         if conn is None:
-            with self.engine.begin() as conn:
+            with self._connect(transaction=True) as conn:
                 self._extend_to(sid, now, ttl, conn)
             return
         if ttl <= 0:
@@ -411,7 +417,7 @@ class SQLStore(Store):
         removed = list(removed)
         if self._dialect == "sqlite":
             return self._merge_by_swap(sid, changes, removed)
-        with self.engine.begin() as conn:
+        with self._connect(transaction=True) as conn:
             if self._dialect == "postgresql":
                 conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}s'")
             now = _utcnow()
@@ -430,12 +436,12 @@ class SQLStore(Store):
         # transaction mode the caller's engine uses.
         for _ in range(CAS_ATTEMPTS):
             now = _utcnow()
-            with self.engine.connect() as conn:
+            with self._connect() as conn:
                 old = conn.execute(self._select, {"p_sid": sid, "now": now}).scalar()
             if old is None:
                 return False
             document = apply_changes(decode(old), changes, removed)
-            with self.engine.begin() as conn:
+            with self._connect(transaction=True) as conn:
                 if self._write_merged(conn, sid, document, now, self._swap, {"old": old}):
                     return True
         raise RuntimeError(f"merge of a session lost {CAS_ATTEMPTS} races in a row")
@@ -466,16 +472,16 @@ class SQLStore(Store):
         return bool(conn.execute(statement, params).rowcount)
 
     def all(self) -> dict[str, Document]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(self._all, {"now": _utcnow()}).all()
         return decode_entries({sid: text for sid, text in rows})
 
     def length(self) -> int:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return int(conn.execute(self._count, {"now": _utcnow()}).scalar_one())
 
     def clear(self) -> None:
-        with self.engine.begin() as conn:
+        with self._connect(transaction=True) as conn:
             conn.execute(self._clear)
 
     def prune(self) -> int:
@@ -485,7 +491,7 @@ class SQLStore(Store):
         now = _utcnow()
         removed = 0
         while True:
-            with self.engine.begin() as conn:
+            with self._connect(transaction=True) as conn:
                 count = conn.execute(self._prune, {"now": now}).rowcount
             removed += count
             if count < PRUNE_BATCH:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -281,48 +282,17 @@ def _cachelib_filesystem(request: pytest.FixtureRequest) -> Harness:
 
 
 def sql_harness(name: str, store: SQLStore) -> Harness:
-    """A harness over a :class:`SQLStore`'s table (``name`` for the ids)."""
-    import sqlalchemy as sa
+    """A harness over a :class:`SQLStore`'s table."""
+    import sql_raw
 
-    table = store.table
-    postgres = store.engine.dialect.name == "postgresql"
-
-    def plant(sid: str, raw: bytes) -> None:
-        text = raw.decode("utf-8", "replace")
-        if postgres:
-            # A json column holds only JSON: plant what cannot be as a
-            # JSON string, a corrupt document all the same.
-            try:
-                json.loads(text)
-            except ValueError:
-                text = json.dumps(text)
-        expire = utcnow().replace(tzinfo=None) + timedelta(seconds=100)
-        sess = sa.cast(sa.literal(text), table.c.sess.type) if postgres else text
-        with store.engine.begin() as conn:
-            conn.execute(sa.delete(table).where(table.c.sid == sid))
-            conn.execute(sa.insert(table).values(sid=sid, sess=sess, expire=expire))
-
-    def row(sid: str) -> tuple[str, t.Any] | None:
-        sess = sa.cast(table.c.sess, sa.Text) if postgres else table.c.sess
-        with store.engine.connect() as conn:
-            found = conn.execute(sa.select(sess, table.c.expire).where(table.c.sid == sid)).first()
-        return None if found is None else (found[0], found[1])
-
-    def remaining(sid: str) -> float | None:
-        found = row(sid)
-        if found is None:
-            return None
-        left = (found[1] - utcnow().replace(tzinfo=None)).total_seconds()
-        return left if left > 0 else None
-
-    def raw(sid: str) -> bytes | None:
-        found = row(sid)
-        if found is None:
-            return None
-        value = found[0]
-        return value if isinstance(value, bytes) else value.encode("utf-8")
-
-    return Harness(name, store, plant, remaining, raw)
+    store.create_table()
+    return Harness(
+        name,
+        store,
+        lambda sid, raw: None if sql_raw.plant(store, sid, raw) else None,
+        functools.partial(sql_raw.remaining, store),
+        functools.partial(sql_raw.raw, store),
+    )
 
 
 def _postgresql(request: pytest.FixtureRequest) -> Harness:
