@@ -331,7 +331,8 @@ class SQLStore(Store):
         c = self.table.c
         dead = c.expire <= sa.bindparam("now")
         if self._dialect in ("mysql", "mariadb"):
-            return sa.delete(self.table).where(dead).with_dialect_options(mysql_limit=PRUNE_BATCH)
+            limit = {f"{self._dialect}_limit": PRUNE_BATCH}
+            return sa.delete(self.table).where(dead).with_dialect_options(**limit)
         batch = sa.select(c.sid).where(dead).limit(PRUNE_BATCH)
         if self._dialect == "postgresql":
             # Rows a merge holds are left for the next prune.
