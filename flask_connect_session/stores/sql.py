@@ -99,8 +99,11 @@ def session_table(name: str = "session", metadata: sa.MetaData | None = None) ->
         sa.Index(f"IDX_{table}_expire", "expire"),
         sa.Index(f"IDX_{table}_user_id", "user_id"),
         schema=schema,
+        # Whatever the database's default: sessions hold any Unicode.
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
+        mariadb_charset="utf8mb4",
+        mariadb_collate="utf8mb4_bin",
     )
 
 
