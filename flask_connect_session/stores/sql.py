@@ -52,6 +52,13 @@ def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def _sqlite_wal(dbapi_connection: t.Any, record: t.Any) -> None:
+    # Write-ahead logging: readers and a writer do not block each other, so
+    # the workers of one machine share the file without queueing. The mode
+    # sticks to the file; an in-memory database ignores it.
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+
 def _text(document: cabc.Mapping[str, t.Any]) -> str:
     # PostgreSQL and MariaDB take UTF-8 only: lone surrogates become escapes.
     return to_utf8(encode(document)).decode("utf-8")
@@ -125,7 +132,9 @@ class SQLStore(Store):
 
     :param engine_or_url: a SQLAlchemy :class:`~sqlalchemy.engine.Engine` or
         URL (``postgresql+psycopg://...``, ``mariadb+pymysql://...``,
-        ``sqlite:////abs/path.db``).
+        ``sqlite:////abs/path.db``). An engine built here from a URL checks
+        its connections before use; on SQLite it puts the database in WAL
+        mode.
     :param table: ``"table"`` or ``"schema.table"``.
     :param ttl: lifetime, in seconds, of sessions whose cookie has no expiry.
     :param create_table: create the table (and indexes) if missing.
@@ -150,6 +159,8 @@ class SQLStore(Store):
             # Connections are checked before use, so a restarted database
             # is picked up without restarting the app.
             self.engine = sa.create_engine(engine_or_url, pool_pre_ping=True)
+            if self.engine.dialect.name == "sqlite":
+                sa.event.listen(self.engine, "connect", _sqlite_wal)
         self.ttl = ttl
         #: The session table.
         self.table = session_table(table)
