@@ -67,6 +67,7 @@ _POLL_INTERVAL = 0.05
 _ADDRESS_IN_USE = re.compile(r"address already in use", re.IGNORECASE)
 
 EXPRESS_APP_SOURCE = Path(__file__).resolve().parent / "interop" / "express_app"
+EXPRESS_PG_APP_SOURCE = EXPRESS_APP_SOURCE.parent / "express_pg_app"
 _EXPRESS_FILES = ("package.json", "package-lock.json", "app.js")
 _NODE_MIN_MAJOR = 18  # Express 5 and node-redis 5 need node >= 18.
 _INSTALL_STAMP = ".flask-connect-session-lock-hash"
@@ -876,10 +877,10 @@ class MariaDBServer(_SQLServer):
 # --------------------------------------------------------------------------
 
 
-def express_cache_dir() -> Path:
-    """``${XDG_CACHE_HOME:-~/.cache}/flask-connect-session/express_app``."""
+def express_cache_dir(name: str = "express_app") -> Path:
+    """``${XDG_CACHE_HOME:-~/.cache}/flask-connect-session/<name>``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "flask-connect-session" / "express_app"
+    return Path(base) / "flask-connect-session" / name
 
 
 def _node_major(node: str) -> int | None:
@@ -893,20 +894,21 @@ def _node_major(node: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _install_express_app(npm: str) -> Path:
-    """Copy the app to the cache dir and ``npm ci`` there unless already done.
+def _install_express_app(npm: str, source: Path = EXPRESS_APP_SOURCE) -> Path:
+    """Copy the app in ``source`` to the cache dir and ``npm ci`` there unless
+    already done.
 
     Installing outside the source tree keeps node_modules out of the repo
     and out of sdists; the lock hash stamp makes reruns install nothing.
     """
-    target = express_cache_dir()
+    target = express_cache_dir(source.name)
     target.mkdir(parents=True, exist_ok=True)
     # Serialise concurrent pytest processes (xdist) installing into one dir.
     with open(target / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         digest = hashlib.sha256()
         for name in _EXPRESS_FILES:
-            content = (EXPRESS_APP_SOURCE / name).read_bytes()
+            content = (source / name).read_bytes()
             if name != "app.js":
                 digest.update(name.encode() + b"\0" + content + b"\0")
             destination = target / name
@@ -1016,13 +1018,21 @@ class ExpressAppFactory:
         secrets: str | Sequence[str],
         cookie_max_age_ms: int | float | None = None,
     ) -> ExpressApp:
+        return self._start({"REDIS_URL": redis_url}, secrets, cookie_max_age_ms)
+
+    def _start(
+        self,
+        store_env: dict[str, str],
+        secrets: str | Sequence[str],
+        cookie_max_age_ms: int | float | None,
+    ) -> ExpressApp:
         secret_list = [secrets] if isinstance(secrets, str) else list(secrets)
         env = {
             **os.environ,
             # The app listens on a port the OS picks and prints it, so there
             # is no window in which another process can take it.
             "PORT": "0",
-            "REDIS_URL": redis_url,
+            **store_env,
             "SECRETS": json.dumps(secret_list),
         }
         env.pop("COOKIE_MAX_AGE_MS", None)  # absent means browser-session cookie
@@ -1061,6 +1071,27 @@ class ExpressAppFactory:
     def stop_all(self) -> None:
         for app in self.apps:
             app.stop()
+
+
+class ExpressPgAppFactory(ExpressAppFactory):
+    """``factory(database_url, secrets, cookie_max_age_ms=None, table="session")
+    -> ExpressApp``: tests/interop/express_pg_app (connect-pg-simple), its
+    connections in UTC as the docs tell.
+    """
+
+    def __call__(  # type: ignore[override]
+        self,
+        database_url: str,
+        secrets: str | Sequence[str],
+        cookie_max_age_ms: int | float | None = None,
+        table: str = "session",
+    ) -> ExpressApp:
+        store_env = {
+            "DATABASE_URL": database_url,
+            "TABLE": table,
+            "PGOPTIONS": "-c timezone=UTC",
+        }
+        return self._start(store_env, secrets, cookie_max_age_ms)
 
 
 # --------------------------------------------------------------------------
@@ -1158,6 +1189,23 @@ def express_app_factory(
         )
     factory = ExpressAppFactory(
         node, _install_express_app(npm), tmp_path_factory.mktemp("express")
+    )
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def express_pg_app_factory(
+    express_app_factory: ExpressAppFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExpressPgAppFactory]:
+    """Starts Express apps with connect-pg-simple; stopped at session end."""
+    npm = _require_binary("npm", "nodejs npm")
+    factory = ExpressPgAppFactory(
+        express_app_factory.node,
+        _install_express_app(npm, EXPRESS_PG_APP_SOURCE),
+        tmp_path_factory.mktemp("express-pg"),
     )
     try:
         yield factory
