@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections.abc as cabc
 import contextlib
 import logging
+import os
 import random
 import threading
 import time
@@ -169,6 +170,7 @@ class SQLStore(Store):
         self._prune_lock = threading.Lock()
         self._create_lock = threading.Lock()
         self._next_prune = self._prune_due(time.monotonic())
+        self._pid = os.getpid()
         self._build_statements()
         # Created on first use, not here: init_app never needs the database
         # up, and a database that was down at start is picked up later.
@@ -189,8 +191,10 @@ class SQLStore(Store):
         self, transaction: bool = False
     ) -> contextlib.AbstractContextManager[sa.Connection]:
         """A connection (in a transaction that commits on exit if
-        ``transaction``), after creating the table on first use.
+        ``transaction``), after creating the table on first use; starts a
+        background prune when one is due.
         """
+        self._maybe_prune()
         if self._table_missing:
             with self._create_lock:
                 if self._table_missing:
@@ -356,13 +360,11 @@ class SQLStore(Store):
     # -- the store interface --------------------------------------------------
 
     def get(self, sid: str) -> Document | None:
-        self._maybe_prune()
         with self._connect() as conn:
             text = conn.execute(self._select, {"p_sid": sid, "now": _utcnow()}).scalar()
         return None if text is None else decode(text)
 
     def set(self, sid: str, session: Document) -> None:
-        self._maybe_prune()
         ttl = document_ttl(session, self.ttl)
         with self._connect(transaction=True) as conn:
             if ttl <= 0:
@@ -388,7 +390,6 @@ class SQLStore(Store):
         self._extend_to(sid, _utcnow(), document_ttl(session, self.ttl))
 
     def get_and_touch(self, sid: str) -> Document | None:
-        self._maybe_prune()
         now = _utcnow()
         if self._get_and_extend is not None:
             with self._connect(transaction=True) as conn:
@@ -428,7 +429,6 @@ class SQLStore(Store):
     def merge(
         self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
     ) -> bool:
-        self._maybe_prune()
         removed = list(removed)
         if self._dialect == "sqlite":
             return self._merge_by_swap(sid, changes, removed)
@@ -524,6 +524,14 @@ class SQLStore(Store):
         call rather than by a timer thread, so it works in forked workers.
         """
         now = time.monotonic()
+        if self._pid != os.getpid():
+            # A forked worker (gunicorn --preload): its own schedule, so the
+            # workers do not all prune at once, and no connection of the
+            # parent's pool (SQLAlchemy's advice for forks).
+            self._pid = os.getpid()
+            self._next_prune = self._prune_due(now)
+            self._prune_lock = threading.Lock()
+            self.engine.dispose(close=False)
         if now < self._next_prune or not self._prune_lock.acquire(blocking=False):
             return
         self._next_prune = self._prune_due(now)
