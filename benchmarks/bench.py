@@ -268,20 +268,13 @@ SQL_TARGETS = {"ignores": 0.5, "reads": 0.6, "increments": 1.0, "creates": 1.0}
 
 def sql_main(rounds: int, batch: int) -> None:
     """SQLStore against Flask-Session's SQLAlchemy backend, same databases."""
-    import os
-    import shutil
+    from server_fixtures import temporary_postgres
 
-    from server_fixtures import PostgresServer
-
-    tmp = Path(tempfile.mkdtemp(prefix="fcs-bench-sql-"))
-    if os.geteuid() == 0:
-        shutil.chown(tmp, "postgres", "postgres")
-    server = PostgresServer(tmp)
-    server.start()
-    try:
+    with temporary_postgres() as server:
         server.execute("CREATE DATABASE flask_session", "CREATE DATABASE connect_session")
+        sqlite_dir = server.data_dir
         databases = {
-            "sqlite": (f"sqlite:///{tmp / 'fs.db'}", f"sqlite:///{tmp / 'cs.db'}"),
+            "sqlite": (f"sqlite:///{sqlite_dir / 'fs.db'}", f"sqlite:///{sqlite_dir / 'cs.db'}"),
             "postgresql": (
                 server.url(database="flask_session"),
                 server.url(database="connect_session"),
@@ -297,9 +290,6 @@ def sql_main(rounds: int, batch: int) -> None:
             )
             variants.append(Variant(f"connect {name}", connect_session(ours)))
         samples = run_rounds(variants, rounds, batch)
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
     med = print_table(variants, samples)
     print("\ntargets (ratio, target)")
     print_checks(

@@ -794,6 +794,28 @@ class PostgresServer(_SQLServer):
                 conn.execute(statement)  # type: ignore[arg-type]
 
 
+@contextlib.contextmanager
+def temporary_postgres() -> Iterator[PostgresServer]:
+    """A started :class:`PostgresServer` in a new temporary directory, both
+    gone on exit.
+    """
+    import tempfile
+
+    # Not under pytest's root-only temp dir: the postgres user must reach it.
+    data_dir = Path(tempfile.mkdtemp(prefix="fcs-postgres-"))
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(data_dir, "postgres", "postgres")
+        server = PostgresServer(data_dir)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 class MariaDBServer(_SQLServer):
     """A ``mariadbd`` on a data directory made by ``mariadb-install-db``,
     without grant tables (the tests connect as root, no password), with the
@@ -1216,23 +1238,10 @@ def express_pg_app_factory(
 @pytest.fixture(scope="session")
 def postgresql_server() -> Iterator[PostgresServer]:
     """A PostgreSQL server for the whole test session (time zone not UTC)."""
-    import tempfile
-
     _require_module("psycopg", "psycopg[binary]")
     _require_module("sqlalchemy", "sqlalchemy")
-    # Not under pytest's root-only temp dir: the postgres user must reach it.
-    data_dir = Path(tempfile.mkdtemp(prefix="fcs-postgres-"))
-    try:
-        if os.geteuid() == 0:
-            shutil.chown(data_dir, "postgres", "postgres")
-        server = PostgresServer(data_dir)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with temporary_postgres() as server:
+        yield server
 
 
 @pytest.fixture()
