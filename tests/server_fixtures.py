@@ -335,19 +335,22 @@ def _redis_is_ours(proc: _Process, port: int) -> bool:
         return bool(info.get("process_id") == proc.pid)
 
 
-class RedisServer:
-    """A standalone ``redis-server``; ``stop()``/``start()`` keep port and dir."""
+class _PortServer:
+    """A server on a free loopback port; ``stop()``/``start()`` keep the port
+    and the data, so tests can take it down and bring it back. Subclasses
+    say how to run it (:meth:`_process`) and how to know it is up and ours
+    (:meth:`_is_ours`).
+    """
 
-    def __init__(self, binary: str, data_dir: Path) -> None:
-        self.binary = binary
+    name = "server"
+    #: Seconds the server may take to answer.
+    startup_timeout = STARTUP_TIMEOUT
+
+    def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.host = HOST
         self.port = 0
         self._proc: _Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -369,35 +372,64 @@ class RedisServer:
                     raise
 
     def _launch(self, port: int) -> None:
-        proc = _Process(
-            _redis_argv(self.binary, port, self.data_dir),
-            self.data_dir / "redis-server.log",
-        )
+        proc = self._process(port)
         proc.start()
         try:
             proc.wait_until(
-                lambda: _redis_is_ours(proc, port),
-                f"redis-server on port {port}",
-                STARTUP_TIMEOUT,
+                functools.partial(self._is_ours, proc, port),
+                f"{self.name} on port {port}",
+                self.startup_timeout,
             )
         except BaseException:
             proc.stop()
             raise
         self._proc, self.port = proc, port
 
+    def _process(self, port: int) -> _Process:
+        """The (not yet started) server process for ``port``."""
+        raise NotImplementedError
+
+    def _is_ours(self, proc: _Process, port: int) -> bool:
+        """Whether the server answers on ``port`` and is the one we started
+        (the port race: another run may hold the port while ours dies).
+        """
+        raise NotImplementedError
+
     def stop(self) -> None:
-        """Stop the server (SIGTERM; no save, since --save "" and no AOF)."""
         if self._proc is not None:
             self._proc.stop()
+
+    def tail(self, lines: int = 30) -> str:
+        return "" if self._proc is None else self._proc.tail(lines)
+
+
+class RedisServer(_PortServer):
+    """A standalone ``redis-server``; ``stop()``/``start()`` keep port and dir."""
+
+    name = "redis-server"
+
+    def __init__(self, binary: str, data_dir: Path) -> None:
+        super().__init__(data_dir)
+        self.binary = binary
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def _process(self, port: int) -> _Process:
+        return _Process(
+            _redis_argv(self.binary, port, self.data_dir),
+            self.data_dir / "redis-server.log",
+        )
+
+    def _is_ours(self, proc: _Process, port: int) -> bool:
+        return _redis_is_ours(proc, port)
 
     def client(self, **kwargs: Any) -> redis.Redis:
         """A fresh ``redis.Redis`` for this server (kwargs go to the client)."""
         import redis
 
         return redis.Redis(host=self.host, port=self.port, **kwargs)
-
-    def tail(self, lines: int = 30) -> str:
-        return "" if self._proc is None else self._proc.tail(lines)
 
 
 class RedisClusterServer:
@@ -568,59 +600,27 @@ def _memcached_is_ours(proc: _Process, port: int) -> bool:
     return match is not None and int(match.group(1)) == proc.pid
 
 
-class MemcachedServer:
+class MemcachedServer(_PortServer):
     """A ``memcached`` on a free port (TCP only, UDP off)."""
 
+    name = "memcached"
+
     def __init__(self, binary: str, data_dir: Path) -> None:
+        super().__init__(data_dir)
         self.binary = binary
-        self.data_dir = data_dir
-        self.host = HOST
-        self.port = 0
-        self._proc: _Process | None = None
 
     @property
     def url(self) -> str:
         return f"memcached://{self.host}:{self.port}"
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.alive
-
-    def start(self) -> None:
-        """Start (first call: on a fresh free port; later: on the same port)."""
-        if self.running:
-            return
-        if self.port:
-            self._launch(self.port)
-            return
-        for attempt in range(PORT_ATTEMPTS):
-            try:
-                self._launch(_free_port())
-                return
-            except ServerStartError as exc:
-                if not _is_bind_race(exc) or attempt == PORT_ATTEMPTS - 1:
-                    raise
-
-    def _launch(self, port: int) -> None:
+    def _process(self, port: int) -> _Process:
         argv = [self.binary, "-l", self.host, "-p", str(port), "-U", "0"]
         if os.geteuid() == 0:
             argv += ["-u", "root"]  # memcached refuses to run as root otherwise
-        proc = _Process(argv, self.data_dir / "memcached.log")
-        proc.start()
-        try:
-            proc.wait_until(
-                lambda: _memcached_is_ours(proc, port),
-                f"memcached on port {port}",
-                STARTUP_TIMEOUT,
-            )
-        except BaseException:
-            proc.stop()
-            raise
-        self._proc, self.port = proc, port
+        return _Process(argv, self.data_dir / "memcached.log")
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
+    def _is_ours(self, proc: _Process, port: int) -> bool:
+        return _memcached_is_ours(proc, port)
 
     def flush(self) -> None:
         reply = _memcached_request(self.port, b"flush_all\r\n", b"\r\n")
@@ -632,9 +632,6 @@ class MemcachedServer:
         from pymemcache.client.base import Client
 
         return Client((self.host, self.port), **kwargs)
-
-    def tail(self, lines: int = 30) -> str:
-        return "" if self._proc is None else self._proc.tail(lines)
 
 
 # --------------------------------------------------------------------------
@@ -661,73 +658,14 @@ def _postgres_bin(name: str) -> str:
     return found
 
 
-class _SQLServer:
-    """A database server on a free loopback port; ``stop()``/``start()`` keep
-    the port and the data, so tests can take it down and bring it back.
-    """
-
-    name = "server"
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.host = HOST
-        self.port = 0
-        self._proc: _Process | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.alive
-
-    def start(self) -> None:
-        """Start (first call: on a fresh free port; later: on the same port)."""
-        if self.running:
-            return
-        if self.port:
-            self._launch(self.port)
-            return
-        for attempt in range(PORT_ATTEMPTS):
-            try:
-                self._launch(_free_port())
-                return
-            except ServerStartError as exc:
-                if not _is_bind_race(exc) or attempt == PORT_ATTEMPTS - 1:
-                    raise
-
-    def _launch(self, port: int) -> None:
-        proc = self._process(port)
-        proc.start()
-        try:
-            proc.wait_until(
-                functools.partial(self._is_ours, port),
-                f"{self.name} on port {port}",
-                STARTUP_TIMEOUT * 3,
-            )
-        except BaseException:
-            proc.stop()
-            raise
-        self._proc, self.port = proc, port
-
-    def _process(self, port: int) -> _Process:
-        raise NotImplementedError
-
-    def _is_ours(self, port: int) -> bool:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-
-    def tail(self, lines: int = 30) -> str:
-        return "" if self._proc is None else self._proc.tail(lines)
-
-
-class PostgresServer(_SQLServer):
+class PostgresServer(_PortServer):
     """A ``postgres`` cluster made by ``initdb`` in a temporary directory,
     run as the ``postgres`` user when we are root (it refuses root), with
     the server time zone :data:`PG_TIMEZONE`.
     """
 
     name = "postgres"
+    startup_timeout = STARTUP_TIMEOUT * 3
 
     def __init__(self, data_dir: Path) -> None:
         super().__init__(data_dir)
@@ -774,7 +712,7 @@ class PostgresServer(_SQLServer):
             argv += ["-c", f"{key}={value}"]
         return _Process(argv, self.data_dir / "postgres.log", user=self.user)
 
-    def _is_ours(self, port: int) -> bool:
+    def _is_ours(self, proc: _Process, port: int) -> bool:
         import psycopg
 
         with psycopg.connect(
@@ -816,13 +754,14 @@ def temporary_postgres() -> Iterator[PostgresServer]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-class MariaDBServer(_SQLServer):
+class MariaDBServer(_PortServer):
     """A ``mariadbd`` on a data directory made by ``mariadb-install-db``,
     without grant tables (the tests connect as root, no password), with the
     server time zone :data:`MARIADB_TIMEZONE`.
     """
 
     name = "mariadbd"
+    startup_timeout = STARTUP_TIMEOUT * 3
 
     def __init__(self, data_dir: Path) -> None:
         super().__init__(data_dir)
@@ -869,7 +808,7 @@ class MariaDBServer(_SQLServer):
             argv.append("--user=root")  # mariadbd refuses root unless told
         return _Process(argv, self.data_dir / "mariadbd.log")
 
-    def _is_ours(self, port: int) -> bool:
+    def _is_ours(self, proc: _Process, port: int) -> bool:
         import pymysql
 
         conn = pymysql.connect(host=self.host, port=port, user="root", connect_timeout=2)

@@ -52,12 +52,10 @@ from flask_connect_session.stores import cachelib as cachelib_store
 from flask_connect_session.stores import redis as redis_store
 
 from server_fixtures import HOST
-from server_fixtures import STARTUP_TIMEOUT
 from server_fixtures import RedisServer
 from server_fixtures import _in_ci
 from server_fixtures import _Process
 from server_fixtures import _redis_argv
-from server_fixtures import _redis_is_ours
 from server_fixtures import _require_binary
 from server_fixtures import _require_module
 from server_fixtures import _unavailable
@@ -209,20 +207,11 @@ class PersistentRedisServer(RedisServer):
     each write, so a SIGKILL loses nothing that was acknowledged.
     """
 
-    def _launch(self, port: int) -> None:
+    def _process(self, port: int) -> _Process:
         argv = _redis_argv(
             self.binary, port, self.data_dir, "--appendonly", "yes", "--appendfsync", "always"
         )
-        proc = _Process(argv, self.data_dir / "redis-server.log")
-        proc.start()
-        try:
-            proc.wait_until(
-                lambda: _redis_is_ours(proc, port), f"redis-server on port {port}", STARTUP_TIMEOUT
-            )
-        except BaseException:
-            proc.stop()
-            raise
-        self._proc, self.port = proc, port
+        return _Process(argv, self.data_dir / "redis-server.log")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no final save."""

@@ -402,3 +402,16 @@ def test_a_row_lock_held_too_long_is_an_error(
         holder.rollback()
     assert store.merge("s1", {"b": 2}, [])
     assert store.get("s1") == doc(None, a=1, b=2)
+
+
+def test_mysql_url_on_mariadb(mariadb_server: MariaDBServer, mariadb_url: str) -> None:
+    """``mysql+pymysql://`` (SQLAlchemy's MySQL dialect) works the same."""
+    store = SQLStore(mariadb_server.url().replace("mariadb+", "mysql+", 1))
+    assert store.engine.dialect.name == "mysql"
+    store.set("s1", doc(None, a=1))
+    assert store.get_and_touch("s1") == doc(None, a=1)
+    assert store.merge("s1", {"b": 2}, ["a"])
+    assert store.get("s1") == doc(None, b=2)
+    sql_raw.plant(store, "dead", b'{"cookie":{}}', ttl=-1)
+    assert store.prune() == 1 and store.length() == 1
+    store.engine.dispose()
