@@ -18,6 +18,7 @@ from flask import Flask
 
 from flask_connect_session import ConnectSession
 from flask_connect_session import SQLStore
+from flask_connect_session import StoreError
 from flask_connect_session.errors import CorruptDocument
 from flask_connect_session.stores import sql as sql_module
 
@@ -361,7 +362,10 @@ def test_corrupt_row_is_left_in_place(store: SQLStore) -> None:
 
 
 def test_postgresql_down_is_an_error_then_recovers(
-    postgresql_server: PostgresServer, postgresql_url: str, tmp_path: Path
+    postgresql_server: PostgresServer,
+    postgresql_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = make_app(tmp_path, CONNECT_SESSION_STORE=postgresql_url)
     client = app.test_client()
@@ -369,10 +373,14 @@ def test_postgresql_down_is_an_error_then_recovers(
     postgresql_server.stop()
     try:
         app.testing = False  # a 500, not the exception
-        assert client.get("/get").status_code == 500
+        with caplog.at_level(logging.ERROR):
+            assert client.get("/get").status_code == 500
+            assert client.post("/set", json={"a": 2}).status_code == 500
+        errors = [r.exc_info[1] for r in caplog.records if r.exc_info]
+        assert errors and all(isinstance(error, StoreError) for error in errors)
     finally:
         postgresql_server.start()
-    assert client.get("/get").json["data"] == {"a": 1}
+    assert client.get("/get").json["data"] == {"a": 1}  # nothing overwritten
 
 
 def test_mariadb_down_is_an_error_then_recovers(
