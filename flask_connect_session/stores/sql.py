@@ -43,6 +43,8 @@ PRUNE_INTERVAL = 900.0
 PRUNE_BATCH = 1000
 #: Seconds a PostgreSQL merge waits for a row lock before failing.
 LOCK_TIMEOUT = 10
+#: PostgreSQL drivers that pass libpq's ``options`` at connect.
+_LIBPQ_DRIVERS = frozenset(("psycopg", "psycopg2"))
 #: Attempts of SQLite's compare-and-swap merge before it gives up.
 CAS_ATTEMPTS = 100
 
@@ -157,12 +159,21 @@ class SQLStore(Store):
         create_table: bool = True,
         prune_interval: float | None = PRUNE_INTERVAL,
     ) -> None:
+        #: Whether each merge sets PostgreSQL's lock timeout itself: not when
+        #: the store made the engine with a libpq driver, whose connections
+        #: get it once, at connect.
+        self._lock_timeout_per_merge = True
         if isinstance(engine_or_url, sa.Engine):
             self.engine = engine_or_url
         else:
+            url = sa.make_url(engine_or_url)
+            connect_args: dict[str, t.Any] = {}
+            if url.get_driver_name() in _LIBPQ_DRIVERS and "options" not in url.query:
+                connect_args["options"] = f"-c lock_timeout={LOCK_TIMEOUT}s"
+                self._lock_timeout_per_merge = False
             # Connections are checked before use, so a restarted database
             # is picked up without restarting the app.
-            self.engine = sa.create_engine(engine_or_url, pool_pre_ping=True)
+            self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_wal)
         self.ttl = ttl
@@ -445,7 +456,7 @@ class SQLStore(Store):
         if self._dialect == "sqlite":
             return self._merge_by_swap(sid, changes, removed)
         with self._connect(transaction=True) as conn:
-            if self._dialect == "postgresql":
+            if self._dialect == "postgresql" and self._lock_timeout_per_merge:
                 conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}s'")
             now = _utcnow()
             text = conn.execute(self._select_for_update, {"p_sid": sid, "now": now}).scalar()

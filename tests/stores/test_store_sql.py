@@ -397,11 +397,15 @@ def test_mariadb_down_is_an_error_then_recovers(
     assert store.get("s1") == doc(None, a=1)
 
 
+@pytest.mark.parametrize("given", ["url", "engine"])
 def test_a_row_lock_held_too_long_is_an_error(
-    monkeypatch: pytest.MonkeyPatch, postgresql_url: str
+    monkeypatch: pytest.MonkeyPatch, postgresql_url: str, given: str
 ) -> None:
+    """The store's own connections get the lock timeout at connect; on an
+    engine of the app's, each merge sets it for its transaction only.
+    """
     monkeypatch.setattr(sql_module, "LOCK_TIMEOUT", 1)
-    store = SQLStore(postgresql_url)
+    store = SQLStore(postgresql_url if given == "url" else sa.create_engine(postgresql_url))
     store.set("s1", doc(None, a=1))
     with store.engine.connect() as holder:
         holder.exec_driver_sql("SELECT 1 FROM session WHERE sid = 's1' FOR UPDATE")
@@ -410,6 +414,9 @@ def test_a_row_lock_held_too_long_is_an_error(
         holder.rollback()
     assert store.merge("s1", {"b": 2}, [])
     assert store.get("s1") == doc(None, a=1, b=2)
+    if given == "engine":
+        with store.engine.connect() as conn:  # the app's sessions keep theirs
+            assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "0"
 
 
 def test_mysql_url_on_mariadb(mariadb_server: MariaDBServer, mariadb_url: str) -> None:
