@@ -461,6 +461,27 @@ def test_memcached_black_hole_fails_within_default_socket_timeout(
     assert "CachelibStore.get_and_touch failed" in messages[0]
 
 
+def test_postgresql_black_hole_fails_within_connect_timeout(
+    black_hole: BlackHole, store_errors: RecordList, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for a PostgreSQL URL: a store built from it gives libpq a
+    connect timeout (libpq's own default is to wait forever).
+    """
+    _require_module("psycopg", "psycopg[binary]")
+    from flask_connect_session.stores import sql as sql_store
+
+    monkeypatch.setattr(sql_store, "CONNECT_TIMEOUT", 2)  # libpq's minimum
+    app = make_app(f"postgresql+psycopg://app@{HOST}:{black_hole.port}/app")
+    with serve_wsgi(app) as base:
+        response, elapsed = get_hung_session(base)
+    assert response.status_code == 500
+    # pool_pre_ping and the pool's retry may connect twice.
+    assert elapsed < 2 * 2 + SLACK, f"{elapsed:.2f}s"
+    messages = store_errors.messages()
+    assert len(messages) == 1, messages
+    assert "SQLStore.get_and_touch failed" in messages[0]
+
+
 #: A socket timeout set in the URL, short so the cases below stay quick.
 SHORT_TIMEOUT = 1.0
 

@@ -43,6 +43,9 @@ PRUNE_INTERVAL = 900.0
 PRUNE_BATCH = 1000
 #: Seconds a PostgreSQL merge waits for a row lock before failing.
 LOCK_TIMEOUT = 10
+#: Seconds a store built from a PostgreSQL URL waits for a new connection
+#: (``?connect_timeout=`` in the URL overrides it).
+CONNECT_TIMEOUT = 5
 #: PostgreSQL drivers that pass libpq's ``options`` at connect.
 _LIBPQ_DRIVERS = frozenset(("psycopg", "psycopg2"))
 #: Attempts of SQLite's compare-and-swap merge before it gives up.
@@ -168,9 +171,14 @@ class SQLStore(Store):
         else:
             url = sa.make_url(engine_or_url)
             connect_args: dict[str, t.Any] = {}
-            if url.get_driver_name() in _LIBPQ_DRIVERS and "options" not in url.query:
-                connect_args["options"] = f"-c lock_timeout={LOCK_TIMEOUT}s"
-                self._lock_timeout_per_merge = False
+            if url.get_driver_name() in _LIBPQ_DRIVERS:
+                if "options" not in url.query:
+                    connect_args["options"] = f"-c lock_timeout={LOCK_TIMEOUT}s"
+                    self._lock_timeout_per_merge = False
+                if "connect_timeout" not in url.query:
+                    # A database that does not answer fails the request
+                    # instead of holding the worker (libpq waits forever).
+                    connect_args["connect_timeout"] = CONNECT_TIMEOUT
             # Connections are checked before use, so a restarted database
             # is picked up without restarting the app.
             self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
