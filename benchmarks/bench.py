@@ -6,6 +6,13 @@ median microseconds per request and the ratios the targets are stated in.
 Starts its own redis-server on a free loopback port. See README.md here.
 
     python benchmarks/bench.py [--rounds 15] [--batch 200]
+
+With ``--sql``, compares ``SQLStore`` with Flask-Session 0.8's SQLAlchemy
+backend (``pip install 'flask-session==0.8.*' flask-sqlalchemy``) on the same
+databases instead: SQLite files and a PostgreSQL it starts on a free
+loopback port (as the tests do; ``postgresql`` Debian package).
+
+    python benchmarks/bench.py --sql [--rounds 15] [--batch 100]
 """
 
 from __future__ import annotations
@@ -166,11 +173,15 @@ def redis_get_cost(url: str, rounds: int, batch: int) -> float:
     return statistics.median(samples)
 
 
-def parse_rounds(doc: str, rounds: int, batch: int) -> argparse.Namespace:
-    """Parse ``--rounds`` and ``--batch``, with these defaults."""
+def parse_rounds(doc: str, rounds: int, batch: int, *, sql: bool = False) -> argparse.Namespace:
+    """Parse ``--rounds`` and ``--batch``, with these defaults (and ``--sql``
+    if asked for).
+    """
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--batch", type=int, default=batch)
+    if sql:
+        parser.add_argument("--sql", action="store_true", help="SQLStore against Flask-Session")
     return parser.parse_args()
 
 
@@ -187,7 +198,10 @@ def start_redis() -> tuple[t.Any, Path]:
 
 
 def main() -> None:
-    args = parse_rounds(__doc__, 15, 200)
+    args = parse_rounds(__doc__, 15, 200, sql=True)
+    if args.sql:
+        sql_main(args.rounds, args.batch)
+        return
 
     import redis
     from cachelib import SimpleCache
@@ -222,23 +236,34 @@ def main() -> None:
                 connect_session(url, CONNECT_SESSION_TOUCH_AFTER=60),
             ),
         ]
-        samples: dict[tuple[str, str], list[float]] = {}
-        for _ in range(args.rounds):
-            order = variants[:]
-            random.shuffle(order)
-            for variant in order:
-                for scenario in variant.environs:
-                    cost = variant.time_batch(scenario, args.batch)
-                    samples.setdefault((variant.name, scenario), []).append(cost)
+        samples = run_rounds(variants, args.rounds, args.batch)
         get_cost = redis_get_cost(url, args.rounds, args.batch)
     finally:
         server.stop()
     report(variants, samples, get_cost)
 
 
-def report(
-    variants: list[Variant], samples: dict[tuple[str, str], list[float]], get_cost: float
-) -> None:
+def run_rounds(
+    variants: list[Variant], rounds: int, batch: int
+) -> dict[tuple[str, str], list[float]]:
+    """Time every scenario of every variant, ``rounds`` times, in a new random
+    order each round.
+    """
+    samples: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        order = variants[:]
+        random.shuffle(order)
+        for variant in order:
+            for scenario in variant.environs:
+                cost = variant.time_batch(scenario, batch)
+                samples.setdefault((variant.name, scenario), []).append(cost)
+    return samples
+
+
+def print_table(
+    variants: list[Variant], samples: dict[tuple[str, str], list[float]]
+) -> dict[tuple[str, str], float]:
+    """Print the median of each variant and scenario; return the medians."""
     med = {key: statistics.median(values) for key, values in samples.items()}
     print(f"median us/request ({len(next(iter(samples.values())))} rounds)")
     print(f"{'variant':24}" + "".join(f"{s:>12}" for s in SCENARIOS))
@@ -248,6 +273,62 @@ def report(
             for s in SCENARIOS
         )
         print(f"{variant.name:24}{row}")
+    return med
+
+
+def print_checks(checks: list[tuple[str, float, float]]) -> None:
+    for name, ratio, target in checks:
+        verdict = "ok" if ratio <= target else "MISSED"
+        print(f"{name:50} {ratio:6.2f}  <= {target:<4} {verdict}")
+
+
+#: SQL targets: our median over Flask-Session's SQLAlchemy backend's.
+SQL_TARGETS = {"ignores": 0.5, "reads": 0.6, "increments": 1.0, "creates": 1.0}
+
+
+def sql_main(rounds: int, batch: int) -> None:
+    """SQLStore against Flask-Session's SQLAlchemy backend, same databases."""
+    from server_fixtures import temporary_postgres
+
+    with temporary_postgres() as server:
+        server.execute("CREATE DATABASE flask_session", "CREATE DATABASE connect_session")
+        sqlite_dir = server.data_dir
+        databases = {
+            "sqlite": (f"sqlite:///{sqlite_dir / 'fs.db'}", f"sqlite:///{sqlite_dir / 'cs.db'}"),
+            "postgresql": (
+                server.url(database="flask_session"),
+                server.url(database="connect_session"),
+            ),
+        }
+        variants = [Variant("flask (no session)", no_session(), has_session=False)]
+        for name, (theirs, ours) in databases.items():
+            variants.append(
+                Variant(
+                    f"flask-session {name}",
+                    flask_session(SESSION_TYPE="sqlalchemy", SQLALCHEMY_DATABASE_URI=theirs),
+                )
+            )
+            variants.append(Variant(f"connect {name}", connect_session(ours)))
+        samples = run_rounds(variants, rounds, batch)
+    med = print_table(variants, samples)
+    print("\ntargets (ratio, target)")
+    print_checks(
+        [
+            (
+                f"{name} {s} / flask-session {name}",
+                med[(f"connect {name}", s)] / med[(f"flask-session {name}", s)],
+                target,
+            )
+            for name in ("sqlite", "postgresql")
+            for s, target in SQL_TARGETS.items()
+        ]
+    )
+
+
+def report(
+    variants: list[Variant], samples: dict[tuple[str, str], list[float]], get_cost: float
+) -> None:
+    med = print_table(variants, samples)
     no_session_reads = med[("flask (no session)", "reads")]
     get_in_request = med[("flask + one raw GET", "reads")] - no_session_reads
     print(f"one raw redis-py GET: {get_in_request:.1f} us inside a request, ", end="")
@@ -301,9 +382,7 @@ def report(
                 0.8,
             )
         )
-    for name, ratio, target in checks:
-        verdict = "ok" if ratio <= target else "MISSED"
-        print(f"{name:50} {ratio:6.2f}  <= {target:<4} {verdict}")
+    print_checks(checks)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ and the memory one small session takes in MemoryStore.
     python benchmarks/scale.py [--large 1000000] [--samples 20000]
 
 Starts its own redis-server on a free loopback port. See README.md here.
+With ``--sql``, measures ``SQLStore`` on a PostgreSQL it starts instead (as
+the tests do; ``postgresql`` Debian package), one table per size.
+
+    python benchmarks/scale.py --sql [--large 1000000] [--samples 5000]
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import typing as t
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -45,6 +50,44 @@ def fill_redis(client: object, count: int) -> None:
         if n % 10000 == 9999:
             pipe.execute()
     pipe.execute()
+
+
+def fill_sql(store: t.Any, count: int) -> None:
+    """Fill a SQLStore's table with ``count`` small sessions, in SQL."""
+    store.create_table()
+    document_sql = (
+        "json_build_object('user_id', n, 'name', 'user' || n, 'csrf', repeat('x', 32),"
+        " 'cookie', json_build_object('originalMaxAge', null, 'expires', null,"
+        " 'httpOnly', true, 'path', '/'))"
+    )
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"INSERT INTO {store.table.name} (sid, sess, expire)"
+            f" SELECT 'sid' || lpad(n::text, 12, '0'), {document_sql},"
+            " (now() AT TIME ZONE 'UTC') + interval '1 day'"
+            f" FROM generate_series(0, {count - 1}) AS n"
+        )
+        conn.exec_driver_sql(f"ANALYZE {store.table.name}")
+
+
+def sql_main(sizes: tuple[int, int], samples: int) -> None:
+    """get/set cost of SQLStore on PostgreSQL at both sizes."""
+    from flask_connect_session import SQLStore
+
+    from server_fixtures import temporary_postgres
+
+    with temporary_postgres() as server:
+        stores: dict[int, Store] = {}
+        for count in sizes:
+            store = SQLStore(server.url(), table=f"session_{count}", prune_interval=None)
+            fill_sql(store, count)
+            stores[count] = store
+        result = costs(stores, samples)
+    print(f"median us per operation, {samples} random sessions each")
+    print(f"{'store':12}{'op':5}{sizes[0]:>12,}{sizes[1]:>12,}{'ratio':>8}")
+    for index, op in enumerate(("get", "set")):
+        small, large = result[sizes[0]][index], result[sizes[1]][index]
+        print(f"{'postgresql':12}{op:5}{small:12.2f}{large:12.2f}{large / small:8.2f}")
 
 
 def costs(stores: dict[int, Store], samples: int) -> dict[int, tuple[float, float]]:
@@ -104,7 +147,11 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=20000)
+    parser.add_argument("--sql", action="store_true", help="SQLStore on PostgreSQL")
     args = parser.parse_args()
+    if args.sql:
+        sql_main((args.small, args.large), args.samples)
+        return
 
     from server_fixtures import RedisServer
     from server_fixtures import _require_binary

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing as t
+
 from .cookie import Cookie
 from .errors import SessionNotFound
 from .errors import StoreError
@@ -16,6 +18,23 @@ from .stores.memory import MemoryStore
 from .stores.redis import RedisStore
 from .users import SessionInfo
 
+if t.TYPE_CHECKING:
+    from .stores.sql import SQLStore
+
+
+def __getattr__(name: str) -> t.Any:
+    # SQLAlchemy is an optional dependency: import it on first use only.
+    if name == "SQLStore":
+        try:
+            from .stores.sql import SQLStore
+        except ImportError as exc:
+            raise ImportError(
+                f"SQLStore needs SQLAlchemy 2: pip install 'flask-connect-session[sql]' ({exc})"
+            ) from exc
+        return SQLStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CachelibStore",
     "ConnectSession",
@@ -24,6 +43,7 @@ __all__ = [
     "MemoryStore",
     "RedisStore",
     "SessionInfo",
+    "SQLStore",
     "SessionNotFound",
     "Store",
     "StoreError",

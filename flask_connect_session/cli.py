@@ -342,3 +342,25 @@ def _sweep(store: Store) -> int:
                 _run(store, "destroy", functools.partial(store.destroy, sid))
                 removed += 1
     return removed
+
+
+@session_cli.command("create-table")
+@click.option(
+    "--sql", "print_sql", is_flag=True, help="Print the DDL instead of running it (for Alembic)."
+)
+def create_table_command(print_sql: bool) -> None:
+    """Create the SQLStore table and its indexes if they are missing.
+
+    With --sql, print the CREATE statements for the app's database instead,
+    for migration tools such as Alembic.
+    """
+    store = _store()
+    create = getattr(store, "create_table", None)
+    ddl = getattr(store, "ddl", None)
+    if not callable(create) or not callable(ddl):
+        raise click.ClickException(f"{type(store).__name__} has no table (only SQLStore has)")
+    if print_sql:
+        click.echo(_run(store, "ddl", ddl), nl=False)
+        return
+    _run(store, "create_table", create)
+    click.echo(f"table {store.table.fullname} is ready")  # type: ignore[attr-defined]

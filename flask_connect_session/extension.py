@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import typing as t
 
 from cachelib import BaseCache
@@ -34,11 +35,14 @@ logger = logging.getLogger("flask_connect_session")
 _memory_warning_given = False
 
 
-def build_store(options: Options) -> Store:
+def build_store(options: Options, app: Flask | None = None) -> Store:
     """Return the store ``CONNECT_SESSION_STORE`` names: a URL, a ``Store``,
-    a cachelib cache, or a redis-py/valkey client (``Redis``,
-    ``RedisCluster``...), which gets a :class:`RedisStore`.
+    a cachelib cache, a redis-py/valkey client (``Redis``,
+    ``RedisCluster``...), which gets a :class:`RedisStore`, or a SQLAlchemy
+    ``Engine`` or Flask-SQLAlchemy object, which gets a ``SQLStore``.
 
+    :param app: the app being set up: its instance folder holds relative
+        SQLite paths, its context gives a Flask-SQLAlchemy object's engine.
     :raises ValueError: the value is none of these, or the URL is malformed;
         the message names the key.
     """
@@ -46,10 +50,21 @@ def build_store(options: Options) -> Store:
     if isinstance(value, Store):
         return value
     if isinstance(value, str):
+        settings = StoreSettings(
+            options.key_prefix,
+            options.ttl,
+            options.sql_table,
+            None if app is None else app.instance_path,
+        )
         try:
-            return store_from_url(value, StoreSettings(options.key_prefix, options.ttl))
+            return store_from_url(value, settings)
         except ValueError as exc:
             raise ValueError(f"CONNECT_SESSION_STORE: {exc}") from exc
+    engine = _sql_engine(value, app)
+    if engine is not None:
+        from .stores.sql import SQLStore
+
+        return SQLStore(engine, table=options.sql_table, ttl=options.ttl)
     if isinstance(value, BaseCache):
         return CachelibStore(value, key_prefix=options.key_prefix, ttl=options.ttl)
     # redis-py and valkey clients, plain or cluster: duck-typed, so neither
@@ -57,9 +72,34 @@ def build_store(options: Options) -> Store:
     if callable(getattr(value, "register_script", None)):
         return RedisStore(value, key_prefix=options.key_prefix, ttl=options.ttl)
     raise ValueError(
-        "CONNECT_SESSION_STORE: expected a URL, a Store, a cachelib cache or a"
-        f" Redis client, got {value!r}"
+        "CONNECT_SESSION_STORE: expected a URL, a Store, a cachelib cache, a"
+        f" Redis client or a SQLAlchemy engine, got {value!r}"
     )
+
+
+def _sql_engine(value: object, app: Flask | None) -> t.Any:
+    """The SQLAlchemy ``Engine`` that ``value`` is or (a Flask-SQLAlchemy
+    ``SQLAlchemy`` object) holds; ``None`` for anything else. Duck-typed, so
+    neither package has to be installed to get here.
+    """
+    sqlalchemy = sys.modules.get("sqlalchemy")
+    if sqlalchemy is None:
+        return None
+    if isinstance(value, sqlalchemy.Engine):
+        return value
+    if not (hasattr(type(value), "engines") and hasattr(type(value), "engine")):
+        return None
+    try:
+        if app is None:
+            return value.engine  # type: ignore[attr-defined]
+        # Flask-SQLAlchemy keeps one engine per app, found through the context.
+        with app.app_context():
+            return value.engine  # type: ignore[attr-defined]
+    except (KeyError, RuntimeError) as exc:
+        raise ValueError(
+            "CONNECT_SESSION_STORE: the Flask-SQLAlchemy object has no engine for"
+            f" this app; call db.init_app(app) first ({exc!r})"
+        ) from exc
 
 
 class ConnectSession:
@@ -97,7 +137,7 @@ class ConnectSession:
         :raises ValueError: a setting is invalid; the message names its key.
         """
         options = Options.from_config(app.config)
-        store = build_store(options)
+        store = build_store(options, app)
         if options.user_key is not None and not keeps_user_index(store):
             raise ValueError(
                 f"CONNECT_SESSION_USER_KEY: {type(store).__name__} cannot keep the per-user"

@@ -20,6 +20,7 @@ from .cookie import to_seconds
 from .cookie import valid_domain
 from .serialization import RESERVED_MEMBERS
 from .signing import generate_sid
+from .stores import split_table_name
 from .stores.base import DEFAULT_TTL
 
 if t.TYPE_CHECKING:
@@ -146,6 +147,15 @@ def _parse_str(key: str, value: object, *, allow_none: bool = False) -> str | No
     if not isinstance(value, str):
         raise ValueError(f"{key}: expected a string, got {value!r}")
     return value
+
+
+def _parse_table(key: str, value: object) -> str:
+    name = t.cast(str, _parse_str(key, value))
+    try:
+        split_table_name(name)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+    return name
 
 
 def _parse_secrets(key: str, value: object) -> tuple[str | bytes, ...]:
@@ -356,6 +366,8 @@ class Options:
     header: str | None = None
     #: Legacy sessions to take over (``CONNECT_SESSION_MIGRATE_FROM``).
     migrate_from: tuple[LegacySource, ...] = ()
+    #: Table of a URL-built ``SQLStore``: ``"table"`` or ``"schema.table"``.
+    sql_table: str = "session"
 
     @classmethod
     def from_config(cls, config: Config) -> Options:
@@ -413,6 +425,7 @@ class Options:
             ),
             header=_parse_header(p + "HEADER", get(p + "HEADER")),
             migrate_from=parse_migrate_from(config, key),
+            sql_table=_parse_table(p + "SQL_TABLE", get(p + "SQL_TABLE", "session")),
         )
 
 

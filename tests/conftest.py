@@ -53,6 +53,33 @@ def _memcached_store(request: pytest.FixtureRequest) -> Store:
     return store_from_url(request.getfixturevalue("memcached_url"), StoreSettings("sess:", 86400))
 
 
+def _sql_store(request: pytest.FixtureRequest, url: str) -> Store:
+    from flask_connect_session import SQLStore
+
+    # Emptied rather than dropped: cheaper, and the table is the same.
+    store = SQLStore(url)
+    store.clear()
+    request.addfinalizer(store.engine.dispose)
+    return store
+
+
+def _postgresql_store(request: pytest.FixtureRequest) -> Store:
+    server = request.getfixturevalue("postgresql_server")
+    server.start()  # no-op unless an earlier test left it stopped
+    return _sql_store(request, server.url())
+
+
+def _mariadb_store(request: pytest.FixtureRequest) -> Store:
+    server = request.getfixturevalue("mariadb_server")
+    server.start()
+    server.execute("CREATE DATABASE IF NOT EXISTS test")
+    return _sql_store(request, server.url())
+
+
+def _sqlite_store(request: pytest.FixtureRequest) -> Store:
+    return _sql_store(request, request.getfixturevalue("sqlite_url"))
+
+
 #: Store name -> builder of a fresh, empty store (from the real servers'
 #: fixtures). Every behaviour test that takes ``store`` runs once per entry.
 STORE_BUILDERS: dict[str, cabc.Callable[[pytest.FixtureRequest], Store]] = {
@@ -61,6 +88,9 @@ STORE_BUILDERS: dict[str, cabc.Callable[[pytest.FixtureRequest], Store]] = {
     "redis": _redis_store,
     "redis-cluster": _redis_cluster_store,
     "memcached": _memcached_store,
+    "postgresql": _postgresql_store,
+    "mariadb": _mariadb_store,
+    "sqlite": _sqlite_store,
 }
 
 

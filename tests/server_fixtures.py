@@ -69,6 +69,7 @@ _POLL_INTERVAL = 0.05
 _ADDRESS_IN_USE = re.compile(r"address already in use", re.IGNORECASE)
 
 EXPRESS_APP_SOURCE = Path(__file__).resolve().parent / "interop" / "express_app"
+EXPRESS_PG_APP_SOURCE = EXPRESS_APP_SOURCE.parent / "express_pg_app"
 _EXPRESS_FILES = ("package.json", "package-lock.json", "app.js")
 _NODE_MIN_MAJOR = 18  # Express 5 and node-redis 5 need node >= 18.
 _INSTALL_STAMP = ".flask-connect-session-lock-hash"
@@ -161,6 +162,24 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _as_user(user: str) -> Callable[[], None]:
+    """A Popen ``preexec_fn`` that drops to ``user`` (uid and gids looked up
+    here, in the parent), then arranges to die with the parent.
+    """
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    groups = os.getgrouplist(user, entry.pw_gid)
+
+    def preexec() -> None:
+        os.setgroups(groups)
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+        _die_with_parent()
+
+    return preexec
+
+
 class ServerStartError(RuntimeError):
     """A server did not become ready; the message carries its output tail."""
 
@@ -179,11 +198,14 @@ class _Process:
         *,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        user: str | None = None,
     ) -> None:
         self.argv = list(argv)
         self.log_path = log_path
         self.env = env
         self.cwd = cwd
+        #: Run as this user (servers that refuse root); None: as we are.
+        self.user = user
         self.popen: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._log_offset = 0
@@ -211,7 +233,7 @@ class _Process:
             env=self.env,
             cwd=self.cwd,
             # preexec_fn is only unsafe with threads; we start none.
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent if self.user is None else _as_user(self.user),
         )
 
     def stop(self) -> None:
@@ -315,24 +337,22 @@ def _redis_is_ours(proc: _Process, port: int) -> bool:
         return bool(info.get("process_id") == proc.pid)
 
 
-class RedisServer:
-    """A standalone ``redis-server``; ``stop()``/``start()`` keep port and dir."""
+class _PortServer:
+    """A server on a free loopback port; ``stop()``/``start()`` keep the port
+    and the data, so tests can take it down and bring it back. Subclasses
+    say how to run it (:meth:`_process`) and how to know it is up and ours
+    (:meth:`_is_ours`).
+    """
 
-    def __init__(self, binary: str, data_dir: Path, *extra: str) -> None:
-        self.binary = binary
+    name = "server"
+    #: Seconds the server may take to answer.
+    startup_timeout = STARTUP_TIMEOUT
+
+    def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.extra = extra
         self.host = HOST
         self.port = 0
         self._proc: _Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
-
-    def argv(self, port: int) -> list[str]:
-        """The command line that starts the server on ``port``."""
-        return _redis_argv(self.binary, port, self.data_dir, *self.extra)
 
     @property
     def running(self) -> bool:
@@ -354,21 +374,30 @@ class RedisServer:
                     raise
 
     def _launch(self, port: int) -> None:
-        proc = _Process(self.argv(port), self.data_dir / "redis-server.log")
+        proc = self._process(port)
         proc.start()
         try:
             proc.wait_until(
-                lambda: _redis_is_ours(proc, port),
-                f"redis-server on port {port}",
-                STARTUP_TIMEOUT,
+                functools.partial(self._is_ours, proc, port),
+                f"{self.name} on port {port}",
+                self.startup_timeout,
             )
         except BaseException:
             proc.stop()
             raise
         self._proc, self.port = proc, port
 
+    def _process(self, port: int) -> _Process:
+        """The (not yet started) server process for ``port``."""
+        raise NotImplementedError
+
+    def _is_ours(self, proc: _Process, port: int) -> bool:
+        """Whether the server answers on ``port`` and is the one we started
+        (the port race: another run may hold the port while ours dies).
+        """
+        raise NotImplementedError
+
     def stop(self) -> None:
-        """Stop the server (SIGTERM; no save, since --save "" and no AOF)."""
         if self._proc is not None:
             self._proc.stop()
 
@@ -378,14 +407,40 @@ class RedisServer:
             self._proc.popen.kill()
             self._proc.popen.wait(timeout=STOP_TIMEOUT)
 
+    def tail(self, lines: int = 30) -> str:
+        return "" if self._proc is None else self._proc.tail(lines)
+
+
+class RedisServer(_PortServer):
+    """A standalone ``redis-server``; ``stop()``/``start()`` keep port and dir."""
+
+    name = "redis-server"
+
+    def __init__(self, binary: str, data_dir: Path, *extra: str) -> None:
+        super().__init__(data_dir)
+        self.binary = binary
+        #: Extra command-line arguments (``--replicaof host port``...).
+        self.extra = extra
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def argv(self, port: int) -> list[str]:
+        """The command line that starts the server on ``port``."""
+        return _redis_argv(self.binary, port, self.data_dir, *self.extra)
+
+    def _process(self, port: int) -> _Process:
+        return _Process(self.argv(port), self.data_dir / "redis-server.log")
+
+    def _is_ours(self, proc: _Process, port: int) -> bool:
+        return _redis_is_ours(proc, port)
+
     def client(self, **kwargs: Any) -> redis.Redis:
         """A fresh ``redis.Redis`` for this server (kwargs go to the client)."""
         import redis
 
         return redis.Redis(host=self.host, port=self.port, **kwargs)
-
-    def tail(self, lines: int = 30) -> str:
-        return "" if self._proc is None else self._proc.tail(lines)
 
 
 class RedisClusterServer:
@@ -673,59 +728,27 @@ def _memcached_is_ours(proc: _Process, port: int) -> bool:
     return match is not None and int(match.group(1)) == proc.pid
 
 
-class MemcachedServer:
+class MemcachedServer(_PortServer):
     """A ``memcached`` on a free port (TCP only, UDP off)."""
 
+    name = "memcached"
+
     def __init__(self, binary: str, data_dir: Path) -> None:
+        super().__init__(data_dir)
         self.binary = binary
-        self.data_dir = data_dir
-        self.host = HOST
-        self.port = 0
-        self._proc: _Process | None = None
 
     @property
     def url(self) -> str:
         return f"memcached://{self.host}:{self.port}"
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.alive
-
-    def start(self) -> None:
-        """Start (first call: on a fresh free port; later: on the same port)."""
-        if self.running:
-            return
-        if self.port:
-            self._launch(self.port)
-            return
-        for attempt in range(PORT_ATTEMPTS):
-            try:
-                self._launch(_free_port())
-                return
-            except ServerStartError as exc:
-                if not _is_bind_race(exc) or attempt == PORT_ATTEMPTS - 1:
-                    raise
-
-    def _launch(self, port: int) -> None:
+    def _process(self, port: int) -> _Process:
         argv = [self.binary, "-l", self.host, "-p", str(port), "-U", "0"]
         if os.geteuid() == 0:
             argv += ["-u", "root"]  # memcached refuses to run as root otherwise
-        proc = _Process(argv, self.data_dir / "memcached.log")
-        proc.start()
-        try:
-            proc.wait_until(
-                lambda: _memcached_is_ours(proc, port),
-                f"memcached on port {port}",
-                STARTUP_TIMEOUT,
-            )
-        except BaseException:
-            proc.stop()
-            raise
-        self._proc, self.port = proc, port
+        return _Process(argv, self.data_dir / "memcached.log")
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
+    def _is_ours(self, proc: _Process, port: int) -> bool:
+        return _memcached_is_ours(proc, port)
 
     def flush(self) -> None:
         reply = _memcached_request(self.port, b"flush_all\r\n", b"\r\n")
@@ -738,8 +761,204 @@ class MemcachedServer:
 
         return Client((self.host, self.port), **kwargs)
 
-    def tail(self, lines: int = 30) -> str:
-        return "" if self._proc is None else self._proc.tail(lines)
+
+# --------------------------------------------------------------------------
+# SQL servers: PostgreSQL and MariaDB (SQLite needs none).
+# --------------------------------------------------------------------------
+
+#: Server time zones far from UTC, so the tests prove the SQL store writes
+#: UTC whatever the database's time zone.
+PG_TIMEZONE = "Pacific/Chatham"
+MARIADB_TIMEZONE = "+05:30"
+
+
+def _postgres_bin(name: str) -> str:
+    """A PostgreSQL server binary (Debian keeps them off PATH)."""
+    found = shutil.which(name)
+    if found is None:
+        versions = sorted(
+            Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+            key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0,
+        )
+        found = str(versions[-1]) if versions else None
+    if found is None:
+        _unavailable(f"{name} not found: apt-get install postgresql")
+    return found
+
+
+class PostgresServer(_PortServer):
+    """A ``postgres`` cluster made by ``initdb`` in a temporary directory,
+    run as the ``postgres`` user when we are root (it refuses root), with
+    the server time zone :data:`PG_TIMEZONE`.
+    """
+
+    name = "postgres"
+    startup_timeout = STARTUP_TIMEOUT * 3
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(data_dir)
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.cluster = data_dir / "cluster"
+        initdb = _Process(
+            [
+                _postgres_bin("initdb"),
+                "-D",
+                str(self.cluster),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            data_dir / "initdb.log",
+            user=self.user,
+        )
+        initdb.start()
+        assert initdb.popen is not None
+        if initdb.popen.wait(timeout=NPM_TIMEOUT) != 0:
+            raise ServerStartError("initdb failed", initdb.tail())
+        initdb.stop()
+
+    def url(self, driver: str = "psycopg", database: str = "postgres") -> str:
+        return f"postgresql+{driver}://postgres@{self.host}:{self.port}/{database}"
+
+    def _process(self, port: int) -> _Process:
+        settings = {
+            "listen_addresses": self.host,
+            "port": str(port),
+            "unix_socket_directories": str(self.data_dir),
+            "timezone": PG_TIMEZONE,
+            "max_connections": "200",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+        }
+        argv = [_postgres_bin("postgres"), "-D", str(self.cluster)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        return _Process(argv, self.data_dir / "postgres.log", user=self.user)
+
+    def _is_ours(self, proc: _Process, port: int) -> bool:
+        import psycopg
+
+        with psycopg.connect(
+            host=self.host, port=port, user="postgres", dbname="postgres", connect_timeout=2
+        ) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        return row is not None and Path(row[0]) == self.cluster
+
+    def execute(self, *statements: str) -> None:
+        """Run statements as the superuser, each in autocommit."""
+        import psycopg
+
+        with psycopg.connect(
+            host=self.host, port=self.port, user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            for statement in statements:
+                conn.execute(statement)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def temporary_postgres() -> Iterator[PostgresServer]:
+    """A started :class:`PostgresServer` in a new temporary directory, both
+    gone on exit.
+    """
+    import tempfile
+
+    # Not under pytest's root-only temp dir: the postgres user must reach it.
+    data_dir = Path(tempfile.mkdtemp(prefix="fcs-postgres-"))
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(data_dir, "postgres", "postgres")
+        server = PostgresServer(data_dir)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class MariaDBServer(_PortServer):
+    """A ``mariadbd`` on a data directory made by ``mariadb-install-db``,
+    without grant tables (the tests connect as root, no password), with the
+    server time zone :data:`MARIADB_TIMEZONE`.
+    """
+
+    name = "mariadbd"
+    startup_timeout = STARTUP_TIMEOUT * 3
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(data_dir)
+        self.binary = _require_binary("mariadbd", "mariadb-server")
+        self.datadir = data_dir / "data"
+        install = _Process(
+            [
+                _require_binary("mariadb-install-db", "mariadb-server"),
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                *(["--user=root"] if os.geteuid() == 0 else []),
+            ],
+            data_dir / "install-db.log",
+        )
+        install.start()
+        assert install.popen is not None
+        if install.popen.wait(timeout=NPM_TIMEOUT) != 0:
+            raise ServerStartError("mariadb-install-db failed", install.tail())
+        install.stop()
+
+    def url(self, driver: str = "pymysql", database: str = "test") -> str:
+        return f"mariadb+{driver}://root@{self.host}:{self.port}/{database}"
+
+    def _process(self, port: int) -> _Process:
+        argv = [
+            self.binary,
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            f"--port={port}",
+            f"--bind-address={self.host}",
+            f"--socket={self.data_dir / 'mariadb.sock'}",
+            f"--pid-file={self.data_dir / 'mariadb.pid'}",
+            f"--default-time-zone={MARIADB_TIMEZONE}",
+            "--skip-grant-tables",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--max-connections=300",
+            "--character-set-server=utf8mb4",
+        ]
+        if os.geteuid() == 0:
+            argv.append("--user=root")  # mariadbd refuses root unless told
+        return _Process(argv, self.data_dir / "mariadbd.log")
+
+    def _is_ours(self, proc: _Process, port: int) -> bool:
+        import pymysql
+
+        conn = pymysql.connect(host=self.host, port=port, user="root", connect_timeout=2)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT @@datadir")
+                row = cursor.fetchone()
+        finally:
+            conn.close()
+        return row is not None and Path(row[0]) == self.datadir
+
+    def execute(self, *statements: str) -> None:
+        """Run statements as root."""
+        import pymysql
+
+        conn = pymysql.connect(host=self.host, port=self.port, user="root", autocommit=True)
+        try:
+            with conn.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+        finally:
+            conn.close()
 
 
 # --------------------------------------------------------------------------
@@ -747,10 +966,10 @@ class MemcachedServer:
 # --------------------------------------------------------------------------
 
 
-def express_cache_dir() -> Path:
-    """``${XDG_CACHE_HOME:-~/.cache}/flask-connect-session/express_app``."""
+def express_cache_dir(name: str = "express_app") -> Path:
+    """``${XDG_CACHE_HOME:-~/.cache}/flask-connect-session/<name>``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "flask-connect-session" / "express_app"
+    return Path(base) / "flask-connect-session" / name
 
 
 def _node_major(node: str) -> int | None:
@@ -764,20 +983,21 @@ def _node_major(node: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _install_express_app(npm: str) -> Path:
-    """Copy the app to the cache dir and ``npm ci`` there unless already done.
+def _install_express_app(npm: str, source: Path = EXPRESS_APP_SOURCE) -> Path:
+    """Copy the app in ``source`` to the cache dir and ``npm ci`` there unless
+    already done.
 
     Installing outside the source tree keeps node_modules out of the repo
     and out of sdists; the lock hash stamp makes reruns install nothing.
     """
-    target = express_cache_dir()
+    target = express_cache_dir(source.name)
     target.mkdir(parents=True, exist_ok=True)
     # Serialise concurrent pytest processes (xdist) installing into one dir.
     with open(target / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         digest = hashlib.sha256()
         for name in _EXPRESS_FILES:
-            content = (EXPRESS_APP_SOURCE / name).read_bytes()
+            content = (source / name).read_bytes()
             if name != "app.js":
                 digest.update(name.encode() + b"\0" + content + b"\0")
             destination = target / name
@@ -887,13 +1107,21 @@ class ExpressAppFactory:
         secrets: str | Sequence[str],
         cookie_max_age_ms: int | float | None = None,
     ) -> ExpressApp:
+        return self._start({"REDIS_URL": redis_url}, secrets, cookie_max_age_ms)
+
+    def _start(
+        self,
+        store_env: dict[str, str],
+        secrets: str | Sequence[str],
+        cookie_max_age_ms: int | float | None,
+    ) -> ExpressApp:
         secret_list = [secrets] if isinstance(secrets, str) else list(secrets)
         env = {
             **os.environ,
             # The app listens on a port the OS picks and prints it, so there
             # is no window in which another process can take it.
             "PORT": "0",
-            "REDIS_URL": redis_url,
+            **store_env,
             "SECRETS": json.dumps(secret_list),
         }
         env.pop("COOKIE_MAX_AGE_MS", None)  # absent means browser-session cookie
@@ -932,6 +1160,27 @@ class ExpressAppFactory:
     def stop_all(self) -> None:
         for app in self.apps:
             app.stop()
+
+
+class ExpressPgAppFactory(ExpressAppFactory):
+    """``factory(database_url, secrets, cookie_max_age_ms=None, table="session")
+    -> ExpressApp``: tests/interop/express_pg_app (connect-pg-simple), its
+    connections in UTC as the docs tell.
+    """
+
+    def __call__(  # type: ignore[override]
+        self,
+        database_url: str,
+        secrets: str | Sequence[str],
+        cookie_max_age_ms: int | float | None = None,
+        table: str = "session",
+    ) -> ExpressApp:
+        store_env = {
+            "DATABASE_URL": database_url,
+            "TABLE": table,
+            "PGOPTIONS": "-c timezone=UTC",
+        }
+        return self._start(store_env, secrets, cookie_max_age_ms)
 
 
 # --------------------------------------------------------------------------
@@ -1050,3 +1299,65 @@ def express_app_factory(
         yield factory
     finally:
         factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def express_pg_app_factory(
+    express_app_factory: ExpressAppFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExpressPgAppFactory]:
+    """Starts Express apps with connect-pg-simple; stopped at session end."""
+    npm = _require_binary("npm", "nodejs npm")
+    factory = ExpressPgAppFactory(
+        express_app_factory.node,
+        _install_express_app(npm, EXPRESS_PG_APP_SOURCE),
+        tmp_path_factory.mktemp("express-pg"),
+    )
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole test session (time zone not UTC)."""
+    _require_module("psycopg", "psycopg[binary]")
+    _require_module("sqlalchemy", "sqlalchemy")
+    with temporary_postgres() as server:
+        yield server
+
+
+@pytest.fixture()
+def postgresql_url(postgresql_server: PostgresServer) -> str:
+    """SQLAlchemy URL of the session PostgreSQL, its public schema emptied."""
+    postgresql_server.start()  # no-op unless an earlier test left it stopped
+    postgresql_server.execute("DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
+    return postgresql_server.url()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+    """A MariaDB server for the whole test session (time zone not UTC)."""
+    _require_module("pymysql", "pymysql")
+    _require_module("sqlalchemy", "sqlalchemy")
+    server = MariaDBServer(tmp_path_factory.mktemp("mariadb"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def mariadb_url(mariadb_server: MariaDBServer) -> str:
+    """SQLAlchemy URL of the session MariaDB's ``test`` database, emptied."""
+    mariadb_server.start()  # no-op unless an earlier test left it stopped
+    mariadb_server.execute("DROP DATABASE IF EXISTS test", "CREATE DATABASE test")
+    return mariadb_server.url()
+
+
+@pytest.fixture()
+def sqlite_url(tmp_path: Path) -> str:
+    """SQLAlchemy URL of a new SQLite database file."""
+    _require_module("sqlalchemy", "sqlalchemy")
+    return f"sqlite:///{tmp_path / 'sessions.db'}"

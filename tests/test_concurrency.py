@@ -3,8 +3,9 @@ and lazy loading measured on a real Redis (SPEC section 4).
 
 The gunicorn tests run tests/concurrency_app.py with each built-in store kind
 that a multi-threaded or multi-process server can share: the memory store
-under 1 worker x 16 threads (it lives in one process), the filesystem and
-Redis stores under 4 workers x 4 threads.
+under 1 worker x 16 threads (it lives in one process), the filesystem,
+Redis and SQL (PostgreSQL, MariaDB, SQLite) stores under 4 workers x 4
+threads.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from flask import Flask
 from flask_connect_session import ConnectSession
 from flask_connect_session import FileSystemStore
 from flask_connect_session import RedisStore
+from flask_connect_session import SQLStore
 from flask_connect_session import Store
 
 from conftest import SECRET
@@ -49,7 +51,14 @@ PROBE_REQUESTS = 50
 PROBE_SLEEP = 0.02
 
 #: Store kind -> (workers, threads) of its gunicorn.
-LAYOUTS = {"memory": (1, 16), "filesystem": (4, 4), "redis": (4, 4)}
+LAYOUTS = {
+    "memory": (1, 16),
+    "filesystem": (4, 4),
+    "redis": (4, 4),
+    "postgresql": (4, 4),
+    "mariadb": (4, 4),
+    "sqlite": (4, 4),
+}
 
 
 # -- gunicorn ------------------------------------------------------------------
@@ -173,6 +182,18 @@ def gunicorn(
             client = server.client()
             closers.append(client.close)
             store = RedisStore(client)
+        elif kind in ("postgresql", "mariadb", "sqlite"):
+            if kind == "sqlite":
+                url = f"sqlite:///{work_dir / 'sessions.db'}"
+            else:
+                sql_server = request.getfixturevalue(f"{kind}_server")
+                sql_server.start()  # no-op unless an earlier test stopped it
+                if kind == "mariadb":
+                    sql_server.execute("CREATE DATABASE IF NOT EXISTS test")
+                url = sql_server.url()
+            sql_store = SQLStore(url)
+            closers.append(sql_store.engine.dispose)
+            store = sql_store
         else:
             raise ValueError(kind)
         workers, threads = LAYOUTS[kind]

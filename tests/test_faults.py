@@ -52,12 +52,10 @@ from flask_connect_session.stores import cachelib as cachelib_store
 from flask_connect_session.stores import redis as redis_store
 
 from server_fixtures import HOST
-from server_fixtures import STARTUP_TIMEOUT
 from server_fixtures import RedisServer
 from server_fixtures import _in_ci
 from server_fixtures import _Process
 from server_fixtures import _redis_argv
-from server_fixtures import _redis_is_ours
 from server_fixtures import _require_binary
 from server_fixtures import _require_module
 from server_fixtures import _unavailable
@@ -209,20 +207,11 @@ class PersistentRedisServer(RedisServer):
     each write, so a SIGKILL loses nothing that was acknowledged.
     """
 
-    def _launch(self, port: int) -> None:
+    def _process(self, port: int) -> _Process:
         argv = _redis_argv(
             self.binary, port, self.data_dir, "--appendonly", "yes", "--appendfsync", "always"
         )
-        proc = _Process(argv, self.data_dir / "redis-server.log")
-        proc.start()
-        try:
-            proc.wait_until(
-                lambda: _redis_is_ours(proc, port), f"redis-server on port {port}", STARTUP_TIMEOUT
-            )
-        except BaseException:
-            proc.stop()
-            raise
-        self._proc, self.port = proc, port
+        return _Process(argv, self.data_dir / "redis-server.log")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no final save."""
@@ -470,6 +459,27 @@ def test_memcached_black_hole_fails_within_default_socket_timeout(
     messages = store_errors.messages()
     assert len(messages) == 1, messages
     assert "CachelibStore.get_and_touch failed" in messages[0]
+
+
+def test_postgresql_black_hole_fails_within_connect_timeout(
+    black_hole: BlackHole, store_errors: RecordList, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for a PostgreSQL URL: a store built from it gives libpq a
+    connect timeout (libpq's own default is to wait forever).
+    """
+    _require_module("psycopg", "psycopg[binary]")
+    from flask_connect_session.stores import sql as sql_store
+
+    monkeypatch.setattr(sql_store, "CONNECT_TIMEOUT", 2)  # libpq's minimum
+    app = make_app(f"postgresql+psycopg://app@{HOST}:{black_hole.port}/app")
+    with serve_wsgi(app) as base:
+        response, elapsed = get_hung_session(base)
+    assert response.status_code == 500
+    # pool_pre_ping and the pool's retry may connect twice.
+    assert elapsed < 2 * 2 + SLACK, f"{elapsed:.2f}s"
+    messages = store_errors.messages()
+    assert len(messages) == 1, messages
+    assert "SQLStore.get_and_touch failed" in messages[0]
 
 
 #: A socket timeout set in the URL, short so the cases below stay quick.

@@ -118,6 +118,10 @@ def raw_write(store: Store, sid: str, data: bytes) -> bytes | str:
         key = t.cast(str, getattr(worker, "key_prefix", "")) + sid
         client.set(key, data, expire=RAW_TTL, noreply=False)
         return data
+    if type(worker).__name__ == "SQLStore":
+        import sql_raw
+
+        return sql_raw.plant(t.cast(t.Any, worker), sid, data, RAW_TTL)
     pytest.skip(f"no raw writer for {type(worker).__name__}")
 
 
@@ -139,6 +143,10 @@ def raw_read(store: Store, sid: str) -> bytes | str | None:
     client = _memcached_client(worker)
     if client is not None:
         return t.cast(bytes | None, client.get(getattr(worker, "key_prefix", "") + sid))
+    if type(worker).__name__ == "SQLStore":
+        import sql_raw
+
+        return sql_raw.raw(t.cast(t.Any, worker), sid)
     pytest.skip(f"no raw reader for {type(worker).__name__}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc as cabc
+import os
 import typing as t
 from urllib.parse import parse_qsl
 from urllib.parse import unquote
@@ -21,6 +22,10 @@ class StoreSettings(t.NamedTuple):
 
     key_prefix: str
     ttl: int
+    #: ``CONNECT_SESSION_SQL_TABLE``: ``"table"`` or ``"schema.table"``.
+    sql_table: str = "session"
+    #: The app's instance folder: where a relative SQLite path points.
+    instance_path: str | None = None
 
 
 def _memory(url: str, settings: StoreSettings) -> Store:
@@ -110,6 +115,52 @@ def _host_port(text: str, default_port: int, url: str) -> tuple[str, int]:
     return host, int(port) if port else default_port
 
 
+def split_table_name(name: str) -> tuple[str | None, str]:
+    """Split ``"schema.table"`` (or a bare ``"table"``) into its parts.
+
+    :raises ValueError: an empty part or more than one dot.
+    """
+    parts = name.split(".")
+    if len(parts) > 2 or not all(parts):
+        raise ValueError(f"expected 'table' or 'schema.table', got {name!r}")
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def _sql(url: str, settings: StoreSettings) -> Store:
+    try:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        from .sql import SQLStore
+    except ImportError as exc:
+        raise ValueError(
+            f"SQL store URLs need SQLAlchemy 2: pip install 'flask-connect-session[sql]' ({exc})"
+        ) from None
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        # The message may quote the URL: drop it, name the URL redacted.
+        raise ValueError(f"malformed SQLAlchemy URL {redact_url(url)!r}") from exc
+    database = parsed.database
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and database
+        and database != ":memory:"
+        and not database.startswith("file:")
+        and not os.path.isabs(database)
+        and settings.instance_path is not None
+    ):
+        # Relative to the instance folder, as Flask-SQLAlchemy resolves it.
+        os.makedirs(settings.instance_path, exist_ok=True)
+        parsed = parsed.set(database=os.path.join(settings.instance_path, database))
+    try:
+        # Builds the engine (importing the driver) without connecting.
+        return SQLStore(parsed, table=settings.sql_table, ttl=settings.ttl)
+    except (ArgumentError, ImportError) as exc:
+        shown = parsed.render_as_string(hide_password=True)
+        raise ValueError(f"cannot use {shown!r}: {exc}") from None
+
+
 #: URL scheme -> factory building the store. The factory raises
 #: :exc:`ValueError` for a malformed URL.
 FACTORIES: dict[str, cabc.Callable[[str, StoreSettings], Store]] = {
@@ -123,6 +174,13 @@ FACTORIES: dict[str, cabc.Callable[[str, StoreSettings], Store]] = {
     "valkey+sentinel": _redis_sentinel,
     "file": _file,
     "memcached": _memcached,
+    # SQLAlchemy URLs; a key ending in "+" takes any driver ("postgresql+psycopg").
+    "postgresql": _sql,
+    "postgresql+": _sql,
+    "mysql+": _sql,
+    "mariadb+": _sql,
+    "sqlite": _sql,
+    "sqlite+": _sql,
 }
 
 
@@ -134,8 +192,12 @@ def store_from_url(url: str, settings: StoreSettings) -> Store:
     """
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     factory = FACTORIES.get(scheme)
+    if factory is None and "+" in scheme:
+        factory = FACTORIES.get(scheme.partition("+")[0] + "+")
     if factory is None:
-        known = ", ".join(f"{name}://" for name in FACTORIES)
+        known = ", ".join(
+            f"{name}driver://" if name.endswith("+") else f"{name}://" for name in FACTORIES
+        )
         raise ValueError(f"unknown store URL scheme in {redact_url(url)!r} (known: {known})")
     try:
         return factory(url, settings)

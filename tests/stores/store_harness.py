@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from flask_connect_session import CachelibStore
 from flask_connect_session import FileSystemStore
 from flask_connect_session import MemoryStore
 from flask_connect_session import RedisStore
+from flask_connect_session import SQLStore
 from flask_connect_session import Store
 from flask_connect_session.cookie import format_expires
 from flask_connect_session.cookie import utcnow
@@ -282,6 +284,32 @@ def _cachelib_filesystem(request: pytest.FixtureRequest) -> Harness:
     )
 
 
+def sql_harness(name: str, store: SQLStore) -> Harness:
+    """A harness over a :class:`SQLStore`'s table."""
+    import sql_raw
+
+    store.create_table()
+    return Harness(
+        name,
+        store,
+        lambda sid, raw: None if sql_raw.plant(store, sid, raw) else None,
+        functools.partial(sql_raw.remaining, store),
+        functools.partial(sql_raw.raw, store),
+    )
+
+
+def _postgresql(request: pytest.FixtureRequest) -> Harness:
+    return sql_harness("postgresql", SQLStore(request.getfixturevalue("postgresql_url")))
+
+
+def _mariadb(request: pytest.FixtureRequest) -> Harness:
+    return sql_harness("mariadb", SQLStore(request.getfixturevalue("mariadb_url")))
+
+
+def _sqlite(request: pytest.FixtureRequest) -> Harness:
+    return sql_harness("sqlite", SQLStore(request.getfixturevalue("sqlite_url")))
+
+
 HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
     "memory": _memory,
     "filesystem": _filesystem,
@@ -291,6 +319,9 @@ HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
     "cachelib-redis": _cachelib_redis,
     "cachelib-simple": _cachelib_simple,
     "cachelib-filesystem": _cachelib_filesystem,
+    "postgresql": _postgresql,
+    "mariadb": _mariadb,
+    "sqlite": _sqlite,
 }
 
 #: Harnesses whose merge is cachelib's generic (not atomic) get-then-set

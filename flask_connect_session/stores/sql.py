@@ -1,0 +1,580 @@
+"""A store in a SQL table through SQLAlchemy Core, sharing connect-pg-simple's
+table layout (PostgreSQL, MariaDB/MySQL, SQLite).
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import contextlib
+import logging
+import os
+import random
+import threading
+import time
+import typing as t
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+
+from ..cookie import MAX_LIFETIME
+from ..serialization import decode
+from ..serialization import encode
+from . import split_table_name
+from .base import DEFAULT_TTL
+from .base import Document
+from .base import Store
+from .base import apply_changes
+from .base import decode_entries
+from .base import document_ttl
+from .base import to_utf8
+from .base import touched_ttl
+
+logger = logging.getLogger("flask_connect_session")
+
+#: Mean seconds between two automatic prunes in one process (connect-pg-simple's
+#: ``pruneSessionInterval``); each wait is drawn between half and 1.5 times it.
+PRUNE_INTERVAL = 900.0
+#: Rows one prune statement deletes at most, so it never holds locks long.
+PRUNE_BATCH = 1000
+#: Seconds a PostgreSQL merge waits for a row lock before failing.
+LOCK_TIMEOUT = 10
+#: Seconds a store built from a PostgreSQL URL waits for a new connection
+#: (``?connect_timeout=`` in the URL overrides it).
+CONNECT_TIMEOUT = 5
+#: PostgreSQL drivers that pass libpq's ``options`` at connect.
+_LIBPQ_DRIVERS = frozenset(("psycopg", "psycopg2"))
+#: Attempts of SQLite's compare-and-swap merge before it gives up.
+CAS_ATTEMPTS = 100
+
+
+def _utcnow() -> datetime:
+    # Naive UTC: the column is a timestamp without time zone, so the value
+    # is stored as is, whatever the server's or the session's time zone.
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _sqlite_wal(dbapi_connection: t.Any, record: t.Any) -> None:
+    # Write-ahead logging: readers and a writer do not block each other, so
+    # the workers of one machine share the file without queueing. The mode
+    # sticks to the file; an in-memory database ignores it. With WAL,
+    # synchronous=NORMAL never corrupts the file and syncs at checkpoints
+    # only (a power cut may lose the last sessions written, not the table).
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
+def _text(document: cabc.Mapping[str, t.Any]) -> str:
+    # PostgreSQL and MariaDB take UTF-8 only: lone surrogates become escapes.
+    return to_utf8(encode(document)).decode("utf-8")
+
+
+def session_table(name: str = "session", metadata: sa.MetaData | None = None) -> sa.Table:
+    """Return the session :class:`~sqlalchemy.schema.Table`: connect-pg-simple's
+    ``sid``, ``sess`` and ``expire`` columns, plus a nullable, indexed
+    ``user_id`` for the per-user index.
+
+    Add it to your own metadata to have Alembic's autogenerate manage it.
+
+    :param name: ``"table"`` or ``"schema.table"``.
+    :param metadata: the metadata to add it to (a new one by default).
+    """
+    schema, table = split_table_name(name)
+    return sa.Table(
+        table,
+        metadata if metadata is not None else sa.MetaData(),
+        sa.Column(
+            "sid",
+            # Binary collation on MariaDB/MySQL: ids differing in case are
+            # different sessions (the default collation ignores case).
+            sa.String().with_variant(
+                mysql.VARCHAR(255, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+            ),
+            primary_key=True,
+        ),
+        sa.Column(
+            "sess",
+            sa.Text()
+            .with_variant(postgresql.JSON(), "postgresql")
+            .with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"),
+            nullable=False,
+        ),
+        sa.Column(
+            "expire",
+            sa.DateTime()
+            .with_variant(postgresql.TIMESTAMP(precision=6), "postgresql")
+            .with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
+            nullable=False,
+        ),
+        sa.Column("user_id", sa.String(255), nullable=True),
+        # connect-pg-simple's index name, for its default table "session".
+        sa.Index(f"IDX_{table}_expire", "expire"),
+        sa.Index(f"IDX_{table}_user_id", "user_id"),
+        schema=schema,
+        # Whatever the database's default: sessions hold any Unicode.
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
+        mariadb_charset="utf8mb4",
+        mariadb_collate="utf8mb4_bin",
+    )
+
+
+class SQLStore(Store):
+    """Keep sessions in a SQL table, through SQLAlchemy 2 (extra ``[sql]``).
+
+    The table is connect-pg-simple's (``sid``, ``sess``, ``expire``), so an
+    Express app with connect-pg-simple on the same PostgreSQL table shares
+    sessions with this app in both directions. Times are stored in UTC
+    whatever the database's time zone. A row whose ``expire`` has passed is
+    a missing session; :meth:`prune` deletes such rows, and each process also
+    prunes on its own, in a background thread, at random times averaging
+    :data:`PRUNE_INTERVAL` seconds.
+
+    Merges are atomic: a row lock (``SELECT ... FOR UPDATE``) on PostgreSQL
+    and MariaDB/MySQL, a compare-and-swap ``UPDATE`` on SQLite.
+    :meth:`get_and_touch` is one ``UPDATE ... RETURNING`` on PostgreSQL and
+    SQLite, a ``SELECT`` then an ``UPDATE`` on MariaDB/MySQL.
+
+    :param engine_or_url: a SQLAlchemy :class:`~sqlalchemy.engine.Engine` or
+        URL (``postgresql+psycopg://...``, ``mariadb+pymysql://...``,
+        ``sqlite:////abs/path.db``). An engine built here from a URL checks
+        its connections before use; on SQLite it puts the database in WAL
+        mode with ``synchronous=NORMAL``.
+    :param table: ``"table"`` or ``"schema.table"``.
+    :param ttl: lifetime, in seconds, of sessions whose cookie has no expiry.
+    :param create_table: create the table (and indexes) if missing.
+    :param prune_interval: mean seconds between automatic prunes; ``None``
+        turns them off.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        engine_or_url: sa.Engine | str | sa.URL,
+        *,
+        table: str = "session",
+        ttl: int = DEFAULT_TTL,
+        create_table: bool = True,
+        prune_interval: float | None = PRUNE_INTERVAL,
+    ) -> None:
+        #: Whether each merge sets PostgreSQL's lock timeout itself: not when
+        #: the store made the engine with a libpq driver, whose connections
+        #: get it once, at connect.
+        self._lock_timeout_per_merge = True
+        if isinstance(engine_or_url, sa.Engine):
+            self.engine = engine_or_url
+        else:
+            url = sa.make_url(engine_or_url)
+            connect_args: dict[str, t.Any] = {}
+            if url.get_driver_name() in _LIBPQ_DRIVERS:
+                if "options" not in url.query:
+                    connect_args["options"] = f"-c lock_timeout={LOCK_TIMEOUT}s"
+                    self._lock_timeout_per_merge = False
+                if "connect_timeout" not in url.query:
+                    # A database that does not answer fails the request
+                    # instead of holding the worker (libpq waits forever).
+                    connect_args["connect_timeout"] = CONNECT_TIMEOUT
+            # Connections are checked before use, so a restarted database
+            # is picked up without restarting the app.
+            self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+            if self.engine.dialect.name == "sqlite":
+                sa.event.listen(self.engine, "connect", _sqlite_wal)
+        self.ttl = ttl
+        #: The session table.
+        self.table = session_table(table)
+        self._dialect = self.engine.dialect.name
+        self._autocommit = self._dialect in ("postgresql", "sqlite")
+        self._prune_interval = prune_interval
+        self._prune_lock = threading.Lock()
+        self._create_lock = threading.Lock()
+        self._next_prune = self._prune_due(time.monotonic())
+        self._pid = os.getpid()
+        self._build_statements()
+        # Created on first use, not here: init_app never needs the database
+        # up, and a database that was down at start is picked up later.
+        self._table_missing = create_table
+
+    def __repr__(self) -> str:
+        url = self.engine.url.render_as_string(hide_password=True)
+        return f"{type(self).__name__}({url!r}, table={self.table.fullname!r})"
+
+    # -- schema ------------------------------------------------------------
+
+    def create_table(self) -> None:
+        """Create the table and its indexes if they are missing."""
+        self.table.metadata.create_all(self.engine, checkfirst=True)
+        self._table_missing = False
+
+    @contextlib.contextmanager
+    def _connect(self, transaction: bool = False) -> cabc.Iterator[sa.Connection]:
+        """A connection, after creating the table on first use; starts a
+        background prune when one is due.
+
+        With ``transaction``, its statements run in one transaction that
+        commits on exit. Without, each statement is on its own: autocommit
+        where switching to it costs no round trip (PostgreSQL, SQLite), so a
+        one-statement operation is one round trip, not three.
+        """
+        self._maybe_prune()
+        if self._table_missing:
+            with self._create_lock:
+                if self._table_missing:
+                    self.create_table()
+        if transaction or not self._autocommit:
+            with self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.connect() as conn:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    def ddl(self) -> str:
+        """Return the ``CREATE TABLE`` and ``CREATE INDEX`` statements for this
+        store's database, for migration tools.
+        """
+        statements: list[sa.schema.ExecutableDDLElement] = [sa.schema.CreateTable(self.table)]
+        statements += [
+            sa.schema.CreateIndex(index)
+            for index in sorted(self.table.indexes, key=lambda index: str(index.name))
+        ]
+        return "".join(
+            f"{str(statement.compile(dialect=self.engine.dialect)).strip()};\n\n"
+            for statement in statements
+        )
+
+    # -- statements, chosen once per dialect ---------------------------------
+
+    def _build_statements(self) -> None:
+        c = self.table.c
+        pg = self._dialect == "postgresql"
+        # sess as text in and out: json is only PostgreSQL's column type.
+        self._sess_out: sa.ColumnElement[str] = (
+            sa.cast(c.sess, sa.Text) if pg else t.cast("sa.ColumnElement[str]", c.sess)
+        )
+        sess_in = sa.bindparam("p_sess", type_=sa.Text)
+        self._sess_in: sa.ColumnElement[t.Any] = (
+            sa.cast(sess_in, postgresql.JSON) if pg else sess_in
+        )
+        live = sa.and_(c.sid == sa.bindparam("p_sid"), c.expire > sa.bindparam("now"))
+        self._live = live
+        self._select = sa.select(self._sess_out).where(live)
+        self._select_for_update = self._select.with_for_update()
+        values = {
+            "sid": sa.bindparam("p_sid"),
+            "sess": self._sess_in,
+            "expire": sa.bindparam("p_expire"),
+        }
+        self._upsert: sa.Executable
+        if pg or self._dialect == "sqlite":
+            insert = (postgresql.insert if pg else sqlite.insert)(self.table).values(values)
+            self._upsert = insert.on_conflict_do_update(
+                index_elements=[c.sid],
+                set_={"sess": insert.excluded.sess, "expire": insert.excluded.expire},
+            )
+        elif self._dialect in ("mysql", "mariadb"):
+            mysql_insert = mysql.insert(self.table).values(values)
+            self._upsert = mysql_insert.on_duplicate_key_update(
+                sess=mysql_insert.inserted.sess, expire=mysql_insert.inserted.expire
+            )
+        else:
+            self._upsert = None  # type: ignore[assignment]
+        self._delete = sa.delete(self.table).where(c.sid == sa.bindparam("p_sid"))
+        self._extend = sa.update(self.table).where(live).values(expire=sa.bindparam("p_expire"))
+        self._rewrite = (
+            sa.update(self.table)
+            .where(live)
+            .values(sess=self._sess_in, expire=sa.bindparam("p_expire"))
+        )
+        self._swap = (
+            sa.update(self.table)
+            .where(live, self._sess_out == sa.bindparam("old"))
+            .values(sess=self._sess_in, expire=sa.bindparam("p_expire"))
+        )
+        self._get_and_extend = None
+        lifetime = self._touched_lifetime()
+        if lifetime is not None:
+            extended = self._plus_seconds(sa.bindparam("now", type_=c.expire.type), lifetime)
+            # PostgreSQL's json operators fail on a document holding a
+            # \u0000 escape: such a row keeps its expiry here and is
+            # extended from Python (a second statement, for that rare row).
+            unreadable: sa.ColumnElement[bool] = (
+                sa.func.strpos(self._sess_out, "\\u0000") > 0 if pg else sa.false()
+            )
+            self._get_and_extend = (
+                sa.update(self.table)
+                .where(live)
+                .values(expire=sa.case((unreadable, c.expire), else_=extended))
+                .returning(self._sess_out, unreadable)
+            )
+        self._all = sa.select(c.sid, self._sess_out).where(c.expire > sa.bindparam("now"))
+        self._count = (
+            sa.select(sa.func.count())
+            .select_from(self.table)
+            .where(c.expire > sa.bindparam("now"))
+        )
+        self._clear = sa.delete(self.table)
+        self._prune = self._prune_statement()
+
+    def _touched_lifetime(self) -> sa.ColumnElement[t.Any] | None:
+        """SQL for :func:`touched_ttl` of the row's document: its cookie's
+        ``originalMaxAge`` in whole seconds rounded up, else ``:ttl``.
+        ``None`` where the database cannot update and return in one statement.
+        """
+        ttl = sa.bindparam("ttl", type_=sa.Integer)
+        if self._dialect == "postgresql":
+            sess = self.table.c.sess
+            member = sess.op("->")(sa.literal("cookie")).op("->")(sa.literal("originalMaxAge"))
+            millis = sa.cast(
+                sess.op("->")(sa.literal("cookie")).op("->>")(sa.literal("originalMaxAge")),
+                sa.Numeric,
+            )
+            # -> on anything but an object is NULL, so a corrupt document
+            # gets the default rather than an error (it is reported on decode).
+            return sa.case(
+                (
+                    sa.and_(
+                        sa.func.json_typeof(member) == "number",
+                        sa.func.abs(millis) <= MAX_LIFETIME * 1000,
+                    ),
+                    sa.func.ceil(millis / 1000),
+                ),
+                else_=ttl,
+            )
+        if self._dialect == "sqlite":
+            sess = self.table.c.sess
+            path = "$.cookie.originalMaxAge"
+            stored = sa.func.json_extract(sess, path)
+            seconds = stored / 1000.0
+            whole = sa.cast(seconds, sa.Integer)
+            # SQLite evaluates CASE branches in order: json_type never sees
+            # text that is not JSON.
+            return sa.case(
+                (sa.func.json_valid(sess) == 0, ttl),
+                (
+                    sa.and_(
+                        sa.func.json_type(sess, path).in_(("integer", "real")),
+                        sa.func.abs(stored) <= MAX_LIFETIME * 1000,
+                    ),
+                    whole + sa.case((seconds > whole, 1), else_=0),
+                ),
+                else_=ttl,
+            )
+        return None
+
+    def _plus_seconds(
+        self, when: sa.ColumnElement[t.Any], seconds: sa.ColumnElement[t.Any]
+    ) -> sa.ColumnElement[t.Any]:
+        if self._dialect == "postgresql":
+            return when + sa.func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+        # SQLite keeps SQLAlchemy's "YYYY-MM-DD HH:MM:SS.ffffff" text;
+        # strftime's %f has milliseconds, padded back to six digits.
+        return sa.func.strftime(
+            "%Y-%m-%d %H:%M:%f", sa.cast(when, sa.Text), sa.func.printf("%+d seconds", seconds)
+        ).op("||")("000")
+
+    def _prune_statement(self) -> sa.Executable:
+        c = self.table.c
+        dead = c.expire <= sa.bindparam("now")
+        if self._dialect in ("mysql", "mariadb"):
+            limit = {f"{self._dialect}_limit": PRUNE_BATCH}
+            return sa.delete(self.table).where(dead).with_dialect_options(**limit)
+        batch = sa.select(c.sid).where(dead).limit(PRUNE_BATCH)
+        if self._dialect == "postgresql":
+            # Rows a merge holds are left for the next prune.
+            batch = batch.with_for_update(skip_locked=True)
+        return sa.delete(self.table).where(c.sid.in_(batch.scalar_subquery()))
+
+    # -- the store interface --------------------------------------------------
+
+    def get(self, sid: str) -> Document | None:
+        with self._connect() as conn:
+            text = conn.execute(self._select, {"p_sid": sid, "now": _utcnow()}).scalar()
+        return None if text is None else decode(text)
+
+    def set(self, sid: str, session: Document) -> None:
+        ttl = document_ttl(session, self.ttl)
+        with self._connect(transaction=self._upsert is None) as conn:
+            if ttl <= 0:
+                conn.execute(self._delete, {"p_sid": sid})
+            else:
+                now = _utcnow()
+                self._upsert_row(conn, sid, _text(session), now + timedelta(seconds=ttl))
+
+    def _upsert_row(self, conn: sa.Connection, sid: str, text: str, expire: datetime) -> None:
+        params = {"p_sid": sid, "p_sess": text, "p_expire": expire}
+        if self._upsert is not None:
+            conn.execute(self._upsert, params)
+            return
+        # Another dialect: update, else insert.
+        if conn.execute(self._rewrite, {**params, "now": datetime.min}).rowcount == 0:
+            conn.execute(sa.insert(self.table).values(sess=self._sess_in), params)
+
+    def destroy(self, sid: str) -> None:
+        with self._connect() as conn:
+            conn.execute(self._delete, {"p_sid": sid})
+
+    def touch(self, sid: str, session: Document) -> None:
+        self._extend_to(sid, _utcnow(), document_ttl(session, self.ttl))
+
+    def get_and_touch(self, sid: str) -> Document | None:
+        now = _utcnow()
+        if self._get_and_extend is not None:
+            with self._connect() as conn:
+                params = {"p_sid": sid, "now": now, "ttl": self.ttl}
+                row = conn.execute(self._get_and_extend, params).first()
+            if row is None:
+                return None
+            document = decode(row[0])
+            if row[1]:
+                self._extend_to(sid, now, touched_ttl(document, self.ttl))
+            return document
+        # MariaDB/MySQL have no UPDATE ... RETURNING: read, then extend.
+        with self._connect(transaction=True) as conn:
+            text = conn.execute(self._select, {"p_sid": sid, "now": now}).scalar()
+            if text is None:
+                return None
+            document = decode(text)
+            self._extend_to(sid, now, touched_ttl(document, self.ttl), conn)
+        return document
+
+    def _extend_to(
+        self, sid: str, now: datetime, ttl: float, conn: sa.Connection | None = None
+    ) -> None:
+        """Set the expiry of the live row ``sid`` to ``ttl`` seconds from
+        ``now`` (delete it if ``ttl`` is not positive).
+        """
+        if conn is None:
+            with self._connect() as conn:
+                self._extend_to(sid, now, ttl, conn)
+            return
+        if ttl <= 0:
+            conn.execute(self._delete, {"p_sid": sid})
+        else:
+            params = {"p_sid": sid, "now": now, "p_expire": now + timedelta(seconds=ttl)}
+            conn.execute(self._extend, params)
+
+    def merge(
+        self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
+    ) -> bool:
+        removed = list(removed)
+        if self._dialect == "sqlite":
+            return self._merge_by_swap(sid, changes, removed)
+        with self._connect(transaction=True) as conn:
+            if self._dialect == "postgresql" and self._lock_timeout_per_merge:
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}s'")
+            now = _utcnow()
+            text = conn.execute(self._select_for_update, {"p_sid": sid, "now": now}).scalar()
+            if text is None:
+                return False
+            document = apply_changes(decode(text), changes, removed)
+            self._write_merged(conn, sid, document, now, self._rewrite, {})
+        return True
+
+    def _merge_by_swap(
+        self, sid: str, changes: cabc.Mapping[str, t.Any], removed: list[str]
+    ) -> bool:
+        # SQLite: write only if the row still holds what was read; on a lost
+        # race read again. Each statement is atomic on its own, whatever
+        # transaction mode the caller's engine uses.
+        for _ in range(CAS_ATTEMPTS):
+            now = _utcnow()
+            with self._connect() as conn:
+                old = conn.execute(self._select, {"p_sid": sid, "now": now}).scalar()
+            if old is None:
+                return False
+            document = apply_changes(decode(old), changes, removed)
+            with self._connect() as conn:
+                if self._write_merged(conn, sid, document, now, self._swap, {"old": old}):
+                    return True
+        raise RuntimeError(f"merge of a session lost {CAS_ATTEMPTS} races in a row")
+
+    def _write_merged(
+        self,
+        conn: sa.Connection,
+        sid: str,
+        document: Document,
+        now: datetime,
+        statement: sa.Executable,
+        extra: dict[str, t.Any],
+    ) -> bool:
+        """Write a merged document with ``statement`` (or delete it if its
+        cookie has expired); whether a row matched.
+        """
+        ttl = document_ttl(document, self.ttl)
+        if ttl <= 0:
+            conn.execute(self._delete, {"p_sid": sid})
+            return True
+        params = {
+            "p_sid": sid,
+            "now": now,
+            "p_sess": _text(document),
+            "p_expire": now + timedelta(seconds=ttl),
+            **extra,
+        }
+        return bool(conn.execute(statement, params).rowcount)
+
+    def all(self) -> dict[str, Document]:
+        with self._connect() as conn:
+            rows = conn.execute(self._all, {"now": _utcnow()}).all()
+        return decode_entries({sid: text for sid, text in rows})
+
+    def length(self) -> int:
+        with self._connect() as conn:
+            return int(conn.execute(self._count, {"now": _utcnow()}).scalar_one())
+
+    def clear(self) -> None:
+        with self._connect() as conn:
+            conn.execute(self._clear)
+
+    def prune(self) -> int:
+        """Delete expired rows, :data:`PRUNE_BATCH` at a time (one short
+        transaction each); return how many went.
+        """
+        now = _utcnow()
+        removed = 0
+        while True:
+            with self._connect() as conn:
+                count = conn.execute(self._prune, {"now": now}).rowcount
+            removed += count
+            if count < PRUNE_BATCH:
+                return removed
+
+    # -- automatic pruning -------------------------------------------------------
+
+    def _prune_due(self, now: float) -> float:
+        if self._prune_interval is None:
+            return float("inf")
+        return now + self._prune_interval * (0.5 + random.random())
+
+    def _maybe_prune(self) -> None:
+        """Start a background prune when one is due. Checked on each store
+        call rather than by a timer thread, so it works in forked workers.
+        """
+        now = time.monotonic()
+        if self._pid != os.getpid():
+            # A forked worker (gunicorn --preload): its own schedule, so the
+            # workers do not all prune at once, and no connection of the
+            # parent's pool (SQLAlchemy's advice for forks).
+            self._pid = os.getpid()
+            self._next_prune = self._prune_due(now)
+            self._prune_lock = threading.Lock()
+            self.engine.dispose(close=False)
+        if now < self._next_prune or not self._prune_lock.acquire(blocking=False):
+            return
+        self._next_prune = self._prune_due(now)
+        threading.Thread(target=self._background_prune, name="session-prune", daemon=True).start()
+
+    def _background_prune(self) -> None:
+        try:
+            removed = self.prune()
+        except Exception:
+            # Never the request's problem; the next prune will try again.
+            logger.exception("SQLStore: pruning expired sessions failed")
+        else:
+            logger.debug("SQLStore: pruned %d expired session(s)", removed)
+        finally:
+            self._prune_lock.release()
