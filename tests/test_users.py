@@ -30,7 +30,15 @@ from flask_connect_session.users import handle
 from conftest import SECRET
 from conftest import STORE_BUILDERS
 
-INDEX_STORES = ("memory", "filesystem", "redis", "redis-cluster")
+INDEX_STORES = (
+    "memory",
+    "filesystem",
+    "redis",
+    "redis-cluster",
+    "postgresql",
+    "mariadb",
+    "sqlite",
+)
 
 
 @pytest.fixture(params=INDEX_STORES)
@@ -198,6 +206,40 @@ def test_key_changed_or_deleted(index_store: Store) -> None:
     document = index_store.get(t.cast(str, sid_of(client)))
     assert document is not None and DEVICE_MEMBER not in document
     assert client.get("/me").json["user"] is None  # type: ignore[index]
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb", "sqlite"])
+def test_sql_user_id_column_follows_the_document(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """SQLStore's index is the ``user_id`` column, kept equal to the
+    document's ``_device`` user by every write; rows an Express app wrote
+    (no ``_device``) have none.
+    """
+    import sqlalchemy as sa
+
+    from flask_connect_session import SQLStore
+
+    store = t.cast(SQLStore, STORE_BUILDERS[kind](request))
+    app = make_app(store)
+
+    def column(sid: str) -> object:
+        with store.engine.connect() as conn:
+            query = sa.select(store.table.c.user_id).where(store.table.c.sid == sid)
+            return conn.execute(query).scalar_one()
+
+    client = login(app, "42")
+    sid = t.cast(str, sid_of(client))
+    assert column(sid) == "42"
+    client.post("/set", json={"user_id": "alice", "theme": "dark"})
+    assert column(sid) == "alice"
+    client.post("/pop")  # the user key goes; the session stays
+    assert column(sid) is None
+    store.set("express", {"user_id": "alice", "cookie": {"originalMaxAge": None}})
+    assert column("express") is None
+    assert sessions_of(app, "alice") == []
+    with pytest.raises(ValueError, match="at most 255"):
+        store.index_add("x" * 256, sid, 0)
 
 
 @pytest.mark.parametrize("path", ["/destroy", "/clear"])

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 
 from ..cookie import MAX_LIFETIME
+from ..serialization import DEVICE_MEMBER
 from ..serialization import decode
 from ..serialization import encode
 from . import split_table_name
@@ -73,6 +74,25 @@ def _text(document: cabc.Mapping[str, t.Any]) -> str:
     return to_utf8(encode(document)).decode("utf-8")
 
 
+#: Longest user id the ``user_id`` column holds.
+USER_ID_LENGTH = 255
+
+
+def _checked_user(user: str) -> str:
+    if len(user) > USER_ID_LENGTH:
+        raise ValueError(f"SQLStore keeps user ids of at most {USER_ID_LENGTH} characters")
+    return user
+
+
+def _device_user(document: cabc.Mapping[str, t.Any]) -> str | None:
+    """The user the per-user index files ``document`` under (its ``_device``
+    member's ``user``), or ``None``.
+    """
+    device = document.get(DEVICE_MEMBER)
+    user = device.get("user") if isinstance(device, dict) else None
+    return _checked_user(user) if isinstance(user, str) else None
+
+
 def session_table(name: str = "session", metadata: sa.MetaData | None = None) -> sa.Table:
     """Return the session :class:`~sqlalchemy.schema.Table`: connect-pg-simple's
     ``sid``, ``sess`` and ``expire`` columns, plus a nullable, indexed
@@ -110,7 +130,7 @@ def session_table(name: str = "session", metadata: sa.MetaData | None = None) ->
             .with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
             nullable=False,
         ),
-        sa.Column("user_id", sa.String(255), nullable=True),
+        sa.Column("user_id", sa.String(USER_ID_LENGTH), nullable=True),
         # connect-pg-simple's index name, for its default table "session".
         sa.Index(f"IDX_{table}_expire", "expire"),
         sa.Index(f"IDX_{table}_user_id", "user_id"),
@@ -194,10 +214,15 @@ class SQLStore(Store):
         self._create_lock = threading.Lock()
         self._next_prune = self._prune_due(time.monotonic())
         self._pid = os.getpid()
+        #: Whether the table has the ``user_id`` column (a table that
+        #: connect-pg-simple created has not); known after first use.
+        self._user_column = True
         self._build_statements()
-        # Created on first use, not here: init_app never needs the database
-        # up, and a database that was down at start is picked up later.
-        self._table_missing = create_table
+        self._create = create_table
+        # Checked (and created) on first use, not here: init_app never needs
+        # the database up, and a database that was down at start is picked
+        # up later.
+        self._schema_unchecked = True
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)
@@ -208,7 +233,19 @@ class SQLStore(Store):
     def create_table(self) -> None:
         """Create the table and its indexes if they are missing."""
         self.table.metadata.create_all(self.engine, checkfirst=True)
-        self._table_missing = False
+
+    def _check_schema(self) -> None:
+        """Create the table if asked to, and find out whether it has the
+        ``user_id`` column: without it (connect-pg-simple's own table) the
+        statements leave it out and the per-user index is unavailable.
+        """
+        if self._create:
+            self.create_table()
+        columns = sa.inspect(self.engine).get_columns(self.table.name, schema=self.table.schema)
+        if not any(column["name"] == "user_id" for column in columns):
+            self._user_column = False
+            self._build_statements()
+        self._schema_unchecked = False
 
     @contextlib.contextmanager
     def _connect(self, transaction: bool = False) -> cabc.Iterator[sa.Connection]:
@@ -221,10 +258,10 @@ class SQLStore(Store):
         one-statement operation is one round trip, not three.
         """
         self._maybe_prune()
-        if self._table_missing:
+        if self._schema_unchecked:
             with self._create_lock:
-                if self._table_missing:
-                    self.create_table()
+                if self._schema_unchecked:
+                    self._check_schema()
         if transaction or not self._autocommit:
             with self.engine.begin() as conn:
                 yield conn
@@ -263,22 +300,36 @@ class SQLStore(Store):
         self._live = live
         self._select = sa.select(self._sess_out).where(live)
         self._select_for_update = self._select.with_for_update()
+        # user_id mirrors the document's _device user (the per-user index):
+        # every statement that writes sess writes it too.
+        user = sa.bindparam("p_user", type_=c.user_id.type)
+        # (Extra parameters such as p_user are ignored by statements
+        # without the column.)
+        users: dict[str, t.Any] = {"user_id": user} if self._user_column else {}
         values = {
             "sid": sa.bindparam("p_sid"),
             "sess": self._sess_in,
             "expire": sa.bindparam("p_expire"),
+            **users,
         }
+        self._insert = sa.insert(self.table).values(values)
         self._upsert: sa.Executable
         if pg or self._dialect == "sqlite":
             insert = (postgresql.insert if pg else sqlite.insert)(self.table).values(values)
             self._upsert = insert.on_conflict_do_update(
                 index_elements=[c.sid],
-                set_={"sess": insert.excluded.sess, "expire": insert.excluded.expire},
+                set_={
+                    "sess": insert.excluded.sess,
+                    "expire": insert.excluded.expire,
+                    **({"user_id": insert.excluded.user_id} if self._user_column else {}),
+                },
             )
         elif self._dialect in ("mysql", "mariadb"):
             mysql_insert = mysql.insert(self.table).values(values)
             self._upsert = mysql_insert.on_duplicate_key_update(
-                sess=mysql_insert.inserted.sess, expire=mysql_insert.inserted.expire
+                sess=mysql_insert.inserted.sess,
+                expire=mysql_insert.inserted.expire,
+                **({"user_id": mysql_insert.inserted.user_id} if self._user_column else {}),
             )
         else:
             self._upsert = None  # type: ignore[assignment]
@@ -287,12 +338,25 @@ class SQLStore(Store):
         self._rewrite = (
             sa.update(self.table)
             .where(live)
-            .values(sess=self._sess_in, expire=sa.bindparam("p_expire"))
+            .values(sess=self._sess_in, expire=sa.bindparam("p_expire"), **users)
         )
         self._swap = (
             sa.update(self.table)
             .where(live, self._sess_out == sa.bindparam("old"))
-            .values(sess=self._sess_in, expire=sa.bindparam("p_expire"))
+            .values(sess=self._sess_in, expire=sa.bindparam("p_expire"), **users)
+        )
+        self._index_add = (
+            sa.update(self.table)
+            .where(c.sid == sa.bindparam("p_sid"))
+            .values(user_id=sa.bindparam("p_user"))
+        )
+        self._index_remove = (
+            sa.update(self.table)
+            .where(c.sid == sa.bindparam("p_sid"), c.user_id == sa.bindparam("p_user"))
+            .values(user_id=None)
+        )
+        self._index_sessions = sa.select(c.sid, self._sess_out).where(
+            c.user_id == sa.bindparam("p_user"), c.expire > sa.bindparam("now")
         )
         self._get_and_extend = None
         lifetime = self._touched_lifetime()
@@ -402,16 +466,23 @@ class SQLStore(Store):
                 conn.execute(self._delete, {"p_sid": sid})
             else:
                 now = _utcnow()
-                self._upsert_row(conn, sid, _text(session), now + timedelta(seconds=ttl))
+                self._upsert_row(conn, sid, session, now + timedelta(seconds=ttl))
 
-    def _upsert_row(self, conn: sa.Connection, sid: str, text: str, expire: datetime) -> None:
-        params = {"p_sid": sid, "p_sess": text, "p_expire": expire}
+    def _upsert_row(
+        self, conn: sa.Connection, sid: str, session: Document, expire: datetime
+    ) -> None:
+        params = {
+            "p_sid": sid,
+            "p_sess": _text(session),
+            "p_expire": expire,
+            "p_user": _device_user(session),
+        }
         if self._upsert is not None:
             conn.execute(self._upsert, params)
             return
         # Another dialect: update, else insert.
         if conn.execute(self._rewrite, {**params, "now": datetime.min}).rowcount == 0:
-            conn.execute(sa.insert(self.table).values(sess=self._sess_in), params)
+            conn.execute(self._insert, params)
 
     def destroy(self, sid: str) -> None:
         with self._connect() as conn:
@@ -513,9 +584,47 @@ class SQLStore(Store):
             "now": now,
             "p_sess": _text(document),
             "p_expire": now + timedelta(seconds=ttl),
+            "p_user": _device_user(document),
             **extra,
         }
         return bool(conn.execute(statement, params).rowcount)
+
+    # -- the per-user index: the user_id column ------------------------------
+
+    def index_add(self, user: str, sid: str, until: float) -> None:
+        """Set the row's ``user_id`` (the row's own expiry is the entry's).
+
+        :meth:`set` and :meth:`merge` keep ``user_id`` equal to the
+        document's ``_device`` user anyway; this covers a row written before.
+
+        :raises RuntimeError: the table has no ``user_id`` column.
+        """
+        with self._connect() as conn:
+            self._require_user_column()
+            conn.execute(self._index_add, {"p_sid": sid, "p_user": _checked_user(user)})
+
+    def index_remove(self, user: str, sid: str) -> None:
+        """Clear the row's ``user_id`` if it still names ``user``."""
+        with self._connect() as conn:
+            self._require_user_column()
+            conn.execute(self._index_remove, {"p_sid": sid, "p_user": user})
+
+    def index_sessions(self, user: str) -> dict[str, Document]:
+        """The live rows of ``user``: one indexed ``SELECT``. Expired rows
+        are invisible here and go with :meth:`prune`, so the index never
+        holds a dead entry for long.
+        """
+        with self._connect() as conn:
+            self._require_user_column()
+            rows = conn.execute(self._index_sessions, {"p_user": user, "now": _utcnow()}).all()
+        return decode_entries({sid: text for sid, text in rows})
+
+    def _require_user_column(self) -> None:
+        if not self._user_column:
+            raise RuntimeError(
+                f"table {self.table.fullname!r} has no user_id column, which"
+                " CONNECT_SESSION_USER_KEY needs: add it (see flask session create-table --sql)"
+            )
 
     def all(self) -> dict[str, Document]:
         with self._connect() as conn:

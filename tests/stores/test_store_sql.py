@@ -207,6 +207,12 @@ def test_works_on_connect_pg_simples_own_table(postgresql_url: str) -> None:
     assert store.merge("s1", {"b": 2}, [])
     assert store.get("s1") == document | {"b": 2}
     assert store.length() == 1 and store.prune() == 0
+    # The per-user index needs the user_id column: a clear error, not a
+    # wrong answer.
+    with pytest.raises(RuntimeError, match="no user_id column"):
+        store.index_sessions("42")
+    with pytest.raises(RuntimeError, match="no user_id column"):
+        store.index_add("42", "s1", 0)
     engine.dispose()
 
 
