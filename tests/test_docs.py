@@ -172,6 +172,17 @@ def test_every_key_the_code_reads_is_documented() -> None:
             assert f"``{key}``" in CONFIGURATION or key in SETTINGS, f"{key} is not mentioned"
 
 
+def test_known_keys_are_the_documented_settings() -> None:
+    """The keys init_app does not warn about (options.KNOWN_KEYS) are exactly
+    the CONNECT_SESSION_* settings the docs describe: a new setting cannot be
+    added without its docs, nor documented while warned about as a typo.
+    """
+    from flask_connect_session.options import KNOWN_KEYS
+
+    documented = {name.partition(".")[0] for name in SETTINGS}
+    assert KNOWN_KEYS == {key for key in documented if key.startswith("CONNECT_SESSION_")}
+
+
 def test_every_documented_setting_is_read() -> None:
     read = keys_the_code_reads()
     for name in SETTINGS:
