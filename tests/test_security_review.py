@@ -356,6 +356,63 @@ def test_lock_and_sweep_symlinks_create_no_file(tmp_path: Path) -> None:
     assert not lock_target.exists() and not marker_target.exists()
 
 
+def _index_path(directory: Path, user: str) -> Path:
+    return directory / (hashlib.sha256(f"user\0{user}".encode()).hexdigest() + ".user")
+
+
+def _index_store(tmp_path: Path) -> tuple[FileSystemStore, str, Path]:
+    """A store holding one live session of user 42 (as the interface writes
+    it), with no index file yet; returns it, the sid and the index's path.
+    """
+    directory = tmp_path / "sessions"
+    store = FileSystemStore(directory)
+    sid = generate_sid()
+    device = {"user": "42", "created": 0, "seen": 0, "until": 9e12}
+    store.set(sid, {"user_id": "42", "cookie": {"expires": None}, "_device": device})
+    return store, sid, _index_path(directory, "42")
+
+
+def _plant_index(path: Path, sid: str, uid: int) -> None:
+    """Write user 42's index listing ``sid``, live for an hour, owned by ``uid``."""
+    later = time.time() + 3600
+    path.write_text(json.dumps({"user": "42", "sids": {sid: later}}))
+    os.utime(path, (later, later))
+    os.chown(path, uid, uid)
+
+
+def test_user_index_symlink_is_never_followed(tmp_path: Path) -> None:
+    """A symlink planted as a user's index file, pointing at an index that
+    lists a live session, is not read; a write replaces the link, and a
+    sweep of an expired one removes the link, never its target.
+    """
+    store, sid, index = _index_store(tmp_path)
+    target = tmp_path / "planted-index"
+    _plant_index(target, sid, os.geteuid())
+    index.symlink_to(target)
+    assert store.index_sessions("42") == {}
+    planted = target.read_bytes()
+    store.index_add("42", generate_sid(), time.time() + 60)
+    assert target.read_bytes() == planted and not index.is_symlink()
+
+    index.unlink()
+    index.symlink_to(target)
+    os.utime(index, (1.0, 1.0), follow_symlinks=False)  # an expired link
+    store.prune()
+    assert not index.is_symlink() and not index.exists()
+    assert target.read_bytes() == planted
+
+
+def test_user_index_of_another_user_is_ignored(tmp_path: Path) -> None:
+    """An index file another user planted, listing a live session, lists
+    nothing; the same file owned by the process's user does (the control).
+    """
+    store, sid, index = _index_store(tmp_path)
+    _plant_index(index, sid, OTHER_UID)
+    assert store.index_sessions("42") == {}
+    os.chown(index, os.geteuid(), os.getegid())
+    assert set(store.index_sessions("42")) == {sid}
+
+
 # -- 4. cachelib's generic backends and a logout ------------------------------------------
 
 #: Name of the thread whose cache reads are slow.
