@@ -21,12 +21,13 @@ from .provenance import verify
 from .serialization import COOKIE_MEMBER
 from .serialization import CREATED_MEMBER
 from .serialization import DEVICE_MEMBER
-from .serialization import RESERVED_MEMBERS
-from .serialization import TAGGED_MEMBER
+from .serialization import TAGGED_PREFIX
 from .serialization import TOUCHED_MEMBER
 from .serialization import check_document
 from .serialization import dumps
+from .serialization import is_reserved
 from .serialization import load_data
+from .serialization import tagged_member
 from .session import ServerSession
 from .signals import session_created
 from .signals import session_destroyed
@@ -243,7 +244,7 @@ class ConnectSessionInterface(SessionInterface):
         session.in_store = False
         session.touched = False
         session.base = {}
-        session.tag_macs, session.stored_tags = {}, None
+        session.tag_macs, session.stored_tags = {}, {}
         session.saved_text = None
         session.device = None
         if self.options.absolute_timeout is not None:
@@ -252,11 +253,11 @@ class ConnectSessionInterface(SessionInterface):
 
     def _inflate(self, session: ServerSession, sid: str, document: Document) -> None:
         """Fill ``session`` from a stored document."""
-        stored = {k: v for k, v in document.items() if k not in RESERVED_MEMBERS}
+        stored = {k: v for k, v in document.items() if not is_reserved(k)}
         session.sid = sid
-        session.stored_tags = document.get(TAGGED_MEMBER)
-        macs = session.stored_tags if isinstance(session.stored_tags, dict) else {}
-        session.tag_macs = {}
+        skip = len(TAGGED_PREFIX)
+        macs = {k[skip:]: v for k, v in document.items() if k.startswith(TAGGED_PREFIX)}
+        session.stored_tags, session.tag_macs = macs, {}
 
         def trusted(key: str, raw: t.Any) -> bool:
             # Only a value whose MAC verifies was written by this extension.
@@ -395,12 +396,16 @@ class ConnectSessionInterface(SessionInterface):
                 if k not in base or (base[k] is not v and dumps(base[k]) != dumps(v))
             }
             removed = [k for k in base if k not in tagged]
+            written = [*changes, *removed]
             macs = {k: m for k, m in session.tag_macs.items() if k in tagged and k not in changes}
             self._sign_tagged(session, changes, macs)
-            if macs and macs != session.stored_tags:
-                changes[TAGGED_MEMBER] = macs
-            elif not macs and session.stored_tags is not None:
-                removed.append(TAGGED_MEMBER)
+            stored_tags = session.stored_tags
+            # Each MAC is its own member, merged with its key's change.
+            for key, mac in macs.items():
+                if stored_tags.get(key) != mac:
+                    changes[tagged_member(key)] = mac
+            removed += [tagged_member(k) for k in written if k in stored_tags and k not in macs]
+            kept_tags = {k: v for k, v in stored_tags.items() if k not in written}
             changes[COOKIE_MEMBER] = cookie
             if device is not old_device:
                 if device is None:
@@ -425,8 +430,8 @@ class ConnectSessionInterface(SessionInterface):
             document = dict(tagged)
             macs = {}
             self._sign_tagged(session, tagged, macs)
-            if macs:
-                document[TAGGED_MEMBER] = macs
+            document.update((tagged_member(k), mac) for k, mac in macs.items())
+            kept_tags = {}
             document[COOKIE_MEMBER] = cookie
             document.update(self._touch_stamp(cookie))
             if session.created is not None:
@@ -439,7 +444,7 @@ class ConnectSessionInterface(SessionInterface):
         session.device = device
         session.created_unsaved = False
         session.base = tagged
-        session.tag_macs, session.stored_tags = macs, macs or None
+        session.tag_macs, session.stored_tags = macs, {**kept_tags, **macs}
         session.saved_id, session.saved_text = session.sid, text
 
     @staticmethod

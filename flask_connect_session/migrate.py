@@ -30,8 +30,8 @@ from .interface import ConnectSessionInterface
 from .options import _COOKIE_NAME
 from .options import parse_bool
 from .options import parse_seconds
-from .serialization import RESERVED_MEMBERS
 from .serialization import dumps_data
+from .serialization import is_reserved
 
 if t.TYPE_CHECKING:
     from flask import Config
@@ -305,7 +305,7 @@ class Takeover:
 
 def _clean(data: dict[str, t.Any], source: LegacySource) -> dict[str, t.Any] | None:
     """Return legacy data ready to be stored as ours, or ``None`` (logged)."""
-    reserved = RESERVED_MEMBERS.intersection(data)
+    reserved = [k for k in data if is_reserved(k)]
     if reserved:
         logger.warning(
             "legacy %s session: dropped keys reserved in our documents: %s",

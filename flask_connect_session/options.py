@@ -18,7 +18,7 @@ from .cookie import normalize_priority
 from .cookie import normalize_samesite
 from .cookie import to_seconds
 from .cookie import valid_domain
-from .serialization import RESERVED_MEMBERS
+from .serialization import is_reserved
 from .signing import generate_sid
 from .stores import split_table_name
 from .stores.base import DEFAULT_TTL
@@ -249,7 +249,7 @@ _COOKIE_KEYS = {
 
 def _parse_user_key(key: str, value: object) -> str | None:
     user_key = _parse_str(key, value, allow_none=True)
-    if user_key == "" or user_key in RESERVED_MEMBERS:
+    if user_key == "" or is_reserved(user_key):
         raise ValueError(f"{key}: expected a session data key, got {value!r}")
     return user_key
 

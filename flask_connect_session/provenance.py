@@ -4,8 +4,8 @@ values are decoded as Flask's tagged types.
 Flask's tagged JSON turns ``{" m": "<b>"}`` into :class:`~markupsafe.Markup`,
 which Jinja does not escape. Another app sharing the store (an Express app
 that keeps client input, say) can write that shape too, so a tag-shaped value
-is decoded only if the document's ``"_tagged"`` member holds a valid MAC for
-it: HMAC-SHA256, under a key derived from the app's secret, of the session
+is decoded only if the document's ``"_tagged:<key>"`` member holds a valid
+MAC for it: HMAC-SHA256, under a key derived from the app's secret, of the session
 id, the data key and the value's JSON. Anyone without the secret (a client
 copying input into the session, an Express app changing the value) cannot
 make one. Values without tags need no MAC.
@@ -27,7 +27,7 @@ from flask.json.tag import TaggedJSONSerializer
 MAC_BYTES = 16
 
 #: Separates these MACs from every other use of the secret (cookie signing).
-_CONTEXT = b"flask-connect-session: tagged session value"
+_CONTEXT = b"flask-connect-session\x00tagged session value"
 
 _TAGS = frozenset(TaggedJSONSerializer().tags)
 
@@ -40,8 +40,13 @@ _encoder = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=
 
 @functools.lru_cache(maxsize=32)
 def _mac_key(secret: str | bytes) -> bytes:
+    # HKDF-SHA256 (RFC 5869) with the context as salt and info. The secret
+    # is the *message* of the extract step, never the key: HMAC(secret, m) is
+    # the cookie signature of sid m, so a key derived that way would be sent
+    # in a cookie to whoever got a session whose id equals m.
     raw = secret.encode("utf-8") if isinstance(secret, str) else secret
-    return hmac.new(raw, _CONTEXT, hashlib.sha256).digest()
+    prk = hmac.new(_CONTEXT, raw, hashlib.sha256).digest()
+    return hmac.new(prk, _CONTEXT + b"\x01", hashlib.sha256).digest()
 
 
 def _canonical(value: t.Any) -> t.Any:

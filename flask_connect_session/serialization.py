@@ -21,11 +21,13 @@ COOKIE_MEMBER = "cookie"
 #: when ``CONNECT_SESSION_ABSOLUTE_TIMEOUT`` is set. An Express app sees it as
 #: an ordinary session value and keeps it.
 CREATED_MEMBER = "_created"
-#: Document member mapping each data key whose value holds Flask tags to the
-#: MAC proving this extension wrote that value (see :mod:`.provenance`);
-#: absent when no value holds tags. An Express app keeps it as an ordinary
-#: session value.
-TAGGED_MEMBER = "_tagged"
+#: Prefix of the document members holding, for each data key whose value
+#: holds Flask tags, the MAC proving this extension wrote that value (see
+#: :mod:`.provenance`): ``"_tagged:<key>"``. One member per key, so each MAC
+#: is set and removed with its key's own change and survives a concurrent
+#: request's merge of other keys. An Express app keeps them as ordinary
+#: session values.
+TAGGED_PREFIX = "_tagged:"
 #: Document member holding a user's session metadata (user, created, last
 #: seen, user agent, IP), written when ``CONNECT_SESSION_USER_KEY`` is set
 #: (see :mod:`flask_connect_session.users`).
@@ -34,10 +36,22 @@ DEVICE_MEMBER = "_device"
 #: extended (ms since the epoch), written with ``CONNECT_SESSION_TOUCH_AFTER``
 #: for a browser-session cookie, whose stored ``expires`` cannot tell.
 TOUCHED_MEMBER = "_touched"
-#: Members of a document that are not the user's data.
-RESERVED_MEMBERS = frozenset(
-    (COOKIE_MEMBER, CREATED_MEMBER, TAGGED_MEMBER, DEVICE_MEMBER, TOUCHED_MEMBER)
-)
+#: Members of a document that are not the user's data, besides those
+#: starting with :data:`TAGGED_PREFIX` (see :func:`is_reserved`).
+RESERVED_MEMBERS = frozenset((COOKIE_MEMBER, CREATED_MEMBER, DEVICE_MEMBER, TOUCHED_MEMBER))
+
+
+def is_reserved(key: object) -> bool:
+    """Whether ``key`` names a document member that is not the user's data,
+    so it cannot be a session data key.
+    """
+    return key in RESERVED_MEMBERS or (isinstance(key, str) and key.startswith(TAGGED_PREFIX))
+
+
+def tagged_member(key: str) -> str:
+    """Return the document member holding the MAC of data key ``key``'s value."""
+    return TAGGED_PREFIX + key
+
 
 Document = dict[str, t.Any]
 

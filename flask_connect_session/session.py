@@ -7,8 +7,8 @@ import typing as t
 
 from flask.sessions import SessionMixin
 
-from .serialization import RESERVED_MEMBERS
 from .serialization import dumps_data
+from .serialization import is_reserved
 
 if t.TYPE_CHECKING:
     from werkzeug.wrappers import Request
@@ -85,8 +85,10 @@ class ServerSession(SessionMixin):
     #: The MAC (see :mod:`.provenance`) of each stored value this extension
     #: wrote with tags, by key, as last loaded or saved.
     tag_macs: dict[str, str]
-    #: The document's ``"_tagged"`` member as last loaded or saved.
-    stored_tags: t.Any = None
+    #: The document's ``"_tagged:<key>"`` members as last loaded or saved,
+    #: by data key (whatever their values), so a save sets or removes only
+    #: those of the keys it changes.
+    stored_tags: dict[str, t.Any]
     #: Id and data JSON when loaded or generated (express's isModified).
     original_id = ""
     original_text = "{}"
@@ -137,7 +139,7 @@ class ServerSession(SessionMixin):
         return self._load()[key]
 
     def __setitem__(self, key: str, value: t.Any) -> None:
-        if key in RESERVED_MEMBERS:
+        if is_reserved(key):
             raise KeyError(f"{key!r} is reserved in the stored session document")
         self._load()[key] = value
 

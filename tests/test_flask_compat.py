@@ -56,10 +56,10 @@ def near(when: datetime | None, seconds_from_now: float, tolerance: float = 3.0)
 
 
 def data_of(store: Store, sid: str) -> dict[str, t.Any]:
-    """The stored document without its ``cookie`` and ``_tagged`` members."""
+    """The stored document without its ``cookie`` and ``_tagged:<key>`` members."""
     document = store.get(sid)
     assert document is not None
-    return {k: v for k, v in document.items() if k not in ("cookie", "_tagged")}
+    return {k: v for k, v in document.items() if k != "cookie" and not k.startswith("_tagged:")}
 
 
 # -- test_basic.py: test_session_accessed ------------------------------------

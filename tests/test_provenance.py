@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import typing as t
+from base64 import b64decode
 
 import pytest
 
@@ -14,6 +15,7 @@ from flask_connect_session.provenance import sign_value
 from flask_connect_session.provenance import value_mac
 from flask_connect_session.provenance import verify
 from flask_connect_session.serialization import tag
+from flask_connect_session.signing import signature
 
 SID = "sid-1"
 VALUE = tag((1.0, {"b": 1, "2": [2.5, None]}))
@@ -89,3 +91,17 @@ def test_value_mac_of_the_parsed_form_matches_sign_value() -> None:
     """``sign_value`` signs what a store gives back: dict keys as strings."""
     value = {" di": {"1": 2}}
     assert sign_value("s", SID, "k", {" di": {1: 2}}) == value_mac("s", SID, "k", value)
+
+
+@pytest.mark.parametrize(
+    "sid",
+    [provenance._CONTEXT.decode("ascii"), "flask-connect-session: tagged session value"],
+    ids=["context", "former-context"],
+)
+def test_mac_key_is_no_cookie_signature(sid: str) -> None:
+    """The MAC key is not the cookie signature of any session id, the
+    derivation's context among them: a cookie never reveals it.
+    """
+    key = provenance._mac_key("secret")
+    assert b64decode(signature(sid, "secret") + "=") != key
+    assert hmac.new(b"secret", sid.encode("utf-8"), "sha256").digest() != key

@@ -356,6 +356,63 @@ def test_lock_and_sweep_symlinks_create_no_file(tmp_path: Path) -> None:
     assert not lock_target.exists() and not marker_target.exists()
 
 
+def _index_path(directory: Path, user: str) -> Path:
+    return directory / (hashlib.sha256(f"user\0{user}".encode()).hexdigest() + ".user")
+
+
+def _index_store(tmp_path: Path) -> tuple[FileSystemStore, str, Path]:
+    """A store holding one live session of user 42 (as the interface writes
+    it), with no index file yet; returns it, the sid and the index's path.
+    """
+    directory = tmp_path / "sessions"
+    store = FileSystemStore(directory)
+    sid = generate_sid()
+    device = {"user": "42", "created": 0, "seen": 0, "until": 9e12}
+    store.set(sid, {"user_id": "42", "cookie": {"expires": None}, "_device": device})
+    return store, sid, _index_path(directory, "42")
+
+
+def _plant_index(path: Path, sid: str, uid: int) -> None:
+    """Write user 42's index listing ``sid``, live for an hour, owned by ``uid``."""
+    later = time.time() + 3600
+    path.write_text(json.dumps({"user": "42", "sids": {sid: later}}))
+    os.utime(path, (later, later))
+    os.chown(path, uid, uid)
+
+
+def test_user_index_symlink_is_never_followed(tmp_path: Path) -> None:
+    """A symlink planted as a user's index file, pointing at an index that
+    lists a live session, is not read; a write replaces the link, and a
+    sweep of an expired one removes the link, never its target.
+    """
+    store, sid, index = _index_store(tmp_path)
+    target = tmp_path / "planted-index"
+    _plant_index(target, sid, os.geteuid())
+    index.symlink_to(target)
+    assert store.index_sessions("42") == {}
+    planted = target.read_bytes()
+    store.index_add("42", generate_sid(), time.time() + 60)
+    assert target.read_bytes() == planted and not index.is_symlink()
+
+    index.unlink()
+    index.symlink_to(target)
+    os.utime(index, (1.0, 1.0), follow_symlinks=False)  # an expired link
+    store.prune()
+    assert not index.is_symlink() and not index.exists()
+    assert target.read_bytes() == planted
+
+
+def test_user_index_of_another_user_is_ignored(tmp_path: Path) -> None:
+    """An index file another user planted, listing a live session, lists
+    nothing; the same file owned by the process's user does (the control).
+    """
+    store, sid, index = _index_store(tmp_path)
+    _plant_index(index, sid, OTHER_UID)
+    assert store.index_sessions("42") == {}
+    os.chown(index, os.geteuid(), os.getegid())
+    assert set(store.index_sessions("42")) == {sid}
+
+
 # -- 4. cachelib's generic backends and a logout ------------------------------------------
 
 #: Name of the thread whose cache reads are slow.
@@ -460,6 +517,11 @@ def _render_app(make_app: t.Callable[..., Flask], **config: t.Any) -> Flask:
     return app
 
 
+def _macs(document: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The document's ``_tagged:<key>`` members, by key."""
+    return {k[8:]: v for k, v in document.items() if k.startswith("_tagged:")}
+
+
 def _get(app: Flask, sid: str, path: str) -> t.Any:
     client = app.test_client(use_cookies=False)
     return client.get(path, headers={"Cookie": f"{KEY}={sign(sid, SECRET)}"})
@@ -472,14 +534,14 @@ def _post(app: Flask, sid: str, path: str) -> t.Any:
 
 @pytest.mark.parametrize(
     "tagged",
-    [None, {"prefs": "AAAAAAAAAAAAAAAAAAAAAA"}, "garbage", {"prefs": ["x"]}],
+    [None, "AAAAAAAAAAAAAAAAAAAAAA", 12345, ["x"]],
     ids=["no-record", "forged-mac", "garbage-record", "odd-mac"],
 )
 def test_tag_shaped_data_from_another_app_is_escaped(
     make_app: t.Callable[..., Flask], store: Store, tagged: t.Any
 ) -> None:
     """The review's stored XSS: another app stores client input shaped like
-    Flask's Markup tag (with a forged ``_tagged`` record, as a client can
+    Flask's Markup tag (with a forged ``_tagged:prefs`` record, as a client can
     when the app copies its input into the session): Flask reads a plain
     dict, and Jinja escapes it.
     """
@@ -487,7 +549,7 @@ def test_tag_shaped_data_from_another_app_is_escaped(
     sid = generate_sid()
     document: dict[str, t.Any] = {"prefs": EXPRESS_PREFS, "cookie": EMPTY_COOKIE}
     if tagged is not None:
-        document["_tagged"] = tagged
+        document["_tagged:prefs"] = tagged
     store.set(sid, document)
     page = _get(app, sid, "/render").text
     assert SCRIPT not in page
@@ -506,7 +568,7 @@ def test_values_flask_wrote_keep_their_types_and_changed_ones_do_not(
     app = _render_app(make_app)
     sid = _post(app, generate_sid(), "/mark").text
     document = store.get(sid)
-    assert document is not None and set(document["_tagged"]) == {"html", "pair"}
+    assert document is not None and set(_macs(document)) == {"html", "pair"}
     # Rewritten as JSON.stringify would: 1.0 -> 1, integer-like keys first.
     document["pair"] = {" t": [1, {"2": 2, "b": 1}]}
     store.set(sid, document)
@@ -517,7 +579,7 @@ def test_values_flask_wrote_keep_their_types_and_changed_ones_do_not(
     assert _get(app, sid, "/types").json == {"html": "dict", "pair": "tuple"}
 
     moved = {**document, "nick": {" m": "<b>bold</b>"}}
-    moved["_tagged"] = {**document["_tagged"], "nick": document["_tagged"]["html"]}
+    moved["_tagged:nick"] = document["_tagged:html"]
     store.set(sid, moved)
     assert _get(app, sid, "/types").json["nick"] == "dict"
 
@@ -539,7 +601,7 @@ def test_untrusted_values_are_never_rewritten_or_blessed(
     document = store.get(sid)
     assert document is not None
     assert document["prefs"] == EXPRESS_PREFS and document["other"] == 1
-    assert "_tagged" not in document
+    assert _macs(document) == {}
 
 
 def test_rotated_secret_keeps_types_and_re_signs(make_app: t.Callable[..., Flask]) -> None:
@@ -558,3 +620,49 @@ def test_rotated_secret_keeps_types_and_re_signs(make_app: t.Callable[..., Flask
     headers = {"Cookie": f"{KEY}={sign(sid, 'new secret')}"}
     types = client.get("/types", headers=headers).json
     assert types == {"html": "Markup", "pair": "tuple", "other": "int"}
+
+
+def test_concurrent_saves_of_tagged_values_keep_every_mac(
+    make_app: t.Callable[..., Flask], store: Store
+) -> None:
+    """Two requests of one session at once: B stores a tuple under its key
+    while A, loaded before, stores Markup under another and deletes a third.
+    Each key's MAC is its own member, merged with the key's change, so every
+    value comes back typed and only the deleted key's MAC goes.
+    """
+    app = _render_app(make_app)
+    sid = _post(app, generate_sid(), "/mark").text
+    interface = app.session_interface
+    headers = {"Cookie": f"{KEY}={sign(sid, SECRET)}"}
+    with app.test_request_context("/", headers=headers) as first:
+        a = interface.open_session(app, first.request)
+        assert a is not None and a["pair"] == (1.0, {"b": 1, "2": 2})  # loaded
+        with app.test_request_context("/", headers=headers) as second:
+            b = interface.open_session(app, second.request)
+            assert b is not None
+            b["b"] = (1, 2)
+            interface.save_session(app, b, app.response_class())
+        a["a"] = Markup("<i>a</i>")
+        del a["html"]
+        interface.save_session(app, a, app.response_class())
+    assert _get(app, sid, "/types").json == {"pair": "tuple", "a": "Markup", "b": "tuple"}
+    document = store.get(sid)
+    assert document is not None and set(_macs(document)) == {"pair", "a", "b"}
+
+
+def test_tagged_members_are_reserved(make_app: t.Callable[..., Flask], store: Store) -> None:
+    """A view cannot use a data key that names a MAC member, and a member
+    another app wrote under such a name is no data.
+    """
+    app = _render_app(make_app)
+
+    @app.post("/forge")
+    def forge() -> str:
+        with pytest.raises(KeyError):
+            session["_tagged:prefs"] = "A" * 22
+        return "ok"
+
+    sid = generate_sid()
+    store.set(sid, {"prefs": 1, "_tagged:x": "y", "cookie": EMPTY_COOKIE})
+    assert _post(app, sid, "/forge").text == "ok"
+    assert _get(app, sid, "/types").json == {"prefs": "int"}

@@ -6,6 +6,7 @@ import collections.abc as cabc
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -57,6 +58,28 @@ def _ours(st: os.stat_result) -> bool:
     in the directory (planted by someone else, a symlink) is never used.
     """
     return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+
+
+def _open_ours(path: str) -> tuple[io.BufferedReader, os.stat_result] | None:
+    """Open ``path`` for reading, with its stat, if it is a regular file of
+    this process's user; ``None`` if it is missing, a symlink (never
+    followed) or anything else.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_SAFE)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink: never followed
+            return None
+        raise
+    file = open(fd, "rb")
+    # The descriptor's own stat: the very file to be read.
+    st = os.fstat(fd)
+    if not _ours(st):
+        file.close()
+        return None
+    return file, st
 
 
 def check_directory(path: str) -> None:
@@ -175,18 +198,12 @@ class FileSystemStore(Store):
 
         :raises CorruptDocument: the file is not in this store's format.
         """
-        try:
-            fd = os.open(self._path(name), os.O_RDONLY | _O_SAFE)
-        except FileNotFoundError:
+        opened = _open_ours(self._path(name))
+        if opened is None:
             return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:  # a symlink: never followed
-                return None
-            raise
-        with open(fd, "rb") as file:
-            # The descriptor's own stat: the very file read.
-            st = os.fstat(file.fileno())
-            if not _ours(st) or st.st_mtime <= now:
+        file, st = opened
+        with file:
+            if st.st_mtime <= now:
                 return None
             data = file.read()
         header_text, _, text = data.partition(b"\n")
@@ -354,10 +371,15 @@ class FileSystemStore(Store):
         return self._name("user\0" + user)
 
     def _read_index(self, name: str, now: float) -> dict[str, float]:
-        # Live entries only; a missing, expired or unreadable file is empty.
+        # Live entries only; a missing, expired or unreadable file is empty,
+        # and so is a symlink or a file of another user.
         try:
-            with open(self._path(name, _USER_SUFFIX), "rb") as file:
-                if os.fstat(file.fileno()).st_mtime <= now:
+            opened = _open_ours(self._path(name, _USER_SUFFIX))
+            if opened is None:
+                return {}
+            file, st = opened
+            with file:
+                if st.st_mtime <= now:
                     return {}
                 sids = json.load(file).get("sids")
         except (OSError, ValueError, AttributeError):
@@ -389,14 +411,19 @@ class FileSystemStore(Store):
         with self._locked(name, blocking=False) as acquired:
             if not acquired:
                 return
+            path = self._path(name, _USER_SUFFIX)
             try:
-                with open(self._path(name, _USER_SUFFIX), "rb") as file:
-                    user = json.load(file).get("user")
+                opened = _open_ours(path)
+                user = None
+                if opened is not None:
+                    with opened[0] as file:
+                        user = json.load(file).get("user")
             except (OSError, ValueError, AttributeError):
                 user = None
             if isinstance(user, str) and self._user_name(user) == name:
                 self._write_index(name, user, self._read_index(name, now))
-            elif os.stat(self._path(name, _USER_SUFFIX)).st_mtime <= now:
+            elif os.lstat(path).st_mtime <= now:
+                # Not followed: an expired symlink goes, never its target.
                 self._unlink(name, _USER_SUFFIX)
 
     def index_add(self, user: str, sid: str, until: float) -> None:
