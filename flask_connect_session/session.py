@@ -223,6 +223,8 @@ class ServerSession(SessionMixin):
 
         Call it on login, against session fixation. The data is emptied, as
         in express-session, unless ``keep`` is true. The new cookie is sent.
+        A session removed meanwhile (revoked, or logged out by another
+        request) carries nothing over, even with ``keep``.
 
         :param keep: carry the data over to the new id.
         :raises StoreError: the store failed.
@@ -254,6 +256,10 @@ class ServerSession(SessionMixin):
     def save(self) -> None:
         """Write the session to the store now instead of at the end of the
         request; if it does not change again, it is not written again then.
+
+        A session removed meanwhile (revoked, or logged out by another
+        request) stays removed: the data is emptied, as by :meth:`destroy`,
+        and writes made later in the request start a new id.
 
         :raises StoreError: the store failed.
         :raises TypeError: a value cannot be stored; the message names its key.
