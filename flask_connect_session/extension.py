@@ -261,8 +261,8 @@ class ConnectSession:
         ]
         if current is not None and current_sid in sids:
             sids.remove(current_sid)
-            self._interface().destroy(current, reason="revoke")
-            return index.revoke(user, sids) + 1
+            removed = self._interface().destroy(current, reason="revoke")
+            return index.revoke(user, sids) + int(removed)
         return index.revoke(user, sids)
 
 

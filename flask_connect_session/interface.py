@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc as cabc
 import logging
 import time
 import typing as t
@@ -40,6 +41,7 @@ from .users import UserIndex
 from .users import device_user
 from .users import handle
 from .users import notify
+from .users import stored_user
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -164,7 +166,12 @@ class ConnectSessionInterface(SessionInterface):
         except CorruptDocument:
             raise
         except Exception as exc:
-            error = StoreError(self.store, operation, sid, exc)
+            # The index methods take a user id first, never to be shown as a
+            # sid; index_add and index_remove name the session next.
+            named: str | None = sid
+            if operation.startswith("index_"):
+                named = args[0] if args and isinstance(args[0], str) else None
+            error = StoreError(self.store, operation, named, exc)
             logger.error("session store %s", error)
             raise error from exc
 
@@ -322,8 +329,7 @@ class ConnectSessionInterface(SessionInterface):
         sid = session.cookie_sid = self.read_cookie_sid(session)
         document = None if sid is None else self._fetch(sid, self._load_operation)
         if document is not None and sid is not None and self._timed_out(document):
-            self._call("destroy", sid)
-            self._removed(sid, document.get(DEVICE_MEMBER), "timeout")
+            self._remove(sid, document, document.get(DEVICE_MEMBER), "timeout")
             document = None
         if document is not None and sid is not None:
             try:
@@ -337,34 +343,78 @@ class ConnectSessionInterface(SessionInterface):
         session.loaded = True
 
     def regenerate(self, session: ServerSession, keep: bool) -> None:
-        """Move ``session`` to a new id; see :meth:`ServerSession.regenerate`."""
+        """Move ``session`` to a new id; see :meth:`ServerSession.regenerate`.
+
+        If the stored session is gone already (revoked or destroyed by
+        another request meanwhile), its data is not carried over: the new id
+        starts empty, so a request in flight cannot keep a revoked login.
+        """
         if session.in_store:
-            self._call("destroy", session.sid)
-            if self.users is not None:
-                self.users.removed(session.sid, session.device)
-            session.regenerated_from = session.sid
+            user = self._user(session.base, session.device)
+            if self._drop(session.sid, session.device):
+                session.regenerated_from, session.regenerated_user = session.sid, user
+            else:
+                keep = False
         self._generate(session, session.data if keep else {}, keep_original=True)
 
-    def destroy(self, session: ServerSession, reason: str = "destroy") -> None:
-        """Destroy ``session``; see :meth:`ServerSession.destroy`.
+    def destroy(self, session: ServerSession, reason: str = "destroy") -> bool:
+        """Destroy ``session``; see :meth:`ServerSession.destroy`. Return
+        whether this removed a stored session (another request may have
+        removed it first).
 
         :param reason: the ``reason`` :data:`session_destroyed` is sent with.
         """
+        removed = False
         if session.in_store:
-            self._call("destroy", session.sid)
-            self._removed(session.sid, session.device, reason)
+            removed = self._remove(session.sid, session.base, session.device, reason)
+        elif session.regenerated_from is not None:
+            # regenerate() removed the stored id and the new one was never
+            # stored: this ends that session.
+            old, user = session.regenerated_from, session.regenerated_user
+            notify(session_destroyed, old, user, reason=reason)
+            removed = True
+        self._forget(session)
+        session.destroyed = True
+        return removed
+
+    def _forget(self, session: ServerSession) -> None:
+        """Make ``session`` a new, unsaved one after its stored session was
+        removed: writes made later in the request start a new id.
+        """
         # Instructions for the rest of this request (another extension's
         # after_request hook) outlive the data they were written beside.
         kept = {key: session.data[key] for key in self.destroy_keeps if key in session.data}
         self._generate(session, kept)
-        session.regenerated_from = None
-        session.destroyed = True
+        session.regenerated_from = session.regenerated_user = None
 
-    def _removed(self, sid: str, device: object, reason: str) -> None:
-        """Keep the index true and tell listeners: ``sid`` was just removed."""
+    def _user(self, data: cabc.Mapping[str, t.Any], device: object) -> str | None:
+        """The user a stored session belongs to, for the signals."""
+        return stored_user(data, self.options.user_key, device)
+
+    def _drop(self, sid: str, device: object) -> bool:
+        """Remove ``sid`` from the store and, if that removed a live
+        session, from the index; return whether it did.
+
+        A store that cannot tell (its ``destroy`` returns ``None``) counts
+        as having removed it.
+        """
+        if self._call("destroy", sid) is False:
+            return False
         if self.users is not None:
             self.users.removed(sid, device)
-        notify(session_destroyed, sid, device_user(device), reason=reason)
+        return True
+
+    def _remove(
+        self, sid: str, data: cabc.Mapping[str, t.Any], device: object, reason: str
+    ) -> bool:
+        """Remove ``sid`` (stored with ``data`` and ``device``) and, if that
+        removed a live session, send :data:`session_destroyed`; return
+        whether it did. Sent once per session, whoever removes it first.
+        """
+        if not self._drop(sid, device):
+            return False
+        notify(session_destroyed, sid, self._user(data, device), reason=reason)
+        return True
 
     def reload(self, session: ServerSession) -> None:
         """Re-read ``session``; see :meth:`ServerSession.reload`."""
@@ -423,8 +473,11 @@ class ConnectSessionInterface(SessionInterface):
             if self.users is not None:
                 self.users.after_write(session, device, bool(stored))
             if not stored:
-                # Destroyed by another request meanwhile: a logout stays a logout.
-                session.in_store = False
+                # Destroyed by another request meanwhile: a logout stays a
+                # logout. The id is never stored again (set), even by a
+                # later save in this request, which starts a new one. The
+                # cookie is left alone: the browser may have logged in anew.
+                self._forget(session)
                 return
         else:
             document = dict(tagged)
@@ -574,8 +627,7 @@ class ConnectSessionInterface(SessionInterface):
             self._delete_cookie(session, response)
             return
         if self.should_destroy(session, tagged):
-            self._call("destroy", session.sid)
-            self._removed(session.sid, session.device, "unset")
+            self._remove(session.sid, session.base, session.device, "unset")
             self._delete_cookie(session, response)
             return
         self._apply_permanent(session)

@@ -98,6 +98,53 @@ _RESERVED_HEADERS = frozenset(
         "content-length",
     )
 )
+#: Standard request headers browsers send by themselves (the Fetch
+#: standard's forbidden names, caching, client hints...): with one of them
+#: every browser request would be a header request.
+_BROWSER_HEADERS = frozenset(
+    (
+        "accept",
+        "cache-control",
+        "connection",
+        "cookie2",
+        "date",
+        "device-memory",
+        "dnt",
+        "downlink",
+        "dpr",
+        "early-data",
+        "ect",
+        "expect",
+        "host",
+        "if-match",
+        "if-modified-since",
+        "if-none-match",
+        "if-range",
+        "if-unmodified-since",
+        "keep-alive",
+        "origin",
+        "pragma",
+        "priority",
+        "purpose",
+        "range",
+        "referer",
+        "rtt",
+        "save-data",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "upgrade-insecure-requests",
+        "user-agent",
+        "via",
+        "viewport-width",
+        "width",
+        "x-requested-with",
+    )
+)
+#: Prefixes of whole families of such headers (``Accept-Language``,
+#: ``Sec-Fetch-Site``, ``Sec-CH-UA``...).
+_BROWSER_HEADER_PREFIXES = ("accept-", "access-control-request-", "proxy-", "sec-")
 
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
@@ -203,6 +250,11 @@ def _parse_header(key: str, value: object) -> str | None:
         raise ValueError(f"{key}: not a header name (an HTTP token): {header!r}")
     if header.lower() in _RESERVED_HEADERS:
         raise ValueError(f"{key}: {header!r} cannot carry the session id; use e.g. X-Session-Id")
+    if header.lower() in _BROWSER_HEADERS or header.lower().startswith(_BROWSER_HEADER_PREFIXES):
+        raise ValueError(
+            f"{key}: browsers send {header!r} by themselves, so it cannot carry the"
+            " session id; use e.g. X-Session-Id"
+        )
     return header
 
 

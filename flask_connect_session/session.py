@@ -26,7 +26,7 @@ class SessionBackend(t.Protocol):
     def load(self, session: ServerSession) -> None: ...
     def inflate_cookie(self, session: ServerSession) -> Cookie: ...
     def regenerate(self, session: ServerSession, keep: bool) -> None: ...
-    def destroy(self, session: ServerSession) -> None: ...
+    def destroy(self, session: ServerSession) -> bool: ...
     def reload(self, session: ServerSession) -> None: ...
     def save(self, session: ServerSession) -> None: ...
 
@@ -105,6 +105,8 @@ class ServerSession(SessionMixin):
     #: The stored id :meth:`regenerate` moved away from, until the new id is
     #: stored (for :data:`~flask_connect_session.session_regenerated`).
     regenerated_from: str | None = None
+    #: The user that stored id belonged to (for its signals).
+    regenerated_user: str | None = None
 
     def __init__(
         self,
@@ -223,6 +225,8 @@ class ServerSession(SessionMixin):
 
         Call it on login, against session fixation. The data is emptied, as
         in express-session, unless ``keep`` is true. The new cookie is sent.
+        A session removed meanwhile (revoked, or logged out by another
+        request) carries nothing over, even with ``keep``.
 
         :param keep: carry the data over to the new id.
         :raises StoreError: the store failed.
@@ -254,6 +258,10 @@ class ServerSession(SessionMixin):
     def save(self) -> None:
         """Write the session to the store now instead of at the end of the
         request; if it does not change again, it is not written again then.
+
+        A session removed meanwhile (revoked, or logged out by another
+        request) stays removed: the data is emptied, as by :meth:`destroy`,
+        and writes made later in the request start a new id.
 
         :raises StoreError: the store failed.
         :raises TypeError: a value cannot be stored; the message names its key.

@@ -320,9 +320,9 @@ class CountingStore(Store):
         self.record("set", sid)
         self.store.set(sid, session)
 
-    def destroy(self, sid: str) -> None:
+    def destroy(self, sid: str) -> bool | None:
         self.record("destroy", sid)
-        self.store.destroy(sid)
+        return self.store.destroy(sid)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self.store!r}: {len(self.calls)} call(s)>"

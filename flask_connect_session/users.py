@@ -24,6 +24,7 @@ import base64
 import collections.abc as cabc
 import dataclasses
 import hashlib
+import logging
 import time
 import typing as t
 from datetime import UTC
@@ -31,6 +32,7 @@ from datetime import datetime
 
 from flask import current_app
 
+from .errors import StoreError
 from .serialization import COOKIE_MEMBER
 from .serialization import DEVICE_MEMBER
 from .signals import session_destroyed
@@ -50,6 +52,8 @@ SEEN_INTERVAL = 60.0
 MAX_USER_AGENT = 200
 
 _HANDLE_DOMAIN = b"flask-connect-session handle\x00"
+
+logger = logging.getLogger("flask_connect_session")
 
 Device = dict[str, t.Any]
 Caller = cabc.Callable[..., t.Any]
@@ -89,6 +93,22 @@ def device_user(device: object) -> str | None:
     """Return the user a stored ``"_device"`` member names, if it is one."""
     user = device.get("user") if isinstance(device, dict) else None
     return user if isinstance(user, str) else None
+
+
+def stored_user(data: cabc.Mapping[str, t.Any], key: str | None, device: object) -> str | None:
+    """Return the user a stored session belongs to, for the signals: the
+    value of ``key`` in its stored ``data``, else the user its ``"_device"``
+    member names (a session an Express app wrote, or one saved before
+    ``CONNECT_SESSION_USER_KEY`` was set, has no such member).
+    """
+    if key is not None:
+        try:
+            user = user_of(data, key)
+        except TypeError:
+            user = None
+        if user is not None:
+            return user
+    return device_user(device)
 
 
 def _ms(device: cabc.Mapping[str, t.Any], name: str) -> int:
@@ -167,8 +187,9 @@ class UserIndex:
     The session interface holds one when ``CONNECT_SESSION_USER_KEY`` is set
     and calls it around every write and removal of a session. Index entries
     are added *before* the session is written and removed *after* it is
-    removed, so a failure in between leaves at worst an entry without a
-    session (dropped at the next read), never a session the index misses.
+    removed (or written for another user), so a failure in between leaves at
+    worst an entry without a session (dropped at the next read), never a
+    session the index misses.
 
     :param key: the data key naming the user.
     :param ttl: the store lifetime of browser-session cookies' sessions.
@@ -220,8 +241,6 @@ class UserIndex:
         user = user_of(data, self.key)
         old = session.device
         old_user = device_user(old) if session.in_store else None
-        if old_user is not None and old_user != user:
-            self._call("index_remove", old_user, session.sid)
         if user is None:
             return None
         now = int(time.time() * 1000)
@@ -249,17 +268,42 @@ class UserIndex:
         return device
 
     def after_write(self, session: ServerSession, device: Device | None, stored: bool) -> None:
-        """Finish a write: drop the entry :meth:`before_write` added if the
-        session turned out to be gone (revoked meanwhile: it stays gone).
+        """Finish a write of a stored session (``session.device`` is still
+        the member it had): drop the entry :meth:`before_write` added if the
+        session turned out to be gone (revoked meanwhile: it stays gone), or
+        else the previous user's entry if the user changed. Only now: had the
+        write failed, the session would still be the previous user's, and
+        their index must still find it.
         """
-        if not stored and device is not None:
-            self._call("index_remove", device["user"], session.sid)
+        user = device_user(device)
+        if not stored:
+            if user is not None:
+                self._drop(user, session.sid)
+            return
+        old_user = device_user(session.device)
+        if old_user is not None and old_user != user:
+            self._drop(old_user, session.sid)
 
     def removed(self, sid: str, device: object) -> None:
         """Drop the index entry of a session just removed from the store."""
         user = device_user(device)
         if user is not None:
+            self._drop(user, sid)
+
+    def _drop(self, user: str, sid: str) -> None:
+        """Remove ``sid`` from ``user``'s index after the store change that
+        made the entry stale succeeded.
+
+        A failure is logged, not raised: that change is done (and its signal
+        still to be sent), and a stale entry is harmless, as reading the
+        index drops it.
+        """
+        try:
             self._call("index_remove", user, sid)
+        except StoreError:
+            logger.warning(
+                "stale user index entry (sid %.6s...) left in place; it is dropped when read", sid
+            )
 
     def sessions(self, user: str, current_sid: str | None) -> dict[str, SessionInfo]:
         """Return ``user``'s live sessions by id; entries that no longer
@@ -278,12 +322,14 @@ class UserIndex:
     def revoke(self, user: str, sids: cabc.Iterable[str]) -> int:
         """Remove each of ``user``'s sessions ``sids`` from the store and the
         index, sending :data:`~flask_connect_session.session_destroyed` with
-        ``reason="revoke"``; return how many.
+        ``reason="revoke"``; return how many. A session that another
+        request removed first is neither counted nor announced again.
         """
         count = 0
         for sid in sids:
-            self._call("destroy", sid)
-            self._call("index_remove", user, sid)
-            notify(session_destroyed, sid, user, reason="revoke")
-            count += 1
+            removed = self._call("destroy", sid) is not False
+            self._drop(user, sid)
+            if removed:
+                notify(session_destroyed, sid, user, reason="revoke")
+                count += 1
         return count

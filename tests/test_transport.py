@@ -111,6 +111,20 @@ def test_header_names_that_are_tokens_are_accepted(name: str) -> None:
         "Authorization",
         "CONTENT-TYPE",
         "Content-Length",
+        # Sent by browsers on their own: every browser request would carry it.
+        "Accept",
+        "accept-language",
+        "Origin",
+        "Referer",
+        "User-Agent",
+        "Host",
+        "Cache-Control",
+        "Connection",
+        "Upgrade-Insecure-Requests",
+        "Sec-Fetch-Site",
+        "sec-ch-ua",
+        "If-None-Match",
+        "Proxy-Connection",
     ],
 )
 def test_bad_header_name_is_a_value_error_naming_the_key(value: object) -> None:

@@ -5,6 +5,7 @@ redis-server and the real 3-node Redis Cluster.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import typing as t
@@ -16,14 +17,18 @@ from flask import Flask
 from flask import request
 from flask import session
 from flask.testing import FlaskClient
+from werkzeug.wrappers import Response
 
 from flask_connect_session import ConnectSession
+from flask_connect_session import MemoryStore
 from flask_connect_session import SessionInfo
 from flask_connect_session import Store
+from flask_connect_session import StoreError
 from flask_connect_session import session_created
 from flask_connect_session import session_destroyed
 from flask_connect_session import session_regenerated
 from flask_connect_session.serialization import DEVICE_MEMBER
+from flask_connect_session.session import ServerSession
 from flask_connect_session.signing import unsign
 from flask_connect_session.users import handle
 
@@ -548,3 +553,221 @@ def test_bad_user_value_from_another_app(index_store: Store) -> None:
     assert client.get("/me").json == {"user": 4.2, "id": sid}
     with pytest.raises(TypeError, match="user_id"):
         client.post("/set", json={"n": 2})
+
+
+# -- requests in flight, signals sent once, failures -------------------------
+
+
+def revoke_elsewhere(app: Flask, user: str) -> int:
+    """Log ``user`` out everywhere from another request (another device)."""
+    with app.test_request_context():
+        return t.cast(int, app.extensions["connect_session"].revoke(user))
+
+
+@contextlib.contextmanager
+def in_flight(app: Flask, client: FlaskClient) -> t.Iterator[ServerSession]:
+    """A request of ``client``'s session that has loaded it; :func:`end`
+    runs the end of the request.
+    """
+    cookie = t.cast(t.Any, client.get_cookie("connect.sid")).value
+    with app.test_request_context(headers={"Cookie": f"connect.sid={cookie}"}):
+        current = session._get_current_object()  # type: ignore[attr-defined]
+        assert current["user_id"] is not None
+        yield current
+
+
+def end(app: Flask, current: ServerSession) -> Response:
+    response = app.response_class()
+    app.session_interface.save_session(app, current, response)
+    return response
+
+
+def down(*args: t.Any) -> t.NoReturn:
+    raise ConnectionError("backend down")
+
+
+def summary(events: list[tuple[str, dict[str, t.Any]]]) -> list[tuple[str, t.Any, t.Any]]:
+    return [(name, e.get("reason"), e["user"]) for name, e in events]
+
+
+@pytest.mark.parametrize("write_after", [False, True])
+def test_save_after_revoke_does_not_bring_it_back(
+    index_store: Store, events: list[tuple[str, dict[str, t.Any]]], write_after: bool
+) -> None:
+    """``session.save()`` in a request of a session revoked meanwhile neither
+    stores its id again nor announces it; later writes start a new id.
+    """
+    app = make_app(index_store)
+    client = login(app, "42")
+    sid = t.cast(str, sid_of(client))
+    with in_flight(app, client) as current:
+        assert revoke_elsewhere(app, "42") == 1
+        events.clear()
+        current["cart"] = [1]
+        current.save()  # as views do before a long task
+        assert index_store.get(sid) is None
+        assert "user_id" not in current and current.id != sid
+        if write_after:
+            current["flash"] = "bye"
+        response = end(app, current)
+    assert index_store.get(sid) is None
+    assert sessions_of(app, "42") == []
+    if write_after:
+        document = t.cast(dict[str, t.Any], index_store.get(current.sid))
+        assert document["flash"] == "bye" and "user_id" not in document
+        assert [e["handle"] for _, e in events] == [handle(current.sid)]
+        assert summary(events) == [("created", None, None)]
+    else:
+        assert events == []
+        assert "Set-Cookie" not in response.headers
+
+
+def test_regenerate_after_revoke_carries_nothing_over(index_store: Store) -> None:
+    """``regenerate(keep=True)`` in a request of a session revoked meanwhile
+    starts an empty session: the revoked login is not kept under a new id.
+    """
+    app = make_app(index_store)
+    client = login(app, "42")
+    with in_flight(app, client) as current:
+        assert revoke_elsewhere(app, "42") == 1
+        current.regenerate(keep=True)  # a privilege step-up, say
+        assert "user_id" not in current
+        end(app, current)
+    assert sessions_of(app, "42") == []
+    assert "user_id" not in (index_store.get(current.sid) or {})
+
+
+def test_regenerate_then_destroy_announces_the_end(
+    index_store: Store, events: list[tuple[str, dict[str, t.Any]]]
+) -> None:
+    app = make_app(index_store)
+
+    @app.post("/regenerate-destroy")
+    def regenerate_destroy() -> str:
+        session.regenerate(keep=True)
+        session.destroy()
+        return "ok"
+
+    client = login(app, "42")
+    sid = t.cast(str, sid_of(client))
+    events.clear()
+    client.post("/regenerate-destroy")
+    assert summary(events) == [("destroyed", "destroy", "42")]
+    assert events[0][1]["handle"] == handle(sid)
+    assert index_store.get(sid) is None and sid_of(client) is None
+    assert sessions_of(app, "42") == []
+
+
+def test_destroyed_names_the_user_of_a_session_without_device(
+    index_store: Store, events: list[tuple[str, dict[str, t.Any]]]
+) -> None:
+    """A session an Express app wrote (no ``"_device"`` member): the signal
+    takes the user from its data.
+    """
+    app = make_app(index_store)
+    client = app.test_client()
+    client.post("/set", json={"n": 1})
+    sid = t.cast(str, sid_of(client))
+    index_store.set(sid, {"user_id": 42, "cookie": {"originalMaxAge": None, "expires": None}})
+    events.clear()
+    client.post("/destroy")
+    assert summary(events) == [("destroyed", "destroy", "42")]
+
+
+def test_destroyed_is_sent_once_per_session(
+    index_store: Store, events: list[tuple[str, dict[str, t.Any]]]
+) -> None:
+    """Revoked, then destroyed by its own request in flight: one signal."""
+    app = make_app(index_store)
+    client = login(app, "42")
+    sid = t.cast(str, sid_of(client))
+    events.clear()
+    with in_flight(app, client) as current:
+        assert revoke_elsewhere(app, "42") == 1
+        current.destroy()
+        end(app, current)
+    assert summary(events) == [("destroyed", "revoke", "42")]
+    assert events[0][1]["handle"] == handle(sid)
+    # A revoke that finds the session removed meanwhile neither counts it
+    # nor announces it again.
+    with app.test_request_context():
+        assert app.extensions["connect_session"]._index().revoke("42", [sid]) == 0
+    assert len(events) == 1
+
+
+def test_failed_user_switch_keeps_the_old_users_index(
+    index_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that changes the user and fails leaves the session the old
+    user's, and their index still finds it (so revoke does).
+    """
+    app = make_app(index_store)
+    client = login(app, "42")
+    monkeypatch.setattr(index_store, "merge", down)
+    with pytest.raises(StoreError):
+        client.post("/set", json={"user_id": 43})
+    monkeypatch.undo()
+    assert client.get("/me").json["user"] == 42  # type: ignore[index]
+    assert len(sessions_of(app, "42")) == 1 and sessions_of(app, "43") == []
+    assert revoke_elsewhere(app, "42") == 1
+    assert client.get("/me").json["user"] is None  # type: ignore[index]
+
+
+def test_index_cleanup_failure_loses_no_signal(
+    index_store: Store,
+    events: list[tuple[str, dict[str, t.Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Removing an index entry after its session is gone may fail: the
+    signal is still sent, revoke goes on, and the entry drops out when read.
+    """
+    app = make_app(index_store)
+    a, b, c = login(app, "42", "A"), login(app, "42", "B"), login(app, "7")
+    events.clear()
+    monkeypatch.setattr(index_store, "index_remove", down)
+    assert revoke_elsewhere(app, "42") == 2
+    assert c.post("/destroy").status_code == 200
+    monkeypatch.undo()
+    assert summary(events) == [("destroyed", "revoke", "42")] * 2 + [("destroyed", "destroy", "7")]
+    assert "dropped when read" in caplog.text
+    assert a.get("/me").json["user"] is None  # type: ignore[index]
+    assert b.get("/me").json["user"] is None  # type: ignore[index]
+    assert sessions_of(app, "42") == [] and sessions_of(app, "7") == []
+
+
+def test_index_failure_does_not_show_the_user_as_a_sid(
+    index_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(index_store)
+    monkeypatch.setattr(index_store, "index_add", down)
+    with pytest.raises(StoreError) as info:
+        app.test_client().post("/login/alice-in-wonderland")
+    assert "alice" not in str(info.value)
+    assert f"(sid {info.value.sid_prefix}...)" in str(info.value)
+    monkeypatch.setattr(index_store, "index_sessions", down)
+    with pytest.raises(StoreError) as info:
+        sessions_of(app, "alice-in-wonderland")
+    assert "alice" not in str(info.value) and info.value.sid_prefix is None
+
+
+class NoAnswerStore(MemoryStore):
+    """A store written before ``destroy`` could tell whether it removed a
+    session: it returns ``None``.
+    """
+
+    def destroy(self, sid: str) -> None:
+        super().destroy(sid)
+
+
+def test_store_whose_destroy_cannot_tell(events: list[tuple[str, dict[str, t.Any]]]) -> None:
+    """A ``destroy`` returning ``None`` counts as having removed the session."""
+    app = make_app(NoAnswerStore())
+    client = login(app, "42")
+    assert client.post("/regenerate").status_code == 200  # keep=True
+    assert client.get("/me").json["user"] == 42  # type: ignore[index]
+    login(app, "42")
+    events.clear()
+    client.post("/destroy")
+    assert revoke_elsewhere(app, "42") == 1
+    assert summary(events) == [("destroyed", "destroy", "42"), ("destroyed", "revoke", "42")]

@@ -95,8 +95,16 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def destroy(self, sid: str) -> None:
-        """Remove the session ``sid``; removing a missing one is not an error."""
+    def destroy(self, sid: str) -> bool | None:
+        """Remove the session ``sid``; removing a missing one is not an error.
+
+        Return whether a live session was removed (``False``: there was none,
+        it expired or another request removed it first), so that
+        :data:`~flask_connect_session.session_destroyed` is sent once per
+        session and ``regenerate(keep=True)`` does not carry over a session
+        revoked meanwhile. ``None`` means the store cannot tell; the session
+        then counts as removed.
+        """
 
     def touch(self, sid: str, session: Document) -> None:
         """Extend the lifetime of ``sid`` to what ``session``'s cookie says,

@@ -138,8 +138,8 @@ class CachelibStore(Store):
     def set(self, sid: str, session: Document) -> None:
         self._backend.set(sid, session)
 
-    def destroy(self, sid: str) -> None:
-        self._backend.destroy(sid)
+    def destroy(self, sid: str) -> bool | None:
+        return self._backend.destroy(sid)
 
     def touch(self, sid: str, session: Document) -> None:
         self._backend.touch(sid, session)
@@ -449,10 +449,10 @@ class _MemcachedStore(Store):
         else:
             self.client.delete(key, noreply=False)
 
-    def destroy(self, sid: str) -> None:
+    def destroy(self, sid: str) -> bool:
         key = self._key(sid)
-        if key is not None:
-            self.client.delete(key, noreply=False)
+        # memcached answers NOT_FOUND for a missing or expired entry.
+        return key is not None and bool(self.client.delete(key, noreply=False))
 
     def touch(self, sid: str, session: Document) -> None:
         # memcached's touch only extends an entry that exists: no resurrection.

@@ -289,10 +289,12 @@ class FileSystemStore(Store):
                 self._unlink(name)
         self._maybe_sweep()
 
-    def destroy(self, sid: str) -> None:
+    def destroy(self, sid: str) -> bool:
         name = self._name(sid)
         with self._locked(name):
+            live = self._live_mtime(name, time.time()) is not None
             self._unlink(name)
+            return live
 
     def touch(self, sid: str, session: Document) -> None:
         name = self._name(sid)

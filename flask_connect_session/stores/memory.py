@@ -94,9 +94,12 @@ class MemoryStore(Store):
         with self._lock:
             self._put(sid, session, time.time())
 
-    def destroy(self, sid: str) -> None:
+    def destroy(self, sid: str) -> bool:
+        now = time.time()
         with self._lock:
+            live = self._live_text(sid, now) is not None
             self._entries.pop(sid, None)
+            return live
 
     def touch(self, sid: str, session: Document) -> None:
         now = time.time()

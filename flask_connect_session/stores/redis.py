@@ -285,8 +285,9 @@ class RedisStore(Store):
         else:
             self.client.delete(self._key(sid))
 
-    def destroy(self, sid: str) -> None:
-        self.client.delete(self._key(sid))
+    def destroy(self, sid: str) -> bool:
+        # DEL counts only keys that existed and had not expired.
+        return bool(self.client.delete(self._key(sid)))
 
     def touch(self, sid: str, session: Document) -> None:
         # As connect-redis: EXPIRE, which deletes the key for a TTL <= 0.

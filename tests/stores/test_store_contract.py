@@ -106,6 +106,24 @@ def test_get_missing_and_destroy_missing(harness: Harness) -> None:
     assert harness.store.get("nope") is None
 
 
+#: Generic cachelib backends cannot tell whether a delete removed anything.
+UNTOLD_DESTROY = frozenset(("cachelib-simple", "cachelib-filesystem"))
+
+
+def test_destroy_tells_whether_it_removed_a_session(harness: Harness) -> None:
+    """``destroy`` returns whether a live session went (so a session's end is
+    announced once), or ``None`` where the backend cannot tell.
+    """
+    store = harness.store
+    store.set("s1", doc(None, a=1))
+    results = (store.destroy("s1"), store.destroy("s1"), store.destroy("nope"))
+    if harness.name in UNTOLD_DESTROY:
+        assert results == (None, None, None)
+    else:
+        assert results == (True, False, False)
+    assert store.get("s1") is None
+
+
 def test_round_trip_of_tricky_values(harness: Harness) -> None:
     """What goes in comes out, as plain JSON in the backend, never pickle."""
     store = harness.store
