@@ -440,8 +440,10 @@ class SQLStore(Store):
         c = self.table.c
         dead = c.expire <= sa.bindparam("now")
         if self._dialect in ("mysql", "mariadb"):
-            limit = {f"{self._dialect}_limit": PRUNE_BATCH}
-            return sa.delete(self.table).where(dead).with_dialect_options(**limit)
+            # DELETE ... LIMIT as text: SQLAlchemy's own (mysql_limit on a
+            # delete) only came in a later 2.0 release than our floor.
+            name = self.engine.dialect.identifier_preparer.format_table(self.table)
+            return sa.text(f"DELETE FROM {name} WHERE expire <= :now LIMIT {PRUNE_BATCH}")
         batch = sa.select(c.sid).where(dead).limit(PRUNE_BATCH)
         if self._dialect == "postgresql":
             # Rows a merge holds are left for the next prune.
