@@ -313,10 +313,18 @@ class ConnectSessionInterface(SessionInterface):
         return created is not None and time.time() * 1000 - created > timeout * 1000
 
     def _fresh(self, document: Document) -> bool:
-        # CONNECT_SESSION_TOUCH_AFTER: touched less than that long ago.
+        # CONNECT_SESSION_TOUCH_AFTER: touched less than that long ago. The
+        # interval counts as at most half the lifetime the last touch gave,
+        # so an interval as long as the lifetime cannot let an active
+        # session expire between touches.
         interval = self.options.touch_after
         last = touched_at(document) if interval else None
-        return last is not None and 0 <= time.time() * 1000 - last < interval * 1000
+        if last is None:
+            return False
+        lifetime = lifetime_seconds(document[COOKIE_MEMBER].get("originalMaxAge"))
+        if parse_expires(document[COOKIE_MEMBER].get("expires")) is None or lifetime is None:
+            lifetime = self.store.ttl  # a browser-session cookie's store lifetime
+        return 0 <= time.time() * 1000 - last < min(interval, lifetime / 2) * 1000
 
     def load(self, session: ServerSession) -> None:
         """Load the session named by the cookie, or start a new one.

@@ -173,3 +173,48 @@ def test_bad_option_names_the_key(value: object) -> None:
     config["CONNECT_SESSION_TOUCH_AFTER"] = value
     with pytest.raises(ValueError, match="CONNECT_SESSION_TOUCH_AFTER"):
         Options.from_config(config)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"CONNECT_SESSION_COOKIE": {"max_age": 2}},
+        {"CONNECT_SESSION_TTL": 2},
+        {"CONNECT_SESSION_TTL": 2, "CONNECT_SESSION_ROLLING": True},
+    ],
+    ids=["expiring", "browser-session", "rolling"],
+)
+def test_an_interval_longer_than_the_lifetime_never_logs_an_active_user_out(
+    config: dict[str, t.Any],
+) -> None:
+    """With an interval as long as the session's lifetime, an active session
+    is still touched in time: the interval counts as at most half of it.
+    """
+    from flask_connect_session import ConnectSession
+    from flask_connect_session import MemoryStore
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="s",
+        TESTING=True,
+        CONNECT_SESSION_STORE="memory://",
+        CONNECT_SESSION_TOUCH_AFTER=10,
+        **config,
+    )
+    ConnectSession(app)
+    assert isinstance(app.extensions["connect_session"].store, MemoryStore)
+
+    @app.get("/write")
+    def write() -> str:
+        session["a"] = 1
+        return "ok"
+
+    @app.get("/read")
+    def read() -> str:
+        return str(session.get("a"))
+
+    client = app.test_client()
+    client.get("/write")
+    for _ in range(3):  # each read within the lifetime of the previous one
+        time.sleep(1.2)
+        assert client.get("/read").text == "1"
