@@ -174,6 +174,28 @@ def test_store_url_password_never_in_an_error(url: str) -> None:
     assert "***" in text
 
 
+@pytest.mark.parametrize("scheme", ["redis", "redis+sentinel"])
+@pytest.mark.parametrize("separator", ["/", "#", "?"])
+def test_password_with_a_raw_url_separator_never_in_an_error(scheme: str, separator: str) -> None:
+    """A password holding a raw ``/``, ``#`` or ``?`` (which a correct URL
+    would percent-encode) is not cut short by the redaction: no part leaks.
+    """
+    app = Flask(__name__)
+    url = f"{scheme}://u:top{separator}secretpart@h1:6379/mymaster"
+    app.config.update(SECRET_KEY="s", CONNECT_SESSION_STORE=url)
+    with pytest.raises(ValueError, match="CONNECT_SESSION_STORE") as info:
+        ConnectSession(app)
+    assert "secretpart" not in _full_text(info.value)
+
+
+def test_sql_store_repr_hides_a_password_query_parameter() -> None:
+    pytest.importorskip("sqlalchemy")
+    from flask_connect_session import SQLStore
+
+    store = SQLStore("postgresql+psycopg://u@127.0.0.1:1/db?password=s3cret")
+    assert "s3cret" not in repr(store) and "***" in repr(store)
+
+
 def test_redis_store_repr_and_logs_never_hold_the_password(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

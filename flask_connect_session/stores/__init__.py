@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc as cabc
+import math
 import os
 import typing as t
 from urllib.parse import parse_qsl
@@ -42,6 +43,11 @@ def _redis(url: str, settings: StoreSettings) -> Store:
     return RedisStore(url, key_prefix=settings.key_prefix, ttl=settings.ttl)
 
 
+#: Database numbers a ``redis+sentinel://`` URL may name (Redis' own limit
+#: is its ``databases`` setting; this only refuses absurd numbers).
+_MAX_DB = 2**31
+
+
 def _redis_sentinel(url: str, settings: StoreSettings) -> Store:
     from .redis import RedisStore
     from .redis import sentinel_client
@@ -49,23 +55,28 @@ def _redis_sentinel(url: str, settings: StoreSettings) -> Store:
     parts = urlsplit(url)
     hosts = parts.netloc.rpartition("@")[2]
     # The password never goes into a message.
-    shown = f"{parts.scheme}://{'***@' if '@' in parts.netloc else ''}{hosts}{parts.path}"
+    shown = redact_url(url)
     names = parts.path.removesuffix("/").split("/")[1:]
     if not hosts or parts.fragment or not 1 <= len(names) <= 2 or not names[0]:
         raise ValueError(
             f"expected {parts.scheme}://[:password@]host:port[,host:port...]/service_name[/db],"
             f" got {shown!r}"
         )
-    if len(names) == 2 and not names[1].isdigit():
-        raise ValueError(f"the database in {shown!r} must be a number")
+    if len(names) == 2 and not (
+        names[1].isascii() and names[1].isdigit() and int(names[1]) < _MAX_DB
+    ):
+        raise ValueError(f"the database in {shown!r} must be a number below {_MAX_DB}")
     timeouts = {}
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name not in ("socket_timeout", "socket_connect_timeout"):
             raise ValueError(f"unknown query parameter {name!r} in {shown!r}")
         try:
-            timeouts[name] = float(value)
+            seconds = float(value)
         except ValueError:
-            raise ValueError(f"{name} in {shown!r} must be seconds") from None
+            seconds = math.nan
+        if not 0 < seconds < math.inf:
+            raise ValueError(f"{name} in {shown!r} must be a positive number of seconds")
+        timeouts[name] = seconds
     client = sentinel_client(
         [_host_port(item, 26379, shown) for item in hosts.split(",")],
         unquote(names[0]),

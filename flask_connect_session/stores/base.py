@@ -259,7 +259,9 @@ def decode_entries(entries: cabc.Mapping[str, str | bytes | None]) -> dict[str, 
 #: Shown instead of a password in a store URL.
 REDACTED = "***"
 
-_USERINFO = re.compile(r"^(?P<head>[^:/?#]+://)(?P<userinfo>[^/?#]*)@")
+# Up to the last "@": a password with a raw "/", "?" or "#" (which a correct
+# URL would percent-encode) must not end the match early and leak its tail.
+_USERINFO = re.compile(r"^(?P<head>[^:/?#]+://)(?P<userinfo>.*)@")
 _PASSWORD_PARAM = re.compile(r"(?i)([?&](?:password|pass|pwd)=)[^&#]*")
 
 

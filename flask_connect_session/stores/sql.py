@@ -32,6 +32,7 @@ from .base import Store
 from .base import apply_changes
 from .base import decode_entries
 from .base import document_ttl
+from .base import redact_url
 from .base import to_utf8
 from .base import touched_ttl
 
@@ -225,7 +226,7 @@ class SQLStore(Store):
         self._schema_unchecked = True
 
     def __repr__(self) -> str:
-        url = self.engine.url.render_as_string(hide_password=True)
+        url = redact_url(self.engine.url.render_as_string(hide_password=True))
         return f"{type(self).__name__}({url!r}, table={self.table.fullname!r})"
 
     # -- schema ------------------------------------------------------------

@@ -66,6 +66,10 @@ def test_url_names_sentinels_service_db_and_password(scheme: str) -> None:
         "redis+sentinel://:hunter2@127.0.0.1:port/mymaster",
         "redis+sentinel://:hunter2@127.0.0.1:26379/mymaster?ssl=1",
         "redis+sentinel://:hunter2@127.0.0.1:26379/mymaster?socket_timeout=soon",
+        "redis+sentinel://:hunter2@127.0.0.1:26379/mymaster?socket_timeout=nan",
+        "redis+sentinel://:hunter2@127.0.0.1:26379/mymaster?socket_connect_timeout=-1",
+        "redis+sentinel://:hunter2@127.0.0.1:26379/mymaster/99999999999999999999",
+        "redis+sentinel://:hunter2@127.0.0.1:26379/mymaster/\u00b2",
     ],
 )
 def test_malformed_url_is_a_value_error_without_the_password(url: str) -> None:
