@@ -368,7 +368,9 @@ class SQLStore(Store):
             self._get_and_extend = (
                 sa.update(self.table)
                 .where(live)
-                .values(expire=sa.case((unreadable, c.expire), else_=extended))
+                .values(
+                    expire=sa.case((unreadable, c.expire), *self._not_a_session(), else_=extended)
+                )
                 .returning(self._sess_out, unreadable)
             )
         self._all = sa.select(c.sid, self._sess_out).where(c.expire > sa.bindparam("now"))
@@ -379,6 +381,29 @@ class SQLStore(Store):
         )
         self._clear = sa.delete(self.table)
         self._prune = self._prune_statement()
+
+    def _not_a_session(self) -> list[tuple[sa.ColumnElement[bool], sa.ColumnElement[t.Any]]]:
+        """CASE branches keeping the expiry of a row whose ``sess`` is not a
+        session document (not an object with an object ``cookie``): a
+        corrupt entry is left as it is, its lifetime not extended (SPEC 7).
+        Separate branches, evaluated in order, so SQLite's ``json_type``
+        never sees text that is not JSON.
+        """
+        c = self.table.c
+        if self._dialect == "postgresql":
+            cookie = sa.func.json_typeof(c.sess.op("->")(sa.literal("cookie")))
+            return [
+                (sa.func.json_typeof(c.sess) != "object", c.expire),
+                (sa.or_(cookie.is_(None), cookie != "object"), c.expire),
+            ]
+        if self._dialect == "sqlite":
+            cookie = sa.func.json_type(c.sess, "$.cookie")
+            return [
+                (sa.func.json_valid(c.sess) == 0, c.expire),
+                (sa.func.json_type(c.sess) != "object", c.expire),
+                (sa.or_(cookie.is_(None), cookie != "object"), c.expire),
+            ]
+        return []
 
     def _touched_lifetime(self) -> sa.ColumnElement[t.Any] | None:
         """SQL for :func:`touched_ttl` of the row's document: its cookie's

@@ -364,6 +364,25 @@ def test_corrupt_row_is_left_in_place(store: SQLStore) -> None:
     assert sql_raw.raw(store, "bad") == b"[1, 2]"
 
 
+@pytest.mark.parametrize("raw", [b"[1, 2]", b'{"a": 1}', b'{"cookie": 5}', b"not json", b'"text"'])
+def test_reading_a_corrupt_row_does_not_extend_its_lifetime(store: SQLStore, raw: bytes) -> None:
+    """get_and_touch of a row that is no session document leaves it exactly
+    as it was, expiry included (SPEC 7: neither overwritten nor deleted).
+    """
+    sql_raw.plant(store, "bad", raw, ttl=5)
+    table = store.table
+
+    def expiry() -> t.Any:
+        with store.engine.connect() as conn:
+            query = sa.select(table.c.expire).where(table.c.sid == "bad")
+            return conn.execute(query).scalar_one()
+
+    before = expiry()
+    with pytest.raises(CorruptDocument):
+        store.get_and_touch("bad")
+    assert expiry() == before
+
+
 # -- outages and lock timeouts -------------------------------------------------------
 
 
