@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import contextlib
+import hashlib
 import logging
 import os
 import random
@@ -79,10 +80,16 @@ def _text(document: cabc.Mapping[str, t.Any]) -> str:
 USER_ID_LENGTH = 255
 
 
-def _checked_user(user: str) -> str:
-    if len(user) > USER_ID_LENGTH:
-        raise ValueError(f"SQLStore keeps user ids of at most {USER_ID_LENGTH} characters")
-    return user
+def _column_user(user: str) -> str:
+    """The ``user_id`` column's value for ``user``: the id itself, or for an
+    id too long for the column, a SHA-256 of it (with a prefix no id of that
+    length has). :meth:`SQLStore.index_sessions` checks each row's document,
+    so two ids sharing a column value never see each other's sessions.
+    """
+    if len(user) <= USER_ID_LENGTH:
+        return user
+    digest = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"sha256:{digest}"
 
 
 def _device_user(document: cabc.Mapping[str, t.Any]) -> str | None:
@@ -91,7 +98,13 @@ def _device_user(document: cabc.Mapping[str, t.Any]) -> str | None:
     """
     device = document.get(DEVICE_MEMBER)
     user = device.get("user") if isinstance(device, dict) else None
-    return _checked_user(user) if isinstance(user, str) else None
+    return user if isinstance(user, str) else None
+
+
+def _row_user(document: cabc.Mapping[str, t.Any]) -> str | None:
+    """The ``user_id`` column's value for a document about to be written."""
+    user = _device_user(document)
+    return None if user is None else _column_user(user)
 
 
 def session_table(name: str = "session", metadata: sa.MetaData | None = None) -> sa.Table:
@@ -499,7 +512,7 @@ class SQLStore(Store):
             "p_sid": sid,
             "p_sess": _text(session),
             "p_expire": expire,
-            "p_user": _device_user(session),
+            "p_user": _row_user(session),
         }
         if self._upsert is not None:
             conn.execute(self._upsert, params)
@@ -614,7 +627,7 @@ class SQLStore(Store):
             "now": now,
             "p_sess": _text(document),
             "p_expire": now + timedelta(seconds=ttl),
-            "p_user": _device_user(document),
+            "p_user": _row_user(document),
             **extra,
         }
         return bool(conn.execute(statement, params).rowcount)
@@ -627,10 +640,8 @@ class SQLStore(Store):
         under ``user`` before its document says so, and wrongly if that write
         fails). The row's own expiry is the entry's.
 
-        :raises ValueError: ``user`` is longer than the column.
         :raises RuntimeError: the table has no ``user_id`` column.
         """
-        _checked_user(user)
         if self._schema_unchecked:
             with self._connect():  # looks at the table once
                 pass
@@ -640,7 +651,7 @@ class SQLStore(Store):
         """Clear the row's ``user_id`` if it still names ``user``."""
         with self._connect() as conn:
             self._require_user_column()
-            conn.execute(self._index_remove, {"p_sid": sid, "p_user": user})
+            conn.execute(self._index_remove, {"p_sid": sid, "p_user": _column_user(user)})
 
     def index_sessions(self, user: str) -> dict[str, Document]:
         """The live rows of ``user``: one indexed ``SELECT``. Expired rows
@@ -649,8 +660,11 @@ class SQLStore(Store):
         """
         with self._connect() as conn:
             self._require_user_column()
-            rows = conn.execute(self._index_sessions, {"p_user": user, "now": _utcnow()}).all()
-        return decode_entries({sid: text for sid, text in rows})
+            params = {"p_user": _column_user(user), "now": _utcnow()}
+            rows = conn.execute(self._index_sessions, params).all()
+        documents = decode_entries({sid: text for sid, text in rows})
+        # A hashed column value may be shared (in theory): the document says.
+        return {sid: doc for sid, doc in documents.items() if _device_user(doc) == user}
 
     def _require_user_column(self) -> None:
         if not self._user_column:
