@@ -98,20 +98,23 @@ def created_at(document: Document, member: str = CREATED_MEMBER) -> int | None:
     return int(created) if 0 <= created <= _MAX_CREATED else None  # NaN compares False
 
 
-def touched_at(document: Document) -> float | None:
+def last_touch(document: Document, browser_lifetime: float) -> tuple[float, float] | None:
     """Return when a document's store lifetime was last extended (ms since
-    the epoch), or ``None`` if it cannot tell.
+    the epoch) and the lifetime (seconds) that gave it, or ``None`` if it
+    cannot tell.
 
     A touch resets the cookie to now plus its original max age, so for an
     expiring cookie that time is ``expires - originalMaxAge``; a
-    browser-session cookie has the ``_touched`` member instead.
+    browser-session cookie has the ``_touched`` member instead, and the
+    store's lifetime for it, ``browser_lifetime``.
     """
     cookie = document[COOKIE_MEMBER]
     expires = parse_expires(cookie.get("expires"))
     if expires is None:
-        return created_at(document, TOUCHED_MEMBER)
+        touched = created_at(document, TOUCHED_MEMBER)
+        return None if touched is None else (touched, browser_lifetime)
     original = lifetime_seconds(cookie.get("originalMaxAge"))
-    return None if original is None else (expires.timestamp() - original) * 1000
+    return None if original is None else ((expires.timestamp() - original) * 1000, original)
 
 
 class ConnectSessionInterface(SessionInterface):
@@ -318,12 +321,10 @@ class ConnectSessionInterface(SessionInterface):
         # so an interval as long as the lifetime cannot let an active
         # session expire between touches.
         interval = self.options.touch_after
-        last = touched_at(document) if interval else None
-        if last is None:
+        touch = last_touch(document, self.store.ttl) if interval else None
+        if touch is None:
             return False
-        lifetime = lifetime_seconds(document[COOKIE_MEMBER].get("originalMaxAge"))
-        if parse_expires(document[COOKIE_MEMBER].get("expires")) is None or lifetime is None:
-            lifetime = self.store.ttl  # a browser-session cookie's store lifetime
+        last, lifetime = touch
         return 0 <= time.time() * 1000 - last < min(interval, lifetime / 2) * 1000
 
     def load(self, session: ServerSession) -> None:
