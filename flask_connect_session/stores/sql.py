@@ -54,6 +54,21 @@ _LIBPQ_DRIVERS = frozenset(("psycopg", "psycopg2"))
 #: Attempts of SQLite's compare-and-swap merge before it gives up.
 CAS_ATTEMPTS = 100
 
+#: How many times a transaction the database rolled back as a deadlock
+#: victim is run again.
+DEADLOCK_ATTEMPTS = 5
+
+_T = t.TypeVar("_T")
+
+
+def _is_deadlock(exc: sa.exc.OperationalError) -> bool:
+    """Whether the database rolled the transaction back as a deadlock victim
+    (MySQL/MariaDB error 1213, PostgreSQL SQLSTATE 40P01).
+    """
+    orig = exc.orig
+    code = orig.args[0] if orig is not None and orig.args else None
+    return code == 1213 or getattr(orig, "sqlstate", None) == "40P01"
+
 
 def _utcnow() -> datetime:
     # Naive UTC: the column is a timestamp without time zone, so the value
@@ -547,6 +562,9 @@ class SQLStore(Store):
                 self._extend_to(sid, now, touched_ttl(document, self.ttl))
             return document
         # MariaDB/MySQL have no UPDATE ... RETURNING: read, then extend.
+        return self._retry_deadlocks(lambda: self._read_and_extend(sid, now))
+
+    def _read_and_extend(self, sid: str, now: datetime) -> Document | None:
         with self._connect(transaction=True) as conn:
             text = conn.execute(self._select, {"p_sid": sid, "now": now}).scalar()
             if text is None:
@@ -554,6 +572,20 @@ class SQLStore(Store):
             document = decode(text)
             self._extend_to(sid, now, touched_ttl(document, self.ttl), conn)
         return document
+
+    def _retry_deadlocks(self, operation: cabc.Callable[[], _T]) -> _T:
+        """Run a transaction, again (after a short random pause) when the
+        database chose it as a deadlock victim, as InnoDB and PostgreSQL ask:
+        the transaction was rolled back whole, so running it again is safe.
+        """
+        for attempt in range(DEADLOCK_ATTEMPTS):
+            try:
+                return operation()
+            except sa.exc.OperationalError as exc:
+                if attempt == DEADLOCK_ATTEMPTS - 1 or not _is_deadlock(exc):
+                    raise
+            time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+        raise AssertionError("unreachable")
 
     def _extend_to(
         self, sid: str, now: datetime, ttl: float, conn: sa.Connection | None = None
@@ -577,6 +609,12 @@ class SQLStore(Store):
         removed = list(removed)
         if self._dialect == "sqlite":
             return self._merge_by_swap(sid, changes, removed)
+        return self._retry_deadlocks(lambda: self._merge_locked(sid, changes, removed))
+
+    def _merge_locked(
+        self, sid: str, changes: cabc.Mapping[str, t.Any], removed: list[str]
+    ) -> bool:
+        # PostgreSQL and MariaDB/MySQL: lock the row, merge, write, commit.
         with self._connect(transaction=True) as conn:
             if self._dialect == "postgresql" and self._lock_timeout_per_merge:
                 conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}s'")

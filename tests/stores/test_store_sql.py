@@ -455,3 +455,68 @@ def test_mysql_url_on_mariadb(mariadb_server: MariaDBServer, mariadb_url: str) -
     sql_raw.plant(store, "dead", b'{"cookie":{}}', ttl=-1)
     assert store.prune() == 1 and store.length() == 1
     store.engine.dispose()
+
+
+def _real_deadlock(url: str) -> sa.exc.OperationalError:
+    """Make MariaDB pick a deadlock victim: two transactions each lock one
+    row, then ask for the other's. Return the victim's error.
+    """
+    import threading
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE dl (id INT PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO dl VALUES (1), (2)")
+    barrier = threading.Barrier(2)
+    errors: list[sa.exc.OperationalError] = []
+
+    def lock(first: int, second: int) -> None:
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"SELECT id FROM dl WHERE id = {first} FOR UPDATE")
+                barrier.wait(timeout=10)
+                conn.exec_driver_sql(f"SELECT id FROM dl WHERE id = {second} FOR UPDATE")
+        except sa.exc.OperationalError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=lock, args=pair) for pair in ((1, 2), (2, 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    engine.dispose()
+    assert len(errors) == 1
+    return errors[0]
+
+
+def test_a_deadlock_victim_is_run_again(mariadb_url: str) -> None:
+    """A transaction MariaDB rolled back as a deadlock victim (error 1213,
+    which concurrent merges and reads can meet) is run again; other errors
+    are not.
+    """
+    from flask_connect_session.stores.sql import _is_deadlock
+
+    deadlock = _real_deadlock(mariadb_url)
+    assert _is_deadlock(deadlock)
+    store = SQLStore(mariadb_url)
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise deadlock
+        return "done"
+
+    assert store._retry_deadlocks(flaky) == "done" and len(calls) == 3
+    other = sa.exc.OperationalError("SELECT 1", {}, Exception(2006, "server has gone away"))
+    assert not _is_deadlock(other)
+    calls.clear()
+
+    def down() -> str:
+        calls.append(1)
+        raise other
+
+    with pytest.raises(sa.exc.OperationalError):
+        store._retry_deadlocks(down)
+    assert len(calls) == 1
+    store.engine.dispose()
