@@ -119,15 +119,18 @@ def sentinel_client(
             "RedisStore needs redis-py: pip install flask-connect-session[redis]"
         ) from exc
     timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_connect_timeout}
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    # redis-py types Sentinel and master_for in some releases and not in
+    # others: "unused-ignore" keeps mypy quiet on both.
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         list(sentinels),
         sentinel_kwargs=timeouts,
         db=db,
         username=username,
         password=password,
-        **timeouts,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_connect_timeout,
     )
-    return sentinel.master_for(service_name)  # type: ignore[no-untyped-call]
+    return sentinel.master_for(service_name)  # type: ignore[no-untyped-call, unused-ignore]
 
 
 @contextlib.contextmanager
