@@ -12,8 +12,10 @@ from flask import has_app_context
 from flask import has_request_context
 from flask import session as flask_session
 
+from .calls import run
+from .interface import AppEnvironment
 from .interface import ConnectSessionInterface
-from .migrate import TakeoverSessionInterface
+from .migrate import parse_migrate_from
 from .options import Options
 from .options import config_secrets
 from .session import ServerSession
@@ -143,11 +145,9 @@ class ConnectSession:
                 f"CONNECT_SESSION_USER_KEY: {type(store).__name__} cannot keep the per-user"
                 " index; use MemoryStore, FileSystemStore, RedisStore or SQLStore"
             )
-        interface_class = (
-            TakeoverSessionInterface if options.migrate_from else ConnectSessionInterface
-        )
-        interface = interface_class(options, store)
-        interface.destroy_keeps = self._destroy_keeps
+        legacy = parse_migrate_from(app.config, options.key)
+        interface = ConnectSessionInterface(options, store, legacy)
+        interface.core.destroy_keeps = self._destroy_keeps
         app.session_interface = interface
         app.extensions["connect_session"] = self
         self._store = store
@@ -205,7 +205,7 @@ class ConnectSession:
         return interface
 
     def _index(self) -> UserIndex:
-        index = self._interface().users
+        index = self._interface().core.users
         if index is None:
             raise RuntimeError("CONNECT_SESSION_USER_KEY is not set: there is no user index")
         return index
@@ -230,7 +230,8 @@ class ConnectSession:
         .. versionadded:: 0.1
         """
         current = self._current()
-        infos = self._index().sessions(str(user), current.id if current is not None else None)
+        steps = self._index().sessions(str(user), current.id if current is not None else None)
+        infos = run(steps, self._environment(current))
         return sorted(infos.values(), key=lambda info: info.last_seen, reverse=True)
 
     def revoke(
@@ -252,18 +253,26 @@ class ConnectSession:
         .. versionadded:: 0.1
         """
         index, current = self._index(), self._current()
+        env = self._environment(current)
         user = str(user)
         current_sid = current.id if current is not None else None
         sids = [
             sid
-            for sid, info in index.sessions(user, current_sid).items()
+            for sid, info in run(index.sessions(user, current_sid), env).items()
             if (handle is None or info.handle == handle) and not (keep_current and info.current)
         ]
+        removed = 0
         if current is not None and current_sid in sids:
             sids.remove(current_sid)
-            removed = self._interface().destroy(current, reason="revoke")
-            return index.revoke(user, sids) + int(removed)
-        return index.revoke(user, sids)
+            removed = int(run(current._life.destroy("revoke"), current))
+        return run(index.revoke(user, sids), env) + removed
+
+    def _environment(self, current: ServerSession | None) -> ServerSession | AppEnvironment:
+        # The calls of a per-user operation run in the current request's
+        # session when there is one, else on the app's store.
+        if current is not None:
+            return current
+        return AppEnvironment(current_app._get_current_object(), self._interface().store)  # type: ignore[attr-defined]
 
 
 def _warn_memory_store() -> None:

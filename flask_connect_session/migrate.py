@@ -14,39 +14,36 @@ from __future__ import annotations
 import abc
 import collections.abc as cabc
 import dataclasses
+import functools
 import logging
 import re
 import typing as t
 from datetime import timedelta
 
-from flask import current_app
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadData
 from itsdangerous import Signer
 from itsdangerous import want_bytes
 
+from .calls import Blocking
+from .document import is_reserved
 from .errors import StoreError
-from .interface import ConnectSessionInterface
 from .options import _COOKIE_NAME
 from .options import parse_bool
 from .options import parse_seconds
 from .serialization import dumps_data
-from .serialization import is_reserved
 
 if t.TYPE_CHECKING:
     from flask import Config
     from flask import Flask
     from werkzeug.wrappers import Response
 
-    from .session import ServerSession
+    from .calls import Steps
 
 logger = logging.getLogger("flask_connect_session")
 
 #: The config key this module parses.
 CONFIG_KEY = "CONNECT_SESSION_MIGRATE_FROM"
-
-#: Where a request's :class:`Takeover` waits for the end of the request.
-_ENVIRON_KEY = "flask_connect_session.takeover"
 
 #: A Flask-Session id as a cookie may carry it: printable ASCII, bounded, so
 #: a client cannot make us look up arbitrary keys.
@@ -116,9 +113,11 @@ class LegacySource(abc.ABC):
         self.cookie = cookie
 
     @abc.abstractmethod
-    def take_over(self, value: str) -> Found | None:
+    def take_over(self, value: str, app: Flask) -> Found | None:
         """Return the legacy session a cookie value names, or ``None`` if the
         value does not verify or its session cannot be read (logged).
+
+        :param app: the application, whose secrets verify the cookie.
 
         :raises StoreError: the legacy store failed.
         """
@@ -156,8 +155,8 @@ class FlaskCookieSource(LegacySource):
         #: Oldest accepted cookie, in seconds.
         self.max_age = max_age
 
-    def take_over(self, value: str) -> Found | None:
-        serializer = _flask_cookie_sessions.get_signing_serializer(current_app)
+    def take_over(self, value: str, app: Flask) -> Found | None:
+        serializer = _flask_cookie_sessions.get_signing_serializer(app)
         if serializer is None:
             return None
         try:
@@ -213,17 +212,17 @@ class FlaskSessionSource(LegacySource):
         self._decoders = (msgspec.msgpack.Decoder(), msgspec.json.Decoder())
         self._decode_error = msgspec.DecodeError
 
-    def _sid(self, value: str) -> str | None:
+    def _sid(self, value: str, app: Flask) -> str | None:
         if self.signed:
-            signer = Signer(_flask_keys(current_app), salt="flask-session", key_derivation="hmac")
+            signer = Signer(_flask_keys(app), salt="flask-session", key_derivation="hmac")
             try:
                 value = signer.unsign(value).decode()
             except (BadData, UnicodeDecodeError):
                 return None
         return value if _SID.fullmatch(value) else None
 
-    def take_over(self, value: str) -> Found | None:
-        sid = self._sid(value)
+    def take_over(self, value: str, app: Flask) -> Found | None:
+        sid = self._sid(value, app)
         if sid is None:
             logger.info(
                 "legacy %s cookie %r does not verify: ignored", self.type, self.cookie.name
@@ -294,13 +293,38 @@ class FlaskSessionSource(LegacySource):
 
 @dataclasses.dataclass
 class Takeover:
-    """What a request's takeover leaves for the end of the request."""
+    """A request's takeover: what its legacy cookies gave, and what the end
+    of the request removes.
+    """
 
     #: The legacy sources whose cookie the request carried: all are deleted.
     present: list[LegacySource]
+    #: The data taken over (empty if no legacy cookie verified).
+    data: dict[str, t.Any] = dataclasses.field(default_factory=dict)
     #: The source taken over, and its record to discard, if one verified.
     source: LegacySource | None = None
     record: str | None = None
+
+    def finish(self, sid: str | None) -> Steps[None]:
+        """Discard the legacy record once our copy is saved, and log it.
+
+        :param sid: our stored session's id, or ``None`` if the request
+            ended it (logged out on the very request that took it over).
+        """
+        source = self.source
+        if source is None:
+            return
+        if self.record is not None:
+            yield Blocking(functools.partial(source.discard, self.record))
+        if sid is not None:
+            logger.info(
+                "took over a legacy %s session (cookie %r) as sid %.6s...",
+                source.type,
+                source.cookie.name,
+                sid,
+            )
+        else:
+            logger.info("took over a legacy %s session and ended it", source.type)
 
 
 def _clean(data: dict[str, t.Any], source: LegacySource) -> dict[str, t.Any] | None:
@@ -321,99 +345,29 @@ def _clean(data: dict[str, t.Any], source: LegacySource) -> dict[str, t.Any] | N
     return data
 
 
-def take_over(session: ServerSession, sources: cabc.Sequence[LegacySource]) -> dict[str, t.Any]:
-    """Return the data of the first legacy session the request's cookies name
-    and that verifies, or an empty dict; remember, for :func:`finish`, which
-    legacy cookies and record the end of the request removes.
+def find(
+    app: t.Any, cookies: cabc.Mapping[str, str], sources: cabc.Sequence[LegacySource]
+) -> Takeover | None:
+    """Return the takeover of a request with no session of ours: the data of
+    the first legacy session its cookies name that verifies, and which
+    legacy cookies and record the end of the request removes; ``None`` if it
+    carries no legacy cookie.
 
-    :raises StoreError: a legacy store failed; nothing is remembered, so
-        nothing legacy is deleted.
+    :param app: the application (its secrets verify legacy cookies).
+    :param cookies: the request's cookies.
+    :raises StoreError: a legacy store failed; nothing legacy is deleted.
     """
-    cookies = session.request.cookies
     present = [source for source in sources if cookies.get(source.cookie.name)]
     if not present:
-        return {}
+        return None
     takeover = Takeover(present)
-    data: dict[str, t.Any] = {}
     for source in present:
-        found = source.take_over(cookies[source.cookie.name])
+        found = source.take_over(cookies[source.cookie.name], app)
         cleaned = None if found is None else _clean(found.data, source)
         if found is not None and cleaned is not None:
-            takeover.source, takeover.record, data = source, found.record, cleaned
+            takeover.source, takeover.record, takeover.data = source, found.record, cleaned
             break
-    session.request.environ[_ENVIRON_KEY] = takeover
-    return data
-
-
-def _cookie_sent(response: Response, name: str) -> bool:
-    prefix = name + "="
-    return any(h.startswith(prefix) for h in response.headers.getlist("Set-Cookie"))
-
-
-def finish(session: ServerSession, response: Response, key: str) -> None:
-    """After the end-of-request lifecycle ran without error: delete the legacy
-    cookies of a takeover and the legacy record, and log the takeover.
-
-    Nothing legacy is removed when the session was saved but its cookie could
-    not be sent (a secure cookie over plain HTTP): the next request takes it
-    over again rather than losing it.
-
-    :param key: our cookie name.
-    """
-    takeover: Takeover | None = session.request.environ.pop(_ENVIRON_KEY, None)
-    if takeover is None:
-        return
-    if session.in_store and not _cookie_sent(response, key):
-        return
-    for source in takeover.present:
-        source.cookie.delete(response)
-    if takeover.source is None:
-        return
-    if takeover.record is not None:
-        takeover.source.discard(takeover.record)
-    source = takeover.source
-    if session.in_store:
-        logger.info(
-            "took over a legacy %s session (cookie %r) as sid %.6s...",
-            source.type,
-            source.cookie.name,
-            session.sid,
-        )
-    else:  # logged out on the very request that took it over
-        logger.info("took over a legacy %s session and ended it", source.type)
-
-
-class TakeoverSessionInterface(ConnectSessionInterface):
-    """:class:`~flask_connect_session.interface.ConnectSessionInterface` that
-    also takes over legacy sessions; ``init_app`` installs it when
-    ``CONNECT_SESSION_MIGRATE_FROM`` names any.
-
-    .. versionadded:: 0.1
-    """
-
-    def load(self, session: ServerSession) -> None:
-        """Load our session; with none, take over a legacy one (new id)."""
-        super().load(session)
-        # A header request (API client) ignores cookies, legacy ones too: its
-        # response must not set or delete any.
-        if not session.is_new or session.transport is not self.transports.cookie:
-            return
-        try:
-            data = take_over(session, self.options.migrate_from)
-        except BaseException:
-            session.loaded = False  # the next access tries again
-            raise
-        if data:
-            # A new session whose data differs from its (empty) original:
-            # saved at the end of the request like any written session.
-            session.data = data
-
-    def save_session(self, app: Flask, session: ServerSession, response: Response) -> None:  # type: ignore[override]
-        """Run the lifecycle, then remove what a takeover leaves behind."""
-        first = not session.ended
-        super().save_session(app, session, response)
-        if first:
-            finish(session, response, self.options.key)
+    return takeover
 
 
 # -- configuration -----------------------------------------------------------

@@ -79,8 +79,8 @@ def install_store(app: Flask, store: Store) -> SessionInterface:
     :raises RuntimeError: the app does not use :class:`ConnectSession`.
     """
     previous = session_interface(app)
-    interface = type(previous)(previous.options, store)
-    interface.destroy_keeps = previous.destroy_keeps
+    interface = type(previous)(previous.options, store, previous.legacy)
+    interface.core.destroy_keeps = previous.core.destroy_keeps
     app.session_interface = interface
     return previous
 
@@ -206,7 +206,8 @@ def session_headers(
         session.update(data)
     # The response of session_transaction is thrown away: sign the id as it
     # would have been sent.
-    return {name: sign(session.sid, session.secrets[0]) if session.in_store else ""}
+    life = session._life
+    return {name: sign(life.sid, life.secrets[0]) if life.in_store else ""}
 
 
 class ServerSessionAccess:

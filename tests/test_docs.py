@@ -30,6 +30,7 @@ from flask_connect_session import MemoryStore
 from flask_connect_session import testing
 from flask_connect_session.cli import session_cli
 from flask_connect_session.interface import ConnectSessionInterface
+from flask_connect_session.migrate import parse_migrate_from
 from flask_connect_session.options import CookieOptions
 from flask_connect_session.options import Options
 from flask_connect_session.options import config_secrets
@@ -156,7 +157,8 @@ def keys_the_code_reads() -> set[str]:
     read: set[str] = set()
     for extra in ({}, {"SECRET_KEY": "a", "SECRET_KEY_FALLBACKS": ["b"]}):
         config = RecordingConfig(".", {**Flask(__name__).config, **extra})
-        Options.from_config(config)
+        options = Options.from_config(config)
+        parse_migrate_from(config, options.key)
         config_secrets(config)
         read |= config.read
     return read

@@ -19,9 +19,9 @@ from cachelib import MemcachedCache
 from cachelib import SimpleCache
 from cachelib.serializers import BaseSerializer
 
+from ..document import decode
+from ..document import encode
 from ..errors import CorruptDocument
-from ..serialization import decode
-from ..serialization import encode
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store

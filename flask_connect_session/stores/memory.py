@@ -7,8 +7,8 @@ import threading
 import time
 import typing as t
 
-from ..serialization import decode
-from ..serialization import encode
+from ..document import decode
+from ..document import encode
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
