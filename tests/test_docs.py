@@ -173,9 +173,9 @@ def test_every_key_the_code_reads_is_documented() -> None:
 
 
 def test_known_keys_are_the_documented_settings() -> None:
-    """The keys init_app does not warn about (options.KNOWN_KEYS) are exactly
-    the CONNECT_SESSION_* settings the docs describe: a new setting cannot be
-    added without its docs, nor documented while warned about as a typo.
+    """The keys init_app accepts (options.KNOWN_KEYS) are exactly the
+    CONNECT_SESSION_* settings the docs describe: a new setting cannot be
+    added without its docs, nor documented while refused as a typo.
     """
     from flask_connect_session.options import KNOWN_KEYS
 
