@@ -32,6 +32,7 @@ from .options import parse_bool
 from .options import parse_seconds
 from .serialization import dumps_data
 from .serialization import is_reserved
+from .stores import missing_package
 
 if t.TYPE_CHECKING:
     from flask import Config
@@ -199,8 +200,7 @@ class FlaskSessionSource(LegacySource):
             import msgspec
         except ImportError as exc:
             raise ImportError(
-                "reading Flask-Session sessions needs msgspec:"
-                " pip install flask-connect-session[migrate]"
+                "reading Flask-Session sessions needs msgspec: pip install msgspec", name=exc.name
             ) from exc
         super().__init__(cookie)
         #: The Redis client.
@@ -496,7 +496,8 @@ def parse_migrate_from(config: Config, key: str) -> tuple[LegacySource, ...]:
     :param key: our cookie name, which no legacy cookie may share.
     :raises ValueError: a source is misconfigured; the message names the
         key, e.g. ``CONNECT_SESSION_MIGRATE_FROM[0]['type']``.
-    :raises ImportError: a Flask-Session source without msgspec or redis-py.
+    :raises ValueError: also for a Flask-Session source without msgspec
+        or redis-py, naming the package to install.
     """
     tables = config.get(CONFIG_KEY) or ()
     if not isinstance(tables, list | tuple):
@@ -504,7 +505,13 @@ def parse_migrate_from(config: Config, key: str) -> tuple[LegacySource, ...]:
     sources = []
     for index, table in enumerate(tables):
         where = f"{CONFIG_KEY}[{index}]"
-        source = _source(config, table, where)
+        try:
+            source = _source(config, table, where)
+        except ImportError as exc:
+            missing = missing_package(exc)
+            if missing is None:
+                raise
+            raise ValueError(f"{where}: {missing}") from None
         if source.cookie.name == key:
             raise ValueError(
                 f"{where}['cookie']: the legacy cookie {key!r} must differ from"

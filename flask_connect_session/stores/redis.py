@@ -65,7 +65,7 @@ def client_from_url(url: str) -> t.Any:
     try:
         import redis
     except ImportError as exc:
-        raise ImportError("RedisStore needs redis-py: pip install redis") from exc
+        raise ImportError("RedisStore needs redis-py: pip install redis", name=exc.name) from exc
     scheme, _, rest = url.partition("://")
     redis_scheme = _SCHEMES.get(scheme.lower())
     if redis_scheme is None:
@@ -115,9 +115,7 @@ def sentinel_client(
     try:
         from redis.sentinel import Sentinel
     except ImportError as exc:
-        raise ImportError(
-            "RedisStore needs redis-py: pip install flask-connect-session[redis]"
-        ) from exc
+        raise ImportError("RedisStore needs redis-py: pip install redis", name=exc.name) from exc
     timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_connect_timeout}
     # redis-py types Sentinel and master_for in some releases and not in
     # others: "unused-ignore" keeps mypy quiet on both.
