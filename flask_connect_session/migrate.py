@@ -30,6 +30,7 @@ from .interface import ConnectSessionInterface
 from .options import _COOKIE_NAME
 from .options import parse_bool
 from .options import parse_seconds
+from .serialization import check_finite
 from .serialization import dumps_data
 from .serialization import is_reserved
 from .stores import missing_package
@@ -314,7 +315,7 @@ def _clean(data: dict[str, t.Any], source: LegacySource) -> dict[str, t.Any] | N
         )
         data = {k: v for k, v in data.items() if k not in reserved}
     try:
-        dumps_data(data)
+        check_finite(*dumps_data(data), {})
     except TypeError as exc:
         logger.error("legacy %s session ignored: %s", source.type, exc)
         return None
