@@ -27,6 +27,7 @@ from flask import session
 import flask_connect_session
 from flask_connect_session import ConnectSession
 from flask_connect_session import MemoryStore
+from flask_connect_session import pytest_plugin
 from flask_connect_session import testing
 from flask_connect_session.cli import session_cli
 from flask_connect_session.interface import ConnectSessionInterface
@@ -334,7 +335,7 @@ def test_cli_page_covers_every_command_and_option() -> None:
 
 def test_testing_page_covers_every_fixture() -> None:
     text = (DOCS / "testing.rst").read_text()
-    fixtures = [name for name in vars(testing) if name.startswith("connect_session_")]
+    fixtures = [name for name in vars(pytest_plugin) if name.startswith("connect_session_")]
     assert len(fixtures) >= 3
     for name in fixtures:
         assert f".. py:function:: {name}()" in text, f"fixture {name} is not documented"

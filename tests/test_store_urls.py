@@ -7,9 +7,6 @@ right gets a suggestion, a password is redacted where it stands in the URL
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 import typing as t
 
 import pytest
@@ -17,6 +14,8 @@ from flask import Flask
 
 from flask_connect_session import ConnectSession
 from flask_connect_session.stores.base import scrub_url_secrets
+
+from without_packages import run_without
 
 
 def init_error(url: str) -> str:
@@ -102,29 +101,16 @@ def test_scrub_replaces_the_password_where_it_stands(url: str, text: str, expect
 
 # -- missing optional packages ---------------------------------------------
 
-#: Runs ``ConnectSession`` in a fresh interpreter in which the named
-#: top-level packages cannot be imported, as if they were not installed.
-_WITHOUT = """
+#: Runs ``ConnectSession`` with the config JSON in ``sys.argv[1]``.
+_INIT = """
 import json
 import sys
-
-BLOCKED = set(sys.argv[1].split(","))
-
-
-class NotInstalled:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-
-sys.meta_path.insert(0, NotInstalled())
 
 from flask import Flask
 from flask_connect_session import ConnectSession
 
 app = Flask(__name__)
-app.config.update(SECRET_KEY="s", TESTING=True, **json.loads(sys.argv[2]))
+app.config.update(SECRET_KEY="s", TESTING=True, **json.loads(sys.argv[1]))
 try:
     ConnectSession(app)
 except ValueError as exc:
@@ -135,15 +121,7 @@ else:
 
 
 def init_without(packages: str, config: dict[str, t.Any]) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_WITHOUT), packages, json.dumps(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    return run_without(packages, _INIT, json.dumps(config))
 
 
 @pytest.mark.parametrize(
