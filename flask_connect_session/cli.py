@@ -279,8 +279,10 @@ def clear_command(yes: bool) -> None:
         click.confirm(f"Delete every session in {type(store).__name__}?", abort=True)
 
     def clear() -> str:
-        store.clear()
-        return "cleared"
+        removed = store.clear()
+        if removed is None:
+            return f"cleared every session ({type(store).__name__}.clear() does not say how many)"
+        return f"cleared {removed} session(s)"
 
     def destroy_each() -> str:
         sids = list(store.all())

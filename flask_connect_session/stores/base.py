@@ -148,8 +148,10 @@ class Store(abc.ABC):
         """Return the number of live sessions. Optional."""
         _unsupported(self, "length")
 
-    def clear(self) -> None:
-        """Remove every session. Optional."""
+    def clear(self) -> int | None:
+        """Remove every session, and return how many live sessions that
+        removed (``None``: the store cannot tell). Optional.
+        """
         _unsupported(self, "clear")
 
     def prune(self) -> int:

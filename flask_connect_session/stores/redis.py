@@ -419,18 +419,26 @@ class RedisStore(Store):
         """
         return sum(1 for _ in self._session_keys())
 
-    def clear(self) -> None:
+    def clear(self) -> int:
         """Delete every key under the prefix that holds a session document,
         and the per-user index keys (sorted sets under ``index_prefix``); keys
-        of other applications that share the prefixes are left alone.
+        of other applications that share the prefixes are left alone. Returns
+        how many sessions went.
         """
-        keys = itertools.chain(self._session_keys(), self._index_keys())
+        removed = self._unlink(self._session_keys())
+        self._unlink(self._index_keys())
+        return removed
+
+    def _unlink(self, keys: cabc.Iterable[bytes | str]) -> int:
+        """Delete ``keys`` in batches; return how many existed."""
+        removed = 0
         for batch in _batches(keys):
             pipe = self.client.pipeline(transaction=False)
             for key in batch:
                 # One key per command: keys of a cluster live in many slots.
                 pipe.unlink(key)
-            pipe.execute()
+            removed += sum(pipe.execute())
+        return removed
 
     # -- the per-user index ------------------------------------------------
 

@@ -412,6 +412,7 @@ class SQLStore(Store):
             .where(c.expire > sa.bindparam("now"))
         )
         self._clear = sa.delete(self.table)
+        self._clear_live = sa.delete(self.table).where(c.expire > sa.bindparam("now"))
         self._prune = self._prune_statement()
 
     def _not_a_session(self) -> list[tuple[sa.ColumnElement[bool], sa.ColumnElement[t.Any]]]:
@@ -724,9 +725,12 @@ class SQLStore(Store):
         with self._connect() as conn:
             return int(conn.execute(self._count, {"now": _utcnow()}).scalar_one())
 
-    def clear(self) -> None:
-        with self._connect() as conn:
+    def clear(self) -> int:
+        with self._connect(transaction=True) as conn:
+            # Live rows first, to count them; then the expired ones.
+            removed = conn.execute(self._clear_live, {"now": _utcnow()}).rowcount
             conn.execute(self._clear)
+        return int(removed)
 
     def prune(self) -> int:
         """Delete expired rows, :data:`PRUNE_BATCH` at a time (one short
