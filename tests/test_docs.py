@@ -8,14 +8,19 @@ from __future__ import annotations
 import collections.abc as cabc
 import concurrent.futures
 import dataclasses
+import functools
 import importlib.util
+import logging
 import os
 import re
+import shlex
 import shutil
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
+import tomllib
 import typing as t
 import uuid
 from datetime import UTC
@@ -48,11 +53,14 @@ from flask_connect_session.interface import ConnectSessionInterface
 from flask_connect_session.options import CookieOptions
 from flask_connect_session.options import Options
 from flask_connect_session.options import config_secrets
+from flask_connect_session.signing import sign
 from flask_connect_session.testing import install_store
 from flask_connect_session.testing import server_session
 from flask_connect_session.testing import set_server_session
 
 from server_fixtures import serve_wsgi
+
+pytest_plugins = ("pytester",)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 EXAMPLES = DOCS / "examples"
@@ -318,6 +326,16 @@ def test_instance_folder_recipe(instance_recipe: t.Any, tmp_path: Path) -> None:
     lifetime = parsedate_to_datetime(expires.group(1)) - datetime.now(UTC)
     assert 7190 < lifetime.total_seconds() <= 7200
     assert client.get("/").text == "2"
+    # Rotation: a cookie signed with the fallback key still verifies, and
+    # the session it names is re-signed with the new key.
+    sid = testing.server_session_id(client)
+    assert sid is not None
+    fallback = app.config["SECRET_KEY_FALLBACKS"][0]
+    old_client = app.test_client()
+    old_client.set_cookie("myapp.sid", sign(sid, fallback))
+    assert old_client.get("/").text == "3"
+    renewed = old_client.get_cookie("myapp.sid")
+    assert renewed is not None and renewed.value == sign(sid, app.config["SECRET_KEY"])
 
 
 def test_instance_folder_recipe_environment_wins(
@@ -482,6 +500,12 @@ TESTED_PROGRAMS = {
     "docs/examples/counter.py": (
         "tests/test_docs.py::test_counter_recipe_keeps_every_concurrent_increment"
     ),
+    "docs/examples/production.py": "tests/test_docs.py::test_production_example",
+    "docs/examples/testing_app.py": "tests/test_docs.py::test_testing_examples",
+    "docs/examples/test_testing_app.py": "tests/test_docs.py::test_testing_examples",
+    "docs/examples/users_app.py": "tests/test_docs.py::test_users_example",
+    "docs/examples/store_objects.py": "tests/test_docs.py::test_store_objects_example",
+    "docs/examples/express_shared.py": "tests/test_docs.py::test_express_shared_example",
     "docs/examples/api_client.py": (
         "tests/test_example_app.py::test_api_client_recipe_runs_as_written"
     ),
@@ -755,3 +779,235 @@ def test_values_without_a_json_form_are_a_type_error(
     client = make_app().test_client()
     with pytest.raises(TypeError, match=r"^session\['x'\] cannot be stored as JSON"):
         set_server_session(client, {"x": value})
+
+
+def in_instance_folder(monkeypatch: pytest.MonkeyPatch, module: t.Any, tmp_path: Path) -> Path:
+    """Make the apps ``module`` builds use an instance folder under
+    ``tmp_path`` (not one beside the example); return it.
+    """
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    monkeypatch.setattr(module, "Flask", functools.partial(Flask, instance_path=str(instance)))
+    return instance
+
+
+def test_production_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """docs/examples/production.py: the secret from the instance folder, a
+    TLS Redis client with a private CA (built, not contacted), and ProxyFix:
+    the cookie is Secure exactly when the proxy says the request was HTTPS.
+    """
+    production = load_example(monkeypatch, "production.py")
+    instance = in_instance_folder(monkeypatch, production, tmp_path)
+    (instance / "settings.py").write_text('SECRET_KEY = "from the instance folder"\n')
+    app = production.create_app()
+    assert app.config["SECRET_KEY"] == "from the instance folder"
+    with app.app_context():
+        store = app.extensions["connect_session"].store
+    assert isinstance(store, RedisStore)
+    kwargs = store.client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["ssl_ca_certs"]) == (
+        "redis.internal",
+        6380,
+        "/etc/ssl/private-ca.pem",
+    )
+    assert options_of(app).touch_after == 60
+    install_store(app, MemoryStore())  # redis.internal is not reachable here
+    add_counter(app)
+    client = app.test_client()
+    proxied = client.get("/", headers={"X-Forwarded-Proto": "https"})
+    assert "; Secure" in proxied.headers["Set-Cookie"]
+    plain = app.test_client().get("/")
+    assert "Secure" not in plain.headers["Set-Cookie"]
+
+
+def test_testing_examples(pytester: pytest.Pytester) -> None:
+    """docs/examples/test_testing_app.py, run by pytest as a user's suite
+    would run it (the plugin loaded from its entry point), against
+    docs/examples/testing_app.py: every test passes.
+    """
+    for name in ("testing_app.py", "test_testing_app.py"):
+        shutil.copy(EXAMPLES / name, pytester.path / name)
+    result = pytester.runpytest("-p", "no:cacheprovider", "test_testing_app.py")
+    result.assert_outcomes(passed=8)
+
+
+def test_users_example(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/examples/users_app.py on a real Redis: the devices page lists
+    each login, logging one device out by its handle ends that session, a
+    password change ends every other one, and the signal receivers log and
+    count.
+    """
+    users = load_example(monkeypatch, "users_app.py")
+    app = users.app
+    app.testing = True
+    install_store(app, RedisStore(redis_url))
+
+    def device(agent: str, password: str = "correct horse") -> FlaskClient:
+        client = app.test_client()
+        client.environ_base["HTTP_USER_AGENT"] = agent
+        set_server_session(client, {"cart": [1]})  # a visitor's session, before login
+        form = {"user_id": "42", "password": password}
+        assert client.post("/login", data=form).location == "/devices"
+        return client
+
+    wrong = app.test_client().post("/login", data={"user_id": "42", "password": "guess"})
+    assert wrong.status_code == 403
+    with caplog.at_level(logging.INFO, logger=app.logger.name):
+        laptop, phone, tablet = device("Laptop"), device("Phone"), device("Tablet")
+    assert users.METRICS["sessions_created"] == 3
+    assert caplog.text.count("now belongs to 42") == 3
+    page = laptop.get("/devices").text
+    assert page.count("<li>") == 3 and "Laptop, seen" in page
+    listed = {
+        agent: handle
+        for agent, handle in re.findall(
+            r'<li>(\w+), seen.*?name="handle" value="([^"]+)"', page, re.S
+        )
+    }
+    assert set(listed) == {"Laptop", "Phone", "Tablet"}
+    marked = [entry.split(",")[0] for entry in page.split("<li>") if "(this one)" in entry]
+    assert marked == ["Laptop"]
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=app.logger.name):
+        laptop.post("/devices/logout", data={"handle": listed["Phone"]})
+    assert "of 42 ended: revoke" in caplog.text
+    assert phone.get("/devices").status_code == 401  # a new session: no user_id
+    assert laptop.get("/devices").text.count("<li>") == 2
+
+    response = laptop.post("/password", data={"password": "new horse"})
+    assert response.location == "/devices"
+    assert tablet.get("/devices").status_code == 401
+    assert laptop.get("/devices").text.count("<li>") == 1
+    assert device("Phone", "new horse").get("/devices").text.count("<li>") == 2
+
+
+@pytest.mark.parametrize(
+    ("use", "kind"),
+    [
+        ("use_a_redis_client", "RedisStore"),
+        ("use_flask_sqlalchemy", "SQLStore"),
+        ("use_a_sqlalchemy_engine", "SQLStore"),
+        ("use_a_cachelib_cache", "CachelibStore"),
+    ],
+)
+def test_store_objects_example(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str, use: str, kind: str
+) -> None:
+    """docs/examples/store_objects.py: each object given as
+    CONNECT_SESSION_STORE gets its store, which keeps a session.
+    """
+    pytest.importorskip("flask_sqlalchemy")
+    module = load_example(monkeypatch, "store_objects.py")
+    in_instance_folder(monkeypatch, module, tmp_path)
+    app = module.create_app(getattr(module, use), REDIS_URL=redis_url, TESTING=True)
+    with app.app_context():
+        store = app.extensions["connect_session"].store
+    assert type(store).__name__ == kind
+    client = app.test_client()
+    assert [client.get("/").text for _ in range(3)] == ["1", "2", "3"]
+    if kind == "SQLStore":
+        store.engine.dispose()
+
+
+def test_express_shared_example(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+    """docs/examples/express_shared.py: the secret list rotates (a cookie
+    signed with the old secret works and is re-signed with the new one)
+    and maxAge is express's milliseconds.
+    """
+    app = load_example(monkeypatch, "express_shared.py").app
+    app.testing = True
+    assert options_of(app).cookie.max_age == 86400
+    store = RedisStore(redis_url)
+    install_store(app, store)
+    add_counter(app)
+    store.set("from-express", {"cookie": {"originalMaxAge": 86400000, "expires": None}})
+    client = app.test_client()
+    client.set_cookie("connect.sid", sign("from-express", "old secret"))
+    assert client.get("/").text == "1"
+    assert client.get_cookie("connect.sid").value == sign("from-express", "new secret")  # type: ignore[union-attr]
+
+
+# -- the other blocks: TOML, URLs, commands ----------------------------------
+
+
+def _blocks_of(language: str) -> list[Block]:
+    blocks: list[Block] = []
+    for path in sorted(DOCS.glob("*.rst")):
+        text = path.read_text()
+        for match in re.finditer(
+            rf"^(\s*)\.\. code-block:: {language}\n\n((?:\1 .*\n|\n)+)", text, re.M
+        ):
+            number = text.count("\n", 0, match.start()) + 1
+            yield_code = textwrap.dedent(match.group(2)).strip("\n")
+            blocks.append(Block(f"{_shown(path)}:{number}", yield_code))
+    for path in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = path.read_text()
+        for match in re.finditer(rf"^```{language}\n(.*?)^```", text, re.M | re.S):
+            number = text.count("\n", 0, match.start()) + 1
+            blocks.append(Block(f"{_shown(path)}:{number}", match.group(1)))
+    return blocks
+
+
+@pytest.mark.parametrize("block", _blocks_of("toml"), ids=str)
+def test_toml_block_is_valid_config(block: Block) -> None:
+    """A TOML block parses, and every CONNECT_SESSION_* key in it is a setting."""
+    from flask_connect_session.options import KNOWN_KEYS
+
+    config = tomllib.loads(block.code)
+    assert config, block
+    for key in config:
+        if key.startswith("CONNECT_SESSION_"):
+            assert key in KNOWN_KEYS, f"{block}: {key} is not a setting"
+
+
+def test_store_urls_in_the_stores_page_have_known_schemes() -> None:
+    from flask_connect_session.stores import FACTORIES
+
+    urls = [
+        line.split()[0]
+        for block in _blocks_of("text")
+        if block.where.startswith("docs/stores.md")
+        for line in block.code.split("\n")
+        if "://" in line
+    ]
+    assert len(urls) >= 10
+    for url in urls:
+        scheme = url.partition("://")[0]
+        assert scheme in FACTORIES or scheme.partition("+")[0] + "+" in FACTORIES, url
+
+
+@pytest.fixture
+def served_example() -> cabc.Iterator[str]:
+    from example_app import create_app
+
+    with serve_wsgi(create_app()) as url:
+        yield url
+
+
+def test_the_curl_commands_of_the_api_clients_page(served_example: str) -> None:
+    """Run as written (against the served example app): ``-H 'X-Session-Id;'``
+    sends the header empty and gets a session in it, the id then names
+    the session; ``-H 'X-Session-Id: '`` sends no header at all.
+    """
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    page = (DOCS / "api-clients.rst").read_text()
+    commands = re.findall(r"^    \$ (curl .*)$", page, re.M)
+    assert len(commands) == 2
+
+    def curl(command: str) -> str:
+        argv = shlex.split(command.replace("http://127.0.0.1:5000", served_example))
+        return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
+
+    login = curl(commands[0])
+    assert login.startswith("HTTP/1.1 200") and login.endswith('{"user":"ann"}\n')
+    sid = re.search(r"^X-Session-Id: (\S+)$", login, re.M | re.I)
+    assert sid is not None and sid.group(1).startswith("s%3A")
+    assert "Set-Cookie" not in login
+    me = commands[1].replace("s%3AZ8qHkP...", sid.group(1))
+    assert curl(me) == '{"user":"ann"}\n'
+    dropped = curl(commands[0].replace("X-Session-Id;", "X-Session-Id: "))
+    assert dropped.startswith("HTTP/1.1 400")
