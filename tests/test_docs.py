@@ -1011,3 +1011,39 @@ def test_the_curl_commands_of_the_api_clients_page(served_example: str) -> None:
     assert curl(me) == '{"user":"ann"}\n'
     dropped = curl(commands[0].replace("X-Session-Id;", "X-Session-Id: "))
     assert dropped.startswith("HTTP/1.1 400")
+
+
+# -- the README ----------------------------------------------------------------
+
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_config_table_lists_every_setting() -> None:
+    from flask_connect_session.options import KNOWN_KEYS
+
+    rows = set(re.findall(r"^\| `(CONNECT_SESSION_\w+)` \|", README, re.M))
+    assert rows == KNOWN_KEYS
+
+
+def test_readme_names_every_store_that_keeps_the_user_index() -> None:
+    """The stores with the index methods, as the README lists them."""
+    from flask_connect_session.stores.base import INDEX_METHODS
+    from flask_connect_session.stores.filesystem import FileSystemStore
+    from flask_connect_session.stores.sql import SQLStore
+
+    for kind in (MemoryStore, FileSystemStore, RedisStore, SQLStore):
+        assert all(getattr(kind, m) is not getattr(Store, m) for m in INDEX_METHODS), kind
+    sentence = " ".join(README.split("user to their sessions (", 1)[1].split(")", 1)[0].split())
+    assert sentence == "memory, files, Redis, Redis Cluster and SQL"
+
+
+def test_readme_commands_install_from_the_lock() -> None:
+    """The example-app command installs the locked versions, so an upstream
+    release cannot break it; no install hint names the package on PyPI
+    (where it is not), except to say that it does not work.
+    """
+    command = "python3 -m pip install -c constraints/lock.txt -e . && flask --app example_app run"
+    assert command + " --debug" in README
+    for text in (README, *(path.read_text() for path in sorted(DOCS.glob("*.*")))):
+        hints = re.findall(r"pip install '?flask-connect-session\S*(.{0,40})", text, re.S)
+        assert all("does not work" in " ".join(after.split()) for after in hints), hints
