@@ -305,7 +305,8 @@ def prune_command() -> None:
     """
     store = _store()
     name = type(store).__name__
-    # The per-user index too (section 9: no leak), where the store keeps it
+    # The per-user index too (it must never grow without bound: docs/behaviour.rst,
+    # "Users and their devices"), where the store keeps it
     # apart from its sessions.
     _run(store, "index_prune", store.index_prune)
     if implements(store, "prune"):

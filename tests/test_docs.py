@@ -1047,3 +1047,23 @@ def test_readme_commands_install_from_the_lock() -> None:
     for text in (README, *(path.read_text() for path in sorted(DOCS.glob("*.*")))):
         hints = re.findall(r"pip install '?flask-connect-session\S*(.{0,40})", text, re.S)
         assert all("does not work" in " ".join(after.split()) for after in hints), hints
+
+
+def test_the_contract_is_in_the_repository() -> None:
+    """Code, tests and docs point to docs/behaviour.rst, never to a contract
+    a reader of the repository cannot open.
+    """
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    offending = []
+    for name in files:
+        path = ROOT / name
+        if path.suffix not in {".py", ".rst", ".md", ".toml", ".cfg", ".txt", ".js", ""}:
+            continue
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        offending += [
+            f"{name}: {line.strip()}" for line in text.split("\n") if re.search(r"\bSPEC\b", line)
+        ]
+    assert offending == []
+    assert "behaviour" in (DOCS / "index.rst").read_text()

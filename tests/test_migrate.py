@@ -1,5 +1,6 @@
 """Taking over Flask's cookie sessions and Flask-Session's Redis sessions
-(``CONNECT_SESSION_MIGRATE_FROM``, SPEC section 13).
+(``CONNECT_SESSION_MIGRATE_FROM``; docs/behaviour.rst, "Taking over existing
+sessions").
 
 The legacy sessions are made by the real thing: a Flask app with Flask's own
 cookie session, and a Flask-Session 0.8 app writing into the real

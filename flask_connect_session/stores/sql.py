@@ -418,7 +418,8 @@ class SQLStore(Store):
     def _not_a_session(self) -> list[tuple[sa.ColumnElement[bool], sa.ColumnElement[t.Any]]]:
         """CASE branches keeping the expiry of a row whose ``sess`` is not a
         session document (not an object with an object ``cookie``): a
-        corrupt entry is left as it is, its lifetime not extended (SPEC 7).
+        corrupt entry is left as it is, its lifetime not extended (docs/behaviour.rst,
+        "Errors").
         Separate branches, evaluated in order, so SQLite's ``json_type``
         never sees text that is not JSON.
         """

@@ -383,7 +383,8 @@ def test_corrupt_row_is_left_in_place(store: SQLStore) -> None:
 @pytest.mark.parametrize("raw", [b"[1, 2]", b'{"a": 1}', b'{"cookie": 5}', b"not json", b'"text"'])
 def test_reading_a_corrupt_row_does_not_extend_its_lifetime(store: SQLStore, raw: bytes) -> None:
     """get_and_touch of a row that is no session document leaves it exactly
-    as it was, expiry included (SPEC 7: neither overwritten nor deleted).
+    as it was, expiry included (a corrupt entry is neither overwritten nor
+    deleted: docs/behaviour.rst, "Errors").
     """
     sql_raw.plant(store, "bad", raw, ttl=5)
     table = store.table
