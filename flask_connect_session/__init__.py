@@ -29,7 +29,7 @@ def __getattr__(name: str) -> t.Any:
             from .stores.sql import SQLStore
         except ImportError as exc:
             raise ImportError(
-                f"SQLStore needs SQLAlchemy 2: pip install 'flask-connect-session[sql]' ({exc})"
+                f"SQLStore needs SQLAlchemy 2: pip install sqlalchemy ({exc})", name=exc.name
             ) from exc
         return SQLStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

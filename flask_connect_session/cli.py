@@ -279,8 +279,10 @@ def clear_command(yes: bool) -> None:
         click.confirm(f"Delete every session in {type(store).__name__}?", abort=True)
 
     def clear() -> str:
-        store.clear()
-        return "cleared"
+        removed = store.clear()
+        if removed is None:
+            return f"cleared every session ({type(store).__name__}.clear() does not say how many)"
+        return f"cleared {removed} session(s)"
 
     def destroy_each() -> str:
         sids = list(store.all())
@@ -303,7 +305,8 @@ def prune_command() -> None:
     """
     store = _store()
     name = type(store).__name__
-    # The per-user index too (section 9: no leak), where the store keeps it
+    # The per-user index too (it must never grow without bound: docs/behaviour.rst,
+    # "Users and their devices"), where the store keeps it
     # apart from its sessions.
     _run(store, "index_prune", store.index_prune)
     if implements(store, "prune"):

@@ -121,7 +121,10 @@ class ConnectSession:
     """
 
     def __init__(self, app: Flask | None = None) -> None:
-        self._store: Store | None = None
+        # Per-app state (the options, the store) lives in the interface
+        # installed on each app, never here; the constructor's app is kept
+        # only so that .store can answer outside an app context.
+        self._app = app
         # Shared with every interface this extension installs.
         self._destroy_keeps: set[str] = set()
         if app is not None:
@@ -150,7 +153,6 @@ class ConnectSession:
         interface.destroy_keeps = self._destroy_keeps
         app.session_interface = interface
         app.extensions["connect_session"] = self
-        self._store = store
         from .cli import session_cli
 
         app.cli.add_command(session_cli)
@@ -164,16 +166,27 @@ class ConnectSession:
 
     @property
     def store(self) -> Store:
-        """The live store: the current app's inside an app context, else the
-        store of the last app this extension was set up on.
+        """The live store of the current app, inside an app context; outside
+        one, of the app given to the constructor (``ConnectSession(app)``).
+
+        The store of the session interface installed on that app, so a store
+        installed later (:func:`~flask_connect_session.testing.install_store`)
+        is the one given.
+
+        :raises RuntimeError: outside an app context, an extension made
+            without an app (``init_app`` may have set it up on several); or
+            the app does not use this extension.
         """
         if has_app_context():
-            interface = current_app.session_interface
-            if isinstance(interface, ConnectSessionInterface):
-                return interface.store
-        if self._store is None:
-            raise RuntimeError("ConnectSession.init_app() has not been called")
-        return self._store
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+        elif self._app is not None:
+            app = self._app
+        else:
+            raise RuntimeError(
+                "ConnectSession.store needs an app context (with app.app_context():"
+                " ...), or an extension constructed with its app: ConnectSession(app)"
+            )
+        return self._interface(app).store
 
     def keep_on_destroy(self, *keys: str) -> None:
         """Carry these data keys over when :meth:`session.destroy()
@@ -198,10 +211,18 @@ class ConnectSession:
 
     # -- users and their devices ------------------------------------------
 
-    def _interface(self) -> ConnectSessionInterface:
-        interface = current_app.session_interface
-        if not isinstance(interface, ConnectSessionInterface):
-            raise RuntimeError("ConnectSession is not set up on the current app")
+    def _interface(self, app: Flask | None = None) -> ConnectSessionInterface:
+        """The session interface this extension installed on ``app`` (by
+        default the current app), which holds that app's options and store.
+        """
+        if app is None:
+            app = t.cast("Flask", current_app._get_current_object())  # type: ignore[attr-defined]
+        interface = app.session_interface
+        if (
+            not isinstance(interface, ConnectSessionInterface)
+            or app.extensions.get("connect_session") is not self
+        ):
+            raise RuntimeError(f"ConnectSession is not set up on app {app.name!r}")
         return interface
 
     def _index(self) -> UserIndex:

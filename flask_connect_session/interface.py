@@ -25,6 +25,7 @@ from .serialization import DEVICE_MEMBER
 from .serialization import TAGGED_PREFIX
 from .serialization import TOUCHED_MEMBER
 from .serialization import check_document
+from .serialization import check_finite
 from .serialization import dumps
 from .serialization import is_reserved
 from .serialization import load_data
@@ -247,6 +248,7 @@ class ConnectSessionInterface(SessionInterface):
         session.sid = self.options.genid(session.request)
         if not keep_original:
             session.original_id, session.original_text = session.sid, "{}"
+            session.loaded_values = {}
         session.data = data
         session.cookie_obj = self.new_cookie(session.request)
         session.cookie_document = None
@@ -280,7 +282,7 @@ class ConnectSessionInterface(SessionInterface):
             return True
 
         session.data, base = load_data(stored, trusted)
-        session.base = base
+        session.base = session.loaded_values = base
         # The Cookie object is built only if the request needs it.
         session.cookie_obj = None
         session.cookie_document = document[COOKIE_MEMBER]
@@ -441,7 +443,10 @@ class ConnectSessionInterface(SessionInterface):
     def _write(self, session: ServerSession, tagged: dict[str, t.Any], text: str) -> None:
         """Store the session: only the changed keys for a stored session,
         the whole document for a new one.
+
+        :raises TypeError: a new value holds NaN or an infinity.
         """
+        check_finite(tagged, text, session.loaded_values)
         cookie = session.cookie.to_document()
         device, old_device = None, session.device
         if self.users is not None:

@@ -30,8 +30,10 @@ from .interface import ConnectSessionInterface
 from .options import _COOKIE_NAME
 from .options import parse_bool
 from .options import parse_seconds
+from .serialization import check_finite
 from .serialization import dumps_data
 from .serialization import is_reserved
+from .stores import missing_package
 
 if t.TYPE_CHECKING:
     from flask import Config
@@ -199,8 +201,7 @@ class FlaskSessionSource(LegacySource):
             import msgspec
         except ImportError as exc:
             raise ImportError(
-                "reading Flask-Session sessions needs msgspec:"
-                " pip install flask-connect-session[migrate]"
+                "reading Flask-Session sessions needs msgspec: pip install msgspec", name=exc.name
             ) from exc
         super().__init__(cookie)
         #: The Redis client.
@@ -314,7 +315,7 @@ def _clean(data: dict[str, t.Any], source: LegacySource) -> dict[str, t.Any] | N
         )
         data = {k: v for k, v in data.items() if k not in reserved}
     try:
-        dumps_data(data)
+        check_finite(*dumps_data(data), {})
     except TypeError as exc:
         logger.error("legacy %s session ignored: %s", source.type, exc)
         return None
@@ -496,7 +497,8 @@ def parse_migrate_from(config: Config, key: str) -> tuple[LegacySource, ...]:
     :param key: our cookie name, which no legacy cookie may share.
     :raises ValueError: a source is misconfigured; the message names the
         key, e.g. ``CONNECT_SESSION_MIGRATE_FROM[0]['type']``.
-    :raises ImportError: a Flask-Session source without msgspec or redis-py.
+    :raises ValueError: also for a Flask-Session source without msgspec
+        or redis-py, naming the package to install.
     """
     tables = config.get(CONFIG_KEY) or ()
     if not isinstance(tables, list | tuple):
@@ -504,7 +506,13 @@ def parse_migrate_from(config: Config, key: str) -> tuple[LegacySource, ...]:
     sources = []
     for index, table in enumerate(tables):
         where = f"{CONFIG_KEY}[{index}]"
-        source = _source(config, table, where)
+        try:
+            source = _source(config, table, where)
+        except ImportError as exc:
+            missing = missing_package(exc)
+            if missing is None:
+                raise
+            raise ValueError(f"{where}: {missing}") from None
         if source.cookie.name == key:
             raise ValueError(
                 f"{where}['cookie']: the legacy cookie {key!r} must differ from"

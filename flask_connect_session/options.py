@@ -33,51 +33,95 @@ logger = logging.getLogger("flask_connect_session")
 
 Unset = t.Literal["destroy", "keep"]
 
-#: Every ``CONNECT_SESSION_*`` key the SPEC names; any other key with that
-#: prefix is a typo, warned about at ``init_app``.
-KNOWN_KEYS = frozenset(
-    "CONNECT_SESSION_" + name
-    for name in (
-        "KEY",
-        "SECRET",
-        "COOKIE",
-        "PROXY",
-        "STORE",
-        "ROLLING",
-        "RESAVE",
-        "SAVE_UNINITIALIZED",
-        "UNSET",
-        "GENID",
-        "KEY_PREFIX",
-        "TTL",
-        "ABSOLUTE_TIMEOUT",
-        "TOUCH_AFTER",
-        "USER_KEY",
-        "HEADER",
-        "SQL_TABLE",
-        "MIGRATE_FROM",
-    )
+#: The prefix of every setting of this extension.
+PREFIX = "CONNECT_SESSION_"
+
+#: Every setting, without :data:`PREFIX`: a new setting is one more line
+#: here (and its ``confval`` in docs/configuration.rst). Any other key with
+#: the prefix is a typo, a ``ValueError`` at ``init_app``.
+SETTINGS = (
+    "KEY",
+    "SECRET",
+    "COOKIE",
+    "PROXY",
+    "STORE",
+    "ROLLING",
+    "RESAVE",
+    "SAVE_UNINITIALIZED",
+    "UNSET",
+    "GENID",
+    "KEY_PREFIX",
+    "TTL",
+    "ABSOLUTE_TIMEOUT",
+    "TOUCH_AFTER",
+    "USER_KEY",
+    "HEADER",
+    "SQL_TABLE",
+    "MIGRATE_FROM",
 )
 
+#: Every ``CONNECT_SESSION_*`` key this extension reads.
+KNOWN_KEYS = frozenset(PREFIX + name for name in SETTINGS)
 
-_PREFIX_LENGTH = len("CONNECT_SESSION_")
-_KNOWN_SUFFIXES = sorted(key[_PREFIX_LENGTH:] for key in KNOWN_KEYS)
+#: How alike (:class:`difflib.SequenceMatcher` ratio, separators and case
+#: ignored) a key without our prefix must be to one of ours to be warned
+#: about: ``CONNECT_SESION_TTL`` is, Flask-Session's ``SESSION_KEY_PREFIX``
+#: (0.82 to ``CONNECT_SESSION_KEY_PREFIX``) is not.
+NEAR_MISS_RATIO = 0.9
 
 
-def warn_unknown_keys(config: cabc.Mapping[str, t.Any]) -> None:
-    """Log a warning for each ``CONNECT_SESSION_*`` key that is not a known
-    setting (a misspelt key would otherwise be ignored silently), naming the
-    closest known key.
+def _squeeze(key: str) -> str:
+    # Case and separators ignored: "connect-session-store" is a near miss.
+    return re.sub(r"[^0-9A-Z]", "", key.upper())
+
+
+_SQUEEZED_KEYS = {_squeeze(key): key for key in sorted(KNOWN_KEYS)}
+
+
+def check_keys(config: cabc.Mapping[str, t.Any]) -> None:
+    """Refuse unknown settings, and warn about keys that look like ours.
+
+    A ``CONNECT_SESSION_*`` key that is not a setting is a typo (such as
+    ``CONNECT_SESSION_STOR``, which would otherwise leave the app on the
+    per-process memory store): a ``ValueError`` naming it and the closest
+    setting. A key that nearly has the prefix (``CONNECT_SESION_TTL``,
+    ``CONNECT_SESSIONS_STORE``, ``connect_session_store``, the environment
+    variable's ``FLASK_CONNECT_SESSION_STORE``) may be another extension's,
+    so it is only logged as a warning naming the setting it resembles.
+
+    :raises ValueError: an unknown ``CONNECT_SESSION_*`` key, naming it.
     """
-    for name in sorted(
-        k for k in config if isinstance(k, str) and k.startswith("CONNECT_SESSION_")
-    ):
-        if name in KNOWN_KEYS:
-            continue
-        # Compared without the shared prefix, which would make any key close.
-        close = difflib.get_close_matches(name[_PREFIX_LENGTH:], _KNOWN_SUFFIXES, n=1)
-        hint = f"; did you mean CONNECT_SESSION_{close[0]}?" if close else ""
-        logger.warning("unknown setting %s is ignored%s", name, hint)
+    for key in sorted(k for k in config if isinstance(k, str) and k not in KNOWN_KEYS):
+        if key.startswith(PREFIX):
+            raise ValueError(f"{key}: {_unknown_setting(key[len(PREFIX) :])}")
+        resembled = _resembled_key(key)
+        if resembled is not None:
+            logger.warning("%s is not a setting and is ignored; did you mean %s?", key, resembled)
+
+
+def _unknown_setting(name: str) -> str:
+    # Compared without the shared prefix, which would make any key close.
+    close = difflib.get_close_matches(name.strip("_"), SETTINGS, n=1)
+    if close:
+        return f"not a setting; did you mean {PREFIX}{close[0]}?"
+    closest = difflib.get_close_matches(name, SETTINGS, n=1, cutoff=0)
+    return (
+        f"not a setting of flask-connect-session (closest: {PREFIX}{closest[0]};"
+        " every setting is in docs/configuration.rst)"
+    )
+
+
+def _resembled_key(key: str) -> str | None:
+    """The setting ``key`` nearly names, if any (``key`` lacks our prefix)."""
+    squeezed = _squeeze(key)
+    best, best_ratio = None, NEAR_MISS_RATIO
+    for candidate, known in _SQUEEZED_KEYS.items():
+        if squeezed.endswith(candidate):  # FLASK_CONNECT_SESSION_..., case
+            return known
+        matcher = difflib.SequenceMatcher(None, squeezed, candidate, autojunk=False)
+        if matcher.real_quick_ratio() >= best_ratio and matcher.ratio() >= best_ratio:
+            best, best_ratio = known, matcher.ratio()
+    return best
 
 
 GenId = cabc.Callable[["Request"], str]
@@ -433,7 +477,7 @@ class Options:
         from .migrate import parse_migrate_from
 
         check_secrets(config)
-        warn_unknown_keys(config)
+        check_keys(config)
         get = config.get
         p = "CONNECT_SESSION_"
         unset = get(p + "UNSET", "destroy")

@@ -82,6 +82,10 @@ class ServerSession(SessionMixin):
     #: The stored (tagged) values as last loaded or saved: what a save
     #: compares key by key to write only the changes.
     base: dict[str, t.Any]
+    #: The stored (tagged) values the session was loaded with, kept across
+    #: :meth:`regenerate`: a NaN or infinity among them (stored by another
+    #: app or an older version) may be written back as it is, never anew.
+    loaded_values: dict[str, t.Any]
     #: The MAC (see :mod:`.provenance`) of each stored value this extension
     #: wrote with tags, by key, as last loaded or saved.
     tag_macs: dict[str, str]

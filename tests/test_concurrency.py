@@ -1,5 +1,6 @@
-"""Concurrent requests for one session, through a real gunicorn (SPEC section 6),
-and lazy loading measured on a real Redis (SPEC section 4).
+"""Concurrent requests for one session, through a real gunicorn (docs/behaviour.rst,
+"Concurrency"), and lazy loading measured on a real Redis (docs/behaviour.rst,
+"When sessions are loaded, saved and touched").
 
 The gunicorn tests run tests/concurrency_app.py with each built-in store kind
 that a multi-threaded or multi-process server can share: the memory store

@@ -2,9 +2,10 @@
 
 Ported from pallets/flask ``tests/test_basic.py`` (``test_session*``,
 ``test_flashes``, ``test_extended_flashing``) and ``tests/test_testing.py``
-(``session_transaction``, ``test_redirect_session``). Where the SPEC documents
-a deliberate difference from Flask's cookie session, the test asserts our
-behaviour and says so in a comment. Every test runs once per store kind.
+(``session_transaction``, ``test_redirect_session``). Where we differ from
+Flask's cookie session on purpose (docs/behaviour.rst, "Deliberate
+differences"), the test asserts our behaviour and says so in a comment.
+Every test runs once per store kind.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def _settings_app(make_app: t.Any) -> Flask:
 def test_session_using_session_settings(make_app: t.Any) -> None:
     """``SESSION_COOKIE_*`` settings shape the cookie, and its deletion.
 
-    Difference (SPEC): the cookie is secure, so it is only sent over HTTPS;
+    Difference (deliberate): the cookie is secure, so it is only sent over HTTPS;
     Flask's test uses plain HTTP, here the request is HTTPS.
     """
     app = _settings_app(make_app)
@@ -207,7 +208,7 @@ def test_session_using_session_settings(make_app: t.Any) -> None:
 
 
 def test_session_settings_secure_cookie_not_sent_over_http(make_app: t.Any, store: Store) -> None:
-    """Difference (SPEC): with ``SESSION_COOKIE_SECURE`` the cookie is never
+    """Difference (deliberate): with ``SESSION_COOKIE_SECURE`` the cookie is never
     sent over plain HTTP (Flask sends it); the session is still saved.
     """
     app = _settings_app(make_app)
@@ -225,7 +226,7 @@ def test_session_settings_secure_cookie_not_sent_over_http(make_app: t.Any, stor
 def test_session_using_samesite_attribute(make_app: t.Any) -> None:
     """``SESSION_COOKIE_SAMESITE`` sets ``SameSite``.
 
-    Difference (SPEC): config is read at ``init_app``, so an invalid value is
+    Difference (deliberate): config is read at ``init_app``, so an invalid value is
     a ``ValueError`` there (Flask raises it at the first request).
     """
     with pytest.raises(ValueError, match="samesite"):
@@ -325,7 +326,7 @@ def test_session_expiration(make_app: t.Any) -> None:
 def test_session_made_non_permanent_gets_browser_session_cookie(make_app: t.Any) -> None:
     """The last step of Flask's ``test_session_expiration``: a permanent
     session set back to ``permanent = False`` is sent a browser-session cookie
-    (no ``Expires``), as ``session.permanent`` "keeps its meaning" (SPEC 2).
+    (no ``Expires``): ``session.permanent`` keeps its meaning in Flask.
     """
     permanent = [True]
     client = _expiration_app(make_app, permanent).test_client()
@@ -479,7 +480,7 @@ def test_session_cookie_setting(
 
 
 def test_permanent_session_not_refreshed_by_untouching_request(make_app: t.Any) -> None:
-    """Difference (SPEC): a permanent session is refreshed on requests that
+    """Difference (deliberate): a permanent session is refreshed on requests that
     touch it, not on requests that never do (Flask refreshes on every one).
     """
     app = make_app(CONNECT_SESSION_KEY=KEY, SESSION_REFRESH_EACH_REQUEST=True)
@@ -498,7 +499,7 @@ def test_permanent_session_not_refreshed_by_untouching_request(make_app: t.Any) 
 
 
 def test_browser_session_cookie_not_resent_on_change(make_app: t.Any, store: Store) -> None:
-    """Difference (SPEC): a browser-session cookie is sent once, not re-sent
+    """Difference (deliberate): a browser-session cookie is sent once, not re-sent
     when the session changes (Flask re-sends it); the change is saved.
     """
     client = make_app(CONNECT_SESSION_KEY=KEY).test_client()
@@ -581,7 +582,7 @@ def test_session_vary_cookie(make_app: t.Any) -> None:
 def test_session_refresh_vary(make_app: t.Any) -> None:
     """``Vary: Cookie`` on login.
 
-    Difference (SPEC): Flask also adds it to a request that ignores the
+    Difference (deliberate): Flask also adds it to a request that ignores the
     session (its permanent cookie is refreshed there); ours neither loads nor
     refreshes an untouched session, so that response has no ``Vary``.
     """
@@ -690,7 +691,7 @@ def test_extended_flashing(make_app: t.Any) -> None:
 
 
 def test_flash_after_destroy(make_app: t.Any, store: Store) -> None:
-    """SPEC: logout (``destroy()``) followed by ``flash()`` works: the message
+    """Logout (``destroy()``) followed by ``flash()`` works: the message
     lives in a new session with a new id.
     """
     app = make_app(CONNECT_SESSION_KEY=KEY)
@@ -792,7 +793,7 @@ def test_session_transaction_needs_cookies(make_app: t.Any) -> None:
             pass
 
 
-# -- our session object: SPEC section 4 --------------------------------------
+# -- our session object (docs/behaviour.rst, "When sessions are loaded...") ---
 
 
 def test_nested_mutation_is_saved(make_app: t.Any, store: Store) -> None:

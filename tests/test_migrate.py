@@ -1,5 +1,6 @@
 """Taking over Flask's cookie sessions and Flask-Session's Redis sessions
-(``CONNECT_SESSION_MIGRATE_FROM``, SPEC section 13).
+(``CONNECT_SESSION_MIGRATE_FROM``; docs/behaviour.rst, "Taking over existing
+sessions").
 
 The legacy sessions are made by the real thing: a Flask app with Flask's own
 cookie session, and a Flask-Session 0.8 app writing into the real
@@ -148,6 +149,21 @@ def test_flask_cookie_session_is_taken_over_with_its_tagged_types() -> None:
     assert read(again)["id"] == body["id"] and read(again)["new"] is False
     assert read(again)["data"] == body["data"]
     assert set_cookies(again, LEGACY) == []
+
+
+def test_a_legacy_session_holding_nan_is_ignored_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Flask's cookie session writes NaN as Python's json does; our store
+    cannot hold it (JSON has no NaN), so the legacy session is logged and
+    ignored, as one holding any other unstorable value is: never a 500.
+    """
+    app = our_app([{"type": "flask-cookie"}])
+    client = with_cookie(app, LEGACY, flask_cookie({"user_id": 42, "ratio": float("nan")}))
+    with caplog.at_level(logging.ERROR, logger="flask_connect_session"):
+        rv = client.get("/data")
+    assert read(rv)["data"] == {} and deletes(rv, LEGACY)
+    assert "legacy flask-cookie session ignored: session['ratio'] cannot be stored" in caplog.text
 
 
 def test_each_takeover_gets_a_new_id() -> None:

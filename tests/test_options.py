@@ -307,7 +307,6 @@ def test_extension_registers_itself_and_the_store() -> None:
     ext = ConnectSession()
     ext.init_app(app)
     assert app.extensions["connect_session"] is ext
-    assert ext.store is store
     with app.app_context():
         assert app.extensions["connect_session"].store is store
     assert "session" in app.cli.commands
@@ -322,32 +321,86 @@ def test_memory_store_url_builds_a_memory_store() -> None:
     assert ext.store.ttl == 42
 
 
-def test_misspelt_key_is_warned_about_with_the_closest_known_key(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """An unknown CONNECT_SESSION_* key is not silently ignored."""
+def init(**config: t.Any) -> None:
     app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY="s", TESTING=True, CONNECT_SESSION_ROLLNG=True, CONNECT_SESSION_ZZZZZZZZ=1
-    )
+    app.config.update(SECRET_KEY="s", TESTING=True, **config)
+    ConnectSession(app)
+
+
+@pytest.mark.parametrize(
+    ("key", "closest"),
+    [
+        ("CONNECT_SESSION_STOR", "CONNECT_SESSION_STORE"),
+        ("CONNECT_SESSION_ROLLNG", "CONNECT_SESSION_ROLLING"),
+        ("CONNECT_SESSION_USERKEY", "CONNECT_SESSION_USER_KEY"),
+        ("CONNECT_SESSION__STORE", "CONNECT_SESSION_STORE"),
+    ],
+)
+def test_misspelt_key_is_an_error_naming_the_closest_known_key(key: str, closest: str) -> None:
+    """A typo such as CONNECT_SESSION_STOR must never leave the app on the
+    per-process memory store with only a log line to show for it.
+    """
+    with pytest.raises(ValueError) as info:
+        init(**{key: "redis://localhost:6379/0"})
+    assert str(info.value).startswith(f"{key}: ")
+    assert f"did you mean {closest}?" in str(info.value)
+
+
+def test_unknown_key_with_no_close_setting_is_an_error_naming_the_closest() -> None:
+    with pytest.raises(ValueError, match=r"^CONNECT_SESSION_ZZZZZZZZ: not a setting") as info:
+        init(CONNECT_SESSION_ZZZZZZZZ=1)
+    assert "closest: CONNECT_SESSION_" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "resembles"),
+    [
+        ("CONNECT_SESION_TTL", "CONNECT_SESSION_TTL"),
+        ("CONNECT_SESSIONS_STORE", "CONNECT_SESSION_STORE"),
+        ("CONECT_SESSION_ROLLING", "CONNECT_SESSION_ROLLING"),
+        ("CONNECTSESSION_STORE", "CONNECT_SESSION_STORE"),
+        ("CONNECT-SESSION-STORE", "CONNECT_SESSION_STORE"),
+        ("connect_session_store", "CONNECT_SESSION_STORE"),
+        ("FLASK_CONNECT_SESSION_STORE", "CONNECT_SESSION_STORE"),
+        ("CONNECT_SESSON_KEY_PREFIX", "CONNECT_SESSION_KEY_PREFIX"),
+    ],
+)
+def test_near_miss_of_the_prefix_is_warned_about(
+    key: str, resembles: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key that nearly has our prefix is no setting of ours, so it cannot
+    be an error (it may be another extension's), but it must not pass
+    silently either.
+    """
     with caplog.at_level(logging.WARNING, logger="flask_connect_session"):
-        ConnectSession(app)
+        init(**{key: "redis://localhost:6379/0"})
     messages = [r.getMessage() for r in caplog.records]
-    assert (
-        "unknown setting CONNECT_SESSION_ROLLNG is ignored; did you mean CONNECT_SESSION_ROLLING?"
-        in messages
-    )
-    assert "unknown setting CONNECT_SESSION_ZZZZZZZZ is ignored" in messages
+    assert f"{key} is not a setting and is ignored; did you mean {resembles}?" in messages
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        # Flask-Session's keys, which a migrating app keeps (Flask's own are
+        # in every app's config), and another extension's.
+        "SESSION_KEY_PREFIX",
+        "SESSION_TYPE",
+        "SESSION_REDIS",
+        "SESSION_USE_SIGNER",
+        "SESSION_PERMANENT",
+        "SQLALCHEMY_DATABASE_URI",
+    ],
+)
+def test_other_keys_are_not_warned_about(key: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="flask_connect_session"):
+        init(**{key: None})
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 def test_known_keys_are_not_warned_about(caplog: pytest.LogCaptureFixture) -> None:
-    app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY="s", TESTING=True, CONNECT_SESSION_ROLLING=True, CONNECT_SESSION_TTL=60
-    )
     with caplog.at_level(logging.WARNING, logger="flask_connect_session"):
-        ConnectSession(app)
-    assert not [r for r in caplog.records if "unknown setting" in r.getMessage()]
+        init(CONNECT_SESSION_ROLLING=True, CONNECT_SESSION_TTL=60)
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 def test_misspelt_cookie_key_suggests_the_right_one() -> None:

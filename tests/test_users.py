@@ -1,4 +1,5 @@
-"""Users and their devices (SPEC section 9) and the signals (section 10), on
+"""Users and their devices and the signals (docs/behaviour.rst, "Users and
+their devices" and "Signals"), on
 every store that keeps the per-user index: memory, files, a real
 redis-server and the real 3-node Redis Cluster.
 """

@@ -148,8 +148,10 @@ class Store(abc.ABC):
         """Return the number of live sessions. Optional."""
         _unsupported(self, "length")
 
-    def clear(self) -> None:
-        """Remove every session. Optional."""
+    def clear(self) -> int | None:
+        """Remove every session, and return how many live sessions that
+        removed (``None``: the store cannot tell). Optional.
+        """
         _unsupported(self, "clear")
 
     def prune(self) -> int:
@@ -280,14 +282,35 @@ def redact_url(url: str) -> str:
 
 
 def scrub_url_secrets(text: str, url: str) -> str:
-    """Return ``text`` (a message about ``url``) with the URL and every
-    password it holds, raw or percent-decoded, replaced by their redacted
-    form; the redacted URL is added if the message does not name it.
+    """Return ``text`` (a message about ``url``) with the password of ``url``
+    replaced by ``***`` wherever it stands as a password: in ``url`` itself,
+    in the user info of another URL (a client library may quote the URL
+    rewritten), as a ``password`` query parameter, or as a ``password=``
+    keyword. The redacted URL is added if the message does not name it.
+
+    The same characters elsewhere in the message are left alone: with the
+    password ``sql``, ``sqlalchemy`` and ``postgresql+psycopg://`` stay
+    intact.
     """
     redacted = redact_url(url)
     text = text.replace(url, redacted)
+    for secret in _url_secrets(url):
+        escaped = re.escape(secret)
+        text = re.sub(rf"(://(?:[^\s:@/'\"]*:)?){escaped}(?=@)", rf"\g<1>{REDACTED}", text)
+        text = re.sub(_PASSWORD_KEYWORD + escaped + _END_OF_VALUE, rf"\g<1>{REDACTED}", text)
     if redacted not in text:
         text = f"{text} (in {redacted!r})"
+    return text
+
+
+#: A password given by name (a URL query parameter, a keyword in a repr).
+_PASSWORD_KEYWORD = r"""(?i)(\b(?:password|passwd|pass|pwd)\s*[=:]\s*['"]?)"""
+#: What may follow a value (so ``password=sql`` is not ``password=sqlite``).
+_END_OF_VALUE = r"""(?=$|[\s'"&#,;)}\]])"""
+
+
+def _url_secrets(url: str) -> set[str]:
+    """The passwords ``url`` holds, as written and percent-decoded."""
     secrets = []
     match = _USERINFO.match(url)
     if match:
@@ -295,8 +318,4 @@ def scrub_url_secrets(text: str, url: str) -> str:
         secrets.append(info.partition(":")[2] if ":" in info else info)
     query = url.partition("?")[2].partition("#")[0]
     secrets += [v for k, v in parse_qsl(query) if k.lower() in ("password", "pass", "pwd")]
-    for secret in secrets:
-        for form in {secret, unquote(secret)}:
-            if form:
-                text = text.replace(form, REDACTED)
-    return text
+    return {form for secret in secrets for form in (secret, unquote(secret)) if form}

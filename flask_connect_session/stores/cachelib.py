@@ -232,7 +232,9 @@ def memcached_client(servers: cabc.Sequence[tuple[str, int]]) -> t.Any:
         from pymemcache.client.base import PooledClient
         from pymemcache.client.hash import HashClient
     except ImportError as exc:
-        raise ImportError("memcached:// needs pymemcache: pip install pymemcache") from exc
+        raise ImportError(
+            "memcached:// needs pymemcache: pip install pymemcache", name=exc.name
+        ) from exc
     options: dict[str, t.Any] = {
         "connect_timeout": SOCKET_TIMEOUT,
         "timeout": SOCKET_TIMEOUT,

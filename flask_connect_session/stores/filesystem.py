@@ -348,16 +348,20 @@ class FileSystemStore(Store):
                     count += 1
         return count
 
-    def clear(self) -> None:
+    def clear(self) -> int:
+        now = time.time()
+        removed = 0
         for entry in self._entries():
             name = entry.name[:_NAME_LENGTH]
             with self._locked(name):
+                removed += self._live_mtime(name, now) is not None
                 self._unlink(name)
         with os.scandir(self.directory) as entries:
             names = [e.name[:_NAME_LENGTH] for e in entries if _USER_FILE.fullmatch(e.name)]
         for name in names:
             with self._locked(name):
                 self._unlink(name, _USER_SUFFIX)
+        return removed
 
     def prune(self) -> int:
         return self._sweep(time.time())

@@ -140,10 +140,13 @@ class MemoryStore(Store):
         with self._lock:
             return sum(1 for _, expiry in self._entries.values() if expiry > now)
 
-    def clear(self) -> None:
+    def clear(self) -> int:
+        now = time.time()
         with self._lock:
+            removed = sum(1 for _, expiry in self._entries.values() if expiry > now)
             self._entries.clear()
             self._users.clear()
+        return removed
 
     def prune(self) -> int:
         with self._lock:

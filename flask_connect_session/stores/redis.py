@@ -65,7 +65,7 @@ def client_from_url(url: str) -> t.Any:
     try:
         import redis
     except ImportError as exc:
-        raise ImportError("RedisStore needs redis-py: pip install redis") from exc
+        raise ImportError("RedisStore needs redis-py: pip install redis", name=exc.name) from exc
     scheme, _, rest = url.partition("://")
     redis_scheme = _SCHEMES.get(scheme.lower())
     if redis_scheme is None:
@@ -115,9 +115,7 @@ def sentinel_client(
     try:
         from redis.sentinel import Sentinel
     except ImportError as exc:
-        raise ImportError(
-            "RedisStore needs redis-py: pip install flask-connect-session[redis]"
-        ) from exc
+        raise ImportError("RedisStore needs redis-py: pip install redis", name=exc.name) from exc
     timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_connect_timeout}
     # redis-py types Sentinel and master_for in some releases and not in
     # others: "unused-ignore" keeps mypy quiet on both.
@@ -421,18 +419,26 @@ class RedisStore(Store):
         """
         return sum(1 for _ in self._session_keys())
 
-    def clear(self) -> None:
+    def clear(self) -> int:
         """Delete every key under the prefix that holds a session document,
         and the per-user index keys (sorted sets under ``index_prefix``); keys
-        of other applications that share the prefixes are left alone.
+        of other applications that share the prefixes are left alone. Returns
+        how many sessions went.
         """
-        keys = itertools.chain(self._session_keys(), self._index_keys())
+        removed = self._unlink(self._session_keys())
+        self._unlink(self._index_keys())
+        return removed
+
+    def _unlink(self, keys: cabc.Iterable[bytes | str]) -> int:
+        """Delete ``keys`` in batches; return how many existed."""
+        removed = 0
         for batch in _batches(keys):
             pipe = self.client.pipeline(transaction=False)
             for key in batch:
                 # One key per command: keys of a cluster live in many slots.
                 pipe.unlink(key)
-            pipe.execute()
+            removed += sum(pipe.execute())
+        return removed
 
     # -- the per-user index ------------------------------------------------
 

@@ -388,10 +388,14 @@ class SQLStore(Store):
         if lifetime is not None:
             extended = self._plus_seconds(sa.bindparam("now", type_=c.expire.type), lifetime)
             # PostgreSQL's json operators fail on a document holding a
-            # \u0000 escape: such a row keeps its expiry here and is
-            # extended from Python (a second statement, for that rare row).
+            # \u0000 escape, SQLite's on one holding NaN or Infinity (which
+            # an older version wrote, as Python's json does): such a row
+            # keeps its expiry here and is extended from Python if it
+            # decodes there (a second statement, for that rare row).
             unreadable: sa.ColumnElement[bool] = (
-                sa.func.strpos(self._sess_out, "\\u0000") > 0 if pg else sa.false()
+                sa.func.strpos(self._sess_out, "\\u0000") > 0
+                if pg
+                else sa.func.json_valid(self._sess_out) == 0
             )
             self._get_and_extend = (
                 sa.update(self.table)
@@ -408,12 +412,14 @@ class SQLStore(Store):
             .where(c.expire > sa.bindparam("now"))
         )
         self._clear = sa.delete(self.table)
+        self._clear_live = sa.delete(self.table).where(c.expire > sa.bindparam("now"))
         self._prune = self._prune_statement()
 
     def _not_a_session(self) -> list[tuple[sa.ColumnElement[bool], sa.ColumnElement[t.Any]]]:
         """CASE branches keeping the expiry of a row whose ``sess`` is not a
         session document (not an object with an object ``cookie``): a
-        corrupt entry is left as it is, its lifetime not extended (SPEC 7).
+        corrupt entry is left as it is, its lifetime not extended (docs/behaviour.rst,
+        "Errors").
         Separate branches, evaluated in order, so SQLite's ``json_type``
         never sees text that is not JSON.
         """
@@ -720,9 +726,12 @@ class SQLStore(Store):
         with self._connect() as conn:
             return int(conn.execute(self._count, {"now": _utcnow()}).scalar_one())
 
-    def clear(self) -> None:
-        with self._connect() as conn:
+    def clear(self) -> int:
+        with self._connect(transaction=True) as conn:
+            # Live rows first, to count them; then the expired ones.
+            removed = conn.execute(self._clear_live, {"now": _utcnow()}).rowcount
             conn.execute(self._clear)
+        return int(removed)
 
     def prune(self) -> int:
         """Delete expired rows, :data:`PRUNE_BATCH` at a time (one short
