@@ -61,13 +61,85 @@ DEADLOCK_ATTEMPTS = 5
 _T = t.TypeVar("_T")
 
 
-def _is_deadlock(exc: sa.exc.OperationalError) -> bool:
-    """Whether the database rolled the transaction back as a deadlock victim
-    (MySQL/MariaDB error 1213, PostgreSQL SQLSTATE 40P01).
+class SQLStoreError(Exception):
+    """A database error met by :class:`SQLStore`, told without the values
+    of the statement.
+
+    SQLAlchemy's message quotes the bound parameters (a session's id and its
+    whole document) and some drivers quote values too, so the store raises
+    this instead, naming SQLAlchemy's error class, the driver's error class
+    and code, and the first line of the driver's message with every
+    parameter value taken out; nothing is chained to it.
+
+    .. versionadded:: 0.1
     """
-    orig = exc.orig
-    code = orig.args[0] if orig is not None and orig.args else None
-    return code == 1213 or getattr(orig, "sqlstate", None) == "40P01"
+
+    def __init__(self, message: str, code: int | str | None = None) -> None:
+        super().__init__(message)
+        #: The driver's error code (MySQL/MariaDB's number, PostgreSQL's
+        #: SQLSTATE), or ``None``.
+        self.code = code
+
+    @classmethod
+    def scrub(cls, exc: sa.exc.StatementError) -> SQLStoreError:
+        """Return the error to raise instead of ``exc``."""
+        orig = exc.orig
+        code: int | str | None = getattr(orig, "sqlstate", None)
+        if orig is not None and orig.args and isinstance(orig.args[0], int):
+            code = orig.args[0]  # MySQL's error number says more than its SQLSTATE
+        detail = str(orig if orig is not None else exc).strip().partition("\n")[0]
+        for value in sorted(_parameter_texts(exc.params), key=len, reverse=True):
+            detail = detail.replace(value, "***")
+        driver = "" if orig is None else f"{type(orig).__module__}.{type(orig).__name__}"
+        where = ", ".join(str(part) for part in (driver, code) if part)
+        return cls(f"{type(exc).__name__} ({where}): {detail}", code)
+
+    @property
+    def deadlock(self) -> bool:
+        """Whether the database rolled the transaction back as a deadlock
+        victim (MySQL/MariaDB error 1213, PostgreSQL SQLSTATE 40P01).
+        """
+        return self.code in (1213, "40P01")
+
+
+def _parameter_texts(params: object) -> cabc.Iterator[str]:
+    """The text values among a statement's parameters (a mapping, or a
+    sequence of them for an executemany).
+    """
+    if isinstance(params, cabc.Mapping):
+        params = [params]
+    if not isinstance(params, cabc.Sequence):
+        return
+    for group in params:
+        values = group.values() if isinstance(group, cabc.Mapping) else group
+        if isinstance(values, cabc.Iterable):
+            # Shorter values would garble the message more than they hide.
+            yield from (v for v in values if isinstance(v, str) and len(v) > 3)
+
+
+@contextlib.contextmanager
+def _scrubbed() -> cabc.Iterator[None]:
+    """Turn a SQLAlchemy statement error into a :class:`SQLStoreError`,
+    with nothing chained (the original's message quotes the parameters).
+    """
+    try:
+        yield
+    except sa.exc.StatementError as exc:
+        error = SQLStoreError.scrub(exc)
+    else:
+        return
+    raise error from None
+
+
+def _without_parameters(engine: sa.Engine) -> sa.Engine:
+    """``engine``, or a view of it sharing its pool, whose logs and errors
+    leave the bound parameters out (``hide_parameters``), even with echo on.
+    """
+    if engine.hide_parameters:
+        return engine
+    view = engine.execution_options()
+    view.hide_parameters = True
+    return view
 
 
 def _utcnow() -> datetime:
@@ -230,9 +302,12 @@ class SQLStore(Store):
                     connect_args["connect_timeout"] = CONNECT_TIMEOUT
             # Connections are checked before use, so a restarted database
             # is picked up without restarting the app.
-            self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+            self.engine = sa.create_engine(
+                url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
+            )
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_wal)
+        self._engine = _without_parameters(self.engine)
         self.ttl = ttl
         #: The session table.
         self.table = session_table(table)
@@ -261,7 +336,8 @@ class SQLStore(Store):
 
     def create_table(self) -> None:
         """Create the table and its indexes if they are missing."""
-        self.table.metadata.create_all(self.engine, checkfirst=True)
+        with _scrubbed():
+            self.table.metadata.create_all(self._engine, checkfirst=True)
 
     def _check_schema(self) -> None:
         """Create the table if asked to, and find out whether it has the
@@ -270,7 +346,7 @@ class SQLStore(Store):
         """
         if self._create:
             self.create_table()
-        columns = sa.inspect(self.engine).get_columns(self.table.name, schema=self.table.schema)
+        columns = sa.inspect(self._engine).get_columns(self.table.name, schema=self.table.schema)
         if not any(column["name"] == "user_id" for column in columns):
             self._user_column = False
             self._build_statements()
@@ -287,16 +363,17 @@ class SQLStore(Store):
         one-statement operation is one round trip, not three.
         """
         self._maybe_prune()
-        if self._schema_unchecked:
-            with self._create_lock:
-                if self._schema_unchecked:
-                    self._check_schema()
-        if transaction or not self._autocommit:
-            with self.engine.begin() as conn:
-                yield conn
-        else:
-            with self.engine.connect() as conn:
-                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        with _scrubbed():
+            if self._schema_unchecked:
+                with self._create_lock:
+                    if self._schema_unchecked:
+                        self._check_schema()
+            if transaction or not self._autocommit:
+                with self._engine.begin() as conn:
+                    yield conn
+            else:
+                with self._engine.connect() as conn:
+                    yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def ddl(self) -> str:
         """Return the ``CREATE TABLE`` and ``CREATE INDEX`` statements for this
@@ -581,8 +658,8 @@ class SQLStore(Store):
         for attempt in range(DEADLOCK_ATTEMPTS):
             try:
                 return operation()
-            except sa.exc.OperationalError as exc:
-                if attempt == DEADLOCK_ATTEMPTS - 1 or not _is_deadlock(exc):
+            except SQLStoreError as exc:
+                if attempt == DEADLOCK_ATTEMPTS - 1 or not exc.deadlock:
                     raise
             time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
         raise AssertionError("unreachable")
