@@ -203,7 +203,7 @@ class ConnectSessionInterface(SessionInterface):
         secrets = config_secrets(app.config)
         if not secrets:
             return None
-        return ServerSession(self, request, secrets, self.transports.choose(request.environ))
+        return ServerSession(self, request, secrets, self.transports.choose(request))
 
     def read_cookie_sid(self, session: ServerSession) -> str | None:
         """Return the validly signed id the request carries, or ``None``.

@@ -15,14 +15,21 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from flask import Response
+from flask import make_response
+from flask import request
 from flask import session
 
 from flask_connect_session import ConnectSession
+from flask_connect_session import MemoryStore
 from flask_connect_session import SQLStore
 from flask_connect_session import StoreError
 from flask_connect_session.stores import sql as sql_module
 
 from conftest import SECRET
+from conftest import add_views
+
+KEY = "connect.sid"
 
 # -- 5. SQLStore errors never quote the sid or the session's data -------------------
 
@@ -130,3 +137,109 @@ def test_sql_errors_quote_neither_the_sid_nor_the_data(
     assert store.length() == 0  # and nothing was stored
     if isinstance(setting, sa.Engine):
         setting.dispose()
+
+
+# -- 6, 7. header sessions: never cached, never logged in by a cookie ----------------
+
+HEADER = "X-Session-Id"
+
+
+def _header_app(**config: t.Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=SECRET,
+        TESTING=True,
+        CONNECT_SESSION_STORE=MemoryStore(),
+        CONNECT_SESSION_HEADER=HEADER,
+        **config,
+    )
+    ConnectSession(app)
+    add_views(app)
+    return app
+
+
+def test_header_responses_carrying_the_id_are_not_cacheable() -> None:
+    """A response that hands out (or clears) the id in the header says
+    ``Cache-Control: private, no-store``, on top of what the view said; a
+    shared cache (Varnish's default rules cached it) must not give one
+    client's id to another.
+    """
+    app = _header_app()
+
+    @app.get("/cached")
+    def cached() -> Response:
+        session["n"] = 1
+        response = make_response("hello")
+        response.cache_control.max_age = 60
+        response.cache_control.public = True
+        return response
+
+    client = app.test_client()
+    created = client.get("/cached", headers={HEADER: ""})
+    assert created.headers[HEADER]
+    directives = created.cache_control
+    assert directives.private and directives.no_store and not directives.public
+    assert directives.max_age == 60  # what the view set stays
+    value = created.headers[HEADER]
+    read = client.get("/get", headers={HEADER: value})
+    assert HEADER not in read.headers and "Cache-Control" not in read.headers
+    destroyed = client.post("/destroy", headers={HEADER: value})
+    assert destroyed.headers[HEADER] == ""
+    assert destroyed.cache_control.private and destroyed.cache_control.no_store
+    # A cookie response is left as the view made it (Set-Cookie is the
+    # caches' own signal).
+    assert "Cache-Control" not in client.post("/set", json={"a": 1}).headers
+
+
+def test_a_header_request_sees_no_cookies() -> None:
+    app = _header_app()
+
+    @app.get("/cookies")
+    def cookies() -> dict[str, t.Any]:
+        return {"cookies": dict(request.cookies), "header": request.headers.get("Cookie")}
+
+    client = app.test_client()
+    client.set_cookie("other", "1")
+    assert client.get("/cookies").json == {"cookies": {"other": "1"}, "header": "other=1"}
+    seen = client.get("/cookies", headers={HEADER: ""}).json
+    assert seen == {"cookies": {}, "header": None}
+
+
+def test_flask_logins_remember_cookie_never_logs_a_header_session_in() -> None:
+    """The browser attaches Flask-Login's HttpOnly remember-me cookie to a
+    header request a page's script makes; Flask-Login must not log that new
+    header session in, or the script reads a logged-in session id from the
+    response header.
+    """
+    from flask_login import LoginManager
+    from flask_login import UserMixin
+    from flask_login import current_user
+    from flask_login import login_user
+
+    app = _header_app()
+    login_manager = LoginManager(app)
+
+    class User(UserMixin):
+        id = "ann"
+
+    login_manager.user_loader(lambda user_id: User() if user_id == "ann" else None)
+
+    @app.post("/login")
+    def login() -> str:
+        session.regenerate()
+        login_user(User(), remember=True)
+        return "ok"
+
+    @app.get("/whoami")
+    def whoami() -> dict[str, t.Any]:
+        return {"user": current_user.get_id(), "data": dict(session)}
+
+    browser = app.test_client()
+    browser.post("/login")
+    assert browser.get_cookie("remember_token") is not None
+    browser.delete_cookie(KEY)  # the browser session ended; remember-me lives on
+    assert browser.get("/whoami").json["user"] == "ann"  # remember-me works for cookies
+    # A script's header request, with the remember-me cookie attached.
+    response = browser.get("/whoami", headers={HEADER: ""})
+    assert response.json == {"user": None, "data": {}}
+    assert not response.headers.get(HEADER)  # no session minted for the script
