@@ -302,11 +302,13 @@ class ConnectSessionInterface(SessionInterface):
                 session.created, session.created_unsaved = int(time.time() * 1000), True
 
     def inflate_cookie(self, session: ServerSession) -> Cookie:
-        """Build the Cookie of a loaded session from its stored form."""
+        """Build the Cookie of a loaded session from its stored form, never
+        weaker than the configuration (see :meth:`Cookie.at_least`).
+        """
         defaults = self.new_cookie(session.request)
         if session.cookie_document is None:
             return defaults
-        return Cookie.from_document(session.cookie_document, defaults)
+        return Cookie.from_document(session.cookie_document, defaults).at_least(defaults)
 
     def _timed_out(self, document: Document) -> bool:
         timeout = self.options.absolute_timeout

@@ -23,6 +23,7 @@ from flask import session
 from flask_connect_session import ConnectSession
 from flask_connect_session import MemoryStore
 from flask_connect_session import SQLStore
+from flask_connect_session import Store
 from flask_connect_session import StoreError
 from flask_connect_session.stores import sql as sql_module
 
@@ -243,3 +244,74 @@ def test_flask_logins_remember_cookie_never_logs_a_header_session_in() -> None:
     response = browser.get("/whoami", headers={HEADER: ""})
     assert response.json == {"user": None, "data": {}}
     assert not response.headers.get(HEADER)  # no session minted for the script
+
+
+# -- 8. a hardened cookie configuration reaches live sessions ------------------------
+
+
+def _cookie_app(store: Store, **cookie: t.Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=SECRET,
+        TESTING=True,
+        CONNECT_SESSION_STORE=store,
+        CONNECT_SESSION_ROLLING=True,
+        CONNECT_SESSION_COOKIE=cookie,
+    )
+    ConnectSession(app)
+    add_views(app)
+    return app
+
+
+def _attributes(set_cookie: str) -> dict[str, str]:
+    parts = [part.strip() for part in set_cookie.split(";")[1:]]
+    return {name.lower(): value for name, _, value in (p.partition("=") for p in parts)}
+
+
+def _session_cookie(app: Flask) -> str:
+    """Start a session on ``app``; return its cookie's value."""
+    response = app.test_client().post("/set", json={"a": 1}, base_url="https://localhost")
+    return response.headers["Set-Cookie"].partition(";")[0].partition("=")[2]
+
+
+def _next_cookie(app: Flask, value: str) -> dict[str, str]:
+    """The attributes of the cookie ``app`` sends for the session ``value``."""
+    client = app.test_client()
+    client.set_cookie(KEY, value)
+    response = client.get("/get", base_url="https://localhost")
+    assert response.json["data"] == {"a": 1}  # the same, live session
+    return _attributes(response.headers["Set-Cookie"])
+
+
+def test_hardened_cookie_settings_reach_live_sessions() -> None:
+    """Sessions made while the cookie was weak get ``Secure``, ``HttpOnly``
+    and the stricter ``SameSite`` at their next cookie once the
+    configuration asks for them.
+    """
+    store = MemoryStore()
+    weak = _session_cookie(_cookie_app(store, secure=False, httponly=False, samesite="Lax"))
+    assert _next_cookie(_cookie_app(store, httponly=False), weak) == {"path": "/", "samesite": "Lax"}
+    # The operator hardens the configuration and restarts the app.
+    hard = _cookie_app(store, secure=True, httponly=True, samesite="Strict")
+    assert _next_cookie(hard, weak) == {
+        "secure": "",
+        "httponly": "",
+        "path": "/",
+        "samesite": "Strict",
+    }
+    assert "secure" in _next_cookie(_cookie_app(store, secure=True, httponly=False), weak)
+    assert "httponly" in _next_cookie(_cookie_app(store, httponly=True), weak)
+    lax = _next_cookie(_cookie_app(store, httponly=False, samesite="None"), weak)
+    assert lax["samesite"] == "Lax"  # never laxer than stored nor configured
+
+
+def test_what_a_stored_cookie_asks_beyond_the_configuration_stays() -> None:
+    store = MemoryStore()
+    strict = _session_cookie(_cookie_app(store, secure=True, httponly=True, samesite="Strict"))
+    lax = _cookie_app(store, secure=False, httponly=False, samesite="Lax")
+    assert _next_cookie(lax, strict) == {
+        "secure": "",
+        "httponly": "",
+        "path": "/",
+        "samesite": "Strict",
+    }
