@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import logging
+import os
+import stat
 import traceback
 import typing as t
 from pathlib import Path
@@ -315,3 +317,50 @@ def test_what_a_stored_cookie_asks_beyond_the_configuration_stays() -> None:
         "path": "/",
         "samesite": "Strict",
     }
+
+
+# -- 10. SQLite files are private ----------------------------------------------------
+
+
+@pytest.fixture
+def umask_022() -> t.Iterator[None]:
+    """The usual umask, whatever the test runner's: files others can read."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("umask_022")
+@pytest.mark.parametrize("given", ["relative", "absolute", "engine"])
+def test_sqlite_files_are_mode_0600_in_a_private_folder(tmp_path: Path, given: str) -> None:
+    """The database file, its ``-wal`` and ``-shm`` files are 0600; an
+    instance folder the store creates for a relative path is 0700.
+    """
+    instance = tmp_path / "instance"
+    db = instance / "sessions.db" if given == "relative" else tmp_path / "abs.db"
+    setting: object = {
+        "relative": "sqlite:///sessions.db",
+        "absolute": f"sqlite:///{db}",
+        "engine": sa.create_engine(f"sqlite:///{db}"),
+    }[given]
+    app = Flask(__name__, instance_path=str(instance))
+    app.config.update(SECRET_KEY=SECRET, TESTING=True, CONNECT_SESSION_STORE=setting)
+    store = ConnectSession(app).store
+    assert isinstance(store, SQLStore)
+    add_views(app)
+    if given == "engine":
+        with store.engine.connect() as conn:  # the app's engine, in WAL mode
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    client = app.test_client()
+    assert client.post("/set", json={"mfa_secret": "JBSWY3DP"}).status_code == 200
+    assert client.get("/get").json["data"] == {"mfa_secret": "JBSWY3DP"}
+    files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    assert all(path.exists() for path in files)  # the pool keeps a connection open
+    assert {path.name: _mode(path) for path in files} == {path.name: 0o600 for path in files}
+    if given == "relative":
+        assert _mode(instance) == 0o700
+    store.engine.dispose()

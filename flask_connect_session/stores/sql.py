@@ -158,6 +158,22 @@ def _sqlite_wal(dbapi_connection: t.Any, record: t.Any) -> None:
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
+def _private_sqlite_file(url: sa.URL) -> None:
+    """Create a missing SQLite database file, empty and mode 0600: SQLite
+    makes it a database at first use, and gives the ``-wal``, ``-shm`` and
+    journal files it creates beside it the same mode. (Left to SQLite, all
+    would be readable by every local user.)
+    """
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        os.close(os.open(database, flags | getattr(os, "O_CLOEXEC", 0), 0o600))
+    except OSError:
+        pass  # there already, or no folder: SQLite reports the latter at first use
+
+
 def _text(document: cabc.Mapping[str, t.Any]) -> str:
     # PostgreSQL and MariaDB take UTF-8 only: lone surrogates become escapes.
     return to_utf8(encode(document)).decode("utf-8")
@@ -308,6 +324,8 @@ class SQLStore(Store):
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_wal)
         self._engine = _without_parameters(self.engine)
+        if self.engine.dialect.name == "sqlite":
+            _private_sqlite_file(self.engine.url)
         self.ttl = ttl
         #: The session table.
         self.table = session_table(table)
