@@ -6,11 +6,13 @@ and checks it now fails.
 from __future__ import annotations
 
 import collections.abc as cabc
+import json
 import logging
 import os
 import stat
 import traceback
 import typing as t
+import unicodedata
 from pathlib import Path
 from urllib.parse import quote
 
@@ -364,3 +366,61 @@ def test_sqlite_files_are_mode_0600_in_a_private_folder(tmp_path: Path, given: s
     if given == "relative":
         assert _mode(instance) == 0o700
     store.engine.dispose()
+
+
+# -- 12. the command line never prints control characters clients sent ---------------
+
+#: Terminal escapes: clear the screen (8-bit CSI), set the window title.
+ESCAPES = ("\x9b2J", "\x1b]0;owned\x07")
+
+
+def _terminal_controls(text: str) -> set[str]:
+    return {c for c in text if unicodedata.category(c) in ("Cc", "Cf") and c != "\n"}
+
+
+def test_cli_escapes_control_characters_clients_sent() -> None:
+    """User agents (``list --user``), stored data (``show``) and ids
+    (``list``) are printed with control characters escaped: stored input
+    never reaches the terminal as escape sequences.
+    """
+    store = MemoryStore()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=SECRET,
+        TESTING=True,
+        CONNECT_SESSION_STORE=store,
+        CONNECT_SESSION_USER_KEY="user_id",
+    )
+    ConnectSession(app)
+
+    @app.post("/login")
+    def login() -> str:
+        session["user_id"] = "ann"
+        session["nick"] = "".join(ESCAPES) + "\u202eevil"
+        return session.id
+
+    sids = [
+        app.test_client().post("/login", environ_overrides={"HTTP_USER_AGENT": agent}).text
+        for agent in (*ESCAPES, "Mozilla/5.0 \\x9b")
+    ]
+    store.set("\x1b[31mred", {"cookie": {"originalMaxAge": None, "expires": None}})
+    runner = app.test_cli_runner()
+
+    def run(*args: str) -> str:
+        # color: print as to a terminal (Click strips some escapes otherwise).
+        return runner.invoke(args=["session", *args], color=True).output
+
+    outputs = {
+        "list --user": run("list", "--user", "ann"),
+        "show": run("show", sids[0]),
+        "list": run("list"),
+    }
+    assert {name: _terminal_controls(text) for name, text in outputs.items()} == {
+        name: set() for name in outputs
+    }
+    table = outputs["list --user"]
+    assert "\\x9b2J" in table and "\\x1b]0;owned\\x07" in table
+    assert "Mozilla/5.0 \\\\x9b" in table  # a backslash is escaped too: no ambiguity
+    shown = json.loads(outputs["show"])  # still JSON, and the same data
+    assert shown["nick"] == "".join(ESCAPES) + "\u202eevil"
+    assert "\\x1b[31mred" in outputs["list"]
