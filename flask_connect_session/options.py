@@ -99,16 +99,24 @@ _RESERVED_HEADERS = frozenset(
     )
 )
 #: Standard request headers browsers send by themselves (the Fetch
-#: standard's forbidden names, caching, client hints...): with one of them
-#: every browser request would be a header request.
+#: standard's forbidden names, caching, client hints, EventSource, <a ping>,
+#: service workers, prefetches...), or that a page's script may send to
+#: another origin without a CORS preflight (the CORS-safelisted ones): with
+#: one of them every browser request would be a header request, or a
+#: forged one could carry a session.
 _BROWSER_HEADERS = frozenset(
     (
         "accept",
+        "alt-used",
+        "attribution-reporting-eligible",
+        "attribution-reporting-support",
+        "available-dictionary",
         "cache-control",
         "connection",
         "cookie2",
         "date",
         "device-memory",
+        "dictionary-id",
         "dnt",
         "downlink",
         "dpr",
@@ -116,13 +124,17 @@ _BROWSER_HEADERS = frozenset(
         "ect",
         "expect",
         "host",
+        "http2-settings",
         "if-match",
         "if-modified-since",
         "if-none-match",
         "if-range",
         "if-unmodified-since",
         "keep-alive",
+        "last-event-id",
         "origin",
+        "ping-from",
+        "ping-to",
         "pragma",
         "priority",
         "purpose",
@@ -130,6 +142,8 @@ _BROWSER_HEADERS = frozenset(
         "referer",
         "rtt",
         "save-data",
+        "service-worker",
+        "service-worker-navigation-preload",
         "te",
         "trailer",
         "transfer-encoding",
@@ -139,12 +153,13 @@ _BROWSER_HEADERS = frozenset(
         "via",
         "viewport-width",
         "width",
+        "x-moz",
         "x-requested-with",
     )
 )
 #: Prefixes of whole families of such headers (``Accept-Language``,
-#: ``Sec-Fetch-Site``, ``Sec-CH-UA``...).
-_BROWSER_HEADER_PREFIXES = ("accept-", "access-control-request-", "proxy-", "sec-")
+#: ``Content-Language``, ``Sec-Fetch-Site``, ``Sec-CH-UA``...).
+_BROWSER_HEADER_PREFIXES = ("accept-", "access-control-request-", "content-", "proxy-", "sec-")
 
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
@@ -252,8 +267,8 @@ def _parse_header(key: str, value: object) -> str | None:
         raise ValueError(f"{key}: {header!r} cannot carry the session id; use e.g. X-Session-Id")
     if header.lower() in _BROWSER_HEADERS or header.lower().startswith(_BROWSER_HEADER_PREFIXES):
         raise ValueError(
-            f"{key}: browsers send {header!r} by themselves, so it cannot carry the"
-            " session id; use e.g. X-Session-Id"
+            f"{key}: browsers send {header!r} by themselves (or let any page's script"
+            " send it), so it cannot carry the session id; use e.g. X-Session-Id"
         )
     return header
 

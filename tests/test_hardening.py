@@ -424,3 +424,48 @@ def test_cli_escapes_control_characters_clients_sent() -> None:
     shown = json.loads(outputs["show"])  # still JSON, and the same data
     assert shown["nick"] == "".join(ESCAPES) + "\u202eevil"
     assert "\\x1b[31mred" in outputs["list"]
+
+
+# -- 13. MariaDB's prune with a colon in the table name; Content-Language -----------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("table", [":sessions", "web-:x", "sess:ions"])
+def test_mariadb_prune_with_a_colon_in_the_table_name(mariadb_url: str, table: str) -> None:
+    import sql_raw
+
+    store = SQLStore(mariadb_url, table=table, prune_interval=None)
+    store.set("live", {"cookie": {"originalMaxAge": None, "expires": None}, "a": 1})
+    sql_raw.plant(store, "dead", b'{"cookie":{}}', ttl=-1)
+    assert store.prune() == 1
+    assert list(store.all()) == ["live"]
+    store.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        # CORS-safelisted: a page's script sends them cross-origin without a
+        # preflight, so they are no proof the caller holds the id.
+        "Content-Language",
+        "content-language",
+        # Sent by browsers on their own (EventSource, <a ping>, service
+        # workers, HTTP/2 upgrades, prefetches, compression dictionaries).
+        "Last-Event-ID",
+        "Ping-From",
+        "Ping-To",
+        "Service-Worker",
+        "Service-Worker-Navigation-Preload",
+        "Alt-Used",
+        "X-Moz",
+        "Available-Dictionary",
+        "Dictionary-ID",
+        "HTTP2-Settings",
+        "Attribution-Reporting-Eligible",
+    ],
+)
+def test_headers_browsers_may_send_are_refused_as_the_session_header(name: str) -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, CONNECT_SESSION_HEADER=name)
+    with pytest.raises(ValueError, match=f"CONNECT_SESSION_HEADER.*{name}"):
+        ConnectSession(app)

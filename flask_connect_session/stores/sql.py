@@ -592,6 +592,8 @@ class SQLStore(Store):
             # DELETE ... LIMIT as text: SQLAlchemy's own (mysql_limit on a
             # delete) only came in a later 2.0 release than our floor.
             name = self.engine.dialect.identifier_preparer.format_table(self.table)
+            # text() would read ":name" in a quoted table name as a parameter.
+            name = name.replace(":", "\\:")
             return sa.text(f"DELETE FROM {name} WHERE expire <= :now LIMIT {PRUNE_BATCH}")
         batch = sa.select(c.sid).where(dead).limit(PRUNE_BATCH)
         if self._dialect == "postgresql":
