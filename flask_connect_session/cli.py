@@ -57,9 +57,7 @@ def printable(text: str) -> str:
     """
     if text.isprintable() and "\\" not in text:
         return text
-    return "".join(
-        char if char.isprintable() and char != "\\" else _escape(char) for char in text
-    )
+    return "".join(char if char.isprintable() and char != "\\" else _escape(char) for char in text)
 
 
 def _escape(char: str) -> str:

@@ -14,6 +14,7 @@ from .cookie import lifetime_seconds
 from .cookie import parse_expires
 from .errors import CorruptDocument
 from .errors import SessionNotFound
+from .errors import SessionTooLarge
 from .errors import StoreError
 from .options import config_secrets
 from .provenance import holds_tags
@@ -161,12 +162,12 @@ class ConnectSessionInterface(SessionInterface):
     def _call(self, operation: str, sid: str, *args: t.Any) -> t.Any:
         """Call a store method, turning any failure into :class:`StoreError`.
 
-        :class:`CorruptDocument` passes through: it is about the entry, not
-        the backend.
+        :class:`CorruptDocument` and :class:`SessionTooLarge` pass through:
+        they are about the entry or the data, not the backend.
         """
         try:
             return getattr(self.store, operation)(sid, *args)
-        except CorruptDocument:
+        except (CorruptDocument, SessionTooLarge):
             raise
         except Exception as exc:
             # The index methods take a user id first, never to be shown as a

@@ -21,6 +21,7 @@ from .cookie import valid_domain
 from .serialization import is_reserved
 from .signing import generate_sid
 from .stores import split_table_name
+from .stores.base import DEFAULT_MAX_SIZE
 from .stores.base import DEFAULT_TTL
 
 if t.TYPE_CHECKING:
@@ -56,6 +57,7 @@ KNOWN_KEYS = frozenset(
         "HEADER",
         "SQL_TABLE",
         "MIGRATE_FROM",
+        "MAX_SIZE",
     )
 )
 
@@ -201,6 +203,18 @@ def parse_seconds(key: str, value: object, *, allow_none: bool = True) -> float 
     if not 0 <= seconds <= MAX_LIFETIME:  # negative, NaN, infinite or absurd
         raise ValueError(f"{key}: expected 0 to {MAX_LIFETIME} seconds, got {value!r}")
     return seconds
+
+
+def _parse_size(key: str, value: object) -> int:
+    """Return a size in bytes: a whole number, 0 or more.
+
+    :raises ValueError: anything else, naming ``key``.
+    """
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)  # from an environment variable
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key}: expected a whole number of bytes (0: no limit), got {value!r}")
+    return value
 
 
 def _parse_str(key: str, value: object, *, allow_none: bool = False) -> str | None:
@@ -435,6 +449,8 @@ class Options:
     migrate_from: tuple[LegacySource, ...] = ()
     #: Table of a URL-built ``SQLStore``: ``"table"`` or ``"schema.table"``.
     sql_table: str = "session"
+    #: Largest stored session document, in bytes (0: no limit).
+    max_size: int = DEFAULT_MAX_SIZE
 
     @classmethod
     def from_config(cls, config: Config) -> Options:
@@ -493,6 +509,7 @@ class Options:
             header=_parse_header(p + "HEADER", get(p + "HEADER")),
             migrate_from=parse_migrate_from(config, key),
             sql_table=_parse_table(p + "SQL_TABLE", get(p + "SQL_TABLE", "session")),
+            max_size=_parse_size(p + "MAX_SIZE", get(p + "MAX_SIZE", DEFAULT_MAX_SIZE)),
         )
 
 

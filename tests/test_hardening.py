@@ -23,15 +23,22 @@ from flask import Response
 from flask import make_response
 from flask import request
 from flask import session
+from flask.testing import FlaskClient
 
 from flask_connect_session import ConnectSession
 from flask_connect_session import MemoryStore
+from flask_connect_session import RedisStore
+from flask_connect_session import SessionTooLarge
 from flask_connect_session import SQLStore
 from flask_connect_session import Store
 from flask_connect_session import StoreError
+from flask_connect_session.errors import CorruptDocument
+from flask_connect_session.serialization import encode
 from flask_connect_session.stores import sql as sql_module
+from flask_connect_session.stores.redis import SCRIPT_LIMIT
 
 from conftest import SECRET
+from conftest import STORE_BUILDERS
 from conftest import add_views
 
 KEY = "connect.sid"
@@ -294,7 +301,10 @@ def test_hardened_cookie_settings_reach_live_sessions() -> None:
     """
     store = MemoryStore()
     weak = _session_cookie(_cookie_app(store, secure=False, httponly=False, samesite="Lax"))
-    assert _next_cookie(_cookie_app(store, httponly=False), weak) == {"path": "/", "samesite": "Lax"}
+    assert _next_cookie(_cookie_app(store, httponly=False), weak) == {
+        "path": "/",
+        "samesite": "Lax",
+    }
     # The operator hardens the configuration and restarts the app.
     hard = _cookie_app(store, secure=True, httponly=True, samesite="Strict")
     assert _next_cookie(hard, weak) == {
@@ -469,3 +479,180 @@ def test_headers_browsers_may_send_are_refused_as_the_session_header(name: str) 
     app.config.update(SECRET_KEY=SECRET, CONNECT_SESSION_HEADER=name)
     with pytest.raises(ValueError, match=f"CONNECT_SESSION_HEADER.*{name}"):
         ConnectSession(app)
+
+
+# -- 11a. CONNECT_SESSION_MAX_SIZE ------------------------------------------------------
+
+LIMIT = 4096
+
+
+def test_session_too_large_is_exported() -> None:
+    import flask_connect_session
+    import flask_connect_session.errors
+
+    error = flask_connect_session.SessionTooLarge(5000, LIMIT)
+    assert flask_connect_session.errors.SessionTooLarge is type(error)
+    assert isinstance(error, ValueError)
+    assert "5000" in str(error) and str(LIMIT) in str(error)
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "big", True, None, [1]])
+def test_bad_max_size_names_the_key(value: object) -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, CONNECT_SESSION_MAX_SIZE=value)
+    with pytest.raises(ValueError, match="CONNECT_SESSION_MAX_SIZE"):
+        ConnectSession(app)
+
+
+def test_max_size_defaults_to_one_mib_on_every_store() -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, CONNECT_SESSION_STORE=MemoryStore())
+    assert ConnectSession(app).store.max_size == 1048576
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, CONNECT_SESSION_MAX_SIZE="0")  # from the environment
+    assert ConnectSession(app).store.max_size == 0
+
+
+def _stored_data(app: Flask, client: FlaskClient) -> dict[str, t.Any]:
+    return t.cast(dict[str, t.Any], client.get("/get").json["data"])
+
+
+@pytest.mark.slow
+def test_a_save_over_max_size_fails_and_leaves_the_store_as_it_was(
+    make_app: cabc.Callable[..., Flask], store: Store
+) -> None:
+    """On every store: a new session over the limit is not stored; a stored
+    one keeps what it had; the error names the size and the limit; with the
+    limit at 0 the same data is stored.
+    """
+    app = make_app(CONNECT_SESSION_MAX_SIZE=LIMIT)
+    big = {"blob": "x" * LIMIT}
+    client = app.test_client()
+    with pytest.raises(SessionTooLarge) as info:
+        client.post("/set", json=big)
+    assert info.value.limit == LIMIT and info.value.size > LIMIT
+    assert f"{info.value.size} bytes" in str(info.value) and str(LIMIT) in str(info.value)
+    assert client.get_cookie(KEY) is None  # nothing stored, no cookie
+    assert client.post("/set", json={"a": 1}).status_code == 200
+    with pytest.raises(SessionTooLarge):
+        client.post("/set", json=big)  # a merge into the stored session
+    with pytest.raises(SessionTooLarge):
+        client.post("/set", json={"blob": "é" * (LIMIT // 2)})  # bytes, not characters
+    assert _stored_data(app, client) == {"a": 1}
+    # Just under the limit is fine; the limit counts the whole stored document.
+    assert client.post("/set", json={"blob": "x" * (LIMIT // 2)}).status_code == 200
+    assert _stored_data(app, client)["blob"] == "x" * (LIMIT // 2)
+
+    unlimited = make_app(CONNECT_SESSION_MAX_SIZE=0).test_client()
+    assert unlimited.post("/set", json=big).status_code == 200
+    assert unlimited.get("/get").json["data"] == big
+
+
+@pytest.mark.slow
+def test_session_save_raises_session_too_large_in_the_view(
+    make_app: cabc.Callable[..., Flask], store: Store
+) -> None:
+    app = make_app(CONNECT_SESSION_MAX_SIZE=LIMIT)
+    caught: list[SessionTooLarge] = []
+
+    @app.post("/save-big")
+    def save_big() -> str:
+        session["blob"] = "x" * LIMIT
+        try:
+            session.save()
+        except SessionTooLarge as exc:
+            caught.append(exc)
+            del session["blob"]  # the view can recover
+        return "ok"
+
+    client = app.test_client()
+    client.post("/set", json={"a": 1})
+    assert client.post("/save-big").status_code == 200
+    assert len(caught) == 1
+    assert _stored_data(app, client) == {"a": 1}
+
+
+# -- 11c. a huge stored value cannot make a merge block Redis ---------------------------
+
+REDIS_KINDS = ["redis", "redis-cluster"]
+
+
+@pytest.fixture(params=REDIS_KINDS)
+def redis_store(request: pytest.FixtureRequest) -> RedisStore:
+    store = STORE_BUILDERS[request.param](request)
+    assert isinstance(store, RedisStore)
+    store.max_size = 0  # huge values are the point here
+    return store
+
+
+def doc(max_age: None = None, **data: t.Any) -> dict[str, t.Any]:
+    """A session document with a browser-session cookie."""
+    return {"cookie": {"originalMaxAge": max_age, "expires": None, "path": "/"}, **data}
+
+
+#: Larger than the script reads, and slow to scan in Lua (~100 ms).
+HUGE = 4_000_000
+
+
+@pytest.mark.slow
+def test_the_merge_script_never_reads_a_huge_value(redis_store: RedisStore) -> None:
+    """The merge script refuses a stored value longer than its limit
+    before reading it (Redis serves no other client while a script runs, and
+    Lua scans JSON ~100 times slower than C); the merge then happens in
+    Python and ends the same way: a value that is no session document is
+    left as it is.
+    """
+    client = redis_store.client
+    garbage = b"[" + b"1," * (HUGE // 2) + b"1]"  # valid JSON, no session
+    client.set("sess:big", garbage)
+    args = ["", b"", "", 0, b"", SCRIPT_LIMIT, 0]
+    assert redis_store._merge(keys=["sess:big"], args=args) == -2
+    with pytest.raises(CorruptDocument):
+        redis_store.merge("big", {"a": 1}, [])
+    assert client.get("sess:big") == garbage
+
+
+@pytest.mark.slow
+def test_a_huge_session_is_merged_by_compare_and_swap(redis_store: RedisStore) -> None:
+    """A huge session (another app wrote it) is merged correctly, keeping a
+    concurrent writer's change, and a destroyed one stays destroyed.
+    """
+    client = redis_store.client
+    document = doc(None, blob="x" * HUGE, n=0)
+    client.set("sess:big", encode(document), ex=100)
+    assert redis_store.merge("big", {"mine": 1}, [])  # not read before: read here
+    assert redis_store.get("big") == {**document, "mine": 1}
+    # Read (and remembered) by this process, then changed by another one.
+    client.set("sess:big", encode({**document, "mine": 1, "theirs": 2}), keepttl=True)
+    assert redis_store.merge("big", {"mine": 3}, ["n"])
+    expected = {k: v for k, v in document.items() if k != "n"} | {"mine": 3, "theirs": 2}
+    assert redis_store.get("big") == expected
+    assert 0 < t.cast(int, client.ttl("sess:big")) <= 100  # the TTL kept
+    client.delete("sess:big")
+    assert redis_store.merge("big", {"mine": 4}, []) is False
+    assert client.exists("sess:big") == 0
+
+
+@pytest.mark.slow
+def test_a_spliced_merge_over_max_size_writes_nothing(redis_store: RedisStore) -> None:
+    """When another writer changed the session since it was read, the
+    script splices the changes in; a result over the limit is refused
+    there, and what was stored stays as it was.
+    """
+    client = redis_store.client
+    redis_store.max_size = LIMIT
+    redis_store.set("abc", doc(None, a=1))
+    assert redis_store.get("abc") is not None  # remembered: the fast path is armed
+    theirs = encode(doc(None, a=1, theirs="y" * (LIMIT // 2)))
+    client.set("sess:abc", theirs, keepttl=True)
+    with pytest.raises(SessionTooLarge) as info:
+        redis_store.merge("abc", {"mine": "z" * (LIMIT // 2)}, [])
+    assert info.value.size > LIMIT and info.value.limit == LIMIT
+    assert client.get("sess:abc") == theirs.encode()
+    # The same from a value too long for the script (the compare-and-swap).
+    huge = encode(doc(None, blob="x" * (SCRIPT_LIMIT + 1)))
+    client.set("sess:abc", huge, keepttl=True)
+    redis_store.max_size = SCRIPT_LIMIT + 100
+    with pytest.raises(SessionTooLarge):
+        redis_store.merge("abc", {"more": "z" * 200}, [])
+    assert client.get("sess:abc") == huge.encode()

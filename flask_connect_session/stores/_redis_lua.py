@@ -189,27 +189,10 @@ local function cookie_of(members)
 end
 """
 
-#: The merge, in one round trip whatever happened since the session was read.
-#: ``KEYS[1]``: the session key. ``ARGV[1]``: SHA-1 (hex) of the value this
-#: process read, or ``""``; ``ARGV[2]``: the whole new value Python built from
-#: it, or ``""``; ``ARGV[3]``: the new TTL in seconds (``<= 0`` deletes), or
-#: ``""`` to keep the current one; ``ARGV[4]``: the number ``n`` of changed
-#: members; ``ARGV[5]``: ``n`` pairs (name as UTF-8, the member as JSON,
-#: ``"name":value``), then the removed names (UTF-8), all in one string, each
-#: item as ``<byte length>:<bytes>`` (one argument instead of many: redis-py
-#: spends more CPU per argument than on its bytes).
-#:
-#: If the stored value is still the one read (the usual case), ``ARGV[2]``
-#: replaces it: a hash and a SET, no JSON scanning. Otherwise another request
-#: wrote meanwhile, and the changes are spliced into what is stored.
-#: Returns 2 when ``ARGV[2]`` was written, 1 when the changes were spliced in,
-#: 0 when the key is missing (nothing written), -1 when the stored value is
-#: not a session document (left as it is).
-MERGE_SCRIPT = (
-    r"""
-local stored = redis.call('GET', KEYS[1])
-if not stored then return 0 end
-
+#: Shared Lua: ``write(document)`` stores ``document`` under ``KEYS[1]``
+#: with the TTL in ``ARGV[3]``: seconds (``<= 0`` deletes), or ``""`` to keep
+#: the current one.
+WRITE = r"""
 local function write(document)
   if ARGV[3] == '' then
     redis.call('SET', KEYS[1], document, 'KEEPTTL')
@@ -219,7 +202,38 @@ local function write(document)
     redis.call('DEL', KEYS[1])
   end
 end
+"""
 
+#: The merge, in one round trip whatever happened since the session was read.
+#: ``KEYS[1]``: the session key. ``ARGV[1]``: SHA-1 (hex) of the value this
+#: process read, or ``""``; ``ARGV[2]``: the whole new value Python built from
+#: it, or ``""``; ``ARGV[3]``: the new TTL in seconds (``<= 0`` deletes), or
+#: ``""`` to keep the current one; ``ARGV[4]``: the number ``n`` of changed
+#: members; ``ARGV[5]``: ``n`` pairs (name as UTF-8, the member as JSON,
+#: ``"name":value``), then the removed names (UTF-8), all in one string, each
+#: item as ``<byte length>:<bytes>`` (one argument instead of many: redis-py
+#: spends more CPU per argument than on its bytes); ``ARGV[6]``: the longest
+#: stored value (bytes) the script may hash or scan; ``ARGV[7]``: the
+#: longest document it may write by splicing (bytes, 0: no limit).
+#:
+#: If the stored value is still the one read (the usual case), ``ARGV[2]``
+#: replaces it: a hash and a SET, no JSON scanning. Otherwise another request
+#: wrote meanwhile, and the changes are spliced into what is stored.
+#: Returns 2 when ``ARGV[2]`` was written, 1 when the changes were spliced in,
+#: 0 when the key is missing (nothing written), -1 when the stored value is
+#: not a session document (left as it is), -2 when the stored value is
+#: longer than ``ARGV[6]`` (nothing read: Lua runs ~100 times slower than C,
+#: and Redis serves no one else meanwhile), ``{-3, size}`` when the spliced
+#: document would be longer than ``ARGV[7]`` (nothing written).
+MERGE_SCRIPT = (
+    r"""
+local size = redis.call('STRLEN', KEYS[1])
+if size == 0 and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if size > tonumber(ARGV[6]) then return -2 end
+local stored = redis.call('GET', KEYS[1])
+"""
+    + WRITE
+    + r"""
 -- Before the scanner below is even defined: the fast path pays nothing for it.
 if ARGV[1] ~= '' and redis.sha1hex(stored) == ARGV[1] then
   write(ARGV[2])
@@ -270,7 +284,32 @@ for _, name in ipairs(order) do
     written[name] = true
   end
 end
-write('{' .. table.concat(out, ',') .. '}')
+local document = '{' .. table.concat(out, ',') .. '}'
+local limit = tonumber(ARGV[7])
+if limit > 0 and #document > limit and (ARGV[3] == '' or tonumber(ARGV[3]) > 0) then
+  return {-3, #document}
+end
+write(document)
+return 1
+"""
+)
+
+#: The merge of a stored value longer than the scripts may read: a
+#: compare-and-swap whose comparison is a byte comparison (C speed), so
+#: Redis spends on it no more than it spends receiving the arguments.
+#: ``KEYS[1]``: the session key. ``ARGV[1]``: the value the new one was
+#: built from; ``ARGV[2]``: the new value; ``ARGV[3]``: as for
+#: :data:`MERGE_SCRIPT`. Returns 1 when written, 0 when the key is missing,
+#: -1 when the stored value is no longer ``ARGV[1]`` (nothing written).
+SWAP_SCRIPT = (
+    r"""
+local stored = redis.call('GET', KEYS[1])
+if not stored then return 0 end
+if stored ~= ARGV[1] then return -1 end
+"""
+    + WRITE
+    + r"""
+write(ARGV[2])
 return 1
 """
 )

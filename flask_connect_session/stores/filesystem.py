@@ -224,6 +224,13 @@ class FileSystemStore(Store):
             raise CorruptDocument("session file belongs to another id")
         return decode(entry[1])
 
+    def _file_data(self, sid: str, session: cabc.Mapping[str, t.Any]) -> bytes:
+        """A session file's bytes: the header line, then the document.
+
+        :raises SessionTooLarge: the document is longer than :attr:`max_size`.
+        """
+        return to_utf8(encode({"sid": sid})) + b"\n" + self.encoded(session) + b"\n"
+
     def _write(self, name: str, data: bytes, expiry: float, suffix: str = _SUFFIX) -> None:
         # Call with the lock held.
         temp = os.path.join(self.directory, f"{_TEMP_PREFIX}{name}-{secrets.token_hex(4)}")
@@ -280,8 +287,9 @@ class FileSystemStore(Store):
 
     def set(self, sid: str, session: Document) -> None:
         name = self._name(sid)
-        data = _file_data(sid, session)  # before locking: a TypeError costs no lock
         ttl = document_ttl(session, self.ttl)
+        # Before locking: a TypeError or SessionTooLarge costs no lock.
+        data = self._file_data(sid, session) if ttl > 0 else b""
         with self._locked(name):
             if ttl > 0:
                 self._write(name, data, time.time() + ttl)
@@ -316,7 +324,7 @@ class FileSystemStore(Store):
             document = apply_changes(document, changes, removed)
             ttl = document_ttl(document, self.ttl)
             if ttl > 0:
-                self._write(name, _file_data(sid, document), now + ttl)
+                self._write(name, self._file_data(sid, document), now + ttl)
             else:
                 self._unlink(name)
         self._maybe_sweep()
@@ -503,7 +511,3 @@ class FileSystemStore(Store):
             finally:
                 os.close(fd)
             self._sweep(now)
-
-
-def _file_data(sid: str, session: cabc.Mapping[str, t.Any]) -> bytes:
-    return to_utf8(encode({"sid": sid})) + b"\n" + to_utf8(encode(session)) + b"\n"

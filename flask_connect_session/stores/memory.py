@@ -8,7 +8,6 @@ import time
 import typing as t
 
 from ..serialization import decode
-from ..serialization import encode
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
@@ -62,7 +61,7 @@ class MemoryStore(Store):
         if ttl <= 0:
             self._entries.pop(sid, None)
         else:
-            self._entries[sid] = (encode(session), now + ttl)
+            self._entries[sid] = (self.encoded(session).decode("utf-8"), now + ttl)
         if now >= self._next_sweep:
             self._sweep(now)
 

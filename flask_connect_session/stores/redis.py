@@ -21,10 +21,12 @@ from ..serialization import encode
 from ..serialization import error_kind
 from ._redis_lua import INDEX_SCRIPT
 from ._redis_lua import MERGE_SCRIPT
+from ._redis_lua import SWAP_SCRIPT
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
 from .base import apply_changes
+from .base import check_size
 from .base import decode_entries
 from .base import document_ttl
 from .base import redact_url
@@ -147,6 +149,16 @@ def _undecodable_is_corrupt() -> cabc.Iterator[None]:
 #: How many values read per process the fast merge remembers.
 READ_CACHE_SIZE = 10_000
 
+#: Longest stored value, in bytes, that the merge script hashes or scans.
+#: Redis runs one script at a time and serves no other client meanwhile, and
+#: its Lua scans JSON at some 30 MB/s (10 MB/s when full of escapes), so a
+#: longer value is merged with a compare-and-swap whose comparison runs at C
+#: speed instead (benchmarks/README.md, "The merge of a huge session").
+SCRIPT_LIMIT = 65536
+
+#: Attempts of a compare-and-swap merge before it gives up.
+SWAP_ATTEMPTS = 100
+
 
 def _glob_escape(text: str) -> str:
     # SCAN MATCH is a glob: the prefix must match literally.
@@ -232,6 +244,7 @@ class RedisStore(Store):
         # RedisCluster (and ValkeyCluster) route by node; they have primaries.
         self._cluster = callable(getattr(self.client, "get_primaries", None))
         self._merge = self.client.register_script(MERGE_SCRIPT)
+        self._swap = self.client.register_script(SWAP_SCRIPT)
         self._index = self.client.register_script(INDEX_SCRIPT)
         # Values this process read, by sid, for the fast merge: while the
         # stored value is unchanged, a merge writes the document built here
@@ -284,7 +297,7 @@ class RedisStore(Store):
     def set(self, sid: str, session: Document) -> None:
         ttl = document_ttl(session, self.ttl)
         if ttl > 0:
-            self.client.set(self._key(sid), to_utf8(encode(session)), ex=ttl)
+            self.client.set(self._key(sid), self.encoded(session), ex=ttl)
         else:
             self.client.delete(self._key(sid))
 
@@ -314,6 +327,12 @@ class RedisStore(Store):
         document built here replaces it; if another request wrote meanwhile,
         the server splices the changes into what it holds. Both paths are one Lua script
         (``MERGE_SCRIPT``), so a contended session costs no extra round trip.
+        A stored value longer than :data:`SCRIPT_LIMIT` is never read by a
+        script: it is merged here and written back with a compare-and-swap
+        (see :meth:`_merge_by_swap`).
+
+        :raises SessionTooLarge: the merged document would be longer than
+            :attr:`max_size`; nothing is written.
         """
         removed = list(removed)
         if COOKIE_MEMBER in changes:
@@ -322,22 +341,68 @@ class RedisStore(Store):
             ttl = ""  # the stored cookie, so the TTL, stays as it is
         with self._read_lock:
             raw = self._read.pop(sid, None)
+        if raw is not None and len(raw) > SCRIPT_LIMIT:
+            return self._merge_by_swap(sid, raw, changes, removed, ttl)
         version, new = "", b""
         if raw is not None:
             version = hashlib.sha1(raw).hexdigest()
-            new = to_utf8(encode(apply_changes(decode(raw), changes, removed)))
+            new = self._merged(raw, changes, removed, ttl)
         items: list[bytes] = []
         for name, value in changes.items():
             items += (_name_bytes(name), to_utf8(f"{dumps(name)}:{dumps(value)}"))
         items += [_name_bytes(name) for name in removed]
         packed = b"".join(b"%d:%s" % (len(item), item) for item in items)
-        result = self._merge(keys=[self._key(sid)], args=[version, new, ttl, len(changes), packed])
+        result = self._merge(
+            keys=[self._key(sid)],
+            args=[version, new, ttl, len(changes), packed, SCRIPT_LIMIT, self.max_size],
+        )
+        if isinstance(result, list):  # [-3, size]: the splice came out too long
+            check_size(int(result[1]), self.max_size)
         if result == -1:
             raise CorruptDocument("the stored value is not a session document")
+        if result == -2:
+            # Grown past what the script reads since this process read it.
+            return self._merge_by_swap(sid, None, changes, removed, ttl)
         if result == 2 and (ttl == "" or int(ttl) > 0):
             # Stored as sent: the next merge can take the fast path again.
             self._remember(sid, new)
         return bool(result in (1, 2))
+
+    def _merged(
+        self, raw: bytes | str, changes: cabc.Mapping[str, t.Any], removed: list[str], ttl: str
+    ) -> bytes:
+        """The document ``raw`` becomes with ``changes`` and ``removed``, as
+        bytes, checked against :attr:`max_size` unless it is to be deleted.
+        """
+        document = apply_changes(decode(raw), changes, removed)
+        return self.encoded(document) if ttl == "" or int(ttl) > 0 else to_utf8(encode(document))
+
+    def _merge_by_swap(
+        self,
+        sid: str,
+        raw: bytes | str | None,
+        changes: cabc.Mapping[str, t.Any],
+        removed: list[str],
+        ttl: str,
+    ) -> bool:
+        """Merge into a stored value too long for the merge script: build the
+        new document here from ``raw`` (read now if ``None``) and write it
+        only if the key still holds ``raw`` (``SWAP_SCRIPT``, a byte
+        comparison); on a lost race, read again.
+        """
+        key = self._key(sid)
+        for _ in range(SWAP_ATTEMPTS):
+            if raw is None:
+                with _undecodable_is_corrupt():
+                    raw = self.client.get(key)
+                if raw is None:
+                    return False
+            new = self._merged(raw, changes, removed, ttl)
+            result = self._swap(keys=[key], args=[raw, new, ttl])
+            if result != -1:
+                return bool(result)
+            raw = None
+        raise RuntimeError(f"merge of a session lost {SWAP_ATTEMPTS} races in a row")
 
     def _keys(self, prefix: str | None = None) -> cabc.Iterator[bytes | str]:
         prefix = self.key_prefix if prefix is None else prefix

@@ -25,7 +25,6 @@ from sqlalchemy.dialects import sqlite
 from ..cookie import MAX_LIFETIME
 from ..serialization import DEVICE_MEMBER
 from ..serialization import decode
-from ..serialization import encode
 from . import split_table_name
 from .base import DEFAULT_TTL
 from .base import Document
@@ -34,7 +33,6 @@ from .base import apply_changes
 from .base import decode_entries
 from .base import document_ttl
 from .base import redact_url
-from .base import to_utf8
 from .base import touched_ttl
 
 logger = logging.getLogger("flask_connect_session")
@@ -172,11 +170,6 @@ def _private_sqlite_file(url: sa.URL) -> None:
         os.close(os.open(database, flags | getattr(os, "O_CLOEXEC", 0), 0o600))
     except OSError:
         pass  # there already, or no folder: SQLite reports the latter at first use
-
-
-def _text(document: cabc.Mapping[str, t.Any]) -> str:
-    # PostgreSQL and MariaDB take UTF-8 only: lone surrogates become escapes.
-    return to_utf8(encode(document)).decode("utf-8")
 
 
 #: Longest user id the ``user_id`` column holds.
@@ -617,12 +610,20 @@ class SQLStore(Store):
                 now = _utcnow()
                 self._upsert_row(conn, sid, session, now + timedelta(seconds=ttl))
 
+    def _text(self, document: cabc.Mapping[str, t.Any]) -> str:
+        """The ``sess`` of a document; PostgreSQL and MariaDB take UTF-8 only,
+        so lone surrogates are escapes.
+
+        :raises SessionTooLarge: it is longer than :attr:`max_size`.
+        """
+        return self.encoded(document).decode("utf-8")
+
     def _upsert_row(
         self, conn: sa.Connection, sid: str, session: Document, expire: datetime
     ) -> None:
         params = {
             "p_sid": sid,
-            "p_sess": _text(session),
+            "p_sess": self._text(session),
             "p_expire": expire,
             "p_user": _row_user(session),
         }
@@ -760,7 +761,7 @@ class SQLStore(Store):
         params = {
             "p_sid": sid,
             "now": now,
-            "p_sess": _text(document),
+            "p_sess": self._text(document),
             "p_expire": now + timedelta(seconds=ttl),
             "p_user": _row_user(document),
             **extra,
