@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import stat
+import time
 import traceback
 import typing as t
 import unicodedata
@@ -26,6 +27,7 @@ from flask import session
 from flask.testing import FlaskClient
 
 from flask_connect_session import ConnectSession
+from flask_connect_session import FileSystemStore
 from flask_connect_session import MemoryStore
 from flask_connect_session import RedisStore
 from flask_connect_session import SessionTooLarge
@@ -656,3 +658,39 @@ def test_a_spliced_merge_over_max_size_writes_nothing(redis_store: RedisStore) -
     with pytest.raises(SessionTooLarge):
         redis_store.merge("abc", {"more": "z" * 200}, [])
     assert client.get("sess:abc") == huge.encode()
+
+
+# -- 11b. FileSystemStore's user index: a change costs the same at any size ----------
+
+
+def _bytes_written() -> int:
+    """Bytes this process has passed to write() so far (Linux)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no wchar in /proc/self/io")
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux's /proc/self/io")
+def test_filesystem_index_change_costs_the_same_at_any_size(tmp_path: Path) -> None:
+    """Adding or removing one session of a user writes as much with 2,000
+    sessions as with 10 (the index was one file rewritten whole: O(N) per
+    login, O(N^2) in all), and the index still lists them all.
+    """
+    store = FileSystemStore(tmp_path / "sessions")
+    until = time.time() + 3600
+
+    def cost(user: str) -> int:
+        before = _bytes_written()
+        store.index_add(user, "new-session-id", until)
+        store.index_remove(user, "new-session-id")
+        return _bytes_written() - before
+
+    for user, count in (("small", 10), ("large", 2000)):
+        for n in range(count):
+            store.index_add(user, f"session-{n:05d}", until)
+    small, large = cost("small"), cost("large")
+    assert small < 1000 and large <= small + 200  # the same work, give or take
+    for n in range(2000):
+        store.set(f"session-{n:05d}", doc(None, user_id="large"))
+    assert len(store.index_sessions("large")) == 2000

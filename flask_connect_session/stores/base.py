@@ -208,8 +208,11 @@ class Store(abc.ABC):
     def index_add(self, user: str, sid: str, until: float) -> None:
         """Add ``sid`` to ``user``'s index, or move its end of life.
 
-        Entries of ``user`` whose ``until`` has passed are dropped in the
-        same step, so the index never grows without bound. Optional.
+        It should cost the same whatever the number of ``user``'s sessions
+        (a login must not get slower with each device). Entries whose
+        ``until`` has passed may be dropped in the same step; they must be
+        at the latest by :meth:`index_sessions` and ``flask session prune``,
+        so the index never grows without bound. Optional.
 
         :param until: time (:func:`time.time`) after which the session is
             surely gone: its store lifetime plus a margin for the touches
@@ -218,8 +221,9 @@ class Store(abc.ABC):
         _unsupported(self, "index_add")
 
     def index_remove(self, user: str, sid: str) -> None:
-        """Remove ``sid`` from ``user``'s index (missing is not an error),
-        dropping ``user``'s expired entries too. Optional.
+        """Remove ``sid`` from ``user``'s index (missing is not an error);
+        as :meth:`index_add`, at a cost that does not grow with ``user``'s
+        sessions. Optional.
         """
         _unsupported(self, "index_remove")
 
