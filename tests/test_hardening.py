@@ -694,3 +694,36 @@ def test_filesystem_index_change_costs_the_same_at_any_size(tmp_path: Path) -> N
     for n in range(2000):
         store.set(f"session-{n:05d}", doc(None, user_id="large"))
     assert len(store.index_sessions("large")) == 2000
+
+
+@pytest.mark.slow
+def test_sql_index_remove_finds_its_row_by_primary_key(postgresql_url: str) -> None:
+    """Removing one session from a user's index never scans that user's
+    rows, even with the plan PostgreSQL caches for a prepared statement
+    (a generic plan, made while the table was small: it used the user_id
+    index, a scan of the user's 10,000 rows per logout once the table grew).
+    """
+    import re
+
+    store = SQLStore(postgresql_url, prune_interval=None)
+    for n in range(10):
+        store.set(f"s{n}", {**doc(None), "_device": {"user": "42"}, "user_id": "42"})
+    sql = str(store._index_remove.compile(dialect=store.engine.dialect))
+    names: list[str] = []
+
+    def positional(match: re.Match[str]) -> str:
+        names.append(match[1])
+        return f"${len(names)}"
+
+    sql = re.sub(r"%\((\w+)\)s", positional, sql)
+    values = {"p_sid": "'s1'", "p_user": "'42'", "user_id": "NULL", "coalesce_1": "''"}
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        conn.exec_driver_sql(f"PREPARE remove AS {sql}")
+        arguments = ", ".join(values[name] for name in names)
+        plan = "\n".join(
+            r[0] for r in conn.exec_driver_sql(f"EXPLAIN EXECUTE remove({arguments})")
+        )
+        conn.rollback()
+    assert "session_pkey" in plan and "IDX_session_user_id" not in plan, plan
+    store.engine.dispose()

@@ -148,15 +148,21 @@ class MemoryStore(Store):
         with self._lock:
             return self._sweep(time.time())
 
+    # The index's writes cost the same whatever the user's number of
+    # sessions; expired entries go when the user's index is read, and in
+    # the sweeps.
+
     def index_add(self, user: str, sid: str, until: float) -> None:
         with self._lock:
-            self._prune_user(user, time.time())
             self._users.setdefault(user, {})[sid] = until
 
     def index_remove(self, user: str, sid: str) -> None:
         with self._lock:
-            self._users.get(user, {}).pop(sid, None)
-            self._prune_user(user, time.time())
+            entries = self._users.get(user)
+            if entries is not None:
+                entries.pop(sid, None)
+                if not entries:
+                    del self._users[user]
 
     def index_sessions(self, user: str) -> dict[str, Document]:
         now = time.time()

@@ -463,9 +463,15 @@ class SQLStore(Store):
             .where(live, self._sess_out == sa.bindparam("old"))
             .values(sess=self._sess_in, expire=sa.bindparam("p_expire"), **users)
         )
+        # user_id is compared through coalesce(), which its index cannot
+        # serve: a plan cached while the table was small (PostgreSQL's
+        # generic plans) must never scan all of a user's rows to find one.
         self._index_remove = (
             sa.update(self.table)
-            .where(c.sid == sa.bindparam("p_sid"), c.user_id == sa.bindparam("p_user"))
+            .where(
+                c.sid == sa.bindparam("p_sid"),
+                sa.func.coalesce(c.user_id, "") == sa.bindparam("p_user", type_=c.user_id.type),
+            )
             .values(user_id=None)
         )
         self._index_sessions = sa.select(c.sid, self._sess_out).where(
