@@ -189,21 +189,6 @@ local function cookie_of(members)
 end
 """
 
-#: Shared Lua: ``write(document)`` stores ``document`` under ``KEYS[1]``
-#: with the TTL in ``ARGV[3]``: seconds (``<= 0`` deletes), or ``""`` to keep
-#: the current one.
-WRITE = r"""
-local function write(document)
-  if ARGV[3] == '' then
-    redis.call('SET', KEYS[1], document, 'KEEPTTL')
-  elseif tonumber(ARGV[3]) > 0 then
-    redis.call('SET', KEYS[1], document, 'EX', ARGV[3])
-  else
-    redis.call('DEL', KEYS[1])
-  end
-end
-"""
-
 #: The merge, in one round trip whatever happened since the session was read.
 #: ``KEYS[1]``: the session key. ``ARGV[1]``: SHA-1 (hex) of the value this
 #: process read, or ``""``; ``ARGV[2]``: the whole new value Python built from
@@ -222,18 +207,27 @@ end
 #: Returns 2 when ``ARGV[2]`` was written, 1 when the changes were spliced in,
 #: 0 when the key is missing (nothing written), -1 when the stored value is
 #: not a session document (left as it is), -2 when the stored value is
-#: longer than ``ARGV[6]`` (nothing read: Lua runs ~100 times slower than C,
-#: and Redis serves no one else meanwhile), ``{-3, size}`` when the spliced
-#: document would be longer than ``ARGV[7]`` (nothing written).
+#: longer than ``ARGV[6]`` (nothing read: Redis serves no one else while a
+#: script runs, and Lua scans ~100 times slower than C), ``{-3, size}``
+#: when the spliced document would be longer than ``ARGV[7]`` (nothing
+#: written).
 MERGE_SCRIPT = (
     r"""
 local size = redis.call('STRLEN', KEYS[1])
 if size == 0 and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if size > tonumber(ARGV[6]) then return -2 end
 local stored = redis.call('GET', KEYS[1])
-"""
-    + WRITE
-    + r"""
+
+local function write(document)
+  if ARGV[3] == '' then
+    redis.call('SET', KEYS[1], document, 'KEEPTTL')
+  elseif tonumber(ARGV[3]) > 0 then
+    redis.call('SET', KEYS[1], document, 'EX', ARGV[3])
+  else
+    redis.call('DEL', KEYS[1])
+  end
+end
+
 -- Before the scanner below is even defined: the fast path pays nothing for it.
 if ARGV[1] ~= '' and redis.sha1hex(stored) == ARGV[1] then
   write(ARGV[2])
@@ -290,26 +284,6 @@ if limit > 0 and #document > limit and (ARGV[3] == '' or tonumber(ARGV[3]) > 0) 
   return {-3, #document}
 end
 write(document)
-return 1
-"""
-)
-
-#: The merge of a stored value longer than the scripts may read: a
-#: compare-and-swap whose comparison is a byte comparison (C speed), so
-#: Redis spends on it no more than it spends receiving the arguments.
-#: ``KEYS[1]``: the session key. ``ARGV[1]``: the value the new one was
-#: built from; ``ARGV[2]``: the new value; ``ARGV[3]``: as for
-#: :data:`MERGE_SCRIPT`. Returns 1 when written, 0 when the key is missing,
-#: -1 when the stored value is no longer ``ARGV[1]`` (nothing written).
-SWAP_SCRIPT = (
-    r"""
-local stored = redis.call('GET', KEYS[1])
-if not stored then return 0 end
-if stored ~= ARGV[1] then return -1 end
-"""
-    + WRITE
-    + r"""
-write(ARGV[2])
 return 1
 """
 )

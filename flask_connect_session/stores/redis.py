@@ -21,7 +21,6 @@ from ..serialization import encode
 from ..serialization import error_kind
 from ._redis_lua import INDEX_SCRIPT
 from ._redis_lua import MERGE_SCRIPT
-from ._redis_lua import SWAP_SCRIPT
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
@@ -151,12 +150,14 @@ READ_CACHE_SIZE = 10_000
 
 #: Longest stored value, in bytes, that the merge script hashes or scans.
 #: Redis runs one script at a time and serves no other client meanwhile, and
-#: its Lua scans JSON at some 30 MB/s (10 MB/s when full of escapes), so a
-#: longer value is merged with a compare-and-swap whose comparison runs at C
-#: speed instead (benchmarks/README.md, "The merge of a huge session").
+#: its Lua scans JSON at some 20 MB/s (8 MB/s when full of escapes); even
+#: copying a long value into Lua costs milliseconds. A longer value is
+#: merged in an optimistic transaction instead (``WATCH``/``MULTI``), during
+#: which Redis only copies bytes (benchmarks/README.md, "A merge into a
+#: huge session").
 SCRIPT_LIMIT = 65536
 
-#: Attempts of a compare-and-swap merge before it gives up.
+#: Attempts of an optimistic-transaction merge before it gives up.
 SWAP_ATTEMPTS = 100
 
 
@@ -244,7 +245,6 @@ class RedisStore(Store):
         # RedisCluster (and ValkeyCluster) route by node; they have primaries.
         self._cluster = callable(getattr(self.client, "get_primaries", None))
         self._merge = self.client.register_script(MERGE_SCRIPT)
-        self._swap = self.client.register_script(SWAP_SCRIPT)
         self._index = self.client.register_script(INDEX_SCRIPT)
         # Values this process read, by sid, for the fast merge: while the
         # stored value is unchanged, a merge writes the document built here
@@ -328,8 +328,8 @@ class RedisStore(Store):
         the server splices the changes into what it holds. Both paths are one Lua script
         (``MERGE_SCRIPT``), so a contended session costs no extra round trip.
         A stored value longer than :data:`SCRIPT_LIMIT` is never read by a
-        script: it is merged here and written back with a compare-and-swap
-        (see :meth:`_merge_by_swap`).
+        script: it is merged here, in an optimistic transaction (see
+        :meth:`_merge_by_swap`).
 
         :raises SessionTooLarge: the merged document would be longer than
             :attr:`max_size`; nothing is written.
@@ -342,7 +342,7 @@ class RedisStore(Store):
         with self._read_lock:
             raw = self._read.pop(sid, None)
         if raw is not None and len(raw) > SCRIPT_LIMIT:
-            return self._merge_by_swap(sid, raw, changes, removed, ttl)
+            return self._merge_by_swap(sid, changes, removed, ttl)
         version, new = "", b""
         if raw is not None:
             version = hashlib.sha1(raw).hexdigest()
@@ -362,7 +362,7 @@ class RedisStore(Store):
             raise CorruptDocument("the stored value is not a session document")
         if result == -2:
             # Grown past what the script reads since this process read it.
-            return self._merge_by_swap(sid, None, changes, removed, ttl)
+            return self._merge_by_swap(sid, changes, removed, ttl)
         if result == 2 and (ttl == "" or int(ttl) > 0):
             # Stored as sent: the next merge can take the fast path again.
             self._remember(sid, new)
@@ -378,30 +378,40 @@ class RedisStore(Store):
         return self.encoded(document) if ttl == "" or int(ttl) > 0 else to_utf8(encode(document))
 
     def _merge_by_swap(
-        self,
-        sid: str,
-        raw: bytes | str | None,
-        changes: cabc.Mapping[str, t.Any],
-        removed: list[str],
-        ttl: str,
+        self, sid: str, changes: cabc.Mapping[str, t.Any], removed: list[str], ttl: str
     ) -> bool:
-        """Merge into a stored value too long for the merge script: build the
-        new document here from ``raw`` (read now if ``None``) and write it
-        only if the key still holds ``raw`` (``SWAP_SCRIPT``, a byte
-        comparison); on a lost race, read again.
+        """Merge into a stored value too long for the merge script, with an
+        optimistic transaction: ``WATCH`` the key, ``GET`` it, build the new
+        document here, write it in ``MULTI``/``EXEC`` (which writes nothing
+        if the key changed since, and then it starts again). Redis only
+        copies bytes meanwhile; on a cluster it talks to the key's primary.
         """
         key = self._key(sid)
+        client = (
+            self.client.get_node_from_key(key).redis_connection if self._cluster else self.client
+        )
         for _ in range(SWAP_ATTEMPTS):
-            if raw is None:
-                with _undecodable_is_corrupt():
-                    raw = self.client.get(key)
-                if raw is None:
-                    return False
-            new = self._merged(raw, changes, removed, ttl)
-            result = self._swap(keys=[key], args=[raw, new, ttl])
-            if result != -1:
-                return bool(result)
-            raw = None
+            with client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    with _undecodable_is_corrupt():
+                        raw = pipe.get(key)
+                    if raw is None:
+                        return False
+                    new = self._merged(raw, changes, removed, ttl)
+                    pipe.multi()
+                    if ttl == "":
+                        pipe.set(key, new, keepttl=True)
+                    elif int(ttl) > 0:
+                        pipe.set(key, new, ex=int(ttl))
+                    else:
+                        pipe.delete(key)
+                    pipe.execute()
+                    return True
+                except Exception as exc:
+                    # redis-py's and valkey-py's WatchError: written meanwhile.
+                    if type(exc).__name__ != "WatchError":
+                        raise
         raise RuntimeError(f"merge of a session lost {SWAP_ATTEMPTS} races in a row")
 
     def _keys(self, prefix: str | None = None) -> cabc.Iterator[bytes | str]:
