@@ -615,9 +615,12 @@ def test_the_merge_script_never_reads_a_huge_value(redis_store: RedisStore) -> N
 
 
 @pytest.mark.slow
-def test_a_huge_session_is_merged_by_compare_and_swap(redis_store: RedisStore) -> None:
+def test_a_huge_session_is_merged_in_a_transaction(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A huge session (another app wrote it) is merged correctly, keeping a
-    concurrent writer's change, and a destroyed one stays destroyed.
+    concurrent writer's change (made before the merge read it, or while it
+    built the new document), and a destroyed one stays destroyed.
     """
     client = redis_store.client
     document = doc(None, blob="x" * HUGE, n=0)
@@ -630,6 +633,20 @@ def test_a_huge_session_is_merged_by_compare_and_swap(redis_store: RedisStore) -
     expected = {k: v for k, v in document.items() if k != "n"} | {"mine": 3, "theirs": 2}
     assert redis_store.get("big") == expected
     assert 0 < t.cast(int, client.ttl("sess:big")) <= 100  # the TTL kept
+    # Another writer between the read and the write: the write is refused,
+    # and the merge starts again from what that writer stored.
+    build = redis_store._merged
+    interfered: list[bool] = []
+
+    def merged_while_another_writes(*args: t.Any) -> bytes:
+        if not interfered:
+            interfered.append(True)
+            client.set("sess:big", encode({**expected, "late": 5}), keepttl=True)
+        return build(*args)
+
+    monkeypatch.setattr(redis_store, "_merged", merged_while_another_writes)
+    assert redis_store.merge("big", {"mine": 6}, [])
+    assert redis_store.get("big") == {**expected, "late": 5, "mine": 6}
     client.delete("sess:big")
     assert redis_store.merge("big", {"mine": 4}, []) is False
     assert client.exists("sess:big") == 0
