@@ -31,6 +31,7 @@ from pathlib import Path
 from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def documents(size: int) -> dict[str, dict[str, t.Any]]:
@@ -99,20 +100,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    import redis
+    from index_cost import open_store
 
-    from flask_connect_session import RedisStore
     from flask_connect_session.stores import redis as redis_store
 
-    from server_fixtures import RedisServer
-    from server_fixtures import _require_binary  # noqa: I001 (test helper)
-
-    tmp = Path(tempfile.mkdtemp(prefix="fcs-huge-"))
-    server = RedisServer(_require_binary("redis-server", "redis-server"), tmp)
-    server.start()
-    try:
-        client = redis.Redis.from_url(server.url)
-        store = RedisStore(server.url)
+    with open_store("redis", Path(tempfile.mkdtemp(prefix="fcs-huge-"))) as store:
+        client = store.client
+        kwargs = client.connection_pool.connection_kwargs
+        url = f"redis://{kwargs['host']}:{kwargs['port']}/0"
         store.max_size = 0
         client.config_set("slowlog-log-slower-than", 0)
         client.config_set("slowlog-max-len", 1_000_000)  # the PINGs are many
@@ -124,16 +119,12 @@ def main() -> None:
                 ("now", redis_store.SCRIPT_LIMIT),
             ):
                 with mock.patch.object(redis_store, "SCRIPT_LIMIT", limit):
-                    results = [
-                        one_merge(store, client, server.url, document) for _ in range(args.runs)
-                    ]
+                    results = [one_merge(store, client, url, document) for _ in range(args.runs)]
                 waits, scripts = zip(*results, strict=True)
                 print(
                     f"{name:12} {variant:22} {statistics.median(waits):>16.1f}"
                     f" {statistics.median(scripts):>19.1f}"
                 )
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

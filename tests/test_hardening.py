@@ -296,6 +296,10 @@ def _next_cookie(app: Flask, value: str) -> dict[str, str]:
     return _attributes(response.headers["Set-Cookie"])
 
 
+#: The attributes of a cookie with all three hardened.
+HARDENED = {"secure": "", "httponly": "", "path": "/", "samesite": "Strict"}
+
+
 def test_hardened_cookie_settings_reach_live_sessions() -> None:
     """Sessions made while the cookie was weak get ``Secure``, ``HttpOnly``
     and the stricter ``SameSite`` at their next cookie once the
@@ -309,12 +313,7 @@ def test_hardened_cookie_settings_reach_live_sessions() -> None:
     }
     # The operator hardens the configuration and restarts the app.
     hard = _cookie_app(store, secure=True, httponly=True, samesite="Strict")
-    assert _next_cookie(hard, weak) == {
-        "secure": "",
-        "httponly": "",
-        "path": "/",
-        "samesite": "Strict",
-    }
+    assert _next_cookie(hard, weak) == HARDENED
     assert "secure" in _next_cookie(_cookie_app(store, secure=True, httponly=False), weak)
     assert "httponly" in _next_cookie(_cookie_app(store, httponly=True), weak)
     lax = _next_cookie(_cookie_app(store, httponly=False, samesite="None"), weak)
@@ -325,12 +324,7 @@ def test_what_a_stored_cookie_asks_beyond_the_configuration_stays() -> None:
     store = MemoryStore()
     strict = _session_cookie(_cookie_app(store, secure=True, httponly=True, samesite="Strict"))
     lax = _cookie_app(store, secure=False, httponly=False, samesite="Lax")
-    assert _next_cookie(lax, strict) == {
-        "secure": "",
-        "httponly": "",
-        "path": "/",
-        "samesite": "Strict",
-    }
+    assert _next_cookie(lax, strict) == HARDENED
 
 
 # -- 10. SQLite files are private ----------------------------------------------------
