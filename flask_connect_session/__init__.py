@@ -6,6 +6,7 @@ import typing as t
 
 from .cookie import Cookie
 from .errors import SessionNotFound
+from .errors import SessionTooLarge
 from .errors import StoreError
 from .extension import ConnectSession
 from .signals import session_created
@@ -45,6 +46,7 @@ __all__ = [
     "SessionInfo",
     "SQLStore",
     "SessionNotFound",
+    "SessionTooLarge",
     "Store",
     "StoreError",
     "session_created",

@@ -141,6 +141,9 @@ class ConnectSession:
         """
         options = Options.from_config(app.config)
         store = build_store(options, app)
+        # A limit on what requests store, so it applies to a store the app
+        # built itself too.
+        store.max_size = options.max_size
         if options.user_key is not None and not keeps_user_index(store):
             raise ValueError(
                 f"CONNECT_SESSION_USER_KEY: {type(store).__name__} cannot keep the per-user"

@@ -14,6 +14,7 @@ from .cookie import lifetime_seconds
 from .cookie import parse_expires
 from .errors import CorruptDocument
 from .errors import SessionNotFound
+from .errors import SessionTooLarge
 from .errors import StoreError
 from .options import config_secrets
 from .provenance import holds_tags
@@ -162,12 +163,12 @@ class ConnectSessionInterface(SessionInterface):
     def _call(self, operation: str, sid: str, *args: t.Any) -> t.Any:
         """Call a store method, turning any failure into :class:`StoreError`.
 
-        :class:`CorruptDocument` passes through: it is about the entry, not
-        the backend.
+        :class:`CorruptDocument` and :class:`SessionTooLarge` pass through:
+        they are about the entry or the data, not the backend.
         """
         try:
             return getattr(self.store, operation)(sid, *args)
-        except CorruptDocument:
+        except (CorruptDocument, SessionTooLarge):
             raise
         except Exception as exc:
             # The index methods take a user id first, never to be shown as a
@@ -204,7 +205,7 @@ class ConnectSessionInterface(SessionInterface):
         secrets = config_secrets(app.config)
         if not secrets:
             return None
-        return ServerSession(self, request, secrets, self.transports.choose(request.environ))
+        return ServerSession(self, request, secrets, self.transports.choose(request))
 
     def read_cookie_sid(self, session: ServerSession) -> str | None:
         """Return the validly signed id the request carries, or ``None``.
@@ -304,11 +305,13 @@ class ConnectSessionInterface(SessionInterface):
                 session.created, session.created_unsaved = int(time.time() * 1000), True
 
     def inflate_cookie(self, session: ServerSession) -> Cookie:
-        """Build the Cookie of a loaded session from its stored form."""
+        """Build the Cookie of a loaded session from its stored form, never
+        weaker than the configuration (see :meth:`Cookie.at_least`).
+        """
         defaults = self.new_cookie(session.request)
         if session.cookie_document is None:
             return defaults
-        return Cookie.from_document(session.cookie_document, defaults)
+        return Cookie.from_document(session.cookie_document, defaults).at_least(defaults)
 
     def _timed_out(self, document: Document) -> bool:
         timeout = self.options.absolute_timeout

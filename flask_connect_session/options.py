@@ -21,6 +21,7 @@ from .cookie import valid_domain
 from .serialization import is_reserved
 from .signing import generate_sid
 from .stores import split_table_name
+from .stores.base import DEFAULT_MAX_SIZE
 from .stores.base import DEFAULT_TTL
 
 if t.TYPE_CHECKING:
@@ -58,6 +59,7 @@ SETTINGS = (
     "HEADER",
     "SQL_TABLE",
     "MIGRATE_FROM",
+    "MAX_SIZE",
 )
 
 #: Every ``CONNECT_SESSION_*`` key this extension reads.
@@ -143,16 +145,24 @@ _RESERVED_HEADERS = frozenset(
     )
 )
 #: Standard request headers browsers send by themselves (the Fetch
-#: standard's forbidden names, caching, client hints...): with one of them
-#: every browser request would be a header request.
+#: standard's forbidden names, caching, client hints, EventSource, <a ping>,
+#: service workers, prefetches...), or that a page's script may send to
+#: another origin without a CORS preflight (the CORS-safelisted ones): with
+#: one of them every browser request would be a header request, or a
+#: forged one could carry a session.
 _BROWSER_HEADERS = frozenset(
     (
         "accept",
+        "alt-used",
+        "attribution-reporting-eligible",
+        "attribution-reporting-support",
+        "available-dictionary",
         "cache-control",
         "connection",
         "cookie2",
         "date",
         "device-memory",
+        "dictionary-id",
         "dnt",
         "downlink",
         "dpr",
@@ -160,13 +170,17 @@ _BROWSER_HEADERS = frozenset(
         "ect",
         "expect",
         "host",
+        "http2-settings",
         "if-match",
         "if-modified-since",
         "if-none-match",
         "if-range",
         "if-unmodified-since",
         "keep-alive",
+        "last-event-id",
         "origin",
+        "ping-from",
+        "ping-to",
         "pragma",
         "priority",
         "purpose",
@@ -174,6 +188,8 @@ _BROWSER_HEADERS = frozenset(
         "referer",
         "rtt",
         "save-data",
+        "service-worker",
+        "service-worker-navigation-preload",
         "te",
         "trailer",
         "transfer-encoding",
@@ -183,12 +199,13 @@ _BROWSER_HEADERS = frozenset(
         "via",
         "viewport-width",
         "width",
+        "x-moz",
         "x-requested-with",
     )
 )
 #: Prefixes of whole families of such headers (``Accept-Language``,
-#: ``Sec-Fetch-Site``, ``Sec-CH-UA``...).
-_BROWSER_HEADER_PREFIXES = ("accept-", "access-control-request-", "proxy-", "sec-")
+#: ``Content-Language``, ``Sec-Fetch-Site``, ``Sec-CH-UA``...).
+_BROWSER_HEADER_PREFIXES = ("accept-", "access-control-request-", "content-", "proxy-", "sec-")
 
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
@@ -230,6 +247,18 @@ def parse_seconds(key: str, value: object, *, allow_none: bool = True) -> float 
     if not 0 <= seconds <= MAX_LIFETIME:  # negative, NaN, infinite or absurd
         raise ValueError(f"{key}: expected 0 to {MAX_LIFETIME} seconds, got {value!r}")
     return seconds
+
+
+def _parse_size(key: str, value: object) -> int:
+    """Return a size in bytes: a whole number, 0 or more.
+
+    :raises ValueError: anything else, naming ``key``.
+    """
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)  # from an environment variable
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key}: expected a whole number of bytes (0: no limit), got {value!r}")
+    return value
 
 
 def _parse_str(key: str, value: object, *, allow_none: bool = False) -> str | None:
@@ -296,8 +325,8 @@ def _parse_header(key: str, value: object) -> str | None:
         raise ValueError(f"{key}: {header!r} cannot carry the session id; use e.g. X-Session-Id")
     if header.lower() in _BROWSER_HEADERS or header.lower().startswith(_BROWSER_HEADER_PREFIXES):
         raise ValueError(
-            f"{key}: browsers send {header!r} by themselves, so it cannot carry the"
-            " session id; use e.g. X-Session-Id"
+            f"{key}: browsers send {header!r} by themselves (or let any page's script"
+            " send it), so it cannot carry the session id; use e.g. X-Session-Id"
         )
     return header
 
@@ -464,6 +493,8 @@ class Options:
     migrate_from: tuple[LegacySource, ...] = ()
     #: Table of a URL-built ``SQLStore``: ``"table"`` or ``"schema.table"``.
     sql_table: str = "session"
+    #: Largest stored session document, in bytes (0: no limit).
+    max_size: int = DEFAULT_MAX_SIZE
 
     @classmethod
     def from_config(cls, config: Config) -> Options:
@@ -522,6 +553,7 @@ class Options:
             header=_parse_header(p + "HEADER", get(p + "HEADER")),
             migrate_from=parse_migrate_from(config, key),
             sql_table=_parse_table(p + "SQL_TABLE", get(p + "SQL_TABLE", "session")),
+            max_size=_parse_size(p + "MAX_SIZE", get(p + "MAX_SIZE", DEFAULT_MAX_SIZE)),
         )
 
 

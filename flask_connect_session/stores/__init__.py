@@ -158,8 +158,9 @@ def _sql(url: str, settings: StoreSettings) -> Store:
         and not os.path.isabs(database)
         and settings.instance_path is not None
     ):
-        # Relative to the instance folder, as Flask-SQLAlchemy resolves it.
-        os.makedirs(settings.instance_path, exist_ok=True)
+        # Relative to the instance folder, as Flask-SQLAlchemy resolves it;
+        # one made here is private, as the database file will be.
+        os.makedirs(settings.instance_path, mode=0o700, exist_ok=True)
         parsed = parsed.set(database=os.path.join(settings.instance_path, database))
     try:
         # Builds the engine (importing the driver) without connecting.

@@ -14,14 +14,30 @@ from ..cookie import lifetime_seconds
 from ..cookie import parse_expires
 from ..cookie import utcnow
 from ..errors import CorruptDocument
+from ..errors import SessionTooLarge
 from ..serialization import COOKIE_MEMBER
 from ..serialization import decode
+from ..serialization import encode
 
 Document = dict[str, t.Any]
 
 #: Store lifetime, in seconds, of sessions whose cookie has no expiry
 #: (connect-redis' default ``ttl``).
 DEFAULT_TTL = 86400
+
+#: Largest stored session document, in bytes, unless
+#: ``CONNECT_SESSION_MAX_SIZE`` says otherwise (1 MiB).
+DEFAULT_MAX_SIZE = 1048576
+
+
+def check_size(size: int, limit: int) -> None:
+    """Refuse a document of ``size`` bytes under a limit of ``limit`` bytes
+    (0: no limit).
+
+    :raises SessionTooLarge: it is larger.
+    """
+    if limit and size > limit:
+        raise SessionTooLarge(size, limit)
 
 
 def document_ttl(document: cabc.Mapping[str, t.Any], default: int) -> int:
@@ -81,6 +97,12 @@ class Store(abc.ABC):
 
     #: Store lifetime, in seconds, of sessions whose cookie has no expiry.
     ttl: int = DEFAULT_TTL
+    #: Largest document, in bytes of UTF-8 JSON, that a write may store
+    #: (0: no limit); ``init_app`` sets it from ``CONNECT_SESSION_MAX_SIZE``.
+    #: The built-in stores check it with :meth:`encoded` wherever they
+    #: write, after a merge too, and raise
+    #: :class:`~flask_connect_session.SessionTooLarge` without writing.
+    max_size: int = DEFAULT_MAX_SIZE
 
     @abc.abstractmethod
     def get(self, sid: str) -> Document | None:
@@ -137,8 +159,22 @@ class Store(abc.ABC):
         current = self.get(sid)
         if current is None:
             return False
-        self.set(sid, apply_changes(current, changes, removed))
+        document = apply_changes(current, changes, removed)
+        self.encoded(document)  # refuses a document over max_size
+        self.set(sid, document)
         return True
+
+    def encoded(self, document: cabc.Mapping[str, t.Any]) -> bytes:
+        """Return a document as the UTF-8 JSON a store keeps (see
+        :func:`to_utf8`), after checking it against :attr:`max_size`.
+        A store of your own calls it where it writes, to honour
+        ``CONNECT_SESSION_MAX_SIZE``.
+
+        :raises SessionTooLarge: it is larger than :attr:`max_size`.
+        """
+        data = to_utf8(encode(document))
+        check_size(len(data), self.max_size)
+        return data
 
     def all(self) -> dict[str, Document]:
         """Return every live session, by id. Optional."""
@@ -174,8 +210,11 @@ class Store(abc.ABC):
     def index_add(self, user: str, sid: str, until: float) -> None:
         """Add ``sid`` to ``user``'s index, or move its end of life.
 
-        Entries of ``user`` whose ``until`` has passed are dropped in the
-        same step, so the index never grows without bound. Optional.
+        It should cost the same whatever the number of ``user``'s sessions
+        (a login must not get slower with each device). Entries whose
+        ``until`` has passed may be dropped in the same step; they must be
+        at the latest by :meth:`index_sessions` and ``flask session prune``,
+        so the index never grows without bound. Optional.
 
         :param until: time (:func:`time.time`) after which the session is
             surely gone: its store lifetime plus a margin for the touches
@@ -184,8 +223,9 @@ class Store(abc.ABC):
         _unsupported(self, "index_add")
 
     def index_remove(self, user: str, sid: str) -> None:
-        """Remove ``sid`` from ``user``'s index (missing is not an error),
-        dropping ``user``'s expired entries too. Optional.
+        """Remove ``sid`` from ``user``'s index (missing is not an error);
+        as :meth:`index_add`, at a cost that does not grow with ``user``'s
+        sessions. Optional.
         """
         _unsupported(self, "index_remove")
 

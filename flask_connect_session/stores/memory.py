@@ -8,7 +8,6 @@ import time
 import typing as t
 
 from ..serialization import decode
-from ..serialization import encode
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
@@ -62,7 +61,7 @@ class MemoryStore(Store):
         if ttl <= 0:
             self._entries.pop(sid, None)
         else:
-            self._entries[sid] = (encode(session), now + ttl)
+            self._entries[sid] = (self.encoded(session).decode("utf-8"), now + ttl)
         if now >= self._next_sweep:
             self._sweep(now)
 
@@ -152,15 +151,21 @@ class MemoryStore(Store):
         with self._lock:
             return self._sweep(time.time())
 
+    # The index's writes cost the same whatever the user's number of
+    # sessions; expired entries go when the user's index is read, and in
+    # the sweeps.
+
     def index_add(self, user: str, sid: str, until: float) -> None:
         with self._lock:
-            self._prune_user(user, time.time())
             self._users.setdefault(user, {})[sid] = until
 
     def index_remove(self, user: str, sid: str) -> None:
         with self._lock:
-            self._users.get(user, {}).pop(sid, None)
-            self._prune_user(user, time.time())
+            entries = self._users.get(user)
+            if entries is not None:
+                entries.pop(sid, None)
+                if not entries:
+                    del self._users[user]
 
     def index_sessions(self, user: str) -> dict[str, Document]:
         now = time.time()

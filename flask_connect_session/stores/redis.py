@@ -25,6 +25,7 @@ from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
 from .base import apply_changes
+from .base import check_size
 from .base import decode_entries
 from .base import document_ttl
 from .base import redact_url
@@ -144,6 +145,18 @@ def _undecodable_is_corrupt() -> cabc.Iterator[None]:
 
 #: How many values read per process the fast merge remembers.
 READ_CACHE_SIZE = 10_000
+
+#: Longest stored value, in bytes, that the merge script hashes or scans.
+#: Redis runs one script at a time and serves no other client meanwhile, and
+#: its Lua scans JSON at some 20 MB/s (8 MB/s when full of escapes); even
+#: copying a long value into Lua costs milliseconds. A longer value is
+#: merged in an optimistic transaction instead (``WATCH``/``MULTI``), during
+#: which Redis only copies bytes (benchmarks/README.md, "A merge into a
+#: huge session").
+SCRIPT_LIMIT = 65536
+
+#: Attempts of an optimistic-transaction merge before it gives up.
+SWAP_ATTEMPTS = 100
 
 
 def _glob_escape(text: str) -> str:
@@ -282,7 +295,7 @@ class RedisStore(Store):
     def set(self, sid: str, session: Document) -> None:
         ttl = document_ttl(session, self.ttl)
         if ttl > 0:
-            self.client.set(self._key(sid), to_utf8(encode(session)), ex=ttl)
+            self.client.set(self._key(sid), self.encoded(session), ex=ttl)
         else:
             self.client.delete(self._key(sid))
 
@@ -312,6 +325,12 @@ class RedisStore(Store):
         document built here replaces it; if another request wrote meanwhile,
         the server splices the changes into what it holds. Both paths are one Lua script
         (``MERGE_SCRIPT``), so a contended session costs no extra round trip.
+        A stored value longer than :data:`SCRIPT_LIMIT` is never read by a
+        script: it is merged here, in an optimistic transaction (see
+        :meth:`_merge_by_swap`).
+
+        :raises SessionTooLarge: the merged document would be longer than
+            :attr:`max_size`; nothing is written.
         """
         removed = list(removed)
         if COOKIE_MEMBER in changes:
@@ -320,22 +339,78 @@ class RedisStore(Store):
             ttl = ""  # the stored cookie, so the TTL, stays as it is
         with self._read_lock:
             raw = self._read.pop(sid, None)
+        if raw is not None and len(raw) > SCRIPT_LIMIT:
+            return self._merge_by_swap(sid, changes, removed, ttl)
         version, new = "", b""
         if raw is not None:
             version = hashlib.sha1(raw).hexdigest()
-            new = to_utf8(encode(apply_changes(decode(raw), changes, removed)))
+            new = self._merged(raw, changes, removed, ttl)
         items: list[bytes] = []
         for name, value in changes.items():
             items += (_name_bytes(name), to_utf8(f"{dumps(name)}:{dumps(value)}"))
         items += [_name_bytes(name) for name in removed]
         packed = b"".join(b"%d:%s" % (len(item), item) for item in items)
-        result = self._merge(keys=[self._key(sid)], args=[version, new, ttl, len(changes), packed])
+        result = self._merge(
+            keys=[self._key(sid)],
+            args=[version, new, ttl, len(changes), packed, SCRIPT_LIMIT, self.max_size],
+        )
+        if isinstance(result, list):  # [-3, size]: the splice came out too long
+            check_size(int(result[1]), self.max_size)
         if result == -1:
             raise CorruptDocument("the stored value is not a session document")
+        if result == -2:
+            # Grown past what the script reads since this process read it.
+            return self._merge_by_swap(sid, changes, removed, ttl)
         if result == 2 and (ttl == "" or int(ttl) > 0):
             # Stored as sent: the next merge can take the fast path again.
             self._remember(sid, new)
         return bool(result in (1, 2))
+
+    def _merged(
+        self, raw: bytes | str, changes: cabc.Mapping[str, t.Any], removed: list[str], ttl: str
+    ) -> bytes:
+        """The document ``raw`` becomes with ``changes`` and ``removed``, as
+        bytes, checked against :attr:`max_size` unless it is to be deleted.
+        """
+        document = apply_changes(decode(raw), changes, removed)
+        return self.encoded(document) if ttl == "" or int(ttl) > 0 else to_utf8(encode(document))
+
+    def _merge_by_swap(
+        self, sid: str, changes: cabc.Mapping[str, t.Any], removed: list[str], ttl: str
+    ) -> bool:
+        """Merge into a stored value too long for the merge script, with an
+        optimistic transaction: ``WATCH`` the key, ``GET`` it, build the new
+        document here, write it in ``MULTI``/``EXEC`` (which writes nothing
+        if the key changed since, and then it starts again). Redis only
+        copies bytes meanwhile; on a cluster it talks to the key's primary.
+        """
+        key = self._key(sid)
+        client = (
+            self.client.get_node_from_key(key).redis_connection if self._cluster else self.client
+        )
+        for _ in range(SWAP_ATTEMPTS):
+            with client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    with _undecodable_is_corrupt():
+                        raw = pipe.get(key)
+                    if raw is None:
+                        return False
+                    new = self._merged(raw, changes, removed, ttl)
+                    pipe.multi()
+                    if ttl == "":
+                        pipe.set(key, new, keepttl=True)
+                    elif int(ttl) > 0:
+                        pipe.set(key, new, ex=int(ttl))
+                    else:
+                        pipe.delete(key)
+                    pipe.execute()
+                    return True
+                except Exception as exc:
+                    # redis-py's and valkey-py's WatchError: written meanwhile.
+                    if type(exc).__name__ != "WatchError":
+                        raise
+        raise RuntimeError(f"merge of a session lost {SWAP_ATTEMPTS} races in a row")
 
     def _keys(self, prefix: str | None = None) -> cabc.Iterator[bytes | str]:
         prefix = self.key_prefix if prefix is None else prefix

@@ -25,7 +25,6 @@ from sqlalchemy.dialects import sqlite
 from ..cookie import MAX_LIFETIME
 from ..serialization import DEVICE_MEMBER
 from ..serialization import decode
-from ..serialization import encode
 from . import split_table_name
 from .base import DEFAULT_TTL
 from .base import Document
@@ -34,7 +33,6 @@ from .base import apply_changes
 from .base import decode_entries
 from .base import document_ttl
 from .base import redact_url
-from .base import to_utf8
 from .base import touched_ttl
 
 logger = logging.getLogger("flask_connect_session")
@@ -61,13 +59,85 @@ DEADLOCK_ATTEMPTS = 5
 _T = t.TypeVar("_T")
 
 
-def _is_deadlock(exc: sa.exc.OperationalError) -> bool:
-    """Whether the database rolled the transaction back as a deadlock victim
-    (MySQL/MariaDB error 1213, PostgreSQL SQLSTATE 40P01).
+class SQLStoreError(Exception):
+    """A database error met by :class:`SQLStore`, told without the values
+    of the statement.
+
+    SQLAlchemy's message quotes the bound parameters (a session's id and its
+    whole document) and some drivers quote values too, so the store raises
+    this instead, naming SQLAlchemy's error class, the driver's error class
+    and code, and the first line of the driver's message with every
+    parameter value taken out; nothing is chained to it.
+
+    .. versionadded:: 0.1
     """
-    orig = exc.orig
-    code = orig.args[0] if orig is not None and orig.args else None
-    return code == 1213 or getattr(orig, "sqlstate", None) == "40P01"
+
+    def __init__(self, message: str, code: int | str | None = None) -> None:
+        super().__init__(message)
+        #: The driver's error code (MySQL/MariaDB's number, PostgreSQL's
+        #: SQLSTATE), or ``None``.
+        self.code = code
+
+    @classmethod
+    def scrub(cls, exc: sa.exc.StatementError) -> SQLStoreError:
+        """Return the error to raise instead of ``exc``."""
+        orig = exc.orig
+        code: int | str | None = getattr(orig, "sqlstate", None)
+        if orig is not None and orig.args and isinstance(orig.args[0], int):
+            code = orig.args[0]  # MySQL's error number says more than its SQLSTATE
+        detail = str(orig if orig is not None else exc).strip().partition("\n")[0]
+        for value in sorted(_parameter_texts(exc.params), key=len, reverse=True):
+            detail = detail.replace(value, "***")
+        driver = "" if orig is None else f"{type(orig).__module__}.{type(orig).__name__}"
+        where = ", ".join(str(part) for part in (driver, code) if part)
+        return cls(f"{type(exc).__name__} ({where}): {detail}", code)
+
+    @property
+    def deadlock(self) -> bool:
+        """Whether the database rolled the transaction back as a deadlock
+        victim (MySQL/MariaDB error 1213, PostgreSQL SQLSTATE 40P01).
+        """
+        return self.code in (1213, "40P01")
+
+
+def _parameter_texts(params: object) -> cabc.Iterator[str]:
+    """The text values among a statement's parameters (a mapping, or a
+    sequence of them for an executemany).
+    """
+    if isinstance(params, cabc.Mapping):
+        params = [params]
+    if not isinstance(params, cabc.Sequence):
+        return
+    for group in params:
+        values = group.values() if isinstance(group, cabc.Mapping) else group
+        if isinstance(values, cabc.Iterable):
+            # Shorter values would garble the message more than they hide.
+            yield from (v for v in values if isinstance(v, str) and len(v) > 3)
+
+
+@contextlib.contextmanager
+def _scrubbed() -> cabc.Iterator[None]:
+    """Turn a SQLAlchemy statement error into a :class:`SQLStoreError`,
+    with nothing chained (the original's message quotes the parameters).
+    """
+    try:
+        yield
+    except sa.exc.StatementError as exc:
+        error = SQLStoreError.scrub(exc)
+    else:
+        return
+    raise error from None
+
+
+def _without_parameters(engine: sa.Engine) -> sa.Engine:
+    """``engine``, or a view of it sharing its pool, whose logs and errors
+    leave the bound parameters out (``hide_parameters``), even with echo on.
+    """
+    if engine.hide_parameters:
+        return engine
+    view = engine.execution_options()
+    view.hide_parameters = True
+    return view
 
 
 def _utcnow() -> datetime:
@@ -86,9 +156,20 @@ def _sqlite_wal(dbapi_connection: t.Any, record: t.Any) -> None:
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
-def _text(document: cabc.Mapping[str, t.Any]) -> str:
-    # PostgreSQL and MariaDB take UTF-8 only: lone surrogates become escapes.
-    return to_utf8(encode(document)).decode("utf-8")
+def _private_sqlite_file(url: sa.URL) -> None:
+    """Create a missing SQLite database file, empty and mode 0600: SQLite
+    makes it a database at first use, and gives the ``-wal``, ``-shm`` and
+    journal files it creates beside it the same mode. (Left to SQLite, all
+    would be readable by every local user.)
+    """
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        os.close(os.open(database, flags | getattr(os, "O_CLOEXEC", 0), 0o600))
+    except OSError:
+        pass  # there already, or no folder: SQLite reports the latter at first use
 
 
 #: Longest user id the ``user_id`` column holds.
@@ -230,9 +311,14 @@ class SQLStore(Store):
                     connect_args["connect_timeout"] = CONNECT_TIMEOUT
             # Connections are checked before use, so a restarted database
             # is picked up without restarting the app.
-            self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+            self.engine = sa.create_engine(
+                url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
+            )
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_wal)
+        self._engine = _without_parameters(self.engine)
+        if self.engine.dialect.name == "sqlite":
+            _private_sqlite_file(self.engine.url)
         self.ttl = ttl
         #: The session table.
         self.table = session_table(table)
@@ -261,7 +347,8 @@ class SQLStore(Store):
 
     def create_table(self) -> None:
         """Create the table and its indexes if they are missing."""
-        self.table.metadata.create_all(self.engine, checkfirst=True)
+        with _scrubbed():
+            self.table.metadata.create_all(self._engine, checkfirst=True)
 
     def _check_schema(self) -> None:
         """Create the table if asked to, and find out whether it has the
@@ -270,7 +357,7 @@ class SQLStore(Store):
         """
         if self._create:
             self.create_table()
-        columns = sa.inspect(self.engine).get_columns(self.table.name, schema=self.table.schema)
+        columns = sa.inspect(self._engine).get_columns(self.table.name, schema=self.table.schema)
         if not any(column["name"] == "user_id" for column in columns):
             self._user_column = False
             self._build_statements()
@@ -287,16 +374,17 @@ class SQLStore(Store):
         one-statement operation is one round trip, not three.
         """
         self._maybe_prune()
-        if self._schema_unchecked:
-            with self._create_lock:
-                if self._schema_unchecked:
-                    self._check_schema()
-        if transaction or not self._autocommit:
-            with self.engine.begin() as conn:
-                yield conn
-        else:
-            with self.engine.connect() as conn:
-                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        with _scrubbed():
+            if self._schema_unchecked:
+                with self._create_lock:
+                    if self._schema_unchecked:
+                        self._check_schema()
+            if transaction or not self._autocommit:
+                with self._engine.begin() as conn:
+                    yield conn
+            else:
+                with self._engine.connect() as conn:
+                    yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def ddl(self) -> str:
         """Return the ``CREATE TABLE`` and ``CREATE INDEX`` statements for this
@@ -375,9 +463,15 @@ class SQLStore(Store):
             .where(live, self._sess_out == sa.bindparam("old"))
             .values(sess=self._sess_in, expire=sa.bindparam("p_expire"), **users)
         )
+        # user_id is compared through coalesce(), which its index cannot
+        # serve: a plan cached while the table was small (PostgreSQL's
+        # generic plans) must never scan all of a user's rows to find one.
         self._index_remove = (
             sa.update(self.table)
-            .where(c.sid == sa.bindparam("p_sid"), c.user_id == sa.bindparam("p_user"))
+            .where(
+                c.sid == sa.bindparam("p_sid"),
+                sa.func.coalesce(c.user_id, "") == sa.bindparam("p_user", type_=c.user_id.type),
+            )
             .values(user_id=None)
         )
         self._index_sessions = sa.select(c.sid, self._sess_out).where(
@@ -503,6 +597,8 @@ class SQLStore(Store):
             # DELETE ... LIMIT as text: SQLAlchemy's own (mysql_limit on a
             # delete) only came in a later 2.0 release than our floor.
             name = self.engine.dialect.identifier_preparer.format_table(self.table)
+            # text() would read ":name" in a quoted table name as a parameter.
+            name = name.replace(":", "\\:")
             return sa.text(f"DELETE FROM {name} WHERE expire <= :now LIMIT {PRUNE_BATCH}")
         batch = sa.select(c.sid).where(dead).limit(PRUNE_BATCH)
         if self._dialect == "postgresql":
@@ -526,12 +622,20 @@ class SQLStore(Store):
                 now = _utcnow()
                 self._upsert_row(conn, sid, session, now + timedelta(seconds=ttl))
 
+    def _text(self, document: cabc.Mapping[str, t.Any]) -> str:
+        """The ``sess`` of a document; PostgreSQL and MariaDB take UTF-8 only,
+        so lone surrogates are escapes.
+
+        :raises SessionTooLarge: it is longer than :attr:`max_size`.
+        """
+        return self.encoded(document).decode("utf-8")
+
     def _upsert_row(
         self, conn: sa.Connection, sid: str, session: Document, expire: datetime
     ) -> None:
         params = {
             "p_sid": sid,
-            "p_sess": _text(session),
+            "p_sess": self._text(session),
             "p_expire": expire,
             "p_user": _row_user(session),
         }
@@ -587,8 +691,8 @@ class SQLStore(Store):
         for attempt in range(DEADLOCK_ATTEMPTS):
             try:
                 return operation()
-            except sa.exc.OperationalError as exc:
-                if attempt == DEADLOCK_ATTEMPTS - 1 or not _is_deadlock(exc):
+            except SQLStoreError as exc:
+                if attempt == DEADLOCK_ATTEMPTS - 1 or not exc.deadlock:
                     raise
             time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
         raise AssertionError("unreachable")
@@ -669,7 +773,7 @@ class SQLStore(Store):
         params = {
             "p_sid": sid,
             "now": now,
-            "p_sess": _text(document),
+            "p_sess": self._text(document),
             "p_expire": now + timedelta(seconds=ttl),
             "p_user": _row_user(document),
             **extra,

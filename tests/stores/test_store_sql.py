@@ -22,6 +22,7 @@ from flask_connect_session import SQLStore
 from flask_connect_session import StoreError
 from flask_connect_session.errors import CorruptDocument
 from flask_connect_session.stores import sql as sql_module
+from flask_connect_session.stores.sql import SQLStoreError
 
 import sql_raw
 from conftest import SECRET
@@ -432,7 +433,7 @@ def test_mariadb_down_is_an_error_then_recovers(
     store.set("s1", doc(None, a=1))
     mariadb_server.stop()
     try:
-        with pytest.raises(sa.exc.OperationalError):
+        with pytest.raises(SQLStoreError, match="2003"):
             store.get("s1")
     finally:
         mariadb_server.start()
@@ -451,7 +452,7 @@ def test_a_row_lock_held_too_long_is_an_error(
     store.set("s1", doc(None, a=1))
     with store.engine.connect() as holder:
         holder.exec_driver_sql("SELECT 1 FROM session WHERE sid = 's1' FOR UPDATE")
-        with pytest.raises(sa.exc.OperationalError, match="lock"):
+        with pytest.raises(SQLStoreError, match="lock"):
             store.merge("s1", {"b": 2}, [])
         holder.rollback()
     assert store.merge("s1", {"b": 2}, [])
@@ -511,10 +512,8 @@ def test_a_deadlock_victim_is_run_again(mariadb_url: str) -> None:
     which concurrent merges and reads can meet) is run again; other errors
     are not.
     """
-    from flask_connect_session.stores.sql import _is_deadlock
-
-    deadlock = _real_deadlock(mariadb_url)
-    assert _is_deadlock(deadlock)
+    deadlock = SQLStoreError.scrub(_real_deadlock(mariadb_url))
+    assert deadlock.deadlock
     store = SQLStore(mariadb_url)
     calls = []
 
@@ -525,15 +524,17 @@ def test_a_deadlock_victim_is_run_again(mariadb_url: str) -> None:
         return "done"
 
     assert store._retry_deadlocks(flaky) == "done" and len(calls) == 3
-    other = sa.exc.OperationalError("SELECT 1", {}, Exception(2006, "server has gone away"))
-    assert not _is_deadlock(other)
+    other = SQLStoreError.scrub(
+        sa.exc.OperationalError("SELECT 1", {}, Exception(2006, "server has gone away"))
+    )
+    assert not other.deadlock
     calls.clear()
 
     def down() -> str:
         calls.append(1)
         raise other
 
-    with pytest.raises(sa.exc.OperationalError):
+    with pytest.raises(SQLStoreError):
         store._retry_deadlocks(down)
     assert len(calls) == 1
     store.engine.dispose()
