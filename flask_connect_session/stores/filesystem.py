@@ -45,6 +45,8 @@ _NAME_LENGTH = 64  # hex SHA-256
 _SESSION_FILE = re.compile(r"[0-9a-f]{64}\.session")
 _USER_SUFFIX = ".user"
 _USER_FILE = re.compile(r"[0-9a-f]{64}\.user")
+_REVOKED_SUFFIX = ".revoked"
+_REVOKED_FILE = re.compile(r"[0-9a-f]{64}\.revoked")
 _TEMP_PREFIX = ".tmp-"
 _LOCK_PREFIX = ".lock-"
 _SWEEP_MARKER = ".last-sweep"
@@ -354,10 +356,14 @@ class FileSystemStore(Store):
             with self._locked(name):
                 self._unlink(name)
         with os.scandir(self.directory) as entries:
-            names = [e.name[:_NAME_LENGTH] for e in entries if _USER_FILE.fullmatch(e.name)]
-        for name in names:
+            names = [
+                (e.name[:_NAME_LENGTH], e.name[_NAME_LENGTH:])
+                for e in entries
+                if _USER_FILE.fullmatch(e.name) or _REVOKED_FILE.fullmatch(e.name)
+            ]
+        for name, suffix in names:
             with self._locked(name):
-                self._unlink(name, _USER_SUFFIX)
+                self._unlink(name, suffix)
 
     def prune(self) -> int:
         return self._sweep(time.time())
@@ -448,6 +454,38 @@ class FileSystemStore(Store):
             self._update_index(user, lambda sids: [sids.pop(sid, None) for sid in gone])
         return decode_entries(texts)
 
+    # -- revoke records -------------------------------------------------------
+    #
+    # One file per user, <sha256("revoked\0" + user)>.revoked, holding
+    # {"user": ..., "at": ...}, its mtime when it may go (a sweep removes it
+    # by its stat alone). Written like a session file.
+
+    def _revoked_name(self, user: str) -> str:
+        return self._name("revoked\0" + user)
+
+    def index_revoke(self, user: str, at: float, until: float) -> None:
+        name = self._revoked_name(user)
+        data = to_utf8(encode({"user": user, "at": at}))
+        with self._locked(name):
+            self._write(name, data, until, _REVOKED_SUFFIX)
+
+    def index_revoked(self, user: str) -> float | None:
+        opened = _open_ours(self._path(self._revoked_name(user), _REVOKED_SUFFIX))
+        if opened is None:
+            return None
+        file, st = opened
+        with file:
+            if st.st_mtime <= time.time():
+                return None
+            try:
+                record = json.load(file)
+            except (ValueError, UnicodeDecodeError):
+                return None
+        if not isinstance(record, dict) or record.get("user") != user:
+            return None
+        at = record.get("at")
+        return None if isinstance(at, bool) or not isinstance(at, int | float) else float(at)
+
     # -- expiry -----------------------------------------------------------
 
     def _sweep(self, now: float) -> int:
@@ -466,16 +504,18 @@ class FileSystemStore(Store):
                         removed += self._remove_expired(entry.name[:_NAME_LENGTH], now)
                     elif _USER_FILE.fullmatch(entry.name):
                         self._prune_index(entry.name[:_NAME_LENGTH], now)
+                    elif _REVOKED_FILE.fullmatch(entry.name) and st.st_mtime <= now:
+                        self._remove_expired(entry.name[:_NAME_LENGTH], now, _REVOKED_SUFFIX)
                 except FileNotFoundError:
                     continue
         return removed
 
-    def _remove_expired(self, name: str, now: float) -> int:
-        # A busy lock means someone is writing this session: leave it.
+    def _remove_expired(self, name: str, now: float, suffix: str = _SUFFIX) -> int:
+        # A busy lock means someone is writing this file: leave it.
         with self._locked(name, blocking=False) as acquired:
             # Checked again under the lock: it may have been rewritten.
-            if acquired and os.lstat(self._path(name)).st_mtime <= now:
-                os.unlink(self._path(name))
+            if acquired and os.lstat(self._path(name, suffix)).st_mtime <= now:
+                os.unlink(self._path(name, suffix))
                 return 1
         return 0
 
