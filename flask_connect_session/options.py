@@ -308,13 +308,13 @@ def _parse_user_key(key: str, value: object) -> str | None:
     return user_key
 
 
-def _parse_data_keys(key: str, value: object) -> frozenset[str]:
-    # A bare string would be a set of one-character keys.
-    if not isinstance(value, list | tuple | set | frozenset) or not all(
+def _parse_data_keys(key: str, value: object) -> tuple[str, ...]:
+    # A bare string would be a list of one-character keys.
+    if not isinstance(value, list | tuple) or not all(
         isinstance(item, str) and item for item in value
     ):
         raise ValueError(f"{key}: expected a list of session data keys, got {value!r}")
-    return frozenset(value)
+    return tuple(value)
 
 
 def _parse_max_per_user(key: str, value: object, user_key: str | None) -> int | None:
@@ -444,7 +444,7 @@ class Options:
     #: Table of a URL-built ``SQLStore``: ``"table"`` or ``"schema.table"``.
     sql_table: str = "session"
     #: Data keys ``regenerate(keep=True)`` does not carry over.
-    regenerate_drop: frozenset[str] = frozenset(("csrf_token",))
+    regenerate_drop: tuple[str, ...] = ("csrf_token",)
     #: Most live sessions a user keeps: a login beyond evicts the least
     #: recently seen (``None``: no limit).
     max_per_user: int | None = None
