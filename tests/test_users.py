@@ -1028,15 +1028,6 @@ def test_bad_max_per_user(config: dict[str, t.Any], match: str) -> None:
 # -- CONNECT_SESSION_ABSOLUTE_TIMEOUT and logins --------------------------------
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Moves ``time.time`` forward by the seconds in ``clock[0]``."""
-    offset = [0.0]
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + offset[0])
-    return offset
-
-
 def test_absolute_timeout_restarts_on_a_login_not_on_regenerate(
     index_store: Store, clock: list[float]
 ) -> None:
