@@ -219,14 +219,21 @@ class UserIndex:
             return None
 
     def unfiled(self, data: cabc.Mapping[str, t.Any], device: object) -> str | None:
-        """Return the user a stored session's ``data`` names if its
-        ``"_device"`` member does not file it under that user: the index does
-        not hold it (stored before ``CONNECT_SESSION_USER_KEY`` was set, by
-        an older version or by an Express app), so only the user's revoke
-        record can tell whether it was revoked.
+        """Return the user a stored session's ``data`` names if the index may
+        not hold it: its ``"_device"`` member does not file it under that
+        user (stored before ``CONNECT_SESSION_USER_KEY`` was set, by an older
+        version or by an Express app), or its index entry's ``until`` has
+        passed (kept alive by an Express app's touches, or while the key was
+        unset). Only the user's revoke record can then tell whether it was
+        revoked.
         """
         user = self.owner(data)
-        return user if user is not None and device_user(device) != user else None
+        if user is None:
+            return None
+        if device_user(device) == user and isinstance(device, dict):
+            if _ms(device, "until") > time.time() * 1000:
+                return None
+        return user
 
     def revoked(self, user: str) -> bool:
         """Whether ``user`` has a revoke record: their sessions that the

@@ -1070,3 +1070,21 @@ def test_absolute_timeout_restarts_on_regenerate_without_user_key(
     assert client.get("/me").json["user"] == 42  # type: ignore[index]
     clock[0] = 161
     assert client.get("/me").json["user"] is None  # type: ignore[index]
+
+
+def test_revoke_ends_a_session_whose_index_entry_expired(index_store: Store) -> None:
+    """A session kept alive past its index entry's ``until`` (by an Express
+    app's touches, or while ``USER_KEY`` was unset) is not listed, but its
+    next use here finds the revoke record.
+    """
+    app = make_app(index_store)
+    thief = login(app, "42")
+    sid = t.cast(str, sid_of(thief))
+    document = t.cast(dict[str, t.Any], index_store.get(sid))
+    document[DEVICE_MEMBER]["until"] = int(time.time() * 1000) - 1000
+    index_store.set(sid, document)
+    index_store.index_remove("42", sid)  # as the expired entry was dropped
+    victim = login(app, "42")
+    assert victim.post("/revoke").json == {"revoked": 1}
+    assert thief.get("/me").json["user"] is None  # type: ignore[index]
+    assert index_store.get(sid) is None
