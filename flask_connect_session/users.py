@@ -133,7 +133,8 @@ class SessionInfo:
     handle: str
     #: The user, as a str.
     user: str
-    #: When the session was first indexed for this user (aware UTC).
+    #: When the session was first indexed for this user (aware UTC): its
+    #: login, which ``regenerate(keep=True)`` keeps.
     created: datetime
     #: When the session was last used, to within :data:`SEEN_INTERVAL` (aware UTC).
     last_seen: datetime
