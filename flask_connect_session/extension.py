@@ -269,6 +269,15 @@ class ConnectSession:
         each with ``reason="revoke"``. When the current request's session is
         revoked, its response deletes the cookie.
 
+        Without ``handle`` it is complete: every session of ``user`` that
+        exists when it is called ends, including one that a request is
+        moving to a new id at that moment (``regenerate()``), and the ones
+        the index does not hold (stored before ``CONNECT_SESSION_USER_KEY``
+        was set, or by an Express app; a legacy session waiting to be taken
+        over), which end at their next use: a revoke record of the user,
+        kept as long as such a session can live, tells. Those are not
+        counted. Sessions created afterwards are not affected.
+
         :param handle: a :attr:`SessionInfo.handle`; other sessions stay.
         :param keep_current: spare the session of the request being served.
         :raises StoreError: the store failed.
@@ -278,16 +287,54 @@ class ConnectSession:
         index, current = self._index(), self._current()
         user = str(user)
         current_sid = current.id if current is not None else None
-        sids = [
-            sid
-            for sid, info in index.sessions(user, current_sid).items()
-            if (handle is None or info.handle == handle) and not (keep_current and info.current)
-        ]
-        if current is not None and current_sid in sids:
-            sids.remove(current_sid)
-            removed = self._interface().destroy(current, reason="revoke")
-            return index.revoke(user, sids) + int(removed)
-        return index.revoke(user, sids)
+        # Recorded before the listing: whatever the listing misses ends at
+        # its next use (the interface reads the record then).
+        began = index.record_revoke(user) if handle is None else None
+        spared = current if keep_current else None
+        count = 0
+        if current is not None and current.unfiled_user == user and handle is None:
+            if spared is not None:
+                current.unfiled_user = None  # its save files it, not ends it
+            else:
+                count += int(self._interface().destroy(current, reason="revoke"))
+        listed = index.sessions(user, current_sid)
+        if handle is not None:
+            listed = {sid: info for sid, info in listed.items() if info.handle == handle}
+        removed, missed = self._revoke_listed(user, listed, current, spared)
+        count += removed
+        if began is not None and missed:
+            # A session listed was gone when removed: it may have moved to a
+            # new id meanwhile, which regenerate() stores and files before
+            # it removes the old one. List once more, for the sessions that
+            # existed when the revoke began (a move keeps the login time).
+            again = {
+                sid: info
+                for sid, info in index.sessions(user, current_sid).items()
+                if info.created.timestamp() <= began
+            }
+            count += self._revoke_listed(user, again, current, spared)[0]
+        return count
+
+    def _revoke_listed(
+        self,
+        user: str,
+        listed: dict[str, SessionInfo],
+        current: ServerSession | None,
+        spared: ServerSession | None,
+    ) -> tuple[int, bool]:
+        """Revoke the ``listed`` sessions of ``user`` but ``spared``'s; the
+        ``current`` request's one through the interface, so its response
+        deletes the cookie. Return how many went, and whether any was gone
+        already.
+        """
+        sids = [sid for sid, info in listed.items() if not (spared is not None and info.current)]
+        wanted = len(sids)
+        removed = 0
+        if current is not None and current.sid in sids:
+            sids.remove(current.sid)
+            removed = int(self._interface().destroy(current, reason="revoke"))
+        removed += self._index().revoke(user, sids)
+        return removed, removed < wanted
 
 
 def _warn_memory_store() -> None:

@@ -155,7 +155,17 @@ class ConnectSessionInterface(SessionInterface):
         self.users = (
             None
             if options.user_key is None
-            else UserIndex(options.user_key, options.ttl, self._call)
+            else UserIndex(options.user_key, options.ttl, self._call, self._longest_lifetime())
+        )
+
+    def _longest_lifetime(self) -> float:
+        """The longest a session this app stores lives untouched (seconds):
+        how long a revoke record must last to outlive every session that
+        existed when it was made.
+        """
+        options = self.options
+        return max(
+            options.ttl, self.store.ttl, options.cookie.max_age or 0, options.permanent_lifetime
         )
 
     # -- store calls -----------------------------------------------------
@@ -260,6 +270,7 @@ class ConnectSessionInterface(SessionInterface):
         session.tag_macs, session.stored_tags = {}, {}
         session.saved_text = None
         session.device = None
+        session.login_user = session.unfiled_user = None
         if self.options.absolute_timeout is not None:
             session.created = int(time.time() * 1000)
             session.created_unsaved = True
@@ -289,6 +300,9 @@ class ConnectSessionInterface(SessionInterface):
         session.cookie_document = document[COOKIE_MEMBER]
         device = document.get(DEVICE_MEMBER)
         session.device = device if isinstance(device, dict) else None
+        if self.users is not None:
+            session.login_user = self.users.owner(stored)
+            session.unfiled_user = self.users.unfiled(stored, device)
         session.is_new = False
         session.in_store = True
         session.original_id, session.original_text = sid, dumps(base)
@@ -352,24 +366,101 @@ class ConnectSessionInterface(SessionInterface):
             except CorruptDocument as exc:
                 _log_corrupt(sid, exc, "a new session starts")
                 document = None
+            if document is not None and self._revoked_unfiled(session):
+                self._remove(sid, session.base, session.device, "revoke")
+                document = None
         if document is None or sid is None:
             self._generate(session, {})
         session.loaded = True
 
+    def _revoked_unfiled(self, session: ServerSession) -> bool:
+        """Whether a session the user index does not hold (see
+        :meth:`UserIndex.unfiled`) was revoked: its user has a revoke
+        record. The only read of that record on a load, and only for such a
+        session, which its first save then files: a read-only request of an
+        indexed session stays one round trip.
+        """
+        user = session.unfiled_user
+        return user is not None and self.users is not None and self.users.revoked(user)
+
     def regenerate(self, session: ServerSession, keep: bool) -> None:
         """Move ``session`` to a new id; see :meth:`ServerSession.regenerate`.
 
-        If the stored session is gone already (revoked or destroyed by
-        another request meanwhile), its data is not carried over: the new id
-        starts empty, so a request in flight cannot keep a revoked login.
+        With ``keep``, the data goes along but for the
+        ``CONNECT_SESSION_REGENERATE_DROP`` keys. If the stored session is
+        gone already (revoked or destroyed by another request meanwhile), its
+        data is not carried over: the new id starts empty, so a request in
+        flight cannot keep a revoked login.
         """
-        if session.in_store:
-            user = self._user(session.base, session.device)
-            if self._drop(session.sid, session.device):
-                session.regenerated_from, session.regenerated_user = session.sid, user
-            else:
-                keep = False
-        self._generate(session, session.data if keep else {}, keep_original=True)
+        data = (
+            {k: v for k, v in session.data.items() if k not in self.options.regenerate_drop}
+            if keep
+            else {}
+        )
+        if not session.in_store:
+            self._move(session, data, keep_login=keep)
+            return
+        if keep and self.users is not None and self.users.owner(data) is not None:
+            self._move_logged_in(session, data, self.users)
+            return
+        old, device = session.sid, session.device
+        user = self._user(session.base, device)
+        if self._drop(old, device):
+            session.regenerated_from, session.regenerated_user = old, user
+        else:
+            data, keep = {}, False
+        self._move(session, data, keep_login=keep)
+
+    def _move(self, session: ServerSession, data: dict[str, t.Any], *, keep_login: bool) -> None:
+        """Give ``session`` a new id holding ``data``, for :meth:`regenerate`.
+
+        With ``CONNECT_SESSION_USER_KEY``, the absolute timeout's clock goes
+        along (only a login restarts it, see :meth:`_begin_login`), and with
+        ``keep_login`` so does the login: its ``"_device"`` member (when the
+        user logged in) and the user it belongs to.
+        """
+        created, device = session.created, session.device
+        login_user, unfiled_user = session.login_user, session.unfiled_user
+        self._generate(session, data, keep_original=True)
+        if self.users is None:
+            return
+        if created is not None:
+            session.created = created
+        if keep_login:
+            session.device, session.login_user = device, login_user
+            session.unfiled_user = unfiled_user
+
+    def _move_logged_in(
+        self, session: ServerSession, data: dict[str, t.Any], users: UserIndex
+    ) -> None:
+        """``regenerate(keep=True)`` of a stored session that names a user.
+
+        The new id is stored (and filed in the user's index) *before* the
+        old one is removed, so a revoke running meanwhile always finds one of
+        them (see :meth:`ConnectSession.revoke
+        <flask_connect_session.ConnectSession.revoke>`). If the old one is
+        gone by then (revoked, or logged out by another request), the new
+        one goes too and nothing is carried over.
+
+        :raises TypeError: a value cannot be stored; nothing was changed.
+        """
+        old, device = session.sid, session.device
+        user = self._user(session.base, device)
+        self._move(session, data, keep_login=True)
+        self._apply_permanent(session)
+        tagged, text = session.current()
+        session.cookie.touch()
+        self._write(session, tagged, text, announce=False)
+        if not session.in_store:  # revoked while this request ran
+            self._drop(old, device)
+            return
+        users.refile(session.sid, session.device)
+        if self._drop(old, device):
+            session.regenerated_from = old
+            self._announce(session, user)
+        else:
+            self._drop(session.sid, session.device)
+            self._move(session, {}, keep_login=False)
 
     def destroy(self, session: ServerSession, reason: str = "destroy") -> bool:
         """Destroy ``session``; see :meth:`ServerSession.destroy`. Return
@@ -443,13 +534,23 @@ class ConnectSessionInterface(SessionInterface):
         session.cookie.touch()
         self._write(session, tagged, text)
 
-    def _write(self, session: ServerSession, tagged: dict[str, t.Any], text: str) -> None:
+    def _write(
+        self,
+        session: ServerSession,
+        tagged: dict[str, t.Any],
+        text: str,
+        *,
+        announce: bool = True,
+    ) -> None:
         """Store the session: only the changed keys for a stored session,
         the whole document for a new one.
 
+        :param announce: send :data:`session_created` (or
+            :data:`session_regenerated`) when a new id is stored.
         :raises TypeError: a new value holds NaN or an infinity.
         """
         check_finite(tagged, text, session.loaded_values)
+        login = self._begin_login(session)
         cookie = session.cookie.to_document()
         device, old_device = None, session.device
         if self.users is not None:
@@ -510,12 +611,49 @@ class ConnectSessionInterface(SessionInterface):
                 document[DEVICE_MEMBER] = device
             self._call("set", session.sid, document)
             session.in_store = True
-            self._announce(session, device_user(device))
+            if announce:
+                self._announce(session, device_user(device))
         session.device = device
         session.created_unsaved = False
         session.base = tagged
         session.tag_macs, session.stored_tags = macs, {**kept_tags, **macs}
         session.saved_id, session.saved_text = session.sid, text
+        self._after_write(session, tagged, login)
+
+    def _begin_login(self, session: ServerSession) -> str | None:
+        """Return the user a write of ``session`` logs in, if any: its data
+        names a user it did not belong to (``regenerate(keep=True)`` keeps
+        the user it belonged to). A login restarts the absolute timeout.
+        """
+        if self.users is None:
+            return None
+        user = self.users.owner(session.data)
+        if user is None or user == session.login_user:
+            return None
+        if self.options.absolute_timeout is not None:
+            session.created, session.created_unsaved = int(time.time() * 1000), True
+        return user
+
+    def _after_write(
+        self, session: ServerSession, tagged: dict[str, t.Any], login: str | None
+    ) -> None:
+        """After ``session`` was written: a session that was not in the user
+        index and has just been filed ends if its user was revoked meanwhile
+        (the revoke could not list it); a login evicts the user's sessions
+        beyond ``CONNECT_SESSION_MAX_PER_USER``.
+        """
+        if self.users is None:
+            return
+        session.login_user = self.users.owner(session.data)
+        unfiled, session.unfiled_user = session.unfiled_user, None
+        if unfiled is not None and device_user(session.device) == unfiled:
+            if self.users.revoked(unfiled):
+                self._remove(session.sid, tagged, session.device, "revoke")
+                self._forget(session)
+                return
+        limit = self.options.max_per_user
+        if login is not None and limit is not None:
+            self.users.evict(login, session.sid, limit)
 
     @staticmethod
     def _sign_tagged(

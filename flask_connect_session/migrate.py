@@ -30,6 +30,7 @@ from .interface import ConnectSessionInterface
 from .options import _COOKIE_NAME
 from .options import parse_bool
 from .options import parse_seconds
+from .serialization import COOKIE_MEMBER
 from .serialization import check_finite
 from .serialization import dumps_data
 from .serialization import is_reserved
@@ -40,7 +41,9 @@ if t.TYPE_CHECKING:
     from flask import Flask
     from werkzeug.wrappers import Response
 
+    from .options import Options
     from .session import ServerSession
+    from .stores.base import Store
 
 logger = logging.getLogger("flask_connect_session")
 
@@ -256,6 +259,16 @@ class FlaskSessionSource(LegacySource):
             except self._decode_error:
                 continue
             if isinstance(data, dict) and all(isinstance(k, str) for k in data):
+                if isinstance(data.get(COOKIE_MEMBER), dict):
+                    # One of our documents (or an Express app's) reached
+                    # through the legacy prefix: never copied, never deleted.
+                    logger.warning(
+                        "legacy %s record (sid %.6s...) is a session document of ours or of"
+                        " an Express app, not a Flask-Session session: ignored, left in place",
+                        self.type,
+                        sid,
+                    )
+                    return None
                 return data
             break
         if raw[:1] == b"\x80" and raw.endswith(b"."):
@@ -384,16 +397,104 @@ def finish(session: ServerSession, response: Response, key: str) -> None:
         logger.info("took over a legacy %s session and ended it", source.type)
 
 
+def refuse(session: ServerSession) -> None:
+    """Delete, rather than take over, the legacy session a request's
+    takeover found (its user logged out everywhere since the switch); the
+    legacy cookies are still deleted at the end of the request.
+    """
+    takeover: Takeover | None = session.request.environ.get(_ENVIRON_KEY)
+    if takeover is None or takeover.source is None:
+        return
+    source, record = takeover.source, takeover.record
+    takeover.source = takeover.record = None
+    if record is not None:
+        source.discard(record)
+    logger.info(
+        "legacy %s session of a user who was logged out everywhere since: deleted, not taken over",
+        source.type,
+    )
+
+
+#: Loopback names: one server, whichever a URL uses.
+_LOOPBACK = frozenset(("localhost", "127.0.0.1", "::1", "[::1]"))
+
+
+def redis_server(client: t.Any) -> tuple[object, ...] | None:
+    """Return what names the Redis keyspace ``client`` talks to: its host
+    (the loopback names counted as one) and port, or its Unix socket, and
+    its database number; ``None`` if the client does not tell (Cluster,
+    Sentinel, or another kind), which counts as the same as any other.
+    """
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if not isinstance(kwargs, dict) or type(pool).__name__.startswith("Sentinel"):
+        return None
+    db = kwargs.get("db", 0)
+    if kwargs.get("path"):
+        return ("unix", kwargs["path"], db)
+    host = kwargs.get("host")
+    if not isinstance(host, str):
+        return None
+    host = host.lower()
+    return ("loopback" if host in _LOOPBACK else host, kwargs.get("port", 6379), db)
+
+
+def check_prefixes(sources: cabc.Sequence[LegacySource], store: object) -> None:
+    """Refuse a Flask-Session source whose keys could be ours.
+
+    When the legacy Redis may be our store's Redis (see :func:`redis_server`)
+    its ``key_prefix`` must be neither an extension nor the beginning of our
+    key prefix, index prefix or revoke records' prefix: a legacy cookie could
+    otherwise name one of our sessions, to be copied and deleted.
+
+    :raises ValueError: naming ``CONNECT_SESSION_MIGRATE_FROM[i]['key_prefix']``.
+    """
+    from .stores.redis import RedisStore
+
+    if not isinstance(store, RedisStore):
+        return
+    ours = {
+        "CONNECT_SESSION_KEY_PREFIX": store.key_prefix,
+        "the user index keys": store.index_prefix,
+        "the revoke records": store.revoked_prefix,
+    }
+    where_ours = redis_server(store.client)
+    for index, source in enumerate(sources):
+        if not isinstance(source, FlaskSessionSource):
+            continue
+        where = redis_server(source.client)
+        if where is not None and where_ours is not None and where != where_ours:
+            continue
+        for name, prefix in ours.items():
+            legacy = source.key_prefix
+            if legacy.startswith(prefix) or prefix.startswith(legacy):
+                raise ValueError(
+                    f"{CONFIG_KEY}[{index}]['key_prefix']: {legacy!r} overlaps {name}"
+                    f" ({prefix!r}) on the same Redis: keep them apart"
+                    " (Flask-Session's default is 'session:', ours 'sess:')"
+                )
+
+
 class TakeoverSessionInterface(ConnectSessionInterface):
     """:class:`~flask_connect_session.interface.ConnectSessionInterface` that
     also takes over legacy sessions; ``init_app`` installs it when
     ``CONNECT_SESSION_MIGRATE_FROM`` names any.
 
+    :raises ValueError: a legacy source could reach our own keys (see
+        :func:`check_prefixes`).
+
     .. versionadded:: 0.1
     """
 
+    def __init__(self, options: Options, store: Store) -> None:
+        check_prefixes(options.migrate_from, store)
+        super().__init__(options, store)
+
     def load(self, session: ServerSession) -> None:
-        """Load our session; with none, take over a legacy one (new id)."""
+        """Load our session; with none, take over a legacy one (new id). A
+        legacy session naming a user who was logged out everywhere since the
+        switch is deleted instead.
+        """
         super().load(session)
         # A header request (API client) ignores cookies, legacy ones too: its
         # response must not set or delete any.
@@ -401,6 +502,9 @@ class TakeoverSessionInterface(ConnectSessionInterface):
             return
         try:
             data = take_over(session, self.options.migrate_from)
+            if data and self._revoked_legacy(data):
+                refuse(session)
+                data = {}
         except BaseException:
             session.loaded = False  # the next access tries again
             raise
@@ -408,6 +512,11 @@ class TakeoverSessionInterface(ConnectSessionInterface):
             # A new session whose data differs from its (empty) original:
             # saved at the end of the request like any written session.
             session.data = data
+
+    def _revoked_legacy(self, data: dict[str, t.Any]) -> bool:
+        # Any record counts: every legacy session predates the switch.
+        user = None if self.users is None else self.users.owner(data)
+        return user is not None and self.users is not None and self.users.revoked(user)
 
     def save_session(self, app: Flask, session: ServerSession, response: Response) -> None:  # type: ignore[override]
         """Run the lifecycle, then remove what a takeover leaves behind."""
@@ -487,6 +596,9 @@ def _source(config: Config, table: object, where: str) -> LegacySource:
     prefix = table.get("key_prefix", "session:")
     if not isinstance(prefix, str):
         raise ValueError(f"{where}['key_prefix']: expected a string, got {prefix!r}")
+    if not prefix:
+        # A cookie could then name (and have deleted) any key of that Redis.
+        raise ValueError(f"{where}['key_prefix']: must not be empty")
     client = _redis_client(table["store"], f"{where}['store']")
     return FlaskSessionSource(cookie, client, key_prefix=prefix, signed=signed)
 

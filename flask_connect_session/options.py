@@ -60,6 +60,8 @@ SETTINGS = (
     "SQL_TABLE",
     "MIGRATE_FROM",
     "MAX_SIZE",
+    "REGENERATE_DROP",
+    "MAX_PER_USER",
 )
 
 #: Every ``CONNECT_SESSION_*`` key this extension reads.
@@ -379,6 +381,25 @@ def _parse_user_key(key: str, value: object) -> str | None:
     return user_key
 
 
+def _parse_data_keys(key: str, value: object) -> tuple[str, ...]:
+    # A bare string would be a list of one-character keys.
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(item, str) and item for item in value
+    ):
+        raise ValueError(f"{key}: expected a list of session data keys, got {value!r}")
+    return tuple(value)
+
+
+def _parse_max_per_user(key: str, value: object, user_key: str | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key}: expected a whole number of sessions (1 or more), got {value!r}")
+    if user_key is None:
+        raise ValueError(f"{key}: needs CONNECT_SESSION_USER_KEY (whose sessions to count)")
+    return value
+
+
 def _is_auto(value: object) -> bool:
     return isinstance(value, str) and value.lower() == "auto"
 
@@ -475,7 +496,9 @@ class Options:
     key_prefix: str = "sess:"
     #: Store lifetime (seconds) of sessions whose cookie has no expiry.
     ttl: int = DEFAULT_TTL
-    #: Seconds after creation (or regeneration) when a session is discarded.
+    #: Seconds after creation when a session is discarded; the count
+    #: restarts at a login (with ``user_key``) or at ``regenerate()``
+    #: (without).
     absolute_timeout: float | None = None
     #: The data key naming a session's user; turns on the per-user index.
     user_key: str | None = None
@@ -495,6 +518,11 @@ class Options:
     sql_table: str = "session"
     #: Largest stored session document, in bytes (0: no limit).
     max_size: int = DEFAULT_MAX_SIZE
+    #: Data keys ``regenerate(keep=True)`` does not carry over.
+    regenerate_drop: tuple[str, ...] = ("csrf_token",)
+    #: Most live sessions a user keeps: a login beyond evicts the least
+    #: recently seen (``None``: no limit).
+    max_per_user: int | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Options:
@@ -517,6 +545,7 @@ class Options:
         proxy = get(p + "PROXY")
         ttl = parse_seconds(p + "TTL", get(p + "TTL", DEFAULT_TTL), allow_none=False)
         key = t.cast(str, _parse_str(p + "KEY", get(p + "KEY", "connect.sid")))
+        user_key = _parse_user_key(p + "USER_KEY", get(p + "USER_KEY"))
         if not _COOKIE_NAME.fullmatch(key):
             raise ValueError(f"{p}KEY: not a cookie name (an RFC 6265 token): {key!r}")
         return cls(
@@ -534,7 +563,7 @@ class Options:
             key_prefix=_parse_prefix(p + "KEY_PREFIX", get(p + "KEY_PREFIX", "sess:")),
             ttl=int(t.cast(float, ttl)),
             absolute_timeout=parse_seconds(p + "ABSOLUTE_TIMEOUT", get(p + "ABSOLUTE_TIMEOUT")),
-            user_key=_parse_user_key(p + "USER_KEY", get(p + "USER_KEY")),
+            user_key=user_key,
             touch_after=t.cast(
                 float,
                 parse_seconds(p + "TOUCH_AFTER", get(p + "TOUCH_AFTER", 0), allow_none=False),
@@ -554,6 +583,12 @@ class Options:
             migrate_from=parse_migrate_from(config, key),
             sql_table=_parse_table(p + "SQL_TABLE", get(p + "SQL_TABLE", "session")),
             max_size=_parse_size(p + "MAX_SIZE", get(p + "MAX_SIZE", DEFAULT_MAX_SIZE)),
+            regenerate_drop=_parse_data_keys(
+                p + "REGENERATE_DROP", get(p + "REGENERATE_DROP", ["csrf_token"])
+            ),
+            max_per_user=_parse_max_per_user(
+                p + "MAX_PER_USER", get(p + "MAX_PER_USER"), user_key
+            ),
         )
 
 

@@ -111,6 +111,14 @@ class ServerSession(SessionMixin):
     regenerated_from: str | None = None
     #: The user that stored id belonged to (for its signals).
     regenerated_user: str | None = None
+    #: With ``CONNECT_SESSION_USER_KEY``: the user the session belonged to
+    #: when loaded or last saved (``regenerate(keep=True)`` keeps it); a
+    #: save naming another user is a login.
+    login_user: str | None = None
+    #: The user the loaded data names when the user index does not hold the
+    #: session (see :meth:`UserIndex.unfiled
+    #: <flask_connect_session.users.UserIndex.unfiled>`), until it is saved.
+    unfiled_user: str | None = None
 
     def __init__(
         self,
@@ -228,12 +236,20 @@ class ServerSession(SessionMixin):
         """Give the session a new id, destroying the old one in the store.
 
         Call it on login, against session fixation. The data is emptied, as
-        in express-session, unless ``keep`` is true. The new cookie is sent.
-        A session removed meanwhile (revoked, or logged out by another
-        request) carries nothing over, even with ``keep``.
+        in express-session, unless ``keep`` is true; even then the keys of
+        ``CONNECT_SESSION_REGENERATE_DROP`` (Flask-WTF's ``"csrf_token"`` by
+        default) are not carried over. The new cookie is sent. A session
+        removed meanwhile (revoked, or logged out by another request)
+        carries nothing over, even with ``keep``.
+
+        With ``CONNECT_SESSION_USER_KEY``, a logged-in session moved with
+        ``keep`` is stored under its new id at once, before the old id is
+        removed, so that "log out everywhere" meanwhile finds it.
 
         :param keep: carry the data over to the new id.
         :raises StoreError: the store failed.
+        :raises TypeError: (a logged-in session moved with ``keep``) a value
+            cannot be stored; the message names its key.
         """
         self._load()
         self._backend.regenerate(self, keep)

@@ -133,7 +133,8 @@ class SessionInfo:
     handle: str
     #: The user, as a str.
     user: str
-    #: When the session was first indexed for this user (aware UTC).
+    #: When the session was first indexed for this user (aware UTC): its
+    #: login, which ``regenerate(keep=True)`` keeps.
     created: datetime
     #: When the session was last used, to within :data:`SEEN_INTERVAL` (aware UTC).
     last_seen: datetime
@@ -195,15 +196,60 @@ class UserIndex:
     :param ttl: the store lifetime of browser-session cookies' sessions.
     :param call: runs a method of the store (which keeps the index),
         turning failures into ``StoreError``.
+    :param record_lifetime: seconds a revoke record is kept: the longest a
+        session this app stores can live untouched.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, key: str, ttl: int, call: Caller) -> None:
+    def __init__(self, key: str, ttl: int, call: Caller, record_lifetime: float = 0) -> None:
         #: The data key naming the user.
         self.key = key
         self.ttl = ttl
         self._call = call
+        #: Seconds a revoke record is kept.
+        self.record_lifetime = max(record_lifetime, ttl) + SEEN_INTERVAL
+
+    def owner(self, data: cabc.Mapping[str, t.Any]) -> str | None:
+        """Return the user ``data`` names, or ``None`` (no user, or a value
+        that is not a str or int: a read never fails on it).
+        """
+        try:
+            return user_of(data, self.key)
+        except TypeError:
+            return None
+
+    def unfiled(self, data: cabc.Mapping[str, t.Any], device: object) -> str | None:
+        """Return the user a stored session's ``data`` names if the index may
+        not hold it: its ``"_device"`` member does not file it under that
+        user (stored before ``CONNECT_SESSION_USER_KEY`` was set, by an older
+        version or by an Express app), or its index entry's ``until`` has
+        passed (kept alive by an Express app's touches, or while the key was
+        unset). Only the user's revoke record can then tell whether it was
+        revoked.
+        """
+        user = self.owner(data)
+        if user is None:
+            return None
+        if device_user(device) == user and isinstance(device, dict):
+            if _ms(device, "until") > time.time() * 1000:
+                return None
+        return user
+
+    def revoked(self, user: str) -> bool:
+        """Whether ``user`` has a revoke record: their sessions that the
+        index did not hold when it was made are revoked (an unindexed
+        session counts as older than any record).
+        """
+        return self._call("index_revoked", user) is not None
+
+    def record_revoke(self, user: str) -> float:
+        """Record that every session of ``user`` existing now is revoked,
+        for :attr:`record_lifetime`; return now (:func:`time.time`).
+        """
+        now = time.time()
+        self._call("index_revoke", user, now, now + self.record_lifetime)
+        return now
 
     def due(self, session: ServerSession, data: cabc.Mapping[str, t.Any]) -> bool:
         """Whether saving ``session`` must update its ``"_device"`` member:
@@ -267,6 +313,18 @@ class UserIndex:
         self._call("index_add", user, session.sid, until / 1000)
         return device
 
+    def refile(self, sid: str, device: Device | None) -> None:
+        """File ``sid`` again under the user its stored ``device`` names.
+
+        A listing of the user's sessions (a revoke) that ran between
+        :meth:`before_write` and the write found no session yet and dropped
+        the entry as gone; a session moving to a new id calls this once its
+        new id is stored, before it removes the old one.
+        """
+        user = device_user(device)
+        if user is not None and device is not None:
+            self._call("index_add", user, sid, _ms(device, "until") / 1000)
+
     def after_write(self, session: ServerSession, device: Device | None, stored: bool) -> None:
         """Finish a write of a stored session (``session.device`` is still
         the member it had): drop the entry :meth:`before_write` added if the
@@ -319,17 +377,30 @@ class UserIndex:
                 infos[sid] = info
         return infos
 
-    def revoke(self, user: str, sids: cabc.Iterable[str]) -> int:
+    def revoke(self, user: str, sids: cabc.Iterable[str], reason: str = "revoke") -> int:
         """Remove each of ``user``'s sessions ``sids`` from the store and the
         index, sending :data:`~flask_connect_session.session_destroyed` with
-        ``reason="revoke"``; return how many. A session that another
-        request removed first is neither counted nor announced again.
+        ``reason``; return how many. A session that another request removed
+        first is neither counted nor announced again.
         """
         count = 0
         for sid in sids:
             removed = self._call("destroy", sid) is not False
             self._drop(user, sid)
             if removed:
-                notify(session_destroyed, sid, user, reason="revoke")
+                notify(session_destroyed, sid, user, reason=reason)
                 count += 1
         return count
+
+    def evict(self, user: str, current_sid: str, limit: int) -> int:
+        """Remove ``user``'s least recently seen sessions beyond ``limit``
+        (``CONNECT_SESSION_MAX_PER_USER``), never ``current_sid``, sending
+        :data:`~flask_connect_session.session_destroyed` with
+        ``reason="evicted"``; return how many went.
+        """
+        infos = self.sessions(user, current_sid)
+        excess = len(infos) - limit + (current_sid not in infos)
+        if excess <= 0:
+            return 0
+        others = sorted((info.last_seen, sid) for sid, info in infos.items() if sid != current_sid)
+        return self.revoke(user, [sid for _, sid in others[:excess]], reason="evicted")

@@ -477,3 +477,43 @@ def test_redis_client_as_store_gets_a_redis_store(redis_url: str) -> None:
     store = ConnectSession(app).store
     assert isinstance(store, RedisStore)
     assert store.client is client and store.ttl == 60 and store.key_prefix == "sess:"
+
+
+# -- CONNECT_SESSION_REGENERATE_DROP (issue 22) ---------------------------------
+
+
+def test_regenerate_drop_default_and_values() -> None:
+    assert options().regenerate_drop == ("csrf_token",)
+    assert options(CONNECT_SESSION_REGENERATE_DROP=[]).regenerate_drop == ()
+    keys = ["csrf_token", "otp_pending"]
+    assert options(CONNECT_SESSION_REGENERATE_DROP=keys).regenerate_drop == tuple(keys)
+
+
+@pytest.mark.parametrize("value", ["csrf_token", [""], [1], None, {"csrf_token"}])
+def test_bad_regenerate_drop_names_the_key(value: object) -> None:
+    # A bare string would mean one-character keys.
+    with pytest.raises(ValueError, match="CONNECT_SESSION_REGENERATE_DROP"):
+        options(CONNECT_SESSION_REGENERATE_DROP=value)
+
+
+def test_regenerate_keep_drops_the_configured_keys() -> None:
+    from flask import session
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="s",
+        TESTING=True,
+        CONNECT_SESSION_STORE=MemoryStore(),
+        CONNECT_SESSION_REGENERATE_DROP=["otp_pending"],
+    )
+    ConnectSession(app)
+
+    @app.post("/step-up")
+    def step_up() -> dict[str, t.Any]:
+        session.regenerate(keep=True)
+        return dict(session)
+
+    client = app.test_client()
+    with client.session_transaction() as before:
+        before.update(csrf_token="t", otp_pending=True, cart=[1])
+    assert client.post("/step-up").json == {"csrf_token": "t", "cart": [1]}

@@ -156,7 +156,7 @@ def post(client: FlaskClient, path: str, token: str | None = None) -> int:
 # -- Flask-Login ---------------------------------------------------------------
 
 
-def test_login_regenerates_and_keeps_the_csrf_token(recipe_store: Store) -> None:
+def test_login_regenerates_and_replaces_the_csrf_token(recipe_store: Store) -> None:
     app = make_app(recipe_store)
     client = app.test_client()
     token = csrf(client)
@@ -165,8 +165,41 @@ def test_login_regenerates_and_keeps_the_csrf_token(recipe_store: Store) -> None
     sid = client.post("/login", data={"name": "ann", "csrf_token": token}).text
     assert recipe_store.get(sid) is not None
     assert client.get_cookie("connect.sid").value != before.value  # type: ignore[union-attr]
-    # The token of a form rendered before login still validates.
-    assert client.post("/reset", data={"csrf_token": token}).status_code == 200
+    # CONNECT_SESSION_REGENERATE_DROP: the token known before login is void
+    # after it; forms rendered after login carry the new one.
+    assert client.post("/reset", data={"csrf_token": token}).status_code == 400
+    assert post(client, "/reset") == 200
+
+
+def test_a_csrf_token_planted_before_login_is_void_after_it(recipe_store: Store) -> None:
+    """The attacker plants his own session (and so his own Flask-WTF token)
+    in the victim's browser; the victim logs in; the attacker's forged POST
+    carrying that token is refused.
+    """
+    app = make_app(recipe_store)
+    emails: list[str] = []
+
+    @app.post("/email")
+    @login_required
+    def change_email() -> str:
+        emails.append(request.form["email"])
+        return "changed"
+
+    attacker = app.test_client()
+    token = csrf(attacker)  # the attacker's own session and token
+    planted = attacker.get_cookie("connect.sid")
+    assert planted is not None
+    victim = app.test_client()
+    victim.set_cookie("connect.sid", planted.value)  # e.g. from a sibling subdomain
+    # The victim's login form is rendered in the planted session: same token.
+    assert csrf(victim) == token
+    assert victim.post("/login", data={"name": "ann", "csrf_token": token}).status_code == 200
+    forged = victim.post("/email", data={"email": "evil@example.com", "csrf_token": token})
+    assert forged.status_code == 400
+    assert emails == []
+    # The victim's own forms work.
+    assert victim.post("/email", data={"email": "ann@example.com", "csrf_token": csrf(victim)})
+    assert emails == ["ann@example.com"]
 
 
 @pytest.mark.parametrize("remember", [False, True])

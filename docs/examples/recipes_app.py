@@ -72,7 +72,7 @@ def login():
     if user is None:
         flash("Wrong name or password.")
         return redirect("/login")
-    session.regenerate(keep=True)  # new id, same CSRF token
+    session.regenerate(keep=True)  # new id, a new CSRF token
     login_user(user, remember=request.form.get("remember") == "1")
     return redirect("/")
 

@@ -42,6 +42,9 @@ def login():
     user_id = check_password(request.form)
     session.regenerate()  # a new id against fixation
     session["user_id"] = user_id  # now indexed for this user
+    # "Remember me": a long-lived session (PERMANENT_SESSION_LIFETIME,
+    # 31 days by default) that survives a browser restart; revoke ends it.
+    session.permanent = request.form.get("remember") == "1"
     return redirect("/devices")
 
 

@@ -205,7 +205,9 @@ class Store(abc.ABC):
     # finds a user's ids. Each method touches that one user's entry, never
     # the session entries, so on Redis Cluster no command spans two slots.
     # An entry whose session is gone is harmless: index_sessions() skips and
-    # drops it, so an index write can never bring a session back.
+    # drops it, so an index write can never bring a session back. Beside the
+    # index, each user may have one revoke record (index_revoke), so that
+    # "log out everywhere" also reaches the sessions the index does not hold.
 
     def index_add(self, user: str, sid: str, until: float) -> None:
         """Add ``sid`` to ``user``'s index, or move its end of life.
@@ -238,6 +240,28 @@ class Store(abc.ABC):
         """
         _unsupported(self, "index_sessions")
 
+    def index_revoke(self, user: str, at: float, until: float) -> None:
+        """Record that every session of ``user`` that existed at ``at`` is
+        revoked, replacing an earlier record. Optional.
+
+        :meth:`~flask_connect_session.ConnectSession.revoke` writes it before
+        it lists the user's sessions; the interface reads it only on rare
+        paths (a session naming the user that the index does not hold, a
+        legacy session to take over), so those sessions end too.
+
+        :param at: when the revoke began (:func:`time.time`).
+        :param until: when the record may go (:func:`time.time`): no session
+            that existed at ``at`` lives longer, so the records of a store
+            never grow without bound.
+        """
+        _unsupported(self, "index_revoke")
+
+    def index_revoked(self, user: str) -> float | None:
+        """Return when ``user``'s sessions were last revoked
+        (:func:`time.time`), or ``None`` if no record is left. Optional.
+        """
+        _unsupported(self, "index_revoked")
+
     def index_prune(self) -> int:
         """Drop expired entries from every user's index and return how many
         went; ``flask session prune`` calls it. Stores whose :meth:`prune`
@@ -251,7 +275,7 @@ def _unsupported(store: Store, method: str) -> t.NoReturn:
 
 
 #: The methods a store overrides to keep the per-user index.
-INDEX_METHODS = ("index_add", "index_remove", "index_sessions")
+INDEX_METHODS = ("index_add", "index_remove", "index_sessions", "index_revoke", "index_revoked")
 
 
 def keeps_user_index(store: Store) -> bool:

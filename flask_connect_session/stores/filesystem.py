@@ -51,6 +51,8 @@ _SESSION_FILE = re.compile(r"[0-9a-f]{64}\.session")
 _USER_SUFFIX = ".user"
 _USER_FILE = re.compile(r"[0-9a-f]{64}\.user")
 _INDEX_ENTRY = re.compile(r"[0-9a-f]{64}")
+_REVOKED_SUFFIX = ".revoked"
+_REVOKED_FILE = re.compile(r"[0-9a-f]{64}\.revoked")
 _TEMP_PREFIX = ".tmp-"
 _LOCK_PREFIX = ".lock-"
 _SWEEP_MARKER = ".last-sweep"
@@ -269,9 +271,9 @@ class FileSystemStore(Store):
         """
         return to_utf8(encode({"sid": sid})) + b"\n" + self.encoded(session) + b"\n"
 
-    def _write(self, name: str, data: bytes, expiry: float) -> None:
+    def _write(self, name: str, data: bytes, expiry: float, suffix: str = _SUFFIX) -> None:
         # Call with the lock held.
-        _replace(self._path(name), data, expiry)
+        _replace(self._path(name, suffix), data, expiry)
 
     def _expire_in(self, name: str, ttl: int, now: float) -> None:
         # Call with the lock held. Like Redis' EXPIRE: a TTL <= 0 deletes.
@@ -393,10 +395,17 @@ class FileSystemStore(Store):
                 removed += self._live_mtime(name, now) is not None
                 self._unlink(name)
         with os.scandir(self.directory) as entries:
-            names = [e.name[:_NAME_LENGTH] for e in entries if _USER_FILE.fullmatch(e.name)]
-        for name in names:
+            names = [
+                (e.name[:_NAME_LENGTH], e.name[_NAME_LENGTH:])
+                for e in entries
+                if _USER_FILE.fullmatch(e.name) or _REVOKED_FILE.fullmatch(e.name)
+            ]
+        for name, suffix in names:
             with self._locked(name):
-                self._clear_index(name)
+                if suffix == _USER_SUFFIX:
+                    self._clear_index(name)
+                else:
+                    self._unlink(name, suffix)
         return removed
 
     def _clear_index(self, name: str) -> None:
@@ -584,6 +593,38 @@ class FileSystemStore(Store):
                 with contextlib.suppress(OSError):  # not empty after all
                     os.rmdir(path)
 
+    # -- revoke records -------------------------------------------------------
+    #
+    # One file per user, <sha256("revoked\0" + user)>.revoked, holding
+    # {"user": ..., "at": ...}, its mtime when it may go (a sweep removes it
+    # by its stat alone). Written like a session file.
+
+    def _revoked_name(self, user: str) -> str:
+        return self._name("revoked\0" + user)
+
+    def index_revoke(self, user: str, at: float, until: float) -> None:
+        name = self._revoked_name(user)
+        data = to_utf8(encode({"user": user, "at": at}))
+        with self._locked(name):
+            self._write(name, data, until, _REVOKED_SUFFIX)
+
+    def index_revoked(self, user: str) -> float | None:
+        opened = _open_ours(self._path(self._revoked_name(user), _REVOKED_SUFFIX))
+        if opened is None:
+            return None
+        file, st = opened
+        with file:
+            if st.st_mtime <= time.time():
+                return None
+            try:
+                record = json.load(file)
+            except (ValueError, UnicodeDecodeError):
+                return None
+        if not isinstance(record, dict) or record.get("user") != user:
+            return None
+        at = record.get("at")
+        return None if isinstance(at, bool) or not isinstance(at, int | float) else float(at)
+
     # -- expiry -----------------------------------------------------------
 
     def _sweep(self, now: float) -> int:
@@ -602,16 +643,18 @@ class FileSystemStore(Store):
                         removed += self._remove_expired(entry.name[:_NAME_LENGTH], now)
                     elif _USER_FILE.fullmatch(entry.name):
                         self._prune_index(entry.name[:_NAME_LENGTH], now)
+                    elif _REVOKED_FILE.fullmatch(entry.name) and st.st_mtime <= now:
+                        self._remove_expired(entry.name[:_NAME_LENGTH], now, _REVOKED_SUFFIX)
                 except FileNotFoundError:
                     continue
         return removed
 
-    def _remove_expired(self, name: str, now: float) -> int:
-        # A busy lock means someone is writing this session: leave it.
+    def _remove_expired(self, name: str, now: float, suffix: str = _SUFFIX) -> int:
+        # A busy lock means someone is writing this file: leave it.
         with self._locked(name, blocking=False) as acquired:
             # Checked again under the lock: it may have been rewritten.
-            if acquired and os.lstat(self._path(name)).st_mtime <= now:
-                os.unlink(self._path(name))
+            if acquired and os.lstat(self._path(name, suffix)).st_mtime <= now:
+                os.unlink(self._path(name, suffix))
                 return 1
         return 0
 

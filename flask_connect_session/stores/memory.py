@@ -42,6 +42,8 @@ class MemoryStore(Store):
         self._entries: dict[str, tuple[str, float]] = {}
         # user -> {sid: until}: the per-user index (CONNECT_SESSION_USER_KEY).
         self._users: dict[str, dict[str, float]] = {}
+        # user -> (revoked at, until): the revoke records.
+        self._revoked: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
         self._next_sweep = time.time() + SWEEP_INTERVAL
 
@@ -72,6 +74,9 @@ class MemoryStore(Store):
             del self._entries[sid]
         for user in list(self._users):
             self._prune_user(user, now)
+        for user, (_, until) in list(self._revoked.items()):
+            if until <= now:
+                del self._revoked[user]
         self._next_sweep = now + SWEEP_INTERVAL
         return len(dead)
 
@@ -145,6 +150,7 @@ class MemoryStore(Store):
             removed = sum(1 for _, expiry in self._entries.values() if expiry > now)
             self._entries.clear()
             self._users.clear()
+            self._revoked.clear()
         return removed
 
     def prune(self) -> int:
@@ -176,3 +182,12 @@ class MemoryStore(Store):
                     del self._users[user][sid]
             self._prune_user(user, now)
         return decode_entries(texts)
+
+    def index_revoke(self, user: str, at: float, until: float) -> None:
+        with self._lock:
+            self._revoked[user] = (at, until)
+
+    def index_revoked(self, user: str) -> float | None:
+        with self._lock:
+            at, until = self._revoked.get(user, (None, 0.0))
+            return at if until > time.time() else None

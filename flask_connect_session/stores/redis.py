@@ -213,6 +213,12 @@ class RedisStore(Store):
         ``key_prefix`` without its trailing ``:`` plus ``-user:``
         (``sess-user:42``), so connect-redis' scans of ``sess:*`` never
         meet an index.
+    :param revoked_prefix: prefix of the per-user revoke records
+        (:meth:`index_revoke`): one string key per user who logged out
+        everywhere, ``<revoked_prefix><user>``, holding when (ms since the
+        epoch) and expiring when the record may go. Defaults to
+        ``key_prefix`` without its trailing ``:`` plus ``-revoked:``
+        (``sess-revoked:42``).
 
     .. versionadded:: 0.1
     """
@@ -224,6 +230,7 @@ class RedisStore(Store):
         key_prefix: str = "sess:",
         ttl: int = DEFAULT_TTL,
         index_prefix: str | None = None,
+        revoked_prefix: str | None = None,
     ) -> None:
         #: The Redis client.
         self.client: t.Any = (
@@ -238,6 +245,10 @@ class RedisStore(Store):
         #: Prefix of the per-user index keys.
         self.index_prefix = (
             key_prefix.rstrip(":") + "-user:" if index_prefix is None else index_prefix
+        )
+        #: Prefix of the per-user revoke records.
+        self.revoked_prefix = (
+            key_prefix.rstrip(":") + "-revoked:" if revoked_prefix is None else revoked_prefix
         )
         self.ttl = ttl
         # RedisCluster (and ValkeyCluster) route by node; they have primaries.
@@ -415,10 +426,14 @@ class RedisStore(Store):
     def _keys(self, prefix: str | None = None) -> cabc.Iterator[bytes | str]:
         prefix = self.key_prefix if prefix is None else prefix
         pattern = _glob_escape(prefix) + "*"
-        # With an odd prefix pair (sess / sess-user:) the index keys would
-        # match the session pattern: skip them.
-        skip = prefix == self.key_prefix and self.index_prefix.startswith(prefix)
-        index_prefix = self.index_prefix
+        # With an odd prefix pair (sess / sess-user:) the index keys and the
+        # revoke records would match the session pattern: skip them.
+        skipped = tuple(
+            other
+            for other in (self.index_prefix, self.revoked_prefix)
+            if prefix == self.key_prefix and other.startswith(prefix)
+        )
+        skipped_bytes = tuple(other.encode() for other in skipped)
         if self._cluster:
             primaries = getattr(type(self.client), "PRIMARIES", "primaries")
             keys = self.client.scan_iter(match=pattern, count=BATCH_SIZE, target_nodes=primaries)
@@ -429,10 +444,10 @@ class RedisStore(Store):
         for key in keys:
             if key not in seen:
                 seen.add(key)
-                if skip and (
-                    key.startswith(index_prefix.encode())
+                if skipped and (
+                    key.startswith(skipped_bytes)
                     if isinstance(key, bytes)
-                    else key.startswith(index_prefix)
+                    else key.startswith(skipped)
                 ):
                     continue
                 yield key
@@ -445,11 +460,14 @@ class RedisStore(Store):
             return None
         return text[len(self.key_prefix) :]
 
-    def _entries(self) -> cabc.Iterator[tuple[bytes | str, bytes | str]]:
-        """The keys under the prefix with their values, batch by batch;
-        keys that are not strings (a set, a hash) are left out.
+    def _entries(
+        self, prefix: str | None = None
+    ) -> cabc.Iterator[tuple[bytes | str, bytes | str]]:
+        """The keys under the prefix (``key_prefix`` by default) with their
+        values, batch by batch; keys that are not strings (a set, a hash)
+        are left out.
         """
-        for batch in _batches(self._keys()):
+        for batch in _batches(self._keys(prefix)):
             pipe = self.client.pipeline(transaction=False)
             for key in batch:
                 pipe.get(key)
@@ -494,14 +512,23 @@ class RedisStore(Store):
         """
         return sum(1 for _ in self._session_keys())
 
+    def _revoked_keys(self) -> cabc.Iterator[bytes | str]:
+        """The revoke records: the keys under ``revoked_prefix`` holding a
+        number.
+        """
+        for key, value in self._entries(self.revoked_prefix):
+            text = value.decode(errors="replace") if isinstance(value, bytes) else value
+            if text.isdigit():
+                yield key
+
     def clear(self) -> int:
         """Delete every key under the prefix that holds a session document,
-        and the per-user index keys (sorted sets under ``index_prefix``); keys
-        of other applications that share the prefixes are left alone. Returns
-        how many sessions went.
+        the per-user index keys (sorted sets under ``index_prefix``) and the
+        revoke records (under ``revoked_prefix``); keys of other applications
+        that share the prefixes are left alone. Returns how many sessions went.
         """
         removed = self._unlink(self._session_keys())
-        self._unlink(self._index_keys())
+        self._unlink(itertools.chain(self._index_keys(), self._revoked_keys()))
         return removed
 
     def _unlink(self, keys: cabc.Iterable[bytes | str]) -> int:
@@ -536,6 +563,19 @@ class RedisStore(Store):
 
     def index_remove(self, user: str, sid: str) -> None:
         self._update_index(user, "", [sid])
+
+    def index_revoke(self, user: str, at: float, until: float) -> None:
+        # One string key (one slot on a cluster), gone by itself at ``until``.
+        self.client.set(
+            self.revoked_prefix + user, str(int(at * 1000)), pxat=math.ceil(until * 1000)
+        )
+
+    def index_revoked(self, user: str) -> float | None:
+        value = self.client.get(self.revoked_prefix + user)
+        if value is None:
+            return None
+        text = value.decode(errors="replace") if isinstance(value, bytes) else value
+        return int(text) / 1000 if text.isdigit() else None
 
     def index_sessions(self, user: str) -> dict[str, Document]:
         """Read ``user``'s index and their sessions: two round trips (a

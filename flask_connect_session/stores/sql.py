@@ -233,24 +233,64 @@ def session_table(name: str = "session", metadata: sa.MetaData | None = None) ->
             .with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"),
             nullable=False,
         ),
-        sa.Column(
-            "expire",
-            sa.DateTime()
-            .with_variant(postgresql.TIMESTAMP(precision=6), "postgresql")
-            .with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=False,
-        ),
+        sa.Column("expire", _timestamp(), nullable=False),
         sa.Column("user_id", sa.String(USER_ID_LENGTH), nullable=True),
         # connect-pg-simple's index name, for its default table "session".
         sa.Index(f"IDX_{table}_expire", "expire"),
         sa.Index(f"IDX_{table}_user_id", "user_id"),
         schema=schema,
-        # Whatever the database's default: sessions hold any Unicode.
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
-        mariadb_charset="utf8mb4",
-        mariadb_collate="utf8mb4_bin",
+        **_TABLE_OPTIONS,
     )
+
+
+def revoked_table(name: str = "session", metadata: sa.MetaData | None = None) -> sa.Table:
+    """Return the :class:`~sqlalchemy.schema.Table` of the per-user revoke
+    records (:meth:`SQLStore.index_revoke`), ``<table>_revoked`` beside the
+    session table: ``user_id`` (primary key, as the session table's
+    ``user_id`` column holds it), ``revoked_at`` and ``expire`` (indexed;
+    :meth:`SQLStore.prune` deletes expired rows).
+
+    Add it to your own metadata, beside :func:`session_table`, to have
+    Alembic's autogenerate manage it.
+
+    :param name: the session table's ``"table"`` or ``"schema.table"``.
+    :param metadata: the metadata to add it to (a new one by default).
+    """
+    schema, table = split_table_name(name)
+    return sa.Table(
+        f"{table}_revoked",
+        metadata if metadata is not None else sa.MetaData(),
+        sa.Column("user_id", sa.String(USER_ID_LENGTH), primary_key=True),
+        sa.Column("revoked_at", _timestamp(), nullable=False),
+        sa.Column("expire", _timestamp(), nullable=False),
+        sa.Index(f"IDX_{table}_revoked_expire", "expire"),
+        schema=schema,
+        **_TABLE_OPTIONS,
+    )
+
+
+#: Whatever the database's default: sessions hold any Unicode, and ids that
+#: differ in case differ.
+_TABLE_OPTIONS: dict[str, t.Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mariadb_charset": "utf8mb4",
+    "mariadb_collate": "utf8mb4_bin",
+}
+
+
+def _timestamp() -> sa.types.TypeEngine[datetime]:
+    # Microseconds everywhere (PostgreSQL's and MariaDB's default is less).
+    return (
+        sa.DateTime()
+        .with_variant(postgresql.TIMESTAMP(precision=6), "postgresql")
+        .with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+    )
+
+
+def _from_time(seconds: float) -> datetime:
+    """A :func:`time.time` value as the naive UTC datetime the tables hold."""
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
 
 
 class SQLStore(Store):
@@ -322,6 +362,8 @@ class SQLStore(Store):
         self.ttl = ttl
         #: The session table.
         self.table = session_table(table)
+        #: The per-user revoke records (``CONNECT_SESSION_USER_KEY``).
+        self.revoked = revoked_table(table, self.table.metadata)
         self._dialect = self.engine.dialect.name
         self._autocommit = self._dialect in ("postgresql", "sqlite")
         self._prune_interval = prune_interval
@@ -332,6 +374,8 @@ class SQLStore(Store):
         #: Whether the table has the ``user_id`` column (a table that
         #: connect-pg-simple created has not); known after first use.
         self._user_column = True
+        #: Whether the revoke records' table exists; known after first use.
+        self._revoked_table = True
         self._build_statements()
         self._create = create_table
         # Checked (and created) on first use, not here: init_app never needs
@@ -346,21 +390,26 @@ class SQLStore(Store):
     # -- schema ------------------------------------------------------------
 
     def create_table(self) -> None:
-        """Create the table and its indexes if they are missing."""
+        """Create the table, the revoke records' table
+        (:func:`revoked_table`) and their indexes if they are missing.
+        """
         with _scrubbed():
             self.table.metadata.create_all(self._engine, checkfirst=True)
 
     def _check_schema(self) -> None:
-        """Create the table if asked to, and find out whether it has the
-        ``user_id`` column: without it (connect-pg-simple's own table) the
-        statements leave it out and the per-user index is unavailable.
+        """Create the tables if asked to, and find out whether the session
+        table has the ``user_id`` column (without it, as in connect-pg-simple's
+        own table, the statements leave it out and the per-user index is
+        unavailable) and whether the revoke records' table exists.
         """
         if self._create:
             self.create_table()
-        columns = sa.inspect(self._engine).get_columns(self.table.name, schema=self.table.schema)
+        inspector = sa.inspect(self._engine)
+        columns = inspector.get_columns(self.table.name, schema=self.table.schema)
         if not any(column["name"] == "user_id" for column in columns):
             self._user_column = False
             self._build_statements()
+        self._revoked_table = inspector.has_table(self.revoked.name, schema=self.revoked.schema)
         self._schema_unchecked = False
 
     @contextlib.contextmanager
@@ -390,11 +439,13 @@ class SQLStore(Store):
         """Return the ``CREATE TABLE`` and ``CREATE INDEX`` statements for this
         store's database, for migration tools.
         """
-        statements: list[sa.schema.ExecutableDDLElement] = [sa.schema.CreateTable(self.table)]
-        statements += [
-            sa.schema.CreateIndex(index)
-            for index in sorted(self.table.indexes, key=lambda index: str(index.name))
-        ]
+        statements: list[sa.schema.ExecutableDDLElement] = []
+        for table in (self.table, self.revoked):
+            statements.append(sa.schema.CreateTable(table))
+            statements += [
+                sa.schema.CreateIndex(index)
+                for index in sorted(table.indexes, key=lambda index: str(index.name))
+            ]
         return "".join(
             f"{str(statement.compile(dialect=self.engine.dialect)).strip()};\n\n"
             for statement in statements
@@ -499,6 +550,20 @@ class SQLStore(Store):
                 )
                 .returning(self._sess_out, unreadable)
             )
+        r = self.revoked.c
+        self._revoked_update = (
+            sa.update(self.revoked)
+            .where(r.user_id == sa.bindparam("p_user"))
+            .values(revoked_at=sa.bindparam("p_at"), expire=sa.bindparam("p_expire"))
+        )
+        self._revoked_insert = sa.insert(self.revoked).values(
+            user_id=sa.bindparam("p_user"),
+            revoked_at=sa.bindparam("p_at"),
+            expire=sa.bindparam("p_expire"),
+        )
+        self._revoked_select = sa.select(r.revoked_at).where(
+            r.user_id == sa.bindparam("p_user"), r.expire > sa.bindparam("now")
+        )
         self._all = sa.select(c.sid, self._sess_out).where(c.expire > sa.bindparam("now"))
         self._count = (
             sa.select(sa.func.count())
@@ -814,6 +879,41 @@ class SQLStore(Store):
         # A hashed column value may be shared (in theory): the document says.
         return {sid: doc for sid, doc in documents.items() if _device_user(doc) == user}
 
+    def index_revoke(self, user: str, at: float, until: float) -> None:
+        """Update ``user``'s row of the revoke records, or insert it."""
+        params = {
+            "p_user": _column_user(user),
+            "p_at": _from_time(at),
+            "p_expire": _from_time(until),
+        }
+        for attempt in range(2):
+            with self._connect() as conn:
+                self._require_revoked_table()
+                if conn.execute(self._revoked_update, params).rowcount:
+                    return
+            try:
+                with self._connect() as conn:
+                    conn.execute(self._revoked_insert, params)
+                return
+            except sa.exc.IntegrityError:
+                # Another revoke of this user inserted it first: update it.
+                if attempt:
+                    raise
+
+    def index_revoked(self, user: str) -> float | None:
+        with self._connect() as conn:
+            self._require_revoked_table()
+            params = {"p_user": _column_user(user), "now": _utcnow()}
+            at = conn.execute(self._revoked_select, params).scalar()
+        return None if at is None else at.replace(tzinfo=UTC).timestamp()
+
+    def _require_revoked_table(self) -> None:
+        if not self._revoked_table:
+            raise RuntimeError(
+                f"table {self.revoked.fullname!r} is missing, which CONNECT_SESSION_USER_KEY"
+                " needs: create it (see flask session create-table --sql)"
+            )
+
     def _require_user_column(self) -> None:
         if not self._user_column:
             raise RuntimeError(
@@ -831,18 +931,27 @@ class SQLStore(Store):
             return int(conn.execute(self._count, {"now": _utcnow()}).scalar_one())
 
     def clear(self) -> int:
+        """Delete every row, the revoke records' too; return how many live
+        sessions went.
+        """
         with self._connect(transaction=True) as conn:
             # Live rows first, to count them; then the expired ones.
             removed = conn.execute(self._clear_live, {"now": _utcnow()}).rowcount
             conn.execute(self._clear)
+            if self._revoked_table:
+                conn.execute(sa.delete(self.revoked))
         return int(removed)
 
     def prune(self) -> int:
         """Delete expired rows, :data:`PRUNE_BATCH` at a time (one short
-        transaction each); return how many went.
+        transaction each), and expired revoke records; return how many
+        sessions went.
         """
         now = _utcnow()
         removed = 0
+        with self._connect() as conn:
+            if self._revoked_table:
+                conn.execute(sa.delete(self.revoked).where(self.revoked.c.expire <= now))
         while True:
             with self._connect() as conn:
                 count = conn.execute(self._prune, {"now": now}).rowcount

@@ -308,7 +308,9 @@ def test_prune_works_in_bounded_batches(monkeypatch: pytest.MonkeyPatch, url: st
         store.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
     )
     assert store.prune() == 30
-    assert sum(statement.lstrip().upper().startswith("DELETE") for statement in statements) == 5
+    deletes = [s for s in statements if s.lstrip().upper().startswith("DELETE")]
+    # One for the expired revoke records, five batches of sessions.
+    assert len(deletes) == 6 and sum("_revoked" in s for s in deletes) == 1
     assert store.length() == 1 and store.get("live") == doc(None)
 
 
@@ -537,4 +539,29 @@ def test_a_deadlock_victim_is_run_again(mariadb_url: str) -> None:
     with pytest.raises(SQLStoreError):
         store._retry_deadlocks(down)
     assert len(calls) == 1
+    store.engine.dispose()
+
+
+def test_revoke_records_have_their_own_table(url: str) -> None:
+    """``<table>_revoked``: created with the session table, in the DDL, and
+    a clear error when migrations left it out.
+    """
+    from flask_connect_session.stores.sql import session_table
+
+    bare = SQLStore(url, create_table=False)
+    session_table().create(bare.engine)  # as a migration of old made it
+    assert "CREATE TABLE session_revoked" in bare.ddl()
+    with pytest.raises(RuntimeError, match="'session_revoked' is missing"):
+        bare.index_revoke("42", time.time(), time.time() + 60)
+    with pytest.raises(RuntimeError, match="create-table"):
+        bare.index_revoked("42")
+    bare.engine.dispose()
+    store = SQLStore(url)
+    now = time.time()
+    store.index_revoke("x" * 300, now, now + 60)  # a long id, as the index files it
+    assert store.index_revoked("x" * 300) == pytest.approx(now, abs=1e-3)
+    assert store.index_revoked("x" * 299) is None
+    assert sa.inspect(store.engine).has_table("session_revoked")
+    store.clear()
+    assert store.index_revoked("x" * 300) is None
     store.engine.dispose()
