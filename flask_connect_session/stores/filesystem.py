@@ -147,7 +147,8 @@ class FileSystemStore(Store):
 
     :param directory: the directory of the session files; created if missing.
     :param ttl: lifetime, in seconds, of sessions whose cookie has no expiry.
-    :raises ValueError: the directory is unsafe (see above).
+    :raises ValueError: the directory is unsafe (see above), or a file is in
+        its way.
 
     .. versionadded:: 0.1
     """
@@ -158,7 +159,13 @@ class FileSystemStore(Store):
         #: The absolute path of the session directory.
         self.directory = os.path.abspath(os.fspath(directory))
         self.ttl = ttl
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            # A regular file where the directory (or one above it) should be.
+            raise ValueError(
+                f"session directory {self.directory!r} is not a directory (a file is in the way)"
+            ) from None
         check_directory(self.directory)
         # When this process may next look at the sweep marker.
         self._next_sweep = 0.0
