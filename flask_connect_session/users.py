@@ -73,14 +73,16 @@ def handle(sid: str) -> str:
 
 
 def user_of(data: cabc.Mapping[str, t.Any], key: str) -> str | None:
-    """Return the user a session's data names under ``key``, as a str.
+    """Return the user a session's data names under ``key``, as a str;
+    ``None`` when the key is absent or holds ``None`` (no user, as
+    Flask-Login's ``session["_user_id"] = None`` means).
 
-    :raises TypeError: the value is neither a str nor an int; the message
-        names the key.
+    :raises TypeError: the value is neither a str, an int nor ``None``; the
+        message names the key.
     """
-    if key not in data:
+    value = data.get(key)
+    if value is None:
         return None
-    value = data[key]
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise TypeError(
             f"session[{key!r}] names the user (CONNECT_SESSION_USER_KEY) and must be"

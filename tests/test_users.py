@@ -213,6 +213,26 @@ def test_key_changed_or_deleted(index_store: Store) -> None:
     assert client.get("/me").json["user"] is None  # type: ignore[index]
 
 
+def test_none_is_no_user(index_store: Store) -> None:
+    """``None`` under the user key means no user, as an absent key does:
+    Flask-Login stores ``session["_user_id"] = None`` for an invalid
+    remember-me cookie. It is saved as is, and a session it replaces a user
+    in leaves that user's index.
+    """
+    app = make_app(index_store)
+    client = app.test_client()
+    assert client.post("/set", json={"user_id": None, "n": 1}).status_code == 200
+    document = index_store.get(t.cast(str, sid_of(client)))
+    assert document is not None and document["user_id"] is None
+    assert DEVICE_MEMBER not in document
+    client = login(app, "42")
+    assert client.post("/set", json={"user_id": None}).status_code == 200
+    assert sessions_of(app, "42") == []
+    document = index_store.get(t.cast(str, sid_of(client)))
+    assert document is not None and DEVICE_MEMBER not in document
+    assert client.get("/me").json["user"] is None  # type: ignore[index]
+
+
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb", "sqlite"])
 def test_sql_user_id_column_follows_the_document(
     kind: str, request: pytest.FixtureRequest
