@@ -15,7 +15,8 @@ from flask import session as flask_session
 from .interface import ConnectSessionInterface
 from .migrate import TakeoverSessionInterface
 from .options import Options
-from .options import config_secrets
+from .options import app_secrets
+from .options import check_secrets
 from .session import ServerSession
 from .stores import StoreSettings
 from .stores import store_from_url
@@ -136,6 +137,7 @@ class ConnectSession:
 
         :raises ValueError: a setting is invalid; the message names its key.
         """
+        check_secrets(app)
         options = Options.from_config(app.config)
         store = build_store(options, app)
         if options.user_key is not None and not keeps_user_index(store):
@@ -154,7 +156,7 @@ class ConnectSession:
         from .cli import session_cli
 
         app.cli.add_command(session_cli)
-        if not config_secrets(app.config):
+        if not app_secrets(app):
             logger.warning(
                 "no SECRET_KEY or CONNECT_SESSION_SECRET: sessions are disabled"
                 " (flask.session is Flask's null session)"

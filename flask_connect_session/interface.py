@@ -15,7 +15,7 @@ from .cookie import parse_expires
 from .errors import CorruptDocument
 from .errors import SessionNotFound
 from .errors import StoreError
-from .options import config_secrets
+from .options import app_secrets
 from .provenance import holds_tags
 from .provenance import sign_value
 from .provenance import verify
@@ -200,7 +200,7 @@ class ConnectSessionInterface(SessionInterface):
         Does no other work: a view that never touches the session pays for
         nothing more.
         """
-        secrets = config_secrets(app.config)
+        secrets = app_secrets(app)
         if not secrets:
             return None
         return ServerSession(self, request, secrets, self.transports.choose(request.environ))

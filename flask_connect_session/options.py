@@ -25,6 +25,7 @@ from .stores.base import DEFAULT_TTL
 
 if t.TYPE_CHECKING:
     from flask import Config
+    from flask import Flask
     from werkzeug.wrappers import Request
 
     from .migrate import LegacySource
@@ -425,14 +426,14 @@ class Options:
     def from_config(cls, config: Config) -> Options:
         """Parse the ``CONNECT_SESSION_*`` keys of a Flask config.
 
-        Secrets are checked here but read per request (:func:`config_secrets`).
+        Secrets are not part of it: they are read per request
+        (:func:`app_secrets`) and checked at ``init_app`` (:func:`check_secrets`).
 
         :raises ValueError: a value is invalid; the message names its key.
         """
         # migrate.py builds on this module (and on the interface).
         from .migrate import parse_migrate_from
 
-        check_secrets(config)
         warn_unknown_keys(config)
         get = config.get
         p = "CONNECT_SESSION_"
@@ -481,19 +482,20 @@ class Options:
         )
 
 
-def config_secrets(config: Config) -> tuple[str | bytes, ...]:
+def app_secrets(app: Flask) -> tuple[str | bytes, ...]:
     """Return the secrets in force now: ``CONNECT_SESSION_SECRET``, else
-    Flask's ``SECRET_KEY`` followed by ``SECRET_KEY_FALLBACKS``; the first
-    signs, all verify. Empty when there is none. Read on every request so a
-    rotated secret applies without a restart (validated at ``init_app``).
+    ``app.secret_key`` as Flask reads it (``SECRET_KEY``, or a class
+    attribute of a Flask subclass) followed by ``SECRET_KEY_FALLBACKS``; the
+    first signs, all verify. Empty when there is none. Read on every request
+    so a rotated secret applies without a restart (validated at
+    ``init_app`` by :func:`check_secrets`).
     """
-    secret = config.get("CONNECT_SESSION_SECRET")
-    if secret is None:
-        secret = config.get("SECRET_KEY")
-        if not secret:
-            return ()
-        return (secret, *_as_secrets(config.get("SECRET_KEY_FALLBACKS") or ()))
-    return _as_secrets(secret)
+    secret = app.config.get("CONNECT_SESSION_SECRET")
+    if secret is not None:
+        return _as_secrets(secret)
+    if not app.secret_key:
+        return ()
+    return (app.secret_key, *_as_secrets(app.config.get("SECRET_KEY_FALLBACKS") or ()))
 
 
 def _as_secrets(value: t.Any) -> tuple[str | bytes, ...]:
@@ -501,16 +503,17 @@ def _as_secrets(value: t.Any) -> tuple[str | bytes, ...]:
     return (value,) if isinstance(value, str | bytes) else tuple(value)
 
 
-def check_secrets(config: Config) -> None:
-    """Validate the secret settings.
+def check_secrets(app: Flask) -> None:
+    """Validate the secrets :func:`app_secrets` reads.
 
     :raises ValueError: a secret is not a non-empty string, naming the key.
     """
+    config = app.config
     if config.get("CONNECT_SESSION_SECRET") is not None:
         _parse_secrets("CONNECT_SESSION_SECRET", config["CONNECT_SESSION_SECRET"])
         return
-    if config.get("SECRET_KEY"):
-        _parse_secrets("SECRET_KEY", config["SECRET_KEY"])
+    if app.secret_key:
+        _parse_secrets("SECRET_KEY", app.secret_key)
         fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
         if isinstance(fallbacks, str | bytes):
             # What from_prefixed_env leaves for a value that is not JSON.

@@ -32,7 +32,7 @@ from flask_connect_session.cli import session_cli
 from flask_connect_session.interface import ConnectSessionInterface
 from flask_connect_session.options import CookieOptions
 from flask_connect_session.options import Options
-from flask_connect_session.options import config_secrets
+from flask_connect_session.options import app_secrets
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 EXAMPLES = DOCS / "examples"
@@ -155,9 +155,10 @@ class RecordingConfig(Config):
 def keys_the_code_reads() -> set[str]:
     read: set[str] = set()
     for extra in ({}, {"SECRET_KEY": "a", "SECRET_KEY_FALLBACKS": ["b"]}):
-        config = RecordingConfig(".", {**Flask(__name__).config, **extra})
+        app = Flask(__name__)
+        config = app.config = RecordingConfig(".", {**app.config, **extra})
         Options.from_config(config)
-        config_secrets(config)
+        app_secrets(app)
         read |= config.read
     return read
 
