@@ -123,8 +123,6 @@ class ConnectSession:
 
     def __init__(self, app: Flask | None = None) -> None:
         self._store: Store | None = None
-        # Shared with every interface this extension installs.
-        self._destroy_keeps: set[str] = set()
         if app is not None:
             self.init_app(app)
 
@@ -149,7 +147,6 @@ class ConnectSession:
             TakeoverSessionInterface if options.migrate_from else ConnectSessionInterface
         )
         interface = interface_class(options, store)
-        interface.destroy_keeps = self._destroy_keeps
         app.session_interface = interface
         app.extensions["connect_session"] = self
         self._store = store
@@ -176,27 +173,6 @@ class ConnectSession:
         if self._store is None:
             raise RuntimeError("ConnectSession.init_app() has not been called")
         return self._store
-
-    def keep_on_destroy(self, *keys: str) -> None:
-        """Carry these data keys over when :meth:`session.destroy()
-        <flask_connect_session.session.ServerSession.destroy>` empties the
-        session, into the new session the rest of the request writes to.
-
-        For keys that are instructions to code running later in the same
-        request, not data of the user: Flask-Login's ``"_remember"``, which
-        ``logout_user()`` sets to ``"clear"`` so its ``after_request`` hook
-        deletes the remember-me cookie. Without it, ``logout_user()`` then
-        ``session.destroy()`` would leave that cookie in place::
-
-            sessions.keep_on_destroy("_remember")
-
-        A kept key that is still in the session at the end of the request is
-        saved in the new session, as a :func:`flask.flash` after
-        ``destroy()`` is (``"_flashes"`` is a fair key to keep, too).
-
-        .. versionadded:: 0.1
-        """
-        self._destroy_keeps.update(keys)
 
     # -- users and their devices ------------------------------------------
 

@@ -57,6 +57,7 @@ KNOWN_KEYS = frozenset(
         "HEADER",
         "SQL_TABLE",
         "MIGRATE_FROM",
+        "KEEP_ON_DESTROY",
     )
 )
 
@@ -214,6 +215,21 @@ def _parse_secrets(key: str, value: object) -> tuple[str | bytes, ...]:
         if not isinstance(item, str | bytes) or not item:
             raise ValueError(f"{key}: every secret must be a non-empty string, got {item!r}")
     return tuple(items)
+
+
+def _parse_data_keys(key: str, value: object) -> tuple[str, ...]:
+    """Return a list of session data keys as a tuple.
+
+    :raises ValueError: not a list of non-empty strings, or one of them is
+        reserved (``cookie``...), naming ``key``. A bare string is refused:
+        from an environment variable it would otherwise be a list of letters.
+    """
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
+        raise ValueError(f"{key}: expected a list of session data keys, got {value!r}")
+    for item in value:
+        if not isinstance(item, str) or not item or is_reserved(item):
+            raise ValueError(f"{key}: not a session data key: {item!r}")
+    return tuple(value)
 
 
 def _parse_prefix(key: str, value: object) -> str:
@@ -421,6 +437,10 @@ class Options:
     migrate_from: tuple[LegacySource, ...] = ()
     #: Table of a URL-built ``SQLStore``: ``"table"`` or ``"schema.table"``.
     sql_table: str = "session"
+    #: Data keys ``destroy()`` carries into the new session of the rest of
+    #: the request: instructions to code running later in it (Flask-Login's
+    #: ``"_remember"``), not data of the user.
+    keep_on_destroy: tuple[str, ...] = ("_remember",)
 
     @classmethod
     def from_config(cls, config: Config) -> Options:
@@ -479,6 +499,9 @@ class Options:
             header=_parse_header(p + "HEADER", get(p + "HEADER")),
             migrate_from=parse_migrate_from(config, key),
             sql_table=_parse_table(p + "SQL_TABLE", get(p + "SQL_TABLE", "session")),
+            keep_on_destroy=_parse_data_keys(
+                p + "KEEP_ON_DESTROY", get(p + "KEEP_ON_DESTROY", ["_remember"])
+            ),
         )
 
 

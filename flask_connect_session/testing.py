@@ -80,7 +80,6 @@ def install_store(app: Flask, store: Store) -> SessionInterface:
     """
     previous = session_interface(app)
     interface = type(previous)(previous.options, store)
-    interface.destroy_keeps = previous.destroy_keeps
     app.session_interface = interface
     return previous
 

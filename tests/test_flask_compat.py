@@ -294,9 +294,7 @@ def test_session_secret_key_fallbacks(make_app: t.Any) -> None:
     assert client.get().json == {"a": 1}
 
 
-def test_secret_key_as_a_class_attribute(
-    store: Store, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_secret_key_as_a_class_attribute(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     """The default secret is ``app.secret_key`` as Flask reads it: a Flask
     subclass may set it as a class attribute (Flask-WTF's tests do), which
     ``config["SECRET_KEY"]`` never shows. ``init_app`` does not warn, the

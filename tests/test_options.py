@@ -158,6 +158,9 @@ def test_cookie_samesite_values(value: object, expected: object) -> None:
         ({"CONNECT_SESSION_STORE": "ftp://x"}, "CONNECT_SESSION_STORE"),
         ({"CONNECT_SESSION_STORE": "memory://host"}, "CONNECT_SESSION_STORE"),
         ({"CONNECT_SESSION_STORE": 3}, "CONNECT_SESSION_STORE"),
+        ({"CONNECT_SESSION_KEEP_ON_DESTROY": "_remember"}, "CONNECT_SESSION_KEEP_ON_DESTROY"),
+        ({"CONNECT_SESSION_KEEP_ON_DESTROY": ["cookie"]}, "CONNECT_SESSION_KEEP_ON_DESTROY"),
+        ({"CONNECT_SESSION_KEEP_ON_DESTROY": [""]}, "CONNECT_SESSION_KEEP_ON_DESTROY"),
     ],
 )
 def test_bad_config_is_a_value_error_naming_the_key(config: dict[str, t.Any], named: str) -> None:

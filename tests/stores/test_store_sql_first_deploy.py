@@ -51,7 +51,9 @@ def cpu_load(seconds: float) -> cabc.Iterator[None]:
     ctx = multiprocessing.get_context("fork")
     stop = ctx.Event()
     deadline = time.monotonic() + seconds
-    burners = [ctx.Process(target=_burn, args=(stop, deadline)) for _ in range(os.cpu_count() or 2)]
+    burners = [
+        ctx.Process(target=_burn, args=(stop, deadline)) for _ in range(os.cpu_count() or 2)
+    ]
     for burner in burners:
         burner.start()
     try:
@@ -100,7 +102,9 @@ def test_processes_creating_the_table_at_once_all_succeed(
             url = fresh_database(kind, request, tmp_path)
             barrier = ctx.Barrier(RACERS)
             results = ctx.Queue()
-            racers = [ctx.Process(target=_race, args=(url, barrier, results)) for _ in range(RACERS)]
+            racers = [
+                ctx.Process(target=_race, args=(url, barrier, results)) for _ in range(RACERS)
+            ]
             for racer in racers:
                 racer.start()
             failures += [results.get(timeout=TIMEOUT) for _ in racers]
