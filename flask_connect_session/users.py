@@ -36,6 +36,7 @@ from .errors import StoreError
 from .serialization import COOKIE_MEMBER
 from .serialization import DEVICE_MEMBER
 from .signals import session_destroyed
+from .stores.base import INDEX_MARGIN
 from .stores.base import document_ttl
 
 if t.TYPE_CHECKING:
@@ -45,8 +46,9 @@ if t.TYPE_CHECKING:
     from .stores.base import Document
 
 #: Seconds between two updates of a session's last-seen time (and of its
-#: index entry) on requests that do not otherwise write it.
-SEEN_INTERVAL = 60.0
+#: index entry) on requests that do not otherwise write it: the margin the
+#: stores allow an entry past its session's expiry.
+SEEN_INTERVAL = INDEX_MARGIN
 
 #: User agents are cut to this many characters.
 MAX_USER_AGENT = 200

@@ -26,6 +26,7 @@ from .base import Store
 from .base import apply_changes
 from .base import decode_entries
 from .base import document_ttl
+from .base import outlived
 from .base import to_utf8
 from .base import touched_ttl
 
@@ -430,10 +431,26 @@ class FileSystemStore(Store):
             except (OSError, ValueError, AttributeError):
                 user = None
             if isinstance(user, str) and self._user_name(user) == name:
-                self._write_index(name, user, self._read_index(name, now))
+                sids = self._read_index(name, now)
+                # Entries of sessions that expired, though within their margin.
+                live = {
+                    sid: until
+                    for sid, until in sids.items()
+                    if not outlived(until, now) or self._stored(sid, now)
+                }
+                self._write_index(name, user, live)
             elif os.lstat(path).st_mtime <= now:
                 # Not followed: an expired symlink goes, never its target.
                 self._unlink(name, _USER_SUFFIX)
+
+    def _stored(self, sid: str, now: float) -> bool:
+        # Whether a live session file holds ``sid``; a corrupt one counts,
+        # as it is left in place.
+        try:
+            entry = self._read(self._name(sid), now)
+        except CorruptDocument:
+            return True
+        return entry is not None and entry[0] == sid
 
     def index_add(self, user: str, sid: str, until: float) -> None:
         self._update_index(user, lambda sids: sids.__setitem__(sid, until))

@@ -15,6 +15,7 @@ from .base import Store
 from .base import apply_changes
 from .base import decode_entries
 from .base import document_ttl
+from .base import outlived
 from .base import touched_ttl
 
 #: Seconds between two sweeps of expired entries.
@@ -72,6 +73,10 @@ class MemoryStore(Store):
         for sid in dead:
             del self._entries[sid]
         for user in list(self._users):
+            # Entries of sessions that expired, though within their margin.
+            for sid, until in list(self._users[user].items()):
+                if sid not in self._entries and outlived(until, now):
+                    del self._users[user][sid]
             self._prune_user(user, now)
         self._next_sweep = now + SWEEP_INTERVAL
         return len(dead)
