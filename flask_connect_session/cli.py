@@ -24,7 +24,7 @@ from .cookie import utcnow
 from .errors import CorruptDocument
 from .errors import StoreError
 from .errors import describe
-from .options import config_secrets
+from .options import app_secrets
 from .serialization import COOKIE_MEMBER
 from .serialization import encode
 from .signing import unsign
@@ -135,7 +135,7 @@ def _resolve_sid(value: str) -> str:
     """
     if not value.lower().startswith(("s:", "s%3a")):
         return value
-    sid = unsign(value, config_secrets(current_app.config))
+    sid = unsign(value, app_secrets(current_app))
     if sid is None:
         raise click.ClickException("the cookie value does not verify with the app's secrets")
     return sid

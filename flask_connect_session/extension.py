@@ -15,7 +15,8 @@ from flask import session as flask_session
 from .interface import ConnectSessionInterface
 from .migrate import TakeoverSessionInterface
 from .options import Options
-from .options import config_secrets
+from .options import app_secrets
+from .options import check_secrets
 from .session import ServerSession
 from .stores import StoreSettings
 from .stores import store_from_url
@@ -125,8 +126,6 @@ class ConnectSession:
         # installed on each app, never here; the constructor's app is kept
         # only so that .store can answer outside an app context.
         self._app = app
-        # Shared with every interface this extension installs.
-        self._destroy_keeps: set[str] = set()
         if app is not None:
             self.init_app(app)
 
@@ -139,6 +138,7 @@ class ConnectSession:
 
         :raises ValueError: a setting is invalid; the message names its key.
         """
+        check_secrets(app)
         options = Options.from_config(app.config)
         store = build_store(options, app)
         # A limit on what requests store, so it applies to a store the app
@@ -153,13 +153,12 @@ class ConnectSession:
             TakeoverSessionInterface if options.migrate_from else ConnectSessionInterface
         )
         interface = interface_class(options, store)
-        interface.destroy_keeps = self._destroy_keeps
         app.session_interface = interface
         app.extensions["connect_session"] = self
         from .cli import session_cli
 
         app.cli.add_command(session_cli)
-        if not config_secrets(app.config):
+        if not app_secrets(app):
             logger.warning(
                 "no SECRET_KEY or CONNECT_SESSION_SECRET: sessions are disabled"
                 " (flask.session is Flask's null session)"
@@ -190,27 +189,6 @@ class ConnectSession:
                 " ...), or an extension constructed with its app: ConnectSession(app)"
             )
         return self._interface(app).store
-
-    def keep_on_destroy(self, *keys: str) -> None:
-        """Carry these data keys over when :meth:`session.destroy()
-        <flask_connect_session.session.ServerSession.destroy>` empties the
-        session, into the new session the rest of the request writes to.
-
-        For keys that are instructions to code running later in the same
-        request, not data of the user: Flask-Login's ``"_remember"``, which
-        ``logout_user()`` sets to ``"clear"`` so its ``after_request`` hook
-        deletes the remember-me cookie. Without it, ``logout_user()`` then
-        ``session.destroy()`` would leave that cookie in place::
-
-            sessions.keep_on_destroy("_remember")
-
-        A kept key that is still in the session at the end of the request is
-        saved in the new session, as a :func:`flask.flash` after
-        ``destroy()`` is (``"_flashes"`` is a fair key to keep, too).
-
-        .. versionadded:: 0.1
-        """
-        self._destroy_keeps.update(keys)
 
     # -- users and their devices ------------------------------------------
 

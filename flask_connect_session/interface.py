@@ -16,7 +16,7 @@ from .errors import CorruptDocument
 from .errors import SessionNotFound
 from .errors import SessionTooLarge
 from .errors import StoreError
-from .options import config_secrets
+from .options import app_secrets
 from .provenance import holds_tags
 from .provenance import sign_value
 from .provenance import verify
@@ -148,9 +148,6 @@ class ConnectSessionInterface(SessionInterface):
         self._load_operation = "get_and_touch" if combined else "get"
         #: Where the session id travels: the cookie, or the configured header.
         self.transports = Transports(options)
-        #: Data keys :meth:`destroy` carries into the new session (see
-        #: :meth:`ConnectSession.keep_on_destroy`); shared with the extension.
-        self.destroy_keeps: set[str] = set()
         #: Keeps the per-user index, when ``CONNECT_SESSION_USER_KEY`` is set.
         self.users = (
             None
@@ -212,7 +209,7 @@ class ConnectSessionInterface(SessionInterface):
         Does no other work: a view that never touches the session pays for
         nothing more.
         """
-        secrets = config_secrets(app.config)
+        secrets = app_secrets(app)
         if not secrets:
             return None
         return ServerSession(self, request, secrets, self.transports.choose(request))
@@ -488,7 +485,8 @@ class ConnectSessionInterface(SessionInterface):
         """
         # Instructions for the rest of this request (another extension's
         # after_request hook) outlive the data they were written beside.
-        kept = {key: session.data[key] for key in self.destroy_keeps if key in session.data}
+        keep = self.options.keep_on_destroy
+        kept = {key: session.data[key] for key in keep if key in session.data}
         self._generate(session, kept)
         session.regenerated_from = session.regenerated_user = None
 

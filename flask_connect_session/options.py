@@ -26,6 +26,7 @@ from .stores.base import DEFAULT_TTL
 
 if t.TYPE_CHECKING:
     from flask import Config
+    from flask import Flask
     from werkzeug.wrappers import Request
 
     from .migrate import LegacySource
@@ -62,6 +63,7 @@ SETTINGS = (
     "MAX_SIZE",
     "REGENERATE_DROP",
     "MAX_PER_USER",
+    "KEEP_ON_DESTROY",
 )
 
 #: Every ``CONNECT_SESSION_*`` key this extension reads.
@@ -290,6 +292,21 @@ def _parse_secrets(key: str, value: object) -> tuple[str | bytes, ...]:
     return tuple(items)
 
 
+def _parse_data_keys(key: str, value: object) -> tuple[str, ...]:
+    """Return a list of session data keys as a tuple.
+
+    :raises ValueError: not a list of non-empty strings, or one of them is
+        reserved (``cookie``...), naming ``key``. A bare string is refused:
+        from an environment variable it would otherwise be a list of letters.
+    """
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
+        raise ValueError(f"{key}: expected a list of session data keys, got {value!r}")
+    for item in value:
+        if not isinstance(item, str) or not item or is_reserved(item):
+            raise ValueError(f"{key}: not a session data key: {item!r}")
+    return tuple(value)
+
+
 def _parse_prefix(key: str, value: object) -> str:
     prefix = t.cast(str, _parse_str(key, value))
     # Without a prefix, store-wide commands (``flask session clear``) would
@@ -379,15 +396,6 @@ def _parse_user_key(key: str, value: object) -> str | None:
     if user_key == "" or is_reserved(user_key):
         raise ValueError(f"{key}: expected a session data key, got {value!r}")
     return user_key
-
-
-def _parse_data_keys(key: str, value: object) -> tuple[str, ...]:
-    # A bare string would be a list of one-character keys.
-    if not isinstance(value, list | tuple) or not all(
-        isinstance(item, str) and item for item in value
-    ):
-        raise ValueError(f"{key}: expected a list of session data keys, got {value!r}")
-    return tuple(value)
 
 
 def _parse_max_per_user(key: str, value: object, user_key: str | None) -> int | None:
@@ -523,19 +531,23 @@ class Options:
     #: Most live sessions a user keeps: a login beyond evicts the least
     #: recently seen (``None``: no limit).
     max_per_user: int | None = None
+    #: Data keys ``destroy()`` carries into the new session of the rest of
+    #: the request: instructions to code running later in it (Flask-Login's
+    #: ``"_remember"``), not data of the user.
+    keep_on_destroy: tuple[str, ...] = ("_remember",)
 
     @classmethod
     def from_config(cls, config: Config) -> Options:
         """Parse the ``CONNECT_SESSION_*`` keys of a Flask config.
 
-        Secrets are checked here but read per request (:func:`config_secrets`).
+        Secrets are not part of it: they are read per request
+        (:func:`app_secrets`) and checked at ``init_app`` (:func:`check_secrets`).
 
         :raises ValueError: a value is invalid; the message names its key.
         """
         # migrate.py builds on this module (and on the interface).
         from .migrate import parse_migrate_from
 
-        check_secrets(config)
         check_keys(config)
         get = config.get
         p = "CONNECT_SESSION_"
@@ -589,22 +601,26 @@ class Options:
             max_per_user=_parse_max_per_user(
                 p + "MAX_PER_USER", get(p + "MAX_PER_USER"), user_key
             ),
+            keep_on_destroy=_parse_data_keys(
+                p + "KEEP_ON_DESTROY", get(p + "KEEP_ON_DESTROY", ["_remember"])
+            ),
         )
 
 
-def config_secrets(config: Config) -> tuple[str | bytes, ...]:
+def app_secrets(app: Flask) -> tuple[str | bytes, ...]:
     """Return the secrets in force now: ``CONNECT_SESSION_SECRET``, else
-    Flask's ``SECRET_KEY`` followed by ``SECRET_KEY_FALLBACKS``; the first
-    signs, all verify. Empty when there is none. Read on every request so a
-    rotated secret applies without a restart (validated at ``init_app``).
+    ``app.secret_key`` as Flask reads it (``SECRET_KEY``, or a class
+    attribute of a Flask subclass) followed by ``SECRET_KEY_FALLBACKS``; the
+    first signs, all verify. Empty when there is none. Read on every request
+    so a rotated secret applies without a restart (validated at
+    ``init_app`` by :func:`check_secrets`).
     """
-    secret = config.get("CONNECT_SESSION_SECRET")
-    if secret is None:
-        secret = config.get("SECRET_KEY")
-        if not secret:
-            return ()
-        return (secret, *_as_secrets(config.get("SECRET_KEY_FALLBACKS") or ()))
-    return _as_secrets(secret)
+    secret = app.config.get("CONNECT_SESSION_SECRET")
+    if secret is not None:
+        return _as_secrets(secret)
+    if not app.secret_key:
+        return ()
+    return (app.secret_key, *_as_secrets(app.config.get("SECRET_KEY_FALLBACKS") or ()))
 
 
 def _as_secrets(value: t.Any) -> tuple[str | bytes, ...]:
@@ -612,16 +628,17 @@ def _as_secrets(value: t.Any) -> tuple[str | bytes, ...]:
     return (value,) if isinstance(value, str | bytes) else tuple(value)
 
 
-def check_secrets(config: Config) -> None:
-    """Validate the secret settings.
+def check_secrets(app: Flask) -> None:
+    """Validate the secrets :func:`app_secrets` reads.
 
     :raises ValueError: a secret is not a non-empty string, naming the key.
     """
+    config = app.config
     if config.get("CONNECT_SESSION_SECRET") is not None:
         _parse_secrets("CONNECT_SESSION_SECRET", config["CONNECT_SESSION_SECRET"])
         return
-    if config.get("SECRET_KEY"):
-        _parse_secrets("SECRET_KEY", config["SECRET_KEY"])
+    if app.secret_key:
+        _parse_secrets("SECRET_KEY", app.secret_key)
         fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
         if isinstance(fallbacks, str | bytes):
             # What from_prefixed_env leaves for a value that is not JSON.

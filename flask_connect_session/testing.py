@@ -87,7 +87,6 @@ def install_store(app: Flask, store: Store) -> SessionInterface:
     """
     previous = session_interface(app)
     interface = type(previous)(previous.options, store)
-    interface.destroy_keeps = previous.destroy_keeps
     app.session_interface = interface
     return previous
 
@@ -133,7 +132,6 @@ def _reader(interface: ConnectSessionInterface) -> ConnectSessionInterface:
     store = interface.store
     read_only = _ReadOnlyTouchingStore if implements(store, "get_and_touch") else _ReadOnlyStore
     reader = type(interface)(interface.options, read_only(store))
-    reader.destroy_keeps = interface.destroy_keeps
     return reader
 
 

@@ -36,6 +36,7 @@ from .errors import StoreError
 from .serialization import COOKIE_MEMBER
 from .serialization import DEVICE_MEMBER
 from .signals import session_destroyed
+from .stores.base import INDEX_MARGIN
 from .stores.base import document_ttl
 
 if t.TYPE_CHECKING:
@@ -45,8 +46,9 @@ if t.TYPE_CHECKING:
     from .stores.base import Document
 
 #: Seconds between two updates of a session's last-seen time (and of its
-#: index entry) on requests that do not otherwise write it.
-SEEN_INTERVAL = 60.0
+#: index entry) on requests that do not otherwise write it: the margin the
+#: stores allow an entry past its session's expiry.
+SEEN_INTERVAL = INDEX_MARGIN
 
 #: User agents are cut to this many characters.
 MAX_USER_AGENT = 200
@@ -73,14 +75,16 @@ def handle(sid: str) -> str:
 
 
 def user_of(data: cabc.Mapping[str, t.Any], key: str) -> str | None:
-    """Return the user a session's data names under ``key``, as a str.
+    """Return the user a session's data names under ``key``, as a str;
+    ``None`` when the key is absent or holds ``None`` (no user, as
+    Flask-Login's ``session["_user_id"] = None`` means).
 
-    :raises TypeError: the value is neither a str nor an int; the message
-        names the key.
+    :raises TypeError: the value is neither a str, an int nor ``None``; the
+        message names the key.
     """
-    if key not in data:
+    value = data.get(key)
+    if value is None:
         return None
-    value = data[key]
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise TypeError(
             f"session[{key!r}] names the user (CONNECT_SESSION_USER_KEY) and must be"

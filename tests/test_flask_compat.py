@@ -28,7 +28,9 @@ from flask.globals import request_ctx
 from markupsafe import Markup
 from werkzeug.test import TestResponse
 
+from flask_connect_session import ConnectSession
 from flask_connect_session import Store
+from flask_connect_session.signing import unsign
 
 import set_cookie_headers
 from set_cookie_headers import SetCookie
@@ -291,6 +293,43 @@ def test_session_secret_key_fallbacks(make_app: t.Any) -> None:
     # Rotate the valid keys, session can be loaded
     app.secret_key, app.config["SECRET_KEY_FALLBACKS"] = ("+1 key", ["0 key", "-1 key"])
     assert client.get().json == {"a": 1}
+
+
+def test_secret_key_as_a_class_attribute(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """The default secret is ``app.secret_key`` as Flask reads it: a Flask
+    subclass may set it as a class attribute (Flask-WTF's tests do), which
+    ``config["SECRET_KEY"]`` never shows. ``init_app`` does not warn, the
+    fallbacks follow it, and a new value applies at the next request.
+    """
+
+    class App(Flask):
+        secret_key = "s3cret"
+
+    app = App(__name__)
+    app.config.update(TESTING=True, CONNECT_SESSION_KEY=KEY, CONNECT_SESSION_STORE=store)
+    assert app.config["SECRET_KEY"] is None
+    with caplog.at_level("WARNING", logger="flask_connect_session"):
+        ConnectSession(app)
+    assert not [r for r in caplog.records if "SECRET_KEY" in r.getMessage()]
+
+    @app.post("/")
+    def set_session() -> str:
+        session["x"] = 1
+        return ""
+
+    @app.get("/")
+    def get_session() -> dict[str, t.Any]:
+        return dict(session)
+
+    client = app.test_client()
+    assert client.post("/").status_code == 200
+    assert client.get("/").json == {"x": 1}
+    cookie = client.get_cookie(KEY)
+    assert cookie is not None and unsign(cookie.value, ("s3cret",)) is not None
+    app.secret_key, app.config["SECRET_KEY_FALLBACKS"] = "rotated", ["s3cret"]
+    assert client.get("/").json == {"x": 1}
+    app.config["SECRET_KEY_FALLBACKS"] = []
+    assert client.get("/").json == {}
 
 
 # -- permanent sessions ------------------------------------------------------

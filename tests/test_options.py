@@ -13,7 +13,7 @@ from flask import Flask
 from flask_connect_session import ConnectSession
 from flask_connect_session import MemoryStore
 from flask_connect_session.options import Options
-from flask_connect_session.options import config_secrets
+from flask_connect_session.options import app_secrets
 from flask_connect_session.options import parse_bool
 from flask_connect_session.signing import generate_sid
 
@@ -158,6 +158,9 @@ def test_cookie_samesite_values(value: object, expected: object) -> None:
         ({"CONNECT_SESSION_STORE": "ftp://x"}, "CONNECT_SESSION_STORE"),
         ({"CONNECT_SESSION_STORE": "memory://host"}, "CONNECT_SESSION_STORE"),
         ({"CONNECT_SESSION_STORE": 3}, "CONNECT_SESSION_STORE"),
+        ({"CONNECT_SESSION_KEEP_ON_DESTROY": "_remember"}, "CONNECT_SESSION_KEEP_ON_DESTROY"),
+        ({"CONNECT_SESSION_KEEP_ON_DESTROY": ["cookie"]}, "CONNECT_SESSION_KEEP_ON_DESTROY"),
+        ({"CONNECT_SESSION_KEEP_ON_DESTROY": [""]}, "CONNECT_SESSION_KEEP_ON_DESTROY"),
     ],
 )
 def test_bad_config_is_a_value_error_naming_the_key(config: dict[str, t.Any], named: str) -> None:
@@ -203,13 +206,13 @@ def test_secrets_are_read_per_request() -> None:
     """The secret list follows the config as it is now, fallbacks after."""
     app = Flask(__name__)
     app.config.update(SECRET_KEY="a", SECRET_KEY_FALLBACKS=["b", "c"])
-    assert config_secrets(app.config) == ("a", "b", "c")
+    assert app_secrets(app) == ("a", "b", "c")
     app.config["CONNECT_SESSION_SECRET"] = "x"
-    assert config_secrets(app.config) == ("x",)
+    assert app_secrets(app) == ("x",)
     app.config["CONNECT_SESSION_SECRET"] = ["y", "x"]
-    assert config_secrets(app.config) == ("y", "x")
+    assert app_secrets(app) == ("y", "x")
     app.config.update(CONNECT_SESSION_SECRET=None, SECRET_KEY=None)
-    assert config_secrets(app.config) == ()
+    assert app_secrets(app) == ()
 
 
 def test_toml_file_configures_everything(tmp_path: t.Any) -> None:
@@ -249,7 +252,7 @@ partitioned = false
     ConnectSession(app)
     opts = app.session_interface.options  # type: ignore[attr-defined]
     assert opts.key == "sid"
-    assert config_secrets(app.config) == ("new", "old")
+    assert app_secrets(app) == ("new", "old")
     assert opts.proxy is True
     assert (opts.rolling, opts.resave, opts.save_uninitialized) == (True, True, True)
     assert opts.unset == "keep"
@@ -290,7 +293,7 @@ def test_prefixed_env_configures_everything(monkeypatch: pytest.MonkeyPatch) -> 
     ConnectSession(app)
     opts = app.session_interface.options  # type: ignore[attr-defined]
     assert opts.key == "sid"
-    assert config_secrets(app.config) == ("new", "old")
+    assert app_secrets(app) == ("new", "old")
     assert opts.proxy is False
     assert (opts.rolling, opts.resave, opts.save_uninitialized) == (True, True, True)
     assert opts.unset == "keep"

@@ -219,6 +219,26 @@ def test_key_changed_or_deleted(index_store: Store) -> None:
     assert client.get("/me").json["user"] is None  # type: ignore[index]
 
 
+def test_none_is_no_user(index_store: Store) -> None:
+    """``None`` under the user key means no user, as an absent key does:
+    Flask-Login stores ``session["_user_id"] = None`` for an invalid
+    remember-me cookie. It is saved as is, and a session it replaces a user
+    in leaves that user's index.
+    """
+    app = make_app(index_store)
+    client = app.test_client()
+    assert client.post("/set", json={"user_id": None, "n": 1}).status_code == 200
+    document = index_store.get(t.cast(str, sid_of(client)))
+    assert document is not None and document["user_id"] is None
+    assert DEVICE_MEMBER not in document
+    client = login(app, "42")
+    assert client.post("/set", json={"user_id": None}).status_code == 200
+    assert sessions_of(app, "42") == []
+    document = index_store.get(t.cast(str, sid_of(client)))
+    assert document is not None and DEVICE_MEMBER not in document
+    assert client.get("/me").json["user"] is None  # type: ignore[index]
+
+
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb", "sqlite"])
 def test_sql_user_id_column_follows_the_document(
     kind: str, request: pytest.FixtureRequest
@@ -473,6 +493,47 @@ def test_prune_empties_expired_indexes(
         import os
 
         assert not [n for n in os.listdir(index_store.directory) if n.endswith(".user")]
+
+
+def index_entries(store: Store, user: str) -> int:
+    """How many entries ``user``'s index holds, read as the store keeps them
+    (not through ``index_sessions``, which drops dead entries itself).
+    """
+    from flask_connect_session import FileSystemStore
+    from flask_connect_session import RedisStore
+
+    if isinstance(store, MemoryStore):
+        return len(store._users.get(user, {}))
+    if isinstance(store, FileSystemStore):
+        return len(store._read_index(store._user_name(user), time.time()))
+    if isinstance(store, RedisStore):
+        return int(store.client.zcard(store.index_prefix + user))
+    import sqlalchemy as sa
+
+    from flask_connect_session import SQLStore
+
+    assert isinstance(store, SQLStore)
+    query = sa.select(sa.func.count()).where(store.table.c.user_id == user)
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def test_prune_drops_expired_sessions_from_the_index(index_store: Store) -> None:
+    """60 short sessions of one user expire; ``flask session prune`` leaves
+    the user's index with the 2 that live, with the real one-minute margin
+    index entries keep past their session's expiry.
+    """
+    lasting = make_app(index_store)
+    short = make_app(index_store, CONNECT_SESSION_COOKIE={"max_age": 1})
+    for _ in range(2):
+        login(lasting, "42")
+    for _ in range(60):
+        login(short, "42")
+    assert index_entries(index_store, "42") == 62
+    time.sleep(1.5)  # the short sessions expire: the store's clock, not ours
+    assert short.test_cli_runner().invoke(args=["session", "prune"]).exit_code == 0
+    assert index_entries(index_store, "42") == 2
+    assert len(sessions_of(lasting, "42")) == 2
 
 
 # -- command line --------------------------------------------------------------

@@ -10,7 +10,6 @@ app.config["SECRET_KEY"] = "a long random string"
 app.config["CONNECT_SESSION_STORE"] = "redis://localhost:6379/0"
 app.config["CONNECT_SESSION_USER_KEY"] = "_user_id"  # Flask-Login's key
 sessions = ConnectSession(app)
-sessions.keep_on_destroy("_remember")  # see "Log out"
 login_manager = LoginManager(app)
 login_manager.login_view = "login_form"
 login_manager.session_protection = "strong"

@@ -40,6 +40,23 @@ def check_size(size: int, limit: int) -> None:
         raise SessionTooLarge(size, limit)
 
 
+#: Seconds an index entry's ``until`` lies past its session's own expiry
+#: (see :meth:`Store.index_add`): a session is touched without its entry
+#: being updated for at most this long.
+INDEX_MARGIN = 60.0
+
+
+def outlived(until: float, now: float) -> bool:
+    """Whether the session of an index entry ending at ``until`` has lived
+    its whole lifetime as the entry knows it, so that if it is missing it
+    expired or was removed. An entry just added for a session about to be
+    written is a whole lifetime from that point, so a store can drop the
+    entries this is true of, and whose session is missing, without ever
+    dropping the entry of a session being saved at that moment.
+    """
+    return until - INDEX_MARGIN <= now
+
+
 def document_ttl(document: cabc.Mapping[str, t.Any], default: int) -> int:
     """Return the store lifetime of a session document, as connect-redis does.
 
@@ -264,8 +281,10 @@ class Store(abc.ABC):
 
     def index_prune(self) -> int:
         """Drop expired entries from every user's index and return how many
-        went; ``flask session prune`` calls it. Stores whose :meth:`prune`
-        already does it, or that keep no index, return 0.
+        went: those whose ``until`` has passed, and those whose session is
+        missing and :func:`outlived` (which a margin of a minute would
+        otherwise keep). ``flask session prune`` calls it. Stores whose
+        :meth:`prune` already does it, or that keep no index, return 0.
         """
         return 0
 

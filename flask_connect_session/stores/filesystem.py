@@ -26,6 +26,7 @@ from .base import Store
 from .base import apply_changes
 from .base import decode_entries
 from .base import document_ttl
+from .base import outlived
 from .base import to_utf8
 from .base import touched_ttl
 
@@ -187,7 +188,8 @@ class FileSystemStore(Store):
 
     :param directory: the directory of the session files; created if missing.
     :param ttl: lifetime, in seconds, of sessions whose cookie has no expiry.
-    :raises ValueError: the directory is unsafe (see above).
+    :raises ValueError: the directory is unsafe (see above), or a file is in
+        its way.
 
     .. versionadded:: 0.1
     """
@@ -198,7 +200,13 @@ class FileSystemStore(Store):
         #: The absolute path of the session directory.
         self.directory = os.path.abspath(os.fspath(directory))
         self.ttl = ttl
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            # A regular file where the directory (or one above it) should be.
+            raise ValueError(
+                f"session directory {self.directory!r} is not a directory (a file is in the way)"
+            ) from None
         check_directory(self.directory)
         # When this process may next look at the sweep marker.
         self._next_sweep = 0.0
@@ -549,6 +557,19 @@ class FileSystemStore(Store):
             self._drop_entries(name, stale)
         return decode_entries(texts)
 
+    def _entry_session(self, entry: str, dir_fd: int, now: float) -> bool:
+        """Whether index entry ``entry`` names a live session (a corrupt one
+        counts, as it is left in place).
+        """
+        sid = self._entry_sid(entry, dir_fd)
+        if sid is None:
+            return False
+        try:
+            session = self._read(entry, now)
+        except CorruptDocument:
+            return True
+        return session is not None and session[0] == sid
+
     def _drop_entries(self, user_name: str, stale: dict[str, int]) -> None:
         """Unlink index entries found stale, unless rewritten since (their
         mtime, checked again under the user's lock, moved).
@@ -580,11 +601,15 @@ class FileSystemStore(Store):
                 with os.scandir(dir_fd) as entries:
                     for entry in entries:
                         st = entry.stat(follow_symlinks=False)
-                        expired = (
-                            st.st_ctime < now - STALE_TEMP_AGE
-                            if entry.name.startswith(_TEMP_PREFIX)
-                            else st.st_mtime <= now
-                        )
+                        if entry.name.startswith(_TEMP_PREFIX):
+                            expired = st.st_ctime < now - STALE_TEMP_AGE
+                        else:
+                            # Past its end, or its session lived its whole
+                            # lifetime as the entry knows it and is missing.
+                            expired = st.st_mtime <= now or (
+                                outlived(st.st_mtime, now)
+                                and not self._entry_session(entry.name, dir_fd, now)
+                            )
                         if expired:
                             os.unlink(entry.name, dir_fd=dir_fd)
                         else:

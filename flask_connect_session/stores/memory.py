@@ -14,6 +14,7 @@ from .base import Store
 from .base import apply_changes
 from .base import decode_entries
 from .base import document_ttl
+from .base import outlived
 from .base import touched_ttl
 
 #: Seconds between two sweeps of expired entries.
@@ -73,6 +74,10 @@ class MemoryStore(Store):
         for sid in dead:
             del self._entries[sid]
         for user in list(self._users):
+            # Entries of sessions that expired, though within their margin.
+            for sid, until in list(self._users[user].items()):
+                if sid not in self._entries and outlived(until, now):
+                    del self._users[user][sid]
             self._prune_user(user, now)
         for user, (_, until) in list(self._revoked.items()):
             if until <= now:

@@ -22,6 +22,7 @@ from ..serialization import error_kind
 from ._redis_lua import INDEX_SCRIPT
 from ._redis_lua import MERGE_SCRIPT
 from .base import DEFAULT_TTL
+from .base import INDEX_MARGIN
 from .base import Document
 from .base import Store
 from .base import apply_changes
@@ -553,10 +554,32 @@ class RedisStore(Store):
 
     def index_prune(self) -> int:
         """Drop the expired entries of every user's index (``SCAN`` of the
-        index keys, one script per key); return how many went. Keys whose
-        every entry expired are gone already: they expire by themselves.
+        index keys); return how many went. Per key: one script drops the
+        entries whose time has passed, then those whose session key is gone
+        and that :func:`outlived` it are checked (one pipeline of
+        ``EXISTS``) and dropped. Keys whose every entry expired are gone
+        already: they expire by themselves.
         """
-        return sum(self._update_key(key, "", ()) for key in self._keys(self.index_prefix))
+        return sum(
+            self._update_key(key, "", ()) + self._drop_outlived(key) for key in self._index_keys()
+        )
+
+    def _drop_outlived(self, key: bytes | str) -> int:
+        now = time.time()
+        # outlived(): the entries ending within the margin from now.
+        members = self.client.zrange(
+            key, f"({int(now * 1000)}", int((now + INDEX_MARGIN) * 1000), byscore=True
+        )
+        sids = [m.decode() if isinstance(m, bytes) else m for m in members]
+        if not sids:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for sid in sids:
+            pipe.exists(self._key(sid))
+        gone = [sid for sid, exists in zip(sids, pipe.execute(), strict=True) if not exists]
+        if gone:
+            self._update_key(key, "", gone)
+        return len(gone)
 
     def index_add(self, user: str, sid: str, until: float) -> None:
         self._update_index(user, str(math.ceil(until * 1000)), [sid])

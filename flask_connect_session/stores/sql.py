@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 
 from ..cookie import MAX_LIFETIME
+from ..errors import describe
 from ..serialization import DEVICE_MEMBER
 from ..serialization import decode
 from . import split_table_name
@@ -55,8 +56,43 @@ CAS_ATTEMPTS = 100
 #: How many times a transaction the database rolled back as a deadlock
 #: victim is run again.
 DEADLOCK_ATTEMPTS = 5
+#: Attempts at creating (or inspecting) the table on first use while other
+#: processes do the same (a first deploy: every worker's first request).
+CREATE_ATTEMPTS = 12
 
 _T = t.TypeVar("_T")
+
+#: What a process gets when another creates the same table at that moment:
+#: PostgreSQL's duplicate table or object, its unique violation on the
+#: system catalogue (two ``CREATE TABLE`` committing at once), a lock
+#: timeout or deadlock; MySQL/MariaDB's "table exists", "duplicate key
+#: name", lock wait timeout or deadlock. (SQLite: see :func:`_is_creation_race`.)
+_CREATION_RACE: frozenset[str | int] = frozenset(
+    ("42P07", "42710", "23505", "55P03", "40P01", 1050, 1061, 1205, 1213)
+)
+
+
+def error_code(exc: BaseException) -> str | int | None:
+    """Return the database's own code for a driver error, or ``None``:
+    PostgreSQL's SQLSTATE (``"23505"``), MySQL/MariaDB's error number
+    (``1050``), SQLite's result code name (``"SQLITE_BUSY"``).
+
+    :param exc: a SQLAlchemy ``DBAPIError`` or the driver's exception.
+    """
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    if orig is None:
+        return None
+    # MySQL drivers put the error number first (PyMySQL also has a sqlstate,
+    # less precise).
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+        return args[0]
+    # psycopg 3, then psycopg2.
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str):
+        return sqlstate
+    name = getattr(orig, "sqlite_errorname", None)
+    return name if isinstance(name, str) else None
 
 
 class SQLStoreError(Exception):
@@ -82,9 +118,7 @@ class SQLStoreError(Exception):
     def scrub(cls, exc: sa.exc.StatementError) -> SQLStoreError:
         """Return the error to raise instead of ``exc``."""
         orig = exc.orig
-        code: int | str | None = getattr(orig, "sqlstate", None)
-        if orig is not None and orig.args and isinstance(orig.args[0], int):
-            code = orig.args[0]  # MySQL's error number says more than its SQLSTATE
+        code = None if orig is None else error_code(orig)
         detail = str(orig if orig is not None else exc).strip().partition("\n")[0]
         for value in sorted(_parameter_texts(exc.params), key=len, reverse=True):
             detail = detail.replace(value, "***")
@@ -138,6 +172,20 @@ def _without_parameters(engine: sa.Engine) -> sa.Engine:
     view = engine.execution_options()
     view.hide_parameters = True
     return view
+
+
+def _is_creation_race(exc: sa.exc.DBAPIError) -> bool:
+    """Whether ``exc`` is what creating the table gives while another
+    process creates it: that one has made it (it is there now), or held a
+    lock this one gave up waiting for. SQLite reports the latter as busy or
+    locked, at once when a read transaction cannot become a write one.
+    """
+    code = error_code(exc)
+    if isinstance(code, str) and code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return True
+    if code == "SQLITE_ERROR":
+        return "already exists" in str(exc.orig)
+    return code in _CREATION_RACE
 
 
 def _utcnow() -> datetime:
@@ -392,9 +440,15 @@ class SQLStore(Store):
     def create_table(self) -> None:
         """Create the table, the revoke records' table
         (:func:`revoked_table`) and their indexes if they are missing.
+
+        Safe while other processes do the same, as the workers of a first
+        deploy do (see :meth:`_despite_other_creators`).
         """
-        with _scrubbed():
-            self.table.metadata.create_all(self._engine, checkfirst=True)
+        self._despite_other_creators(self._create_table)
+
+    def _create_table(self) -> None:
+        # checkfirst: an attempt after a lost race finds the winner's table.
+        self.table.metadata.create_all(self._engine, checkfirst=True)
 
     def _check_schema(self) -> None:
         """Create the tables if asked to, and find out whether the session
@@ -402,15 +456,50 @@ class SQLStore(Store):
         own table, the statements leave it out and the per-user index is
         unavailable) and whether the revoke records' table exists.
         """
+        self._despite_other_creators(self._inspect_schema)
+        self._schema_unchecked = False
+
+    def _inspect_schema(self) -> None:
         if self._create:
-            self.create_table()
+            self._create_table()
         inspector = sa.inspect(self._engine)
         columns = inspector.get_columns(self.table.name, schema=self.table.schema)
         if not any(column["name"] == "user_id" for column in columns):
             self._user_column = False
             self._build_statements()
         self._revoked_table = inspector.has_table(self.revoked.name, schema=self.revoked.schema)
-        self._schema_unchecked = False
+
+    def _despite_other_creators(self, operation: cabc.Callable[[], None]) -> None:
+        """Run ``operation``, again (up to :data:`CREATE_ATTEMPTS` times, after
+        a growing random pause) while it fails because another process is
+        creating the table at that moment (:func:`_is_creation_race`).
+
+        Each attempt is a transaction that the failure rolled back whole, and
+        checks before it creates, so the next one finds the table the other
+        process made, or gets the lock it waited for. Any other failure, or
+        the last one, is raised as a ``RuntimeError`` naming the table and
+        the database's error code (PostgreSQL's messages do not show their
+        SQLSTATE), with the driver's exception chained.
+        """
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                operation()
+                return
+            except sa.exc.DBAPIError as exc:
+                code = error_code(exc)
+                if attempt < CREATE_ATTEMPTS and _is_creation_race(exc):
+                    logger.debug(
+                        "SQLStore: table %s is being created by another process"
+                        " (database error %s); trying again",
+                        self.table.fullname,
+                        code,
+                    )
+                    time.sleep(random.uniform(0.02, 0.04) * attempt)
+                    continue
+                raise RuntimeError(
+                    f"SQLStore could not create or inspect table {self.table.fullname!r}"
+                    f" (database error {code}): {describe(exc.orig or exc)}"
+                ) from exc
 
     @contextlib.contextmanager
     def _connect(self, transaction: bool = False) -> cabc.Iterator[sa.Connection]:
