@@ -6,8 +6,8 @@ then drives the app for a bounded time with many client threads. Each session
 is shared by two clients that hit it concurrently; each keeps its own cookie
 jar and a record of what it was acknowledged. Every request increments the
 client's own counter key in the session and appends a unique marker to the
-client's own list key (different keys, so per SPEC section 6 no concurrent
-update may be lost). At the end every session is checked in Redis and through
+client's own list key (different keys, so no concurrent update may be lost:
+docs/behaviour.rst, "Concurrency"). At the end every session is checked in Redis and through
 a final GET via the app: 0 lost updates, 0 cross-session leaks, 0 errors.
 
     python benchmarks/load.py [--seconds 30] [--threads 32] [--sessions 500] [--workers 4]

@@ -6,6 +6,7 @@ import typing as t
 
 from .cookie import Cookie
 from .errors import SessionNotFound
+from .errors import SessionTooLarge
 from .errors import StoreError
 from .extension import ConnectSession
 from .signals import session_created
@@ -29,7 +30,7 @@ def __getattr__(name: str) -> t.Any:
             from .stores.sql import SQLStore
         except ImportError as exc:
             raise ImportError(
-                f"SQLStore needs SQLAlchemy 2: pip install 'flask-connect-session[sql]' ({exc})"
+                f"SQLStore needs SQLAlchemy 2: pip install sqlalchemy ({exc})", name=exc.name
             ) from exc
         return SQLStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -45,6 +46,7 @@ __all__ = [
     "SessionInfo",
     "SQLStore",
     "SessionNotFound",
+    "SessionTooLarge",
     "Store",
     "StoreError",
     "session_created",

@@ -5,15 +5,16 @@ yield a :class:`Call` whenever they need the store (or a signal sent, or a
 legacy session read) and receive the call's result back
 (``document: Document | None = yield Get(sid)``), as h11's protocol
 objects hand events to the code that owns the socket. A driver runs them:
-:class:`SyncDriver` for Flask, calling the store directly, and
-:class:`AsyncDriver` for Quart, awaiting an asyncio store. Each call knows
+:func:`run` for Flask, calling the store directly, and
+:func:`run_async` for Quart, awaiting an asyncio store. Each call knows
 how to run on both, so mypy checks every store call and neither driver
 branches on what a call is.
 
 Whatever a store raises becomes a :class:`~.errors.StoreError` here, in one
 place, and is thrown into the core's generator, which sees it exactly as if
 it had called the store itself; :class:`~.errors.CorruptDocument` (an entry
-that cannot be decoded, not a backend failure) passes through unchanged.
+that cannot be decoded) and :class:`~.errors.SessionTooLarge` (data too big
+to store), which are not backend failures, pass through unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import logging
 import typing as t
 
 from .errors import CorruptDocument
+from .errors import SessionTooLarge
 from .errors import StoreError
 
 if t.TYPE_CHECKING:
@@ -123,7 +125,7 @@ class StoreCall(Call[T_co]):
     def run(self, env: Environment) -> T_co:
         try:
             return self.call(env.store)
-        except CorruptDocument:
+        except (CorruptDocument, SessionTooLarge):
             raise
         except Exception as exc:
             raise self._error(env.store, exc) from exc
@@ -131,7 +133,7 @@ class StoreCall(Call[T_co]):
     async def run_async(self, env: AsyncEnvironment) -> T_co:
         try:
             return await self.call_async(env.store)
-        except CorruptDocument:
+        except (CorruptDocument, SessionTooLarge):
             raise
         except Exception as exc:
             raise self._error(env.store, exc) from exc
@@ -310,6 +312,37 @@ class IndexSessions(_UserCall["dict[str, Document]"]):
 
     async def call_async(self, store: AsyncStore) -> dict[str, Document]:
         return await store.index_sessions(self.user)
+
+
+class IndexRevoke(_UserCall[None]):
+    """:meth:`Store.index_revoke`."""
+
+    __slots__ = ("at", "until")
+    operation = "index_revoke"
+
+    def __init__(self, user: str, at: float, until: float) -> None:
+        super().__init__(user)
+        self.at = at
+        self.until = until
+
+    def call(self, store: Store) -> None:
+        store.index_revoke(self.user, self.at, self.until)
+
+    async def call_async(self, store: AsyncStore) -> None:
+        await store.index_revoke(self.user, self.at, self.until)
+
+
+class IndexRevoked(_UserCall["float | None"]):
+    """:meth:`Store.index_revoked`."""
+
+    __slots__ = ()
+    operation = "index_revoked"
+
+    def call(self, store: Store) -> float | None:
+        return store.index_revoked(self.user)
+
+    async def call_async(self, store: AsyncStore) -> float | None:
+        return await store.index_revoked(self.user)
 
 
 # -- other calls -------------------------------------------------------------

@@ -26,7 +26,7 @@ from .document import encode
 from .errors import CorruptDocument
 from .errors import StoreError
 from .errors import describe
-from .options import config_secrets
+from .options import app_secrets
 from .signing import unsign
 from .stores.base import implements
 
@@ -47,6 +47,40 @@ _SID_SETTINGS = {"ignore_unknown_options": True}
 PROGRESS_THRESHOLD = 100
 
 _T = t.TypeVar("_T")
+
+
+def printable(text: str) -> str:
+    """Return ``text`` with every character that is not printable (control
+    characters such as ESC and the 8-bit CSI, bidi overrides, separators)
+    written as a Python escape (``\\x1b``), and each backslash doubled,
+    so a stored value shown on a terminal can never drive it.
+    """
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(char if char.isprintable() and char != "\\" else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char == "\\":
+        return "\\\\"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable_json(value: object) -> str:
+    """Return ``value`` as indented JSON, non-ASCII text kept readable but
+    every character that is not printable written as a ``\\u`` escape (JSON
+    escapes only the ASCII controls), so the output is the same JSON and
+    cannot drive a terminal.
+    """
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    # json.dumps with ensure_ascii gives the \u form (surrogate pairs beyond
+    # the BMP); outside strings the JSON text holds no such character.
+    return "".join(
+        char if char == "\n" or char.isprintable() else json.dumps(char)[1:-1] for char in text
+    )
 
 
 def _store() -> Store:
@@ -101,7 +135,7 @@ def _resolve_sid(value: str) -> str:
     """
     if not value.lower().startswith(("s:", "s%3a")):
         return value
-    sid = unsign(value, config_secrets(current_app.config))
+    sid = unsign(value, app_secrets(current_app))
     if sid is None:
         raise click.ClickException("the cookie value does not verify with the app's secrets")
     return sid
@@ -174,7 +208,8 @@ def _list_user(user: str, as_json: bool) -> None:
     else:
         click.echo(f"{'HANDLE':<22}  {'LAST SEEN':<24}  {'IP':<15}  USER AGENT")
         for row in rows:
-            ip, agent = row["ip"] or "-", row["user_agent"] or "-"
+            # Both came from the client (the IP through a proxy's header).
+            ip, agent = printable(row["ip"] or "-"), printable(row["user_agent"] or "-")
             click.echo(f"{row['handle']:<22}  {row['last_seen']:<24}  {ip:<15}  {agent}")
 
 
@@ -201,7 +236,8 @@ def list_command(as_json: bool, user: str | None) -> None:
         expires = _expires(document)
         rows.append(
             {
-                "id": sid,
+                # Another app sharing the store may have written any key.
+                "id": sid if as_json else printable(sid),
                 "expires": None if expires is None else format_expires(expires),
                 "size": _size(document),
             }
@@ -232,7 +268,7 @@ def show_command(sid: str) -> None:
     document = _run(store, "get", lambda: store.get(sid))
     if document is None:
         raise click.ClickException(f"no session {sid!r} in {type(store).__name__}")
-    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    click.echo(printable_json(document))
 
 
 @session_cli.command("delete", context_settings=_SID_SETTINGS)
@@ -247,7 +283,7 @@ def delete_command(sid: str) -> None:
     if not _run(store, "get", functools.partial(_exists, store, sid)):
         raise click.ClickException(f"no session {sid!r} in {type(store).__name__}")
     _run(store, "destroy", lambda: store.destroy(sid))
-    click.echo(f"deleted {sid}")
+    click.echo(f"deleted {printable(sid)}")
 
 
 @session_cli.command("revoke")
@@ -279,8 +315,10 @@ def clear_command(yes: bool) -> None:
         click.confirm(f"Delete every session in {type(store).__name__}?", abort=True)
 
     def clear() -> str:
-        store.clear()
-        return "cleared"
+        removed = store.clear()
+        if removed is None:
+            return f"cleared every session ({type(store).__name__}.clear() does not say how many)"
+        return f"cleared {removed} session(s)"
 
     def destroy_each() -> str:
         sids = list(store.all())
@@ -303,7 +341,8 @@ def prune_command() -> None:
     """
     store = _store()
     name = type(store).__name__
-    # The per-user index too (section 9: no leak), where the store keeps it
+    # The per-user index too (it must never grow without bound: docs/behaviour.rst,
+    # "Users and their devices"), where the store keeps it
     # apart from its sessions.
     _run(store, "index_prune", store.index_prune)
     if implements(store, "prune"):

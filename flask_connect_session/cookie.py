@@ -20,6 +20,8 @@ Priority = t.Literal["Low", "Medium", "High"]
 MAX_LIFETIME = 100 * 365 * 86400
 
 _SAMESITE: dict[str, SameSite] = {"strict": "Strict", "lax": "Lax", "none": "None"}
+#: How strict each SameSite value is (left out counts as no promise).
+_SAMESITE_RANK: dict[SameSite | None, int] = {None: 0, "None": 0, "Lax": 1, "Strict": 2}
 _PRIORITY: dict[str, Priority] = {"low": "Low", "medium": "Medium", "high": "High"}
 
 
@@ -294,6 +296,19 @@ class Cookie:
         except ValueError:
             pass  # keep the defaults for values no browser would accept either
         return cookie
+
+    def at_least(self, config: Cookie) -> Cookie:
+        """Make this cookie (a live session's) at least as strict as
+        ``config`` (the cookie the configuration gives a new session), and
+        return it: ``Secure`` and ``HttpOnly`` if either asks for them, the
+        stricter ``SameSite`` of the two. So hardening the configuration
+        hardens every live session at its next cookie.
+        """
+        self.secure = self.secure or config.secure
+        self.httponly = self.httponly or config.httponly
+        if _SAMESITE_RANK[config.samesite] > _SAMESITE_RANK[self.samesite]:
+            self.samesite = config.samesite
+        return self
 
     def copy(self) -> Cookie:
         """Return an independent copy of this cookie."""

@@ -44,6 +44,7 @@ from .errors import SessionNotFound
 from .provenance import holds_tags
 from .provenance import sign_value
 from .provenance import verify
+from .serialization import check_finite
 from .serialization import dumps
 from .serialization import dumps_data
 from .serialization import load_data
@@ -165,12 +166,20 @@ class Core:
         #: ``save_uninitialized`` stores a new one); otherwise such a request
         #: costs nothing, and a driver need not even start its lifecycle.
         self.loads_untouched = options.rolling or options.save_uninitialized
-        #: Data keys :meth:`Lifecycle.destroy` carries into the new session.
-        self.destroy_keeps: set[str] = set()
         #: Keeps the per-user index, when ``CONNECT_SESSION_USER_KEY`` is set.
         self.users = (
-            None if options.user_key is None else UserIndex(options.user_key, options.ttl, clock)
+            None
+            if options.user_key is None
+            else UserIndex(options.user_key, options.ttl, clock, self._longest_lifetime(store))
         )
+
+    def _longest_lifetime(self, store: Store) -> float:
+        """The longest a session this app stores lives untouched (seconds):
+        how long a revoke record must last to outlive every session that
+        existed when it was made.
+        """
+        options = self.options
+        return max(options.ttl, store.ttl, options.cookie.max_age or 0, options.permanent_lifetime)
 
     def now_ms(self) -> int:
         """The clock, in ms since the epoch (the unit of stored times)."""
@@ -258,6 +267,18 @@ class Lifecycle:
     regenerated_user: str | None = None
     #: The legacy session this request took over, if any.
     takeover: Takeover | None = None
+    #: The stored (tagged) values the session was loaded with, kept across
+    #: :meth:`regenerate`: a NaN or infinity among them (stored by another
+    #: app or an older version) may be written back as it is, never anew.
+    loaded_values: dict[str, t.Any]
+    #: With ``CONNECT_SESSION_USER_KEY``: the user the session belonged to
+    #: when loaded or last saved (``regenerate(keep=True)`` keeps it); a
+    #: save naming another user is a login.
+    login_user: str | None = None
+    #: The user the loaded data names when the user index does not hold the
+    #: session (see :meth:`UserIndex.unfiled
+    #: <flask_connect_session.users.UserIndex.unfiled>`), until it is saved.
+    unfiled_user: str | None = None
 
     def __init__(
         self,
@@ -279,12 +300,16 @@ class Lifecycle:
 
     @property
     def cookie(self) -> Cookie:
-        """The session's cookie, built from its stored form on first use."""
+        """The session's cookie, built from its stored form on first use,
+        never weaker than the configuration (see :meth:`Cookie.at_least`).
+        """
         if self.cookie_obj is None:
             defaults = self.new_cookie()
             stored = self.cookie_document
             self.cookie_obj = (
-                defaults if stored is None else Cookie.from_document(stored, defaults)
+                defaults
+                if stored is None
+                else Cookie.from_document(stored, defaults).at_least(defaults)
             )
         return self.cookie_obj
 
@@ -359,21 +384,49 @@ class Lifecycle:
                 except CorruptDocument as exc:
                     _log_corrupt(sid, exc, "a new session starts")
                     document = None
+                if document is not None and (yield from self._revoked_unfiled()):
+                    yield from self._remove(sid, self.base, self.device, "revoke")
+                    document = None
             if document is None:
                 self._generate({})
                 if self.core.takeover and not self.header:
                     # A header request (API client) ignores cookies, legacy
                     # ones too: its response must not set or delete any.
-                    takeover: Takeover | None = yield TakeOver()
-                    if takeover is not None:
-                        self.takeover = takeover
-                        # A new session whose data differs from its (empty)
-                        # original: saved at the end like any written session.
-                        self.data = takeover.data
+                    yield from self._take_over()
         except BaseException:
             self.load_failed = True
             raise
         self.loaded = True
+
+    def _revoked_unfiled(self) -> Steps[bool]:
+        """Whether a session the user index does not hold (see
+        :meth:`UserIndex.unfiled`) was revoked: its user has a revoke
+        record. The only read of that record on a load, and only for such a
+        session, which its first save then files: a read-only request of an
+        indexed session stays one round trip.
+        """
+        users, user = self.core.users, self.unfiled_user
+        if users is None or user is None:
+            return False
+        return (yield from users.revoked(user))
+
+    def _take_over(self) -> Steps[None]:
+        """Take over the legacy session the request's cookies name, if any
+        (see :mod:`.migrate`); one naming a user who was logged out
+        everywhere since the switch is deleted instead.
+        """
+        takeover: Takeover | None = yield TakeOver()
+        if takeover is None:
+            return
+        self.takeover = takeover
+        users = self.core.users
+        user = None if users is None else users.owner(takeover.data)
+        if users is not None and user is not None and (yield from users.revoked(user)):
+            # Any record counts: every legacy session predates the switch.
+            yield from takeover.refuse()
+        # A new session whose data differs from its (empty) original: saved
+        # at the end like any written session.
+        self.data = takeover.data
 
     def _fetch(self, sid: str, *, touch: bool = False) -> Steps[Document | None]:
         """Return the stored document, or ``None`` if missing or corrupt.
@@ -417,6 +470,7 @@ class Lifecycle:
         self.sid = self.request.generate_id()
         if not keep_original:
             self.original_id, self.original_text = self.sid, "{}"
+            self.loaded_values = {}
         self.data = data
         self.cookie_obj = self.new_cookie()
         self.cookie_document = None
@@ -427,6 +481,7 @@ class Lifecycle:
         self.tag_macs, self.stored_tags = {}, {}
         self.saved_text = None
         self.device = None
+        self.login_user = self.unfiled_user = None
         if self.options.absolute_timeout is not None:
             self.created = self.core.now_ms()
             self.created_unsaved = True
@@ -451,12 +506,17 @@ class Lifecycle:
             return True
 
         self.data, self.base = load_data(stored.values, trusted)
+        self.loaded_values = self.base
         self.sid = sid
         self.stored_tags, self.tag_macs = macs, tag_macs
         # The Cookie object is built only if the request needs it.
         self.cookie_obj = None
         self.cookie_document = stored.cookie
         self.device = stored.device
+        users = self.core.users
+        if users is not None:
+            self.login_user = users.owner(stored.values)
+            self.unfiled_user = users.unfiled(stored.values, stored.device)
         self.is_new = False
         self.in_store = True
         self.original_id, self.original_text = sid, dumps(self.base)
@@ -476,17 +536,77 @@ class Lifecycle:
     def regenerate(self, keep: bool) -> Steps[None]:
         """Move the session to a new id; see ``session.regenerate()``.
 
-        If the stored session is gone already (revoked or destroyed by
-        another request meanwhile), its data is not carried over: the new id
-        starts empty, so a request in flight cannot keep a revoked login.
+        With ``keep``, the data goes along but for the
+        ``CONNECT_SESSION_REGENERATE_DROP`` keys. If the stored session is
+        gone already (revoked or destroyed by another request meanwhile), its
+        data is not carried over: the new id starts empty, so a request in
+        flight cannot keep a revoked login.
         """
-        if self.in_store:
-            user = self._user(self.base, self.device)
-            if (yield from self._drop(self.sid, self.device)):
-                self.regenerated_from, self.regenerated_user = self.sid, user
-            else:
-                keep = False
-        self._generate(self.data if keep else {}, keep_original=True)
+        drop = self.options.regenerate_drop
+        data = {k: v for k, v in self.data.items() if k not in drop} if keep else {}
+        if not self.in_store:
+            self._move(data, keep_login=keep)
+            return
+        users = self.core.users
+        if keep and users is not None and users.owner(data) is not None:
+            yield from self._move_logged_in(data, users)
+            return
+        old, device = self.sid, self.device
+        user = self._user(self.base, device)
+        if (yield from self._drop(old, device)):
+            self.regenerated_from, self.regenerated_user = old, user
+        else:
+            data, keep = {}, False
+        self._move(data, keep_login=keep)
+
+    def _move(self, data: dict[str, t.Any], *, keep_login: bool) -> None:
+        """Give the session a new id holding ``data``, for :meth:`regenerate`.
+
+        With ``CONNECT_SESSION_USER_KEY``, the absolute timeout's clock goes
+        along (only a login restarts it, see :meth:`_begin_login`), and with
+        ``keep_login`` so does the login: its ``"_device"`` member (when the
+        user logged in) and the user it belongs to.
+        """
+        created, device = self.created, self.device
+        login_user, unfiled_user = self.login_user, self.unfiled_user
+        self._generate(data, keep_original=True)
+        if self.core.users is None:
+            return
+        if created is not None:
+            self.created = created
+        if keep_login:
+            self.device, self.login_user = device, login_user
+            self.unfiled_user = unfiled_user
+
+    def _move_logged_in(self, data: dict[str, t.Any], users: UserIndex) -> Steps[None]:
+        """``regenerate(keep=True)`` of a stored session that names a user.
+
+        The new id is stored (and filed in the user's index) *before* the
+        old one is removed, so a revoke running meanwhile always finds one of
+        them (see :meth:`ConnectSession.revoke
+        <flask_connect_session.ConnectSession.revoke>`). If the old one is
+        gone by then (revoked, or logged out by another request), the new
+        one goes too and nothing is carried over.
+
+        :raises TypeError: a value cannot be stored; nothing was changed.
+        """
+        old, device = self.sid, self.device
+        user = self._user(self.base, device)
+        self._move(data, keep_login=True)
+        self._apply_permanent()
+        tagged, text = self.current()
+        self.cookie.touch()
+        yield from self._write(tagged, text, announce=False)
+        if not self.in_store:  # revoked while this request ran
+            yield from self._drop(old, device)
+            return
+        yield from users.refile(self.sid, self.device)
+        if (yield from self._drop(old, device)):
+            self.regenerated_from = old
+            yield from self._announce(user)
+        else:
+            yield from self._drop(self.sid, self.device)
+            self._move({}, keep_login=False)
 
     def destroy(self, reason: str = "destroy") -> Steps[bool]:
         """Destroy the session; see ``session.destroy()``. Return whether
@@ -534,7 +654,7 @@ class Lifecycle:
         """
         # Instructions for the rest of this request (another extension's
         # after_request hook) outlive the data they were written beside.
-        keeps = self.core.destroy_keeps
+        keeps = self.options.keep_on_destroy
         kept = {key: self.data[key] for key in keeps if key in self.data}
         self._generate(kept)
         self.regenerated_from = self.regenerated_user = None
@@ -597,10 +717,16 @@ class Lifecycle:
             if holds_tags(value):
                 macs[key] = sign_value(self.secrets[0], self.sid, key, value)
 
-    def _write(self, tagged: dict[str, t.Any], text: str) -> Steps[None]:
+    def _write(self, tagged: dict[str, t.Any], text: str, *, announce: bool = True) -> Steps[None]:
         """Store the session: only the changed keys for a stored session,
         the whole document for a new one.
+
+        :param announce: send :data:`session_created` (or
+            :data:`session_regenerated`) when a new id is stored.
+        :raises TypeError: a new value holds NaN or an infinity.
         """
+        check_finite(tagged, text, self.loaded_values)
+        login = self._begin_login()
         cookie = self.cookie.to_document()
         device, old_device = None, self.device
         users = self.core.users
@@ -640,13 +766,50 @@ class Lifecycle:
             revision = self._revision(cookie, device, created=self.created)
             yield Set(self.sid, doc.assemble(tagged, macs, revision))
             self.in_store = True
-            yield from self._announce(doc.device_user(device))
+            if announce:
+                yield from self._announce(doc.device_user(device))
             stored_tags = dict(macs)
         self.device = device
         self.created_unsaved = False
         self.base = tagged
         self.tag_macs, self.stored_tags = macs, stored_tags
         self.saved_id, self.saved_text = self.sid, text
+        if users is not None:
+            yield from self._after_write(users, tagged, login)
+
+    def _begin_login(self) -> str | None:
+        """Return the user a write logs in, if any: its data names a user the
+        session did not belong to (``regenerate(keep=True)`` keeps the user
+        it belonged to). A login restarts the absolute timeout.
+        """
+        users = self.core.users
+        if users is None:
+            return None
+        user = users.owner(self.data)
+        if user is None or user == self.login_user:
+            return None
+        if self.options.absolute_timeout is not None:
+            self.created, self.created_unsaved = self.core.now_ms(), True
+        return user
+
+    def _after_write(
+        self, users: UserIndex, tagged: dict[str, t.Any], login: str | None
+    ) -> Steps[None]:
+        """After a write: a session that was not in the user index and has
+        just been filed ends if its user was revoked meanwhile (the revoke
+        could not list it); a login evicts the user's sessions beyond
+        ``CONNECT_SESSION_MAX_PER_USER``.
+        """
+        self.login_user = users.owner(self.data)
+        unfiled, self.unfiled_user = self.unfiled_user, None
+        if unfiled is not None and doc.device_user(self.device) == unfiled:
+            if (yield from users.revoked(unfiled)):
+                yield from self._remove(self.sid, tagged, self.device, "revoke")
+                self._forget()
+                return
+        limit = self.options.max_per_user
+        if login is not None and limit is not None:
+            yield from users.evict(login, self.sid, limit)
 
     def _announce(self, user: str | None) -> Steps[None]:
         """Send :data:`session_created` or :data:`session_regenerated` for a

@@ -62,3 +62,28 @@ class CorruptDocument(ValueError):
 
     .. versionadded:: 0.1
     """
+
+
+class SessionTooLarge(ValueError):
+    """A save would store a session document larger than
+    ``CONNECT_SESSION_MAX_SIZE``: nothing was written, and what was stored
+    stays as it was.
+
+    It is the application's data that is too large, not the store that
+    failed, so it reaches the app as this error, not as :class:`StoreError`.
+
+    :param size: the size the stored document would have, in bytes.
+    :param limit: the limit, in bytes.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        #: The size the stored document would have had, in bytes.
+        self.size = size
+        #: The limit (``CONNECT_SESSION_MAX_SIZE``), in bytes.
+        self.limit = limit
+        super().__init__(
+            f"the session document would be {size} bytes, more than"
+            f" CONNECT_SESSION_MAX_SIZE ({limit} bytes): nothing was saved"
+        )

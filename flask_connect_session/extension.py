@@ -15,9 +15,11 @@ from flask import session as flask_session
 from .calls import run
 from .interface import AppEnvironment
 from .interface import ConnectSessionInterface
+from .migrate import check_prefixes
 from .migrate import parse_migrate_from
 from .options import Options
-from .options import config_secrets
+from .options import app_secrets
+from .options import check_secrets
 from .session import ServerSession
 from .stores import StoreSettings
 from .stores import store_from_url
@@ -123,9 +125,10 @@ class ConnectSession:
     """
 
     def __init__(self, app: Flask | None = None) -> None:
-        self._store: Store | None = None
-        # Shared with every interface this extension installs.
-        self._destroy_keeps: set[str] = set()
+        # Per-app state (the options, the store) lives in the interface
+        # installed on each app, never here; the constructor's app is kept
+        # only so that .store can answer outside an app context.
+        self._app = app
         if app is not None:
             self.init_app(app)
 
@@ -138,23 +141,26 @@ class ConnectSession:
 
         :raises ValueError: a setting is invalid; the message names its key.
         """
+        check_secrets(app)
         options = Options.from_config(app.config)
         store = build_store(options, app)
+        # A limit on what requests store, so it applies to a store the app
+        # built itself too.
+        store.max_size = options.max_size
         if options.user_key is not None and not keeps_user_index(store):
             raise ValueError(
                 f"CONNECT_SESSION_USER_KEY: {type(store).__name__} cannot keep the per-user"
                 " index; use MemoryStore, FileSystemStore, RedisStore or SQLStore"
             )
         legacy = parse_migrate_from(app.config, options.key)
+        check_prefixes(legacy, store)
         interface = ConnectSessionInterface(options, store, legacy)
-        interface.core.destroy_keeps = self._destroy_keeps
         app.session_interface = interface
         app.extensions["connect_session"] = self
-        self._store = store
         from .cli import session_cli
 
         app.cli.add_command(session_cli)
-        if not config_secrets(app.config):
+        if not app_secrets(app):
             logger.warning(
                 "no SECRET_KEY or CONNECT_SESSION_SECRET: sessions are disabled"
                 " (flask.session is Flask's null session)"
@@ -164,44 +170,42 @@ class ConnectSession:
 
     @property
     def store(self) -> Store:
-        """The live store: the current app's inside an app context, else the
-        store of the last app this extension was set up on.
+        """The live store of the current app, inside an app context; outside
+        one, of the app given to the constructor (``ConnectSession(app)``).
+
+        The store of the session interface installed on that app, so a store
+        installed later (:func:`~flask_connect_session.testing.install_store`)
+        is the one given.
+
+        :raises RuntimeError: outside an app context, an extension made
+            without an app (``init_app`` may have set it up on several); or
+            the app does not use this extension.
         """
         if has_app_context():
-            interface = current_app.session_interface
-            if isinstance(interface, ConnectSessionInterface):
-                return interface.store
-        if self._store is None:
-            raise RuntimeError("ConnectSession.init_app() has not been called")
-        return self._store
-
-    def keep_on_destroy(self, *keys: str) -> None:
-        """Carry these data keys over when :meth:`session.destroy()
-        <flask_connect_session.session.ServerSession.destroy>` empties the
-        session, into the new session the rest of the request writes to.
-
-        For keys that are instructions to code running later in the same
-        request, not data of the user: Flask-Login's ``"_remember"``, which
-        ``logout_user()`` sets to ``"clear"`` so its ``after_request`` hook
-        deletes the remember-me cookie. Without it, ``logout_user()`` then
-        ``session.destroy()`` would leave that cookie in place::
-
-            sessions.keep_on_destroy("_remember")
-
-        A kept key that is still in the session at the end of the request is
-        saved in the new session, as a :func:`flask.flash` after
-        ``destroy()`` is (``"_flashes"`` is a fair key to keep, too).
-
-        .. versionadded:: 0.1
-        """
-        self._destroy_keeps.update(keys)
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+        elif self._app is not None:
+            app = self._app
+        else:
+            raise RuntimeError(
+                "ConnectSession.store needs an app context (with app.app_context():"
+                " ...), or an extension constructed with its app: ConnectSession(app)"
+            )
+        return self._interface(app).store
 
     # -- users and their devices ------------------------------------------
 
-    def _interface(self) -> ConnectSessionInterface:
-        interface = current_app.session_interface
-        if not isinstance(interface, ConnectSessionInterface):
-            raise RuntimeError("ConnectSession is not set up on the current app")
+    def _interface(self, app: Flask | None = None) -> ConnectSessionInterface:
+        """The session interface this extension installed on ``app`` (by
+        default the current app), which holds that app's options and store.
+        """
+        if app is None:
+            app = t.cast("Flask", current_app._get_current_object())  # type: ignore[attr-defined]
+        interface = app.session_interface
+        if (
+            not isinstance(interface, ConnectSessionInterface)
+            or app.extensions.get("connect_session") is not self
+        ):
+            raise RuntimeError(f"ConnectSession is not set up on app {app.name!r}")
         return interface
 
     def _index(self) -> UserIndex:
@@ -246,6 +250,15 @@ class ConnectSession:
         each with ``reason="revoke"``. When the current request's session is
         revoked, its response deletes the cookie.
 
+        Without ``handle`` it is complete: every session of ``user`` that
+        exists when it is called ends, including one that a request is
+        moving to a new id at that moment (``regenerate()``), and the ones
+        the index does not hold (stored before ``CONNECT_SESSION_USER_KEY``
+        was set, or by an Express app; a legacy session waiting to be taken
+        over), which end at their next use: a revoke record of the user,
+        kept as long as such a session can live, tells. Those are not
+        counted. Sessions created afterwards are not affected.
+
         :param handle: a :attr:`SessionInfo.handle`; other sessions stay.
         :param keep_current: spare the session of the request being served.
         :raises StoreError: the store failed.
@@ -254,25 +267,66 @@ class ConnectSession:
         """
         index, current = self._index(), self._current()
         env = self._environment(current)
+        life = None if current is None else current._life
         user = str(user)
         current_sid = current.id if current is not None else None
-        sids = [
-            sid
-            for sid, info in run(index.sessions(user, current_sid), env).items()
-            if (handle is None or info.handle == handle) and not (keep_current and info.current)
-        ]
+        # Recorded before the listing: whatever the listing misses ends at
+        # its next use (the session core reads the record then).
+        began = run(index.record_revoke(user), env) if handle is None else None
+        spared = current if keep_current else None
+        count = 0
+        if current is not None and life is not None and life.unfiled_user == user:
+            if handle is None:
+                if spared is not None:
+                    life.unfiled_user = None  # its save files it, not ends it
+                else:
+                    count += int(run(life.destroy("revoke"), current))
+        listed = run(index.sessions(user, current_sid), env)
+        if handle is not None:
+            listed = {sid: info for sid, info in listed.items() if info.handle == handle}
+        removed, missed = self._revoke_listed(user, listed, current, spared)
+        count += removed
+        if began is not None and missed:
+            # A session listed was gone when removed: it may have moved to a
+            # new id meanwhile, which regenerate() stores and files before
+            # it removes the old one. List once more, for the sessions that
+            # existed when the revoke began (a move keeps the login time).
+            again = {
+                sid: info
+                for sid, info in run(index.sessions(user, current_sid), env).items()
+                if info.created.timestamp() <= began
+            }
+            count += self._revoke_listed(user, again, current, spared)[0]
+        return count
+
+    def _revoke_listed(
+        self,
+        user: str,
+        listed: dict[str, SessionInfo],
+        current: ServerSession | None,
+        spared: ServerSession | None,
+    ) -> tuple[int, bool]:
+        """Revoke the ``listed`` sessions of ``user`` but ``spared``'s; the
+        ``current`` request's one through its lifecycle, so its response
+        deletes the cookie. Return how many went, and whether any was gone
+        already.
+        """
+        sids = [sid for sid, info in listed.items() if not (spared is not None and info.current)]
+        wanted = len(sids)
         removed = 0
-        if current is not None and current_sid in sids:
-            sids.remove(current_sid)
+        if current is not None and current.id in sids:
+            sids.remove(current.id)
             removed = int(run(current._life.destroy("revoke"), current))
-        return run(index.revoke(user, sids), env) + removed
+        removed += run(self._index().revoke(user, sids), self._environment(current))
+        return removed, removed < wanted
 
     def _environment(self, current: ServerSession | None) -> ServerSession | AppEnvironment:
         # The calls of a per-user operation run in the current request's
         # session when there is one, else on the app's store.
         if current is not None:
             return current
-        return AppEnvironment(current_app._get_current_object(), self._interface().store)  # type: ignore[attr-defined]
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        return AppEnvironment(app, self._interface(app).store)
 
 
 def _warn_memory_store() -> None:

@@ -17,7 +17,7 @@ from flask.sessions import SessionInterface
 from .calls import run
 from .core import UNTOUCHED
 from .core import Core
-from .options import config_secrets
+from .options import app_secrets
 from .session import ServerSession
 from .transport import Transports
 from .transport import add_vary
@@ -96,10 +96,10 @@ class ConnectSessionInterface(SessionInterface):
         Verifies the id the request carries and does no other work: a view
         that never touches the session pays for nothing more.
         """
-        secrets = config_secrets(app.config)
+        secrets = app_secrets(app)
         if not secrets:
             return None
-        return ServerSession(self, request, secrets, self.transports.choose(request.environ), app)
+        return ServerSession(self, request, secrets, self.transports.choose(request), app)
 
     def save_session(self, app: Flask, session: ServerSession, response: Response) -> None:  # type: ignore[override]
         """Run the end-of-request lifecycle and write the cookie.

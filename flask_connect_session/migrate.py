@@ -2,8 +2,8 @@
 that switching to this extension logs no one out (``CONNECT_SESSION_MIGRATE_FROM``).
 
 Each kind of legacy session is one small :class:`LegacySource`, built once at
-``init_app``. On a request with no valid session of ours, the first access
-to :data:`flask.session` asks the sources whose cookie the request carries;
+``init_app``. On a request with no valid session of ours, the session core asks
+(:class:`~.calls.TakeOver`) the sources whose cookie the request carries;
 the first whose cookie verifies gives its data to a brand-new session (new
 id). The end of the request deletes the legacy cookies and, once our copy is
 saved, the legacy record. Nothing here ever unpickles.
@@ -26,12 +26,15 @@ from itsdangerous import Signer
 from itsdangerous import want_bytes
 
 from .calls import Blocking
+from .document import COOKIE_MEMBER
 from .document import is_reserved
 from .errors import StoreError
 from .options import _COOKIE_NAME
 from .options import parse_bool
 from .options import parse_seconds
+from .serialization import check_finite
 from .serialization import dumps_data
+from .stores import missing_package
 
 if t.TYPE_CHECKING:
     from flask import Config
@@ -198,8 +201,7 @@ class FlaskSessionSource(LegacySource):
             import msgspec
         except ImportError as exc:
             raise ImportError(
-                "reading Flask-Session sessions needs msgspec:"
-                " pip install flask-connect-session[migrate]"
+                "reading Flask-Session sessions needs msgspec: pip install msgspec", name=exc.name
             ) from exc
         super().__init__(cookie)
         #: The Redis client.
@@ -254,6 +256,16 @@ class FlaskSessionSource(LegacySource):
             except self._decode_error:
                 continue
             if isinstance(data, dict) and all(isinstance(k, str) for k in data):
+                if isinstance(data.get(COOKIE_MEMBER), dict):
+                    # One of our documents (or an Express app's) reached
+                    # through the legacy prefix: never copied, never deleted.
+                    logger.warning(
+                        "legacy %s record (sid %.6s...) is a session document of ours or of"
+                        " an Express app, not a Flask-Session session: ignored, left in place",
+                        self.type,
+                        sid,
+                    )
+                    return None
                 return data
             break
         if raw[:1] == b"\x80" and raw.endswith(b"."):
@@ -323,8 +335,26 @@ class Takeover:
                 source.cookie.name,
                 sid,
             )
-        else:
+        else:  # logged out on the very request that took it over
             logger.info("took over a legacy %s session and ended it", source.type)
+
+    def refuse(self) -> Steps[None]:
+        """Delete, rather than take over, the legacy session found (its user
+        logged out everywhere since the switch); the legacy cookies are still
+        deleted at the end of the request.
+        """
+        source, record = self.source, self.record
+        self.source = self.record = None
+        self.data = {}
+        if source is None:
+            return
+        if record is not None:
+            yield Blocking(functools.partial(source.discard, record))
+        logger.info(
+            "legacy %s session of a user who was logged out everywhere since:"
+            " deleted, not taken over",
+            source.type,
+        )
 
 
 def _clean(data: dict[str, t.Any], source: LegacySource) -> dict[str, t.Any] | None:
@@ -338,7 +368,7 @@ def _clean(data: dict[str, t.Any], source: LegacySource) -> dict[str, t.Any] | N
         )
         data = {k: v for k, v in data.items() if k not in reserved}
     try:
-        dumps_data(data)
+        check_finite(*dumps_data(data), {})
     except TypeError as exc:
         logger.error("legacy %s session ignored: %s", source.type, exc)
         return None
@@ -368,6 +398,66 @@ def find(
             takeover.source, takeover.record, takeover.data = source, found.record, cleaned
             break
     return takeover
+
+
+#: Loopback names: one server, whichever a URL uses.
+_LOOPBACK = frozenset(("localhost", "127.0.0.1", "::1", "[::1]"))
+
+
+def redis_server(client: t.Any) -> tuple[object, ...] | None:
+    """Return what names the Redis keyspace ``client`` talks to: its host
+    (the loopback names counted as one) and port, or its Unix socket, and
+    its database number; ``None`` if the client does not tell (Cluster,
+    Sentinel, or another kind), which counts as the same as any other.
+    """
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if not isinstance(kwargs, dict) or type(pool).__name__.startswith("Sentinel"):
+        return None
+    db = kwargs.get("db", 0)
+    if kwargs.get("path"):
+        return ("unix", kwargs["path"], db)
+    host = kwargs.get("host")
+    if not isinstance(host, str):
+        return None
+    host = host.lower()
+    return ("loopback" if host in _LOOPBACK else host, kwargs.get("port", 6379), db)
+
+
+def check_prefixes(sources: cabc.Sequence[LegacySource], store: object) -> None:
+    """Refuse a Flask-Session source whose keys could be ours.
+
+    When the legacy Redis may be our store's Redis (see :func:`redis_server`)
+    its ``key_prefix`` must be neither an extension nor the beginning of our
+    key prefix, index prefix or revoke records' prefix: a legacy cookie could
+    otherwise name one of our sessions, to be copied and deleted.
+
+    :raises ValueError: naming ``CONNECT_SESSION_MIGRATE_FROM[i]['key_prefix']``.
+    """
+    from .stores.redis import RedisStore
+
+    if not isinstance(store, RedisStore):
+        return
+    ours = {
+        "CONNECT_SESSION_KEY_PREFIX": store.key_prefix,
+        "the user index keys": store.index_prefix,
+        "the revoke records": store.revoked_prefix,
+    }
+    where_ours = redis_server(store.client)
+    for index, source in enumerate(sources):
+        if not isinstance(source, FlaskSessionSource):
+            continue
+        where = redis_server(source.client)
+        if where is not None and where_ours is not None and where != where_ours:
+            continue
+        for name, prefix in ours.items():
+            legacy = source.key_prefix
+            if legacy.startswith(prefix) or prefix.startswith(legacy):
+                raise ValueError(
+                    f"{CONFIG_KEY}[{index}]['key_prefix']: {legacy!r} overlaps {name}"
+                    f" ({prefix!r}) on the same Redis: keep them apart"
+                    " (Flask-Session's default is 'session:', ours 'sess:')"
+                )
 
 
 # -- configuration -----------------------------------------------------------
@@ -440,6 +530,9 @@ def _source(config: Config, table: object, where: str) -> LegacySource:
     prefix = table.get("key_prefix", "session:")
     if not isinstance(prefix, str):
         raise ValueError(f"{where}['key_prefix']: expected a string, got {prefix!r}")
+    if not prefix:
+        # A cookie could then name (and have deleted) any key of that Redis.
+        raise ValueError(f"{where}['key_prefix']: must not be empty")
     client = _redis_client(table["store"], f"{where}['store']")
     return FlaskSessionSource(cookie, client, key_prefix=prefix, signed=signed)
 
@@ -450,7 +543,8 @@ def parse_migrate_from(config: Config, key: str) -> tuple[LegacySource, ...]:
     :param key: our cookie name, which no legacy cookie may share.
     :raises ValueError: a source is misconfigured; the message names the
         key, e.g. ``CONNECT_SESSION_MIGRATE_FROM[0]['type']``.
-    :raises ImportError: a Flask-Session source without msgspec or redis-py.
+    :raises ValueError: also for a Flask-Session source without msgspec
+        or redis-py, naming the package to install.
     """
     tables = config.get(CONFIG_KEY) or ()
     if not isinstance(tables, list | tuple):
@@ -458,7 +552,13 @@ def parse_migrate_from(config: Config, key: str) -> tuple[LegacySource, ...]:
     sources = []
     for index, table in enumerate(tables):
         where = f"{CONFIG_KEY}[{index}]"
-        source = _source(config, table, where)
+        try:
+            source = _source(config, table, where)
+        except ImportError as exc:
+            missing = missing_package(exc)
+            if missing is None:
+                raise
+            raise ValueError(f"{where}: {missing}") from None
         if source.cookie.name == key:
             raise ValueError(
                 f"{where}['cookie']: the legacy cookie {key!r} must differ from"

@@ -20,62 +20,112 @@ from .cookie import to_seconds
 from .cookie import valid_domain
 from .document import is_reserved
 from .signing import generate_sid
+from .stores.base import DEFAULT_MAX_SIZE
 from .stores.base import DEFAULT_TTL
 from .stores.base import split_table_name
 
 if t.TYPE_CHECKING:
     from flask import Config
+    from flask import Flask
     from werkzeug.wrappers import Request
 
 logger = logging.getLogger("flask_connect_session")
 
 Unset = t.Literal["destroy", "keep"]
 
-#: Every ``CONNECT_SESSION_*`` key the SPEC names; any other key with that
-#: prefix is a typo, warned about at ``init_app``.
-KNOWN_KEYS = frozenset(
-    "CONNECT_SESSION_" + name
-    for name in (
-        "KEY",
-        "SECRET",
-        "COOKIE",
-        "PROXY",
-        "STORE",
-        "ROLLING",
-        "RESAVE",
-        "SAVE_UNINITIALIZED",
-        "UNSET",
-        "GENID",
-        "KEY_PREFIX",
-        "TTL",
-        "ABSOLUTE_TIMEOUT",
-        "TOUCH_AFTER",
-        "USER_KEY",
-        "HEADER",
-        "SQL_TABLE",
-        "MIGRATE_FROM",
-    )
+#: The prefix of every setting of this extension.
+PREFIX = "CONNECT_SESSION_"
+
+#: Every setting, without :data:`PREFIX`: a new setting is one more line
+#: here (and its ``confval`` in docs/configuration.rst). Any other key with
+#: the prefix is a typo, a ``ValueError`` at ``init_app``.
+SETTINGS = (
+    "KEY",
+    "SECRET",
+    "COOKIE",
+    "PROXY",
+    "STORE",
+    "ROLLING",
+    "RESAVE",
+    "SAVE_UNINITIALIZED",
+    "UNSET",
+    "GENID",
+    "KEY_PREFIX",
+    "TTL",
+    "ABSOLUTE_TIMEOUT",
+    "TOUCH_AFTER",
+    "USER_KEY",
+    "HEADER",
+    "SQL_TABLE",
+    "MIGRATE_FROM",
+    "MAX_SIZE",
+    "REGENERATE_DROP",
+    "MAX_PER_USER",
+    "KEEP_ON_DESTROY",
 )
 
+#: Every ``CONNECT_SESSION_*`` key this extension reads.
+KNOWN_KEYS = frozenset(PREFIX + name for name in SETTINGS)
 
-_PREFIX_LENGTH = len("CONNECT_SESSION_")
-_KNOWN_SUFFIXES = sorted(key[_PREFIX_LENGTH:] for key in KNOWN_KEYS)
+#: How alike (:class:`difflib.SequenceMatcher` ratio, separators and case
+#: ignored) a key without our prefix must be to one of ours to be warned
+#: about: ``CONNECT_SESION_TTL`` is, Flask-Session's ``SESSION_KEY_PREFIX``
+#: (0.82 to ``CONNECT_SESSION_KEY_PREFIX``) is not.
+NEAR_MISS_RATIO = 0.9
 
 
-def warn_unknown_keys(config: cabc.Mapping[str, t.Any]) -> None:
-    """Log a warning for each ``CONNECT_SESSION_*`` key that is not a known
-    setting (a misspelt key would otherwise be ignored silently), naming the
-    closest known key.
+def _squeeze(key: str) -> str:
+    # Case and separators ignored: "connect-session-store" is a near miss.
+    return re.sub(r"[^0-9A-Z]", "", key.upper())
+
+
+_SQUEEZED_KEYS = {_squeeze(key): key for key in sorted(KNOWN_KEYS)}
+
+
+def check_keys(config: cabc.Mapping[str, t.Any]) -> None:
+    """Refuse unknown settings, and warn about keys that look like ours.
+
+    A ``CONNECT_SESSION_*`` key that is not a setting is a typo (such as
+    ``CONNECT_SESSION_STOR``, which would otherwise leave the app on the
+    per-process memory store): a ``ValueError`` naming it and the closest
+    setting. A key that nearly has the prefix (``CONNECT_SESION_TTL``,
+    ``CONNECT_SESSIONS_STORE``, ``connect_session_store``, the environment
+    variable's ``FLASK_CONNECT_SESSION_STORE``) may be another extension's,
+    so it is only logged as a warning naming the setting it resembles.
+
+    :raises ValueError: an unknown ``CONNECT_SESSION_*`` key, naming it.
     """
-    for name in sorted(
-        k for k in config if isinstance(k, str) and k.startswith("CONNECT_SESSION_")
-    ):
-        if name in KNOWN_KEYS:
-            continue
-        # Compared without the shared prefix, which would make any key close.
-        close = difflib.get_close_matches(name[_PREFIX_LENGTH:], _KNOWN_SUFFIXES, n=1)
-        hint = f"; did you mean CONNECT_SESSION_{close[0]}?" if close else ""
-        logger.warning("unknown setting %s is ignored%s", name, hint)
+    for key in sorted(k for k in config if isinstance(k, str) and k not in KNOWN_KEYS):
+        if key.startswith(PREFIX):
+            raise ValueError(f"{key}: {_unknown_setting(key[len(PREFIX) :])}")
+        resembled = _resembled_key(key)
+        if resembled is not None:
+            logger.warning("%s is not a setting and is ignored; did you mean %s?", key, resembled)
+
+
+def _unknown_setting(name: str) -> str:
+    # Compared without the shared prefix, which would make any key close.
+    close = difflib.get_close_matches(name.strip("_"), SETTINGS, n=1)
+    if close:
+        return f"not a setting; did you mean {PREFIX}{close[0]}?"
+    closest = difflib.get_close_matches(name, SETTINGS, n=1, cutoff=0)
+    return (
+        f"not a setting of flask-connect-session (closest: {PREFIX}{closest[0]};"
+        " every setting is in docs/configuration.rst)"
+    )
+
+
+def _resembled_key(key: str) -> str | None:
+    """The setting ``key`` nearly names, if any (``key`` lacks our prefix)."""
+    squeezed = _squeeze(key)
+    best, best_ratio = None, NEAR_MISS_RATIO
+    for candidate, known in _SQUEEZED_KEYS.items():
+        if squeezed.endswith(candidate):  # FLASK_CONNECT_SESSION_..., case
+            return known
+        matcher = difflib.SequenceMatcher(None, squeezed, candidate, autojunk=False)
+        if matcher.real_quick_ratio() >= best_ratio and matcher.ratio() >= best_ratio:
+            best, best_ratio = known, matcher.ratio()
+    return best
 
 
 GenId = cabc.Callable[["Request"], str]
@@ -97,16 +147,24 @@ _RESERVED_HEADERS = frozenset(
     )
 )
 #: Standard request headers browsers send by themselves (the Fetch
-#: standard's forbidden names, caching, client hints...): with one of them
-#: every browser request would be a header request.
+#: standard's forbidden names, caching, client hints, EventSource, <a ping>,
+#: service workers, prefetches...), or that a page's script may send to
+#: another origin without a CORS preflight (the CORS-safelisted ones): with
+#: one of them every browser request would be a header request, or a
+#: forged one could carry a session.
 _BROWSER_HEADERS = frozenset(
     (
         "accept",
+        "alt-used",
+        "attribution-reporting-eligible",
+        "attribution-reporting-support",
+        "available-dictionary",
         "cache-control",
         "connection",
         "cookie2",
         "date",
         "device-memory",
+        "dictionary-id",
         "dnt",
         "downlink",
         "dpr",
@@ -114,13 +172,17 @@ _BROWSER_HEADERS = frozenset(
         "ect",
         "expect",
         "host",
+        "http2-settings",
         "if-match",
         "if-modified-since",
         "if-none-match",
         "if-range",
         "if-unmodified-since",
         "keep-alive",
+        "last-event-id",
         "origin",
+        "ping-from",
+        "ping-to",
         "pragma",
         "priority",
         "purpose",
@@ -128,6 +190,8 @@ _BROWSER_HEADERS = frozenset(
         "referer",
         "rtt",
         "save-data",
+        "service-worker",
+        "service-worker-navigation-preload",
         "te",
         "trailer",
         "transfer-encoding",
@@ -137,12 +201,13 @@ _BROWSER_HEADERS = frozenset(
         "via",
         "viewport-width",
         "width",
+        "x-moz",
         "x-requested-with",
     )
 )
 #: Prefixes of whole families of such headers (``Accept-Language``,
-#: ``Sec-Fetch-Site``, ``Sec-CH-UA``...).
-_BROWSER_HEADER_PREFIXES = ("accept-", "access-control-request-", "proxy-", "sec-")
+#: ``Content-Language``, ``Sec-Fetch-Site``, ``Sec-CH-UA``...).
+_BROWSER_HEADER_PREFIXES = ("accept-", "access-control-request-", "content-", "proxy-", "sec-")
 
 _TRUE = frozenset(("true", "1", "yes", "on"))
 _FALSE = frozenset(("false", "0", "no", "off"))
@@ -186,6 +251,18 @@ def parse_seconds(key: str, value: object, *, allow_none: bool = True) -> float 
     return seconds
 
 
+def _parse_size(key: str, value: object) -> int:
+    """Return a size in bytes: a whole number, 0 or more.
+
+    :raises ValueError: anything else, naming ``key``.
+    """
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)  # from an environment variable
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key}: expected a whole number of bytes (0: no limit), got {value!r}")
+    return value
+
+
 def _parse_str(key: str, value: object, *, allow_none: bool = False) -> str | None:
     if value is None and allow_none:
         return None
@@ -211,6 +288,21 @@ def _parse_secrets(key: str, value: object) -> tuple[str | bytes, ...]:
         if not isinstance(item, str | bytes) or not item:
             raise ValueError(f"{key}: every secret must be a non-empty string, got {item!r}")
     return tuple(items)
+
+
+def _parse_data_keys(key: str, value: object) -> tuple[str, ...]:
+    """Return a list of session data keys as a tuple.
+
+    :raises ValueError: not a list of non-empty strings, or one of them is
+        reserved (``cookie``...), naming ``key``. A bare string is refused:
+        from an environment variable it would otherwise be a list of letters.
+    """
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
+        raise ValueError(f"{key}: expected a list of session data keys, got {value!r}")
+    for item in value:
+        if not isinstance(item, str) or not item or is_reserved(item):
+            raise ValueError(f"{key}: not a session data key: {item!r}")
+    return tuple(value)
 
 
 def _parse_prefix(key: str, value: object) -> str:
@@ -250,8 +342,8 @@ def _parse_header(key: str, value: object) -> str | None:
         raise ValueError(f"{key}: {header!r} cannot carry the session id; use e.g. X-Session-Id")
     if header.lower() in _BROWSER_HEADERS or header.lower().startswith(_BROWSER_HEADER_PREFIXES):
         raise ValueError(
-            f"{key}: browsers send {header!r} by themselves, so it cannot carry the"
-            " session id; use e.g. X-Session-Id"
+            f"{key}: browsers send {header!r} by themselves (or let any page's script"
+            " send it), so it cannot carry the session id; use e.g. X-Session-Id"
         )
     return header
 
@@ -302,6 +394,16 @@ def _parse_user_key(key: str, value: object) -> str | None:
     if user_key == "" or is_reserved(user_key):
         raise ValueError(f"{key}: expected a session data key, got {value!r}")
     return user_key
+
+
+def _parse_max_per_user(key: str, value: object, user_key: str | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key}: expected a whole number of sessions (1 or more), got {value!r}")
+    if user_key is None:
+        raise ValueError(f"{key}: needs CONNECT_SESSION_USER_KEY (whose sessions to count)")
+    return value
 
 
 def _is_auto(value: object) -> bool:
@@ -400,7 +502,9 @@ class Options:
     key_prefix: str = "sess:"
     #: Store lifetime (seconds) of sessions whose cookie has no expiry.
     ttl: int = DEFAULT_TTL
-    #: Seconds after creation (or regeneration) when a session is discarded.
+    #: Seconds after creation when a session is discarded; the count
+    #: restarts at a login (with ``user_key``) or at ``regenerate()``
+    #: (without).
     absolute_timeout: float | None = None
     #: The data key naming a session's user; turns on the per-user index.
     user_key: str | None = None
@@ -416,17 +520,28 @@ class Options:
     header: str | None = None
     #: Table of a URL-built ``SQLStore``: ``"table"`` or ``"schema.table"``.
     sql_table: str = "session"
+    #: Largest stored session document, in bytes (0: no limit).
+    max_size: int = DEFAULT_MAX_SIZE
+    #: Data keys ``regenerate(keep=True)`` does not carry over.
+    regenerate_drop: tuple[str, ...] = ("csrf_token",)
+    #: Most live sessions a user keeps: a login beyond evicts the least
+    #: recently seen (``None``: no limit).
+    max_per_user: int | None = None
+    #: Data keys ``destroy()`` carries into the new session of the rest of
+    #: the request: instructions to code running later in it (Flask-Login's
+    #: ``"_remember"``), not data of the user.
+    keep_on_destroy: tuple[str, ...] = ("_remember",)
 
     @classmethod
     def from_config(cls, config: Config) -> Options:
         """Parse the ``CONNECT_SESSION_*`` keys of a Flask config.
 
-        Secrets are checked here but read per request (:func:`config_secrets`).
+        Secrets are not part of it: they are read per request
+        (:func:`app_secrets`) and checked at ``init_app`` (:func:`check_secrets`).
 
         :raises ValueError: a value is invalid; the message names its key.
         """
-        check_secrets(config)
-        warn_unknown_keys(config)
+        check_keys(config)
         get = config.get
         p = "CONNECT_SESSION_"
         unset = get(p + "UNSET", "destroy")
@@ -435,6 +550,7 @@ class Options:
         proxy = get(p + "PROXY")
         ttl = parse_seconds(p + "TTL", get(p + "TTL", DEFAULT_TTL), allow_none=False)
         key = t.cast(str, _parse_str(p + "KEY", get(p + "KEY", "connect.sid")))
+        user_key = _parse_user_key(p + "USER_KEY", get(p + "USER_KEY"))
         if not _COOKIE_NAME.fullmatch(key):
             raise ValueError(f"{p}KEY: not a cookie name (an RFC 6265 token): {key!r}")
         return cls(
@@ -452,7 +568,7 @@ class Options:
             key_prefix=_parse_prefix(p + "KEY_PREFIX", get(p + "KEY_PREFIX", "sess:")),
             ttl=int(t.cast(float, ttl)),
             absolute_timeout=parse_seconds(p + "ABSOLUTE_TIMEOUT", get(p + "ABSOLUTE_TIMEOUT")),
-            user_key=_parse_user_key(p + "USER_KEY", get(p + "USER_KEY")),
+            user_key=user_key,
             touch_after=t.cast(
                 float,
                 parse_seconds(p + "TOUCH_AFTER", get(p + "TOUCH_AFTER", 0), allow_none=False),
@@ -470,22 +586,33 @@ class Options:
             ),
             header=_parse_header(p + "HEADER", get(p + "HEADER")),
             sql_table=_parse_table(p + "SQL_TABLE", get(p + "SQL_TABLE", "session")),
+            max_size=_parse_size(p + "MAX_SIZE", get(p + "MAX_SIZE", DEFAULT_MAX_SIZE)),
+            regenerate_drop=_parse_data_keys(
+                p + "REGENERATE_DROP", get(p + "REGENERATE_DROP", ["csrf_token"])
+            ),
+            max_per_user=_parse_max_per_user(
+                p + "MAX_PER_USER", get(p + "MAX_PER_USER"), user_key
+            ),
+            keep_on_destroy=_parse_data_keys(
+                p + "KEEP_ON_DESTROY", get(p + "KEEP_ON_DESTROY", ["_remember"])
+            ),
         )
 
 
-def config_secrets(config: Config) -> tuple[str | bytes, ...]:
+def app_secrets(app: Flask) -> tuple[str | bytes, ...]:
     """Return the secrets in force now: ``CONNECT_SESSION_SECRET``, else
-    Flask's ``SECRET_KEY`` followed by ``SECRET_KEY_FALLBACKS``; the first
-    signs, all verify. Empty when there is none. Read on every request so a
-    rotated secret applies without a restart (validated at ``init_app``).
+    ``app.secret_key`` as Flask reads it (``SECRET_KEY``, or a class
+    attribute of a Flask subclass) followed by ``SECRET_KEY_FALLBACKS``; the
+    first signs, all verify. Empty when there is none. Read on every request
+    so a rotated secret applies without a restart (validated at
+    ``init_app`` by :func:`check_secrets`).
     """
-    secret = config.get("CONNECT_SESSION_SECRET")
-    if secret is None:
-        secret = config.get("SECRET_KEY")
-        if not secret:
-            return ()
-        return (secret, *_as_secrets(config.get("SECRET_KEY_FALLBACKS") or ()))
-    return _as_secrets(secret)
+    secret = app.config.get("CONNECT_SESSION_SECRET")
+    if secret is not None:
+        return _as_secrets(secret)
+    if not app.secret_key:
+        return ()
+    return (app.secret_key, *_as_secrets(app.config.get("SECRET_KEY_FALLBACKS") or ()))
 
 
 def _as_secrets(value: t.Any) -> tuple[str | bytes, ...]:
@@ -493,16 +620,17 @@ def _as_secrets(value: t.Any) -> tuple[str | bytes, ...]:
     return (value,) if isinstance(value, str | bytes) else tuple(value)
 
 
-def check_secrets(config: Config) -> None:
-    """Validate the secret settings.
+def check_secrets(app: Flask) -> None:
+    """Validate the secrets :func:`app_secrets` reads.
 
     :raises ValueError: a secret is not a non-empty string, naming the key.
     """
+    config = app.config
     if config.get("CONNECT_SESSION_SECRET") is not None:
         _parse_secrets("CONNECT_SESSION_SECRET", config["CONNECT_SESSION_SECRET"])
         return
-    if config.get("SECRET_KEY"):
-        _parse_secrets("SECRET_KEY", config["SECRET_KEY"])
+    if app.secret_key:
+        _parse_secrets("SECRET_KEY", app.secret_key)
         fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
         if isinstance(fallbacks, str | bytes):
             # What from_prefixed_env leaves for a value that is not JSON.

@@ -43,8 +43,46 @@ _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def dumps(value: t.Any) -> str:
-    """Return a compact JSON string of an already tagged value."""
+    """Return a compact JSON string of an already tagged value.
+
+    NaN and infinities are written as Python writes them (``NaN``): a value
+    someone else stored that way is kept as it is. New values never hold
+    one (:func:`check_finite`).
+    """
     return _encoder.encode(value)
+
+
+# Refuses NaN and infinities, which JSON (JSON.parse, PostgreSQL) cannot read.
+_strict_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def check_finite(tagged: t.Mapping[str, t.Any], text: str, stored: t.Mapping[str, t.Any]) -> None:
+    """Refuse to write a value that is or holds a float NaN or infinity.
+
+    JSON has no form for them: Python writes ``NaN``, which Express's
+    ``JSON.parse`` and PostgreSQL's json column refuse. A value exactly as
+    it was stored (by another app, or an older version) is written back as
+    it is, so such a value never fails a save that changes other keys.
+
+    :param tagged: the data about to be written, in its stored form.
+    :param text: ``tagged`` as JSON (:func:`dumps_data`): only when it holds
+        ``NaN`` or ``Infinity`` are the values looked at.
+    :param stored: the stored form of the values the session was loaded with.
+    :raises TypeError: a new or changed value holds one; the message names
+        its key.
+    """
+    if "NaN" not in text and "Infinity" not in text:  # the usual case
+        return
+    for key, value in tagged.items():
+        if key in stored and (stored[key] is value or dumps(stored[key]) == dumps(value)):
+            continue
+        try:
+            _strict_encoder.encode(value)
+        except ValueError:
+            raise TypeError(
+                f"session[{key!r}] cannot be stored as JSON: NaN and infinity have no JSON"
+                " form (Express and PostgreSQL cannot read them); store None or a string"
+            ) from None
 
 
 def dumps_data(data: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], str]:

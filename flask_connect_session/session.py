@@ -230,12 +230,20 @@ class ServerSession(SessionData, SessionMixin):  # type: ignore[override]
         """Give the session a new id, destroying the old one in the store.
 
         Call it on login, against session fixation. The data is emptied, as
-        in express-session, unless ``keep`` is true. The new cookie is sent.
-        A session removed meanwhile (revoked, or logged out by another
-        request) carries nothing over, even with ``keep``.
+        in express-session, unless ``keep`` is true; even then the keys of
+        ``CONNECT_SESSION_REGENERATE_DROP`` (Flask-WTF's ``"csrf_token"`` by
+        default) are not carried over. The new cookie is sent. A session
+        removed meanwhile (revoked, or logged out by another request)
+        carries nothing over, even with ``keep``.
+
+        With ``CONNECT_SESSION_USER_KEY``, a logged-in session moved with
+        ``keep`` is stored under its new id at once, before the old id is
+        removed, so that "log out everywhere" meanwhile finds it.
 
         :param keep: carry the data over to the new id.
         :raises StoreError: the store failed.
+        :raises TypeError: (a logged-in session moved with ``keep``) a value
+            cannot be stored; the message names its key.
         """
         self._data()
         run(self._life.regenerate(keep), self)

@@ -1,24 +1,13 @@
-"""Test helpers and a pytest plugin for apps that use :class:`ConnectSession`.
+"""Test helpers for apps that use :class:`ConnectSession`: read and write
+the server-side session behind a test client, count store calls, swap the
+store. They need neither pytest nor any other test framework.
 
-Installing the package registers this module as a pytest plugin (entry point
-``connect_session`` in the ``pytest11`` group). It only defines fixtures, and
-a fixture does nothing until a test asks for it:
-
-``connect_session_server``
-    A :class:`ServerSessionAccess`: read and write the server-side session
-    behind a test client's cookie, or start one for a header client.
-
-``connect_session_counting_store``
-    ``install(app) -> CountingStore``: wraps the app's store in a
-    :class:`CountingStore` that records every call, for the rest of the test.
-
-``connect_session_memory_store``
-    ``install(app) -> MemoryStore``: gives the app a fresh, empty
-    :class:`~flask_connect_session.MemoryStore` for the rest of the test.
-
-Stores installed by the fixtures are removed again when the test ends. The
-functions and classes below work without pytest too. Disable the plugin with
-``-p no:connect_session``.
+The pytest fixtures built on them (``connect_session_server``,
+``connect_session_counting_store``, ``connect_session_memory_store``) are in
+:mod:`flask_connect_session.pytest_plugin`, which installing the package
+registers as a pytest plugin, as Flask keeps its test helpers
+(``flask.testing``) apart from any plugin. The fixture functions can still
+be imported from this module; that import loads pytest.
 
 .. versionadded:: 0.1
 """
@@ -30,13 +19,12 @@ import collections.abc as cabc
 import functools
 import typing as t
 
-import pytest
 from werkzeug.datastructures import Headers
 
 from .interface import ConnectSessionInterface
 from .signing import sign
 from .stores.base import Store
-from .stores.memory import MemoryStore
+from .stores.base import implements
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -45,6 +33,25 @@ if t.TYPE_CHECKING:
 
     from .session import ServerSession
     from .stores.base import Document
+
+#: The fixtures of :mod:`.pytest_plugin`, importable from here as before.
+_FIXTURES = frozenset(
+    (
+        "connect_session_server",
+        "connect_session_counting_store",
+        "connect_session_memory_store",
+    )
+)
+
+
+def __getattr__(name: str) -> t.Any:
+    # Only a fixture import loads pytest (through the plugin module).
+    if name in _FIXTURES:
+        from . import pytest_plugin
+
+        return getattr(pytest_plugin, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CountingStore",
@@ -80,7 +87,6 @@ def install_store(app: Flask, store: Store) -> SessionInterface:
     """
     previous = session_interface(app)
     interface = type(previous)(previous.options, store, previous.legacy)
-    interface.core.destroy_keeps = previous.core.destroy_keeps
     app.session_interface = interface
     return previous
 
@@ -92,16 +98,57 @@ class _Discard(Exception):
     """Leaves ``session_transaction`` without saving the session."""
 
 
+class _ReadOnlyStore(Store):
+    """Reads through to a store and never changes it: what a load would
+    remove (a session past its absolute timeout) stays, and no
+    :data:`~flask_connect_session.session_destroyed` is sent for it.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.ttl = store.ttl
+
+    def get(self, sid: str) -> Document | None:
+        return self.store.get(sid)
+
+    def set(self, sid: str, session: Document) -> None:
+        raise RuntimeError("a read-only store cannot set")
+
+    def destroy(self, sid: str) -> bool:
+        return False  # "another request removed it first": nothing to report
+
+
+class _ReadOnlyTouchingStore(_ReadOnlyStore):
+    """A :class:`_ReadOnlyStore` over a store that loads with
+    ``get_and_touch``, so the read is the very store call a request makes.
+    """
+
+    def get_and_touch(self, sid: str) -> Document | None:
+        return self.store.get_and_touch(sid)
+
+
+def _read_only(store: Store) -> Store:
+    """A view of ``store`` whose loads change nothing stored."""
+    read_only = _ReadOnlyTouchingStore if implements(store, "get_and_touch") else _ReadOnlyStore
+    return read_only(store)
+
+
 def _peek(client: FlaskClient, kwargs: dict[str, t.Any]) -> tuple[str | None, dict[str, t.Any]]:
     """Return the id and data of the stored session the client's cookie
     names, or ``(None, {})``. Loads it as a request would, writes nothing.
     """
-    session_interface(client.application)
+    app = client.application
+    session_interface(app)
     result: tuple[str | None, dict[str, t.Any]] = (None, {})
     try:
         with client.session_transaction(**kwargs) as opened:
             session = t.cast("ServerSession", opened)
-            data = dict(session)  # loads it, as the first access in a view does
+            # Flask hands the session out after leaving the request context:
+            # the load gets the app's back (a legacy takeover reads its
+            # secret), and a store that removes nothing.
+            session.store = _read_only(session.store)
+            with app.app_context():
+                data = dict(session)
             if not session.new:
                 result = (session.id, data)
             # Leaving with an exception skips save_session: no write, no
@@ -116,9 +163,10 @@ def server_session(client: FlaskClient, **kwargs: t.Any) -> dict[str, t.Any]:
     """Return the data of the stored session behind the client's cookie.
 
     The session is loaded as a view's first access would load it (the same
-    store call, Flask's tagged types restored), and nothing is written back.
-    Empty when the client has no valid cookie or the store has no such
-    session.
+    store call, Flask's tagged types restored), and nothing is written back
+    or removed: a session past its absolute timeout reads as empty, as a
+    request would find it, but stays stored, and no signal is sent. Empty
+    when the client has no valid cookie or the store has no such session.
 
     :param client: a test client of an app that uses :class:`ConnectSession`.
     :param kwargs: passed to :meth:`~flask.testing.FlaskClient.session_transaction`
@@ -355,57 +403,3 @@ def _counting_class(store_class: type[Store]) -> type[CountingStore]:
         "type[CountingStore]",
         type(f"Counting{store_class.__name__}", (CountingStore,), namespace),
     )
-
-
-# -- pytest fixtures -----------------------------------------------------
-
-
-@pytest.fixture
-def connect_session_server() -> ServerSessionAccess:
-    """Read and write the server-side session behind a test client's cookie:
-    ``.get(client)``, ``.id(client)``, ``.set(client, data)``; and
-    ``.headers(client, data)`` for a header client.
-    """
-    return ServerSessionAccess()
-
-
-@pytest.fixture
-def _connect_session_installed() -> cabc.Iterator[list[tuple[Flask, SessionInterface]]]:
-    """Undo every store installation of this test, last first."""
-    installed: list[tuple[Flask, SessionInterface]] = []
-    yield installed
-    for app, previous in reversed(installed):
-        app.session_interface = previous
-
-
-@pytest.fixture
-def connect_session_counting_store(
-    _connect_session_installed: list[tuple[Flask, SessionInterface]],
-) -> cabc.Callable[[Flask], CountingStore]:
-    """``install(app)``: wrap the app's store in a :class:`CountingStore`
-    for the rest of the test, and return the wrapper.
-    """
-
-    def install(app: Flask) -> CountingStore:
-        store = CountingStore(session_interface(app).store)
-        _connect_session_installed.append((app, install_store(app, store)))
-        return store
-
-    return install
-
-
-@pytest.fixture
-def connect_session_memory_store(
-    _connect_session_installed: list[tuple[Flask, SessionInterface]],
-) -> cabc.Callable[[Flask], MemoryStore]:
-    """``install(app)``: give the app a fresh, empty :class:`MemoryStore`
-    (with the app's ``CONNECT_SESSION_TTL``) for the rest of the test, and
-    return it.
-    """
-
-    def install(app: Flask) -> MemoryStore:
-        store = MemoryStore(ttl=session_interface(app).options.ttl)
-        _connect_session_installed.append((app, install_store(app, store)))
-        return store
-
-    return install

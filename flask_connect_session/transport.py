@@ -16,6 +16,7 @@ from .signing import cookie_value
 from .signing import unsign
 
 if t.TYPE_CHECKING:
+    from werkzeug.wrappers import Request
     from werkzeug.wrappers import Response
 
     from .cookie import Cookie
@@ -24,6 +25,16 @@ if t.TYPE_CHECKING:
 
 #: A WSGI environ.
 Environ = cabc.Mapping[str, t.Any]
+
+
+def forbid_caching(response: Response) -> None:
+    """Add ``Cache-Control: private, no-store`` to a response, keeping the
+    directives the view set (but ``public``, which would contradict them).
+    """
+    directives = response.cache_control
+    directives.public = False
+    directives.private = True
+    directives.no_store = True
 
 
 def add_vary(response: Response, names: tuple[str, ...]) -> None:
@@ -115,13 +126,27 @@ class HeaderTransport(Transport):
     def raw_value(self, environ: Environ) -> str | None:
         return t.cast("str | None", environ.get(self.environ_key))
 
+    def hide_cookies(self, request: Request) -> None:
+        """Make the request's cookies invisible to the app: a cookie-based
+        login (Flask-Login's remember-me cookie, which the browser attaches
+        by itself) must never log a header session in.
+        """
+        request.environ.pop("HTTP_COOKIE", None)
+        request.__dict__.pop("cookies", None)  # parsed already: parse again
+
     def send(self, response: Response, value: str, cookie: Cookie) -> None:
-        """Set the response header to ``value``."""
+        """Set the response header to ``value``; no shared cache may keep
+        the response.
+        """
         response.headers[self.name] = value
+        forbid_caching(response)
 
     def expire(self, response: Response, cookie: Cookie) -> None:
-        """Set the response header to an empty value."""
+        """Set the response header to an empty value; no shared cache may
+        keep the response.
+        """
         response.headers[self.name] = ""
+        forbid_caching(response)
 
 
 class Transports:
@@ -141,9 +166,12 @@ class Transports:
         #: The cookie transport.
         self.cookie = CookieTransport(options.key, vary)
 
-    def choose(self, environ: Environ) -> Transport:
-        """Return the transport of a request."""
+    def choose(self, request: Request) -> Transport:
+        """Return the transport of a request; a header request's cookies are
+        hidden from the app (see :meth:`HeaderTransport.hide_cookies`).
+        """
         header = self.header
-        if header is not None and header.carried_by(environ):
+        if header is not None and header.carried_by(request.environ):
+            header.hide_cookies(request)
             return header
         return self.cookie

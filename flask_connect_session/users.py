@@ -32,6 +32,8 @@ from datetime import datetime
 from .calls import Destroy
 from .calls import IndexAdd
 from .calls import IndexRemove
+from .calls import IndexRevoke
+from .calls import IndexRevoked
 from .calls import IndexSessions
 from .calls import Notify
 from .document import COOKIE_MEMBER
@@ -40,6 +42,7 @@ from .document import Device
 from .document import device_user
 from .errors import StoreError
 from .signals import session_destroyed
+from .stores.base import INDEX_MARGIN
 from .stores.base import document_ttl
 
 if t.TYPE_CHECKING:
@@ -48,8 +51,9 @@ if t.TYPE_CHECKING:
     from .document import Document
 
 #: Seconds between two updates of a session's last-seen time (and of its
-#: index entry) on requests that do not otherwise write it.
-SEEN_INTERVAL = 60.0
+#: index entry) on requests that do not otherwise write it: the margin the
+#: stores allow an entry past its session's expiry.
+SEEN_INTERVAL = INDEX_MARGIN
 
 #: User agents are cut to this many characters.
 MAX_USER_AGENT = 200
@@ -73,14 +77,16 @@ def handle(sid: str) -> str:
 
 
 def user_of(data: cabc.Mapping[str, t.Any], key: str) -> str | None:
-    """Return the user a session's data names under ``key``, as a str.
+    """Return the user a session's data names under ``key``, as a str;
+    ``None`` when the key is absent or holds ``None`` (no user, as
+    Flask-Login's ``session["_user_id"] = None`` means).
 
-    :raises TypeError: the value is neither a str nor an int; the message
-        names the key.
+    :raises TypeError: the value is neither a str, an int nor ``None``; the
+        message names the key.
     """
-    if key not in data:
+    value = data.get(key)
+    if value is None:
         return None
-    value = data[key]
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise TypeError(
             f"session[{key!r}] names the user (CONNECT_SESSION_USER_KEY) and must be"
@@ -127,7 +133,8 @@ class SessionInfo:
     handle: str
     #: The user, as a str.
     user: str
-    #: When the session was first indexed for this user (aware UTC).
+    #: When the session was first indexed for this user (aware UTC): its
+    #: login, which ``regenerate(keep=True)`` keeps.
     created: datetime
     #: When the session was last used, to within :data:`SEEN_INTERVAL` (aware UTC).
     last_seen: datetime
@@ -180,18 +187,70 @@ class UserIndex:
     :param key: the data key naming the user.
     :param ttl: the store lifetime of browser-session cookies' sessions.
     :param clock: returns the time in seconds since the epoch.
+    :param record_lifetime: seconds a revoke record is kept: the longest a
+        session this app stores can live untouched.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, key: str, ttl: int, clock: cabc.Callable[[], float]) -> None:
+    def __init__(
+        self,
+        key: str,
+        ttl: int,
+        clock: cabc.Callable[[], float],
+        record_lifetime: float = 0,
+    ) -> None:
         #: The data key naming the user.
         self.key = key
         self.ttl = ttl
         self.clock = clock
+        #: Seconds a revoke record is kept.
+        self.record_lifetime = max(record_lifetime, ttl) + SEEN_INTERVAL
 
     def _now(self) -> int:
         return int(self.clock() * 1000)
+
+    def owner(self, data: cabc.Mapping[str, t.Any]) -> str | None:
+        """Return the user ``data`` names, or ``None`` (no user, or a value
+        that is not a str or int: a read never fails on it).
+        """
+        try:
+            return user_of(data, self.key)
+        except TypeError:
+            return None
+
+    def unfiled(self, data: cabc.Mapping[str, t.Any], device: object) -> str | None:
+        """Return the user a stored session's ``data`` names if the index may
+        not hold it: its ``"_device"`` member does not file it under that
+        user (stored before ``CONNECT_SESSION_USER_KEY`` was set, by an older
+        version or by an Express app), or its index entry's ``until`` has
+        passed (kept alive by an Express app's touches, or while the key was
+        unset). Only the user's revoke record can then tell whether it was
+        revoked.
+        """
+        user = self.owner(data)
+        if user is None:
+            return None
+        if device_user(device) == user and isinstance(device, dict):
+            if _ms(device, "until") > self._now():
+                return None
+        return user
+
+    def revoked(self, user: str) -> Steps[bool]:
+        """Whether ``user`` has a revoke record: their sessions that the
+        index did not hold when it was made are revoked (an unindexed
+        session counts as older than any record).
+        """
+        at: float | None = yield IndexRevoked(user)
+        return at is not None
+
+    def record_revoke(self, user: str) -> Steps[float]:
+        """Record that every session of ``user`` existing now is revoked,
+        for :attr:`record_lifetime`; return now (seconds since the epoch).
+        """
+        now = self.clock()
+        yield IndexRevoke(user, now, now + self.record_lifetime)
+        return now
 
     def due(self, session: Lifecycle, data: cabc.Mapping[str, t.Any]) -> bool:
         """Whether saving ``session`` must update its ``"_device"`` member:
@@ -255,6 +314,18 @@ class UserIndex:
         yield IndexAdd(user, session.sid, until / 1000)
         return device
 
+    def refile(self, sid: str, device: Device | None) -> Steps[None]:
+        """File ``sid`` again under the user its stored ``device`` names.
+
+        A listing of the user's sessions (a revoke) that ran between
+        :meth:`before_write` and the write found no session yet and dropped
+        the entry as gone; a session moving to a new id calls this once its
+        new id is stored, before it removes the old one.
+        """
+        user = device_user(device)
+        if user is not None and device is not None:
+            yield IndexAdd(user, sid, _ms(device, "until") / 1000)
+
     def after_write(self, session: Lifecycle, device: Device | None, stored: bool) -> Steps[None]:
         """Finish a write of a stored session (``session.device`` is still
         the member it had): drop the entry :meth:`before_write` added if the
@@ -307,19 +378,31 @@ class UserIndex:
                 infos[sid] = info
         return infos
 
-    def revoke(self, user: str, sids: cabc.Iterable[str]) -> Steps[int]:
+    def revoke(self, user: str, sids: cabc.Iterable[str], reason: str = "revoke") -> Steps[int]:
         """Remove each of ``user``'s sessions ``sids`` from the store and the
         index, sending :data:`~flask_connect_session.session_destroyed` with
-        ``reason="revoke"``; return how many. A session that another
-        request removed first is neither counted nor announced again.
+        ``reason``; return how many. A session that another request removed
+        first is neither counted nor announced again.
         """
         count = 0
         for sid in sids:
             gone: bool | None = yield Destroy(sid)
-            removed = gone is not False
             yield from self._drop(user, sid)
-            if removed:
+            if gone is not False:
                 if session_destroyed.receivers:
-                    yield Notify(session_destroyed, handle=handle(sid), user=user, reason="revoke")
+                    yield Notify(session_destroyed, handle=handle(sid), user=user, reason=reason)
                 count += 1
         return count
+
+    def evict(self, user: str, current_sid: str, limit: int) -> Steps[int]:
+        """Remove ``user``'s least recently seen sessions beyond ``limit``
+        (``CONNECT_SESSION_MAX_PER_USER``), never ``current_sid``, sending
+        :data:`~flask_connect_session.session_destroyed` with
+        ``reason="evicted"``; return how many went.
+        """
+        infos = yield from self.sessions(user, current_sid)
+        excess = len(infos) - limit + (current_sid not in infos)
+        if excess <= 0:
+            return 0
+        others = sorted((info.last_seen, sid) for sid, info in infos.items() if sid != current_sid)
+        return (yield from self.revoke(user, [sid for _, sid in others[:excess]], "evicted"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc as cabc
+import time
 import typing as t
 
 import pytest
@@ -92,6 +93,15 @@ STORE_BUILDERS: dict[str, cabc.Callable[[pytest.FixtureRequest], Store]] = {
     "mariadb": _mariadb_store,
     "sqlite": _sqlite_store,
 }
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Moves ``time.time`` forward by the seconds in ``clock[0]``."""
+    offset = [0.0]
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + offset[0])
+    return offset
 
 
 @pytest.fixture(params=sorted(STORE_BUILDERS))

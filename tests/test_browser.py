@@ -17,6 +17,7 @@ from flask import Flask
 
 from example_app import create_app
 from flask_connect_session.interface import ConnectSessionInterface
+from flask_connect_session.users import handle as session_handle
 
 from server_fixtures import _unavailable
 from server_fixtures import serve_wsgi
@@ -111,23 +112,23 @@ def text(page: Page, selector: str) -> str:
 
 def test_counter_increments_on_reload(page: Page, served: Served) -> None:
     page.goto(served.url + "/")
-    sid = text(page, "#sid")
+    handle = text(page, "#handle")
     counts = [text(page, "#views")]
     for _ in range(2):
         page.reload()
         counts.append(text(page, "#views"))
-        assert text(page, "#sid") == sid
+        assert text(page, "#handle") == handle
     assert counts == ["1", "2", "3"]
 
 
 def test_login_regenerates_and_logout_destroys(page: Page, served: Served) -> None:
     page.goto(served.url + "/")
-    anonymous = text(page, "#sid")
+    anonymous = text(page, "#handle")
 
     page.fill("input[name=name]", "ann")
     page.click("#login")
     page.wait_for_selector(".flash")
-    logged_in = text(page, "#sid")
+    logged_in = text(page, "#handle")
     assert logged_in != anonymous
     assert text(page, "#user") == "ann"
     assert text(page, ".flash") == "Logged in as ann."
@@ -138,10 +139,10 @@ def test_login_regenerates_and_logout_destroys(page: Page, served: Served) -> No
     assert text(page, ".flash") == "Logged out."
     assert text(page, "#user") == "not logged in"
     assert text(page, "#views") == "1"
-    assert text(page, "#sid") not in (anonymous, logged_in)
+    assert text(page, "#handle") not in (anonymous, logged_in)
     store = t.cast(ConnectSessionInterface, served.app.session_interface).store
-    assert store.get(anonymous) is None
-    assert store.get(logged_in) is None
+    live = {session_handle(sid) for sid in store.all()}
+    assert anonymous not in live and logged_in not in live
 
 
 def test_cookie_is_http_only(page: Page, context: BrowserContext, served: Served) -> None:
@@ -195,7 +196,7 @@ def test_browser_session_cookie_ends_with_the_browser(
             page.goto(base + "/")
             page.reload()
             assert text(page, "#views") == "2"
-            first_sid = text(page, "#sid")
+            first_handle = text(page, "#handle")
             (cookie,) = [c for c in context.cookies() if c["name"] == "connect.sid"]
             # Playwright reports -1 for a cookie without Expires/Max-Age.
             assert (cookie["expires"] > 0) is survives
@@ -208,7 +209,7 @@ def test_browser_session_cookie_ends_with_the_browser(
             assert ("connect.sid" in names) is survives
             page = context.new_page()
             page.goto(base + "/")
-            assert (text(page, "#sid") == first_sid) is survives
+            assert (text(page, "#handle") == first_handle) is survives
             assert text(page, "#views") == ("3" if survives else "1")
         finally:
             context.close()

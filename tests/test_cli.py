@@ -273,8 +273,9 @@ def test_clear_yes(make_app: MakeApp, store: Store) -> None:
         assert_clean_error(result, "cannot clear sessions")
         return
     assert result.exit_code == 0, result.output
-    assert "Delete every session" not in result.output
+    assert result.output == "cleared 2 session(s)\n"  # reports what it did
     assert all(store.get(sid) is None for sid in sids)
+    assert run(app, "clear", "--yes").output == "cleared 0 session(s)\n"
 
 
 def test_prune(make_app: MakeApp, store: Store) -> None:
@@ -330,6 +331,26 @@ def test_minimal_store_reports_what_it_cannot_do() -> None:
         pruned.output
         == "pruned 0 expired session(s) (MinimalStore leaves expiry to its backend)\n"
     )
+
+
+class UncountedClearStore(TableStore):
+    """A store of its own whose clear() does not say how many it removed
+    (the contract allows ``None``)."""
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+def test_clear_of_a_store_that_does_not_count() -> None:
+    store = UncountedClearStore()
+    app = bare_app(store)
+    for n in range(3):
+        store.set(f"s{n}", document(60, n=n))
+    result = run(app, "clear", "--yes")
+    assert result.output == (
+        "cleared every session (UncountedClearStore.clear() does not say how many)\n"
+    )
+    assert store.entries == {}
 
 
 def test_listing_store_counts_and_clears_through_all() -> None:

@@ -1,5 +1,6 @@
-"""Concurrent requests for one session, through a real gunicorn (SPEC section 6),
-and lazy loading measured on a real Redis (SPEC section 4).
+"""Concurrent requests for one session, through a real gunicorn (docs/behaviour.rst,
+"Concurrency"), and lazy loading measured on a real Redis (docs/behaviour.rst,
+"When sessions are loaded, saved and touched").
 
 The gunicorn tests run tests/concurrency_app.py with each built-in store kind
 that a multi-threaded or multi-process server can share: the memory store
@@ -393,9 +394,9 @@ def test_regenerate_racing_with_writers_leaves_one_live_id(
 
 #: get_and_touch is one GETEX (the sessions here share one lifetime); the
 #: merge is one EVALSHA, and Redis counts the commands a script calls in
-#: INFO commandstats too: GET + SET.
+#: INFO commandstats too: STRLEN + GET + SET.
 LOAD = {"getex": 1}
-LOAD_AND_MERGE = {"getex": 1, "evalsha": 1, "get": 1, "set": 1}
+LOAD_AND_MERGE = {"getex": 1, "evalsha": 1, "strlen": 1, "get": 1, "set": 1}
 #: Commands of the test's own stats connection.
 OWN_COMMANDS = {"info", "config|resetstat"}
 

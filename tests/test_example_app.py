@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.util
 import re
 import typing as t
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,9 +15,12 @@ import requests
 from flask import Flask
 
 from example_app import create_app
+from flask_connect_session.signing import unsign
 from flask_connect_session.testing import session_headers
+from flask_connect_session.users import handle
 
 from server_fixtures import serve_wsgi
+from set_cookie_headers import the_cookie
 
 
 def field(html: str, name: str) -> str:
@@ -35,7 +41,7 @@ def test_counter_increases_in_the_test_client(example: Flask) -> None:
     client = example.test_client()
     pages = [client.get("/").text for _ in range(3)]
     assert [field(p, "views") for p in pages] == ["1", "2", "3"]
-    assert len({field(p, "sid") for p in pages}) == 1
+    assert len({field(p, "handle") for p in pages}) == 1
     assert 3590 < float(field(pages[-1], "max-age").split()[0]) <= 3600
 
 
@@ -51,9 +57,9 @@ def test_login_regenerates_and_logout_destroys(example: Flask) -> None:
     and shows the flash.
     """
     client = example.test_client()
-    before = field(client.get("/").text, "sid")
+    before = field(client.get("/").text, "handle")
     page = client.post("/login", data={"name": "ann"}, follow_redirects=True).text
-    assert field(page, "sid") != before
+    assert field(page, "handle") != before
     assert field(page, "user") == "ann"
     assert field(page, "views") == "2"
     assert "Logged in as ann." in page
@@ -212,3 +218,49 @@ def test_devices_page_logs_out_other_devices(example: Flask) -> None:
     assert handle
     laptop.post("/devices/logout", data={"handle": handle.group(1)})
     assert field(laptop.get("/").text, "user") == "not logged in"
+
+
+# -- what the page shows, remember me, a planted token (issue 22) -------------
+
+
+def test_the_page_shows_the_handle_never_the_session_id(example: Flask) -> None:
+    """An injected script can read the page: it must not find the id there,
+    which HttpOnly keeps out of its reach.
+    """
+    client = example.test_client()
+    page = client.get("/").text
+    cookie = client.get_cookie("connect.sid")
+    assert cookie is not None
+    sid = t.cast(str, unsign(cookie.value, (example.config["SECRET_KEY"],)))
+    assert field(page, "handle") == handle(sid)
+    assert sid not in page
+
+
+def test_remember_me_is_a_long_lived_session_that_revoke_ends(example: Flask) -> None:
+    phone, laptop = example.test_client(), example.test_client()
+    rv = phone.post("/login", data={"name": "ann", "remember": "1"})
+    remembered = the_cookie(rv, "connect.sid").expires
+    assert remembered is not None and remembered - datetime.now(UTC) > timedelta(days=29)
+    plain = the_cookie(laptop.post("/login", data={"name": "ann"}), "connect.sid").expires
+    assert plain is not None and plain - datetime.now(UTC) < timedelta(hours=2)
+    assert "remembered" in field(phone.get("/").text, "expires-note")
+    laptop.post("/devices/logout")  # every other device
+    assert field(phone.get("/").text, "user") == "not logged in"
+
+
+def test_a_token_planted_before_login_does_not_survive_it(example: Flask) -> None:
+    """The login keeps the visitor's data (``regenerate(keep=True)``), but
+    not a CSRF token an attacker may have planted with his own session
+    (``CONNECT_SESSION_REGENERATE_DROP``).
+    """
+    victim = example.test_client()
+    with victim.session_transaction() as planted:
+        planted["csrf_token"] = "the attacker's"
+        planted["views"] = 5
+    victim.post("/login", data={"name": "ann"})
+    cookie = victim.get_cookie("connect.sid")
+    assert cookie is not None
+    sid = t.cast(str, unsign(cookie.value, (example.config["SECRET_KEY"],)))
+    document = example.session_interface.store.get(sid)  # type: ignore[attr-defined]
+    assert document is not None and document["user"] == "ann" and document["views"] == 5
+    assert "csrf_token" not in document

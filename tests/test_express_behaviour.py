@@ -1,11 +1,11 @@
 """express-session's own test suite (``test/session.js``), ported to our API.
 
 Each test drives an app from ``make_app`` through Flask's test client, so it
-runs once per store kind. Where the SPEC deliberately differs from
-express-session (``unset`` defaults to ``"destroy"``, ``resave`` and
-``saveUninitialized`` default to false, no path gating, ``"cookie"`` is not a
-data key, secure cookies never go over plain HTTP), the test follows the SPEC
-and says so.
+runs once per store kind. Where we differ from express-session on purpose
+(docs/behaviour.rst, "Deliberate differences": ``unset`` defaults to
+``"destroy"``, ``resave`` and ``saveUninitialized`` default to false, no path
+gating, ``"cookie"`` is not a data key, secure cookies never go over plain
+HTTP), the test follows our behaviour and says so.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def test_stored_method_names_are_plain_data(make_app: t.Any, store: Store) -> No
 
 
 def test_only_user_data_is_enumerable(make_app: t.Any) -> None:
-    """Iterating the session shows the user's data only (SPEC: unlike express,
+    """Iterating the session shows the user's data only (deliberately unlike express,
     ``cookie`` is not among the keys).
     """
     app = make_app()
@@ -433,7 +433,7 @@ def test_session_expired_in_store_is_replaced(make_app: t.Any, store: Store) -> 
 
 
 def test_document_without_cookie_member_is_no_session(make_app: t.Any, store: Store) -> None:
-    """SPEC (express errors instead): a stored document without a ``cookie``
+    """Deliberately unlike express (which errors): a stored document without a ``cookie``
     member is corrupt, so a new session with a new sid starts and the corrupt
     entry is left in place.
     """
@@ -611,7 +611,7 @@ def test_proxy_accepts_string_booleans(make_app: t.Any) -> None:
 
 
 def test_cookie_path_does_not_gate_sessions(make_app: t.Any, store: Store) -> None:
-    """SPEC (express gates by path): a request outside the cookie path still
+    """Deliberately unlike express (which gates by path): a request outside the cookie path still
     gets a session; the cookie carries the configured ``Path``.
     """
     app = make_app(CONNECT_SESSION_COOKIE={"path": "/foo/bar"})
@@ -662,7 +662,8 @@ def test_default_genid(make_app: t.Any) -> None:
 
 
 def test_custom_genid(make_app: t.Any, store: Store) -> None:
-    """A ``genid`` callable names the session; the cookie is the SPEC vector."""
+    """A ``genid`` callable names the session; the cookie is the test vector of
+    docs/behaviour.rst, "The cookie"."""
     rv = client(make_app(CONNECT_SESSION_GENID=lambda request: "apple")).get("/count")
     assert the_cookie(rv).value == "s%3Aapple.D8Y%2BpkTAmeR0PobOhY4G97PRW%2Bj7bUnP%2F5m6%2FOn1MCU"
     assert store.get("apple")["n"] == 1
@@ -742,7 +743,7 @@ def test_rolling_resends_cookie_of_unmodified_session(make_app: t.Any) -> None:
 
 def test_rolling_resends_cookie_when_view_ignores_session(make_app: t.Any) -> None:
     """With rolling, the cookie is re-sent even if the view never touches the
-    session (SPEC: it is loaded so its cookie can be re-sent).
+    session (it is loaded so its cookie can be re-sent).
     """
     c = client(make_app(CONNECT_SESSION_ROLLING=True, CONNECT_SESSION_COOKIE=MINUTE))
     cookie = the_cookie(c.post("/set", json={"user": "bob"}))
@@ -789,7 +790,7 @@ def test_rolling_saves_modified_session(make_app: t.Any, store: Store) -> None:
 
 
 def test_rolling_resends_browser_session_cookie(make_app: t.Any) -> None:
-    """SPEC: with rolling, even a browser-session cookie is re-sent."""
+    """With rolling, even a browser-session cookie is re-sent."""
     c = client(make_app(CONNECT_SESSION_ROLLING=True))
     cookie = the_cookie(c.post("/set", json={"user": "bob"}))
     rv = c.get("/get", headers=with_cookie(cookie))
@@ -802,7 +803,7 @@ def test_rolling_resends_browser_session_cookie(make_app: t.Any) -> None:
 
 
 def test_resave_defaults_to_false(make_app: t.Any, store: Store) -> None:
-    """SPEC (express defaults to true): an unmodified loaded session is not
+    """Unlike express (whose resave defaults to true): an unmodified loaded session is not
     written back by default.
     """
     recorder, calls = recording(store)
@@ -860,7 +861,7 @@ def test_nested_cookie_property_counts_as_modified(make_app: t.Any, store: Store
 
 @pytest.mark.parametrize("path", ["/ignore", "/get"])
 def test_save_uninitialized_defaults_to_false(make_app: t.Any, store: Store, path: str) -> None:
-    """SPEC (express defaults to true): a new session nobody wrote to is
+    """Unlike express (whose saveUninitialized defaults to true): a new session nobody wrote to is
     neither stored nor sent.
     """
     recorder, calls = recording(store)
@@ -957,7 +958,7 @@ def test_secret_rotation_resigns_with_first(make_app: t.Any) -> None:
 
 
 def test_unset_defaults_to_destroy(make_app: t.Any, store: Store) -> None:
-    """SPEC (express defaults to keep): an emptied session is destroyed in the
+    """Unlike express (whose unset defaults to keep): an emptied session is destroyed in the
     store and its cookie deleted.
     """
     c = client(make_app())
@@ -1368,7 +1369,7 @@ def test_partitioned_on(make_app: t.Any) -> None:
 
 
 def test_partitioned_cookie_not_sent_over_http(make_app: t.Any, store: Store) -> None:
-    """SPEC (express sends it): partitioned implies Secure, so it is not sent
+    """Unlike express (which sends it): partitioned implies Secure, so it is not sent
     over plain HTTP; the session is still saved.
     """
     app = make_app(CONNECT_SESSION_COOKIE={"partitioned": True})
@@ -1377,7 +1378,7 @@ def test_partitioned_cookie_not_sent_over_http(make_app: t.Any, store: Store) ->
     assert store.get(rv.json["id"])["n"] == 1
 
 
-# -- more cookie options (SPEC) ----------------------------------------------
+# -- more cookie options ------------------------------------------------------
 
 
 def test_cookie_domain(make_app: t.Any) -> None:

@@ -1,4 +1,4 @@
-"""Fault injection against real servers (SPEC section 7, issue 7).
+"""Fault injection against real servers (docs/behaviour.rst, "Errors"; issue 7).
 
 Every test here runs a Flask app behind a real threaded WSGI server on
 loopback and breaks a real backend under it:

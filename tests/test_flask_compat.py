@@ -2,9 +2,10 @@
 
 Ported from pallets/flask ``tests/test_basic.py`` (``test_session*``,
 ``test_flashes``, ``test_extended_flashing``) and ``tests/test_testing.py``
-(``session_transaction``, ``test_redirect_session``). Where the SPEC documents
-a deliberate difference from Flask's cookie session, the test asserts our
-behaviour and says so in a comment. Every test runs once per store kind.
+(``session_transaction``, ``test_redirect_session``). Where we differ from
+Flask's cookie session on purpose (docs/behaviour.rst, "Deliberate
+differences"), the test asserts our behaviour and says so in a comment.
+Every test runs once per store kind.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from flask.globals import request_ctx
 from markupsafe import Markup
 from werkzeug.test import TestResponse
 
+from flask_connect_session import ConnectSession
 from flask_connect_session import Store
+from flask_connect_session.signing import unsign
 
 import set_cookie_headers
 from set_cookie_headers import SetCookie
@@ -182,7 +185,7 @@ def _settings_app(make_app: t.Any) -> Flask:
 def test_session_using_session_settings(make_app: t.Any) -> None:
     """``SESSION_COOKIE_*`` settings shape the cookie, and its deletion.
 
-    Difference (SPEC): the cookie is secure, so it is only sent over HTTPS;
+    Difference (deliberate): the cookie is secure, so it is only sent over HTTPS;
     Flask's test uses plain HTTP, here the request is HTTPS.
     """
     app = _settings_app(make_app)
@@ -207,7 +210,7 @@ def test_session_using_session_settings(make_app: t.Any) -> None:
 
 
 def test_session_settings_secure_cookie_not_sent_over_http(make_app: t.Any, store: Store) -> None:
-    """Difference (SPEC): with ``SESSION_COOKIE_SECURE`` the cookie is never
+    """Difference (deliberate): with ``SESSION_COOKIE_SECURE`` the cookie is never
     sent over plain HTTP (Flask sends it); the session is still saved.
     """
     app = _settings_app(make_app)
@@ -225,7 +228,7 @@ def test_session_settings_secure_cookie_not_sent_over_http(make_app: t.Any, stor
 def test_session_using_samesite_attribute(make_app: t.Any) -> None:
     """``SESSION_COOKIE_SAMESITE`` sets ``SameSite``.
 
-    Difference (SPEC): config is read at ``init_app``, so an invalid value is
+    Difference (deliberate): config is read at ``init_app``, so an invalid value is
     a ``ValueError`` there (Flask raises it at the first request).
     """
     with pytest.raises(ValueError, match="samesite"):
@@ -292,6 +295,43 @@ def test_session_secret_key_fallbacks(make_app: t.Any) -> None:
     assert client.get().json == {"a": 1}
 
 
+def test_secret_key_as_a_class_attribute(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """The default secret is ``app.secret_key`` as Flask reads it: a Flask
+    subclass may set it as a class attribute (Flask-WTF's tests do), which
+    ``config["SECRET_KEY"]`` never shows. ``init_app`` does not warn, the
+    fallbacks follow it, and a new value applies at the next request.
+    """
+
+    class App(Flask):
+        secret_key = "s3cret"
+
+    app = App(__name__)
+    app.config.update(TESTING=True, CONNECT_SESSION_KEY=KEY, CONNECT_SESSION_STORE=store)
+    assert app.config["SECRET_KEY"] is None
+    with caplog.at_level("WARNING", logger="flask_connect_session"):
+        ConnectSession(app)
+    assert not [r for r in caplog.records if "SECRET_KEY" in r.getMessage()]
+
+    @app.post("/")
+    def set_session() -> str:
+        session["x"] = 1
+        return ""
+
+    @app.get("/")
+    def get_session() -> dict[str, t.Any]:
+        return dict(session)
+
+    client = app.test_client()
+    assert client.post("/").status_code == 200
+    assert client.get("/").json == {"x": 1}
+    cookie = client.get_cookie(KEY)
+    assert cookie is not None and unsign(cookie.value, ("s3cret",)) is not None
+    app.secret_key, app.config["SECRET_KEY_FALLBACKS"] = "rotated", ["s3cret"]
+    assert client.get("/").json == {"x": 1}
+    app.config["SECRET_KEY_FALLBACKS"] = []
+    assert client.get("/").json == {}
+
+
 # -- permanent sessions ------------------------------------------------------
 
 
@@ -325,7 +365,7 @@ def test_session_expiration(make_app: t.Any) -> None:
 def test_session_made_non_permanent_gets_browser_session_cookie(make_app: t.Any) -> None:
     """The last step of Flask's ``test_session_expiration``: a permanent
     session set back to ``permanent = False`` is sent a browser-session cookie
-    (no ``Expires``), as ``session.permanent`` "keeps its meaning" (SPEC 2).
+    (no ``Expires``): ``session.permanent`` keeps its meaning in Flask.
     """
     permanent = [True]
     client = _expiration_app(make_app, permanent).test_client()
@@ -479,7 +519,7 @@ def test_session_cookie_setting(
 
 
 def test_permanent_session_not_refreshed_by_untouching_request(make_app: t.Any) -> None:
-    """Difference (SPEC): a permanent session is refreshed on requests that
+    """Difference (deliberate): a permanent session is refreshed on requests that
     touch it, not on requests that never do (Flask refreshes on every one).
     """
     app = make_app(CONNECT_SESSION_KEY=KEY, SESSION_REFRESH_EACH_REQUEST=True)
@@ -498,7 +538,7 @@ def test_permanent_session_not_refreshed_by_untouching_request(make_app: t.Any) 
 
 
 def test_browser_session_cookie_not_resent_on_change(make_app: t.Any, store: Store) -> None:
-    """Difference (SPEC): a browser-session cookie is sent once, not re-sent
+    """Difference (deliberate): a browser-session cookie is sent once, not re-sent
     when the session changes (Flask re-sends it); the change is saved.
     """
     client = make_app(CONNECT_SESSION_KEY=KEY).test_client()
@@ -581,7 +621,7 @@ def test_session_vary_cookie(make_app: t.Any) -> None:
 def test_session_refresh_vary(make_app: t.Any) -> None:
     """``Vary: Cookie`` on login.
 
-    Difference (SPEC): Flask also adds it to a request that ignores the
+    Difference (deliberate): Flask also adds it to a request that ignores the
     session (its permanent cookie is refreshed there); ours neither loads nor
     refreshes an untouched session, so that response has no ``Vary``.
     """
@@ -690,7 +730,7 @@ def test_extended_flashing(make_app: t.Any) -> None:
 
 
 def test_flash_after_destroy(make_app: t.Any, store: Store) -> None:
-    """SPEC: logout (``destroy()``) followed by ``flash()`` works: the message
+    """Logout (``destroy()``) followed by ``flash()`` works: the message
     lives in a new session with a new id.
     """
     app = make_app(CONNECT_SESSION_KEY=KEY)
@@ -792,7 +832,7 @@ def test_session_transaction_needs_cookies(make_app: t.Any) -> None:
             pass
 
 
-# -- our session object: SPEC section 4 --------------------------------------
+# -- our session object (docs/behaviour.rst, "When sessions are loaded...") ---
 
 
 def test_nested_mutation_is_saved(make_app: t.Any, store: Store) -> None:

@@ -1,5 +1,6 @@
 """Taking over Flask's cookie sessions and Flask-Session's Redis sessions
-(``CONNECT_SESSION_MIGRATE_FROM``, SPEC section 13).
+(``CONNECT_SESSION_MIGRATE_FROM``; docs/behaviour.rst, "Taking over existing
+sessions").
 
 The legacy sessions are made by the real thing: a Flask app with Flask's own
 cookie session, and a Flask-Session 0.8 app writing into the real
@@ -8,6 +9,7 @@ redis-server of the fixtures. Then an app with this extension takes over.
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import re
@@ -148,6 +150,21 @@ def test_flask_cookie_session_is_taken_over_with_its_tagged_types() -> None:
     assert read(again)["id"] == body["id"] and read(again)["new"] is False
     assert read(again)["data"] == body["data"]
     assert set_cookies(again, LEGACY) == []
+
+
+def test_a_legacy_session_holding_nan_is_ignored_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Flask's cookie session writes NaN as Python's json does; our store
+    cannot hold it (JSON has no NaN), so the legacy session is logged and
+    ignored, as one holding any other unstorable value is: never a 500.
+    """
+    app = our_app([{"type": "flask-cookie"}])
+    client = with_cookie(app, LEGACY, flask_cookie({"user_id": 42, "ratio": float("nan")}))
+    with caplog.at_level(logging.ERROR, logger="flask_connect_session"):
+        rv = client.get("/data")
+    assert read(rv)["data"] == {} and deletes(rv, LEGACY)
+    assert "legacy flask-cookie session ignored: session['ratio'] cannot be stored" in caplog.text
 
 
 def test_each_takeover_gets_a_new_id() -> None:
@@ -585,3 +602,103 @@ def test_the_readme_switch_is_valid_config(redis_url: str) -> None:
     config["CONNECT_SESSION_MIGRATE_FROM"][0]["store"] = redis_url
     app = our_app(config["CONNECT_SESSION_MIGRATE_FROM"])
     assert read(with_cookie(app, LEGACY, cookie).get("/data"))["data"]["name"] == "Ada"
+
+
+# -- prefixes, look-alike records, revoked users (issue 22) ---------------------
+
+
+def revoke(app: Flask, user: str) -> int:
+    with app.test_request_context():
+        return t.cast(int, app.extensions["connect_session"].revoke(user))
+
+
+def test_an_empty_legacy_prefix_is_refused() -> None:
+    # Any key of the legacy Redis could be named by a cookie, and deleted.
+    with pytest.raises(ValueError, match=re.escape("[0]['key_prefix']: must not be empty")):
+        our_app([{"type": "flask-session", "store": "redis://localhost/0", "key_prefix": ""}])
+
+
+@pytest.mark.parametrize(
+    ("legacy", "ours"),
+    [
+        ("session:", "session:"),  # the mapping the old docs suggested
+        ("sess", "sess:"),  # ours extends the legacy prefix
+        ("sess:old:", "sess:"),  # the legacy prefix extends ours
+        ("sess-user:", "sess:"),  # our user index keys
+        ("sess-revoked:", "sess:"),  # our revoke records
+    ],
+)
+def test_overlapping_prefixes_on_the_same_redis_are_refused(
+    redis_url: str, legacy: str, ours: str
+) -> None:
+    migrate = [{"type": "flask-session", "store": redis_url, "key_prefix": legacy}]
+    with pytest.raises(ValueError, match=re.escape("[0]['key_prefix']")):
+        our_app(
+            migrate, store=RedisStore(redis_url, key_prefix=ours), CONNECT_SESSION_USER_KEY="u"
+        )
+    # The same client object, or the server under another name: the same Redis.
+    client = RedisStore(redis_url).client
+    with pytest.raises(ValueError, match=re.escape("[0]['key_prefix']")):
+        our_app(
+            [{"type": "flask-session", "store": client, "key_prefix": legacy}],
+            store=RedisStore(client, key_prefix=ours),
+        )
+    other_name = redis_url.replace("127.0.0.1", "localhost")
+    with pytest.raises(ValueError, match=re.escape("[0]['key_prefix']")):
+        our_app(migrate, store=RedisStore(other_name, key_prefix=ours))
+    # Another database of the same server is another keyspace.
+    our_app(migrate, store=RedisStore(redis_url.rpartition("/")[0] + "/1", key_prefix=ours))
+
+
+def test_a_legacy_record_that_looks_like_ours_is_never_taken_over(redis_url: str) -> None:
+    """Someone who knows a raw session id of ours names it in a legacy
+    cookie (unsigned): the record is one of our documents, so it is neither
+    copied nor deleted, whatever its format.
+    """
+    import msgspec
+
+    store = RedisStore(redis_url)
+    app = our_app(
+        [{"type": "flask-session", "store": redis_url, "key_prefix": "ours-too:"}], store
+    )
+    victim = app.test_client()
+    sid = the_cookie(victim.post("/set", json={"user_id": 42}), OURS).sid
+    victim.post("/set", json={"n": 1})
+    document = store.get(sid)
+    assert document is not None
+    redis_client = store.client
+    for encoded in (json.dumps(document).encode(), msgspec.msgpack.encode(document)):
+        redis_client.set("ours-too:" + sid, encoded)  # as if the prefixes were one
+        rv = with_cookie(app, LEGACY, sid).get("/data")
+        assert read(rv)["data"] == {} and deletes(rv, LEGACY)
+        assert redis_client.get("ours-too:" + sid) == encoded
+    assert read(victim.get("/data"))["data"] == {"user_id": 42, "n": 1}
+
+
+@pytest.mark.parametrize("kind", ["flask-session", "flask-cookie"])
+def test_a_legacy_session_of_a_revoked_user_is_deleted_not_taken_over(
+    redis_url: str, kind: str
+) -> None:
+    """Log out everywhere reaches the sessions still waiting to be taken
+    over: a legacy session naming a user who was revoked since the switch
+    is deleted, not taken over. Other users' sessions are taken over.
+    """
+    legacy_app, redis_client = flask_session_app(redis_url)
+    if kind == "flask-session":
+        cookie = flask_session_cookie(legacy_app)
+        migrate: list[dict[str, t.Any]] = [{"type": kind, "store": redis_url}]
+    else:
+        cookie = flask_cookie(PLAIN_DATA)
+        migrate = [{"type": kind}]
+    app = our_app(migrate, RedisStore(redis_url), CONNECT_SESSION_USER_KEY="user_id")
+    other = flask_cookie({**PLAIN_DATA, "user_id": 7})
+    assert revoke(app, "42") == 0  # nothing of 42's is ours yet
+    rv = with_cookie(app, LEGACY, cookie).get("/data")
+    assert read(rv)["data"] == {} and deletes(rv, LEGACY)
+    assert set_cookies(rv, OURS) == []
+    if kind == "flask-session":
+        assert not redis_client.exists("session:" + cookie)
+    cookie_app = our_app(
+        [{"type": "flask-cookie"}], RedisStore(redis_url), CONNECT_SESSION_USER_KEY="user_id"
+    )
+    assert read(with_cookie(cookie_app, LEGACY, other).get("/data"))["data"]["user_id"] == 7

@@ -13,7 +13,7 @@ from flask import Flask
 from flask_connect_session import ConnectSession
 from flask_connect_session import MemoryStore
 from flask_connect_session.options import Options
-from flask_connect_session.options import config_secrets
+from flask_connect_session.options import app_secrets
 from flask_connect_session.options import parse_bool
 from flask_connect_session.signing import generate_sid
 
@@ -158,6 +158,9 @@ def test_cookie_samesite_values(value: object, expected: object) -> None:
         ({"CONNECT_SESSION_STORE": "ftp://x"}, "CONNECT_SESSION_STORE"),
         ({"CONNECT_SESSION_STORE": "memory://host"}, "CONNECT_SESSION_STORE"),
         ({"CONNECT_SESSION_STORE": 3}, "CONNECT_SESSION_STORE"),
+        ({"CONNECT_SESSION_KEEP_ON_DESTROY": "_remember"}, "CONNECT_SESSION_KEEP_ON_DESTROY"),
+        ({"CONNECT_SESSION_KEEP_ON_DESTROY": ["cookie"]}, "CONNECT_SESSION_KEEP_ON_DESTROY"),
+        ({"CONNECT_SESSION_KEEP_ON_DESTROY": [""]}, "CONNECT_SESSION_KEEP_ON_DESTROY"),
     ],
 )
 def test_bad_config_is_a_value_error_naming_the_key(config: dict[str, t.Any], named: str) -> None:
@@ -203,13 +206,13 @@ def test_secrets_are_read_per_request() -> None:
     """The secret list follows the config as it is now, fallbacks after."""
     app = Flask(__name__)
     app.config.update(SECRET_KEY="a", SECRET_KEY_FALLBACKS=["b", "c"])
-    assert config_secrets(app.config) == ("a", "b", "c")
+    assert app_secrets(app) == ("a", "b", "c")
     app.config["CONNECT_SESSION_SECRET"] = "x"
-    assert config_secrets(app.config) == ("x",)
+    assert app_secrets(app) == ("x",)
     app.config["CONNECT_SESSION_SECRET"] = ["y", "x"]
-    assert config_secrets(app.config) == ("y", "x")
+    assert app_secrets(app) == ("y", "x")
     app.config.update(CONNECT_SESSION_SECRET=None, SECRET_KEY=None)
-    assert config_secrets(app.config) == ()
+    assert app_secrets(app) == ()
 
 
 def test_toml_file_configures_everything(tmp_path: t.Any) -> None:
@@ -249,7 +252,7 @@ partitioned = false
     ConnectSession(app)
     opts = app.session_interface.options  # type: ignore[attr-defined]
     assert opts.key == "sid"
-    assert config_secrets(app.config) == ("new", "old")
+    assert app_secrets(app) == ("new", "old")
     assert opts.proxy is True
     assert (opts.rolling, opts.resave, opts.save_uninitialized) == (True, True, True)
     assert opts.unset == "keep"
@@ -290,7 +293,7 @@ def test_prefixed_env_configures_everything(monkeypatch: pytest.MonkeyPatch) -> 
     ConnectSession(app)
     opts = app.session_interface.options  # type: ignore[attr-defined]
     assert opts.key == "sid"
-    assert config_secrets(app.config) == ("new", "old")
+    assert app_secrets(app) == ("new", "old")
     assert opts.proxy is False
     assert (opts.rolling, opts.resave, opts.save_uninitialized) == (True, True, True)
     assert opts.unset == "keep"
@@ -307,7 +310,6 @@ def test_extension_registers_itself_and_the_store() -> None:
     ext = ConnectSession()
     ext.init_app(app)
     assert app.extensions["connect_session"] is ext
-    assert ext.store is store
     with app.app_context():
         assert app.extensions["connect_session"].store is store
     assert "session" in app.cli.commands
@@ -322,32 +324,86 @@ def test_memory_store_url_builds_a_memory_store() -> None:
     assert ext.store.ttl == 42
 
 
-def test_misspelt_key_is_warned_about_with_the_closest_known_key(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """An unknown CONNECT_SESSION_* key is not silently ignored."""
+def init(**config: t.Any) -> None:
     app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY="s", TESTING=True, CONNECT_SESSION_ROLLNG=True, CONNECT_SESSION_ZZZZZZZZ=1
-    )
+    app.config.update(SECRET_KEY="s", TESTING=True, **config)
+    ConnectSession(app)
+
+
+@pytest.mark.parametrize(
+    ("key", "closest"),
+    [
+        ("CONNECT_SESSION_STOR", "CONNECT_SESSION_STORE"),
+        ("CONNECT_SESSION_ROLLNG", "CONNECT_SESSION_ROLLING"),
+        ("CONNECT_SESSION_USERKEY", "CONNECT_SESSION_USER_KEY"),
+        ("CONNECT_SESSION__STORE", "CONNECT_SESSION_STORE"),
+    ],
+)
+def test_misspelt_key_is_an_error_naming_the_closest_known_key(key: str, closest: str) -> None:
+    """A typo such as CONNECT_SESSION_STOR must never leave the app on the
+    per-process memory store with only a log line to show for it.
+    """
+    with pytest.raises(ValueError) as info:
+        init(**{key: "redis://localhost:6379/0"})
+    assert str(info.value).startswith(f"{key}: ")
+    assert f"did you mean {closest}?" in str(info.value)
+
+
+def test_unknown_key_with_no_close_setting_is_an_error_naming_the_closest() -> None:
+    with pytest.raises(ValueError, match=r"^CONNECT_SESSION_ZZZZZZZZ: not a setting") as info:
+        init(CONNECT_SESSION_ZZZZZZZZ=1)
+    assert "closest: CONNECT_SESSION_" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "resembles"),
+    [
+        ("CONNECT_SESION_TTL", "CONNECT_SESSION_TTL"),
+        ("CONNECT_SESSIONS_STORE", "CONNECT_SESSION_STORE"),
+        ("CONECT_SESSION_ROLLING", "CONNECT_SESSION_ROLLING"),
+        ("CONNECTSESSION_STORE", "CONNECT_SESSION_STORE"),
+        ("CONNECT-SESSION-STORE", "CONNECT_SESSION_STORE"),
+        ("connect_session_store", "CONNECT_SESSION_STORE"),
+        ("FLASK_CONNECT_SESSION_STORE", "CONNECT_SESSION_STORE"),
+        ("CONNECT_SESSON_KEY_PREFIX", "CONNECT_SESSION_KEY_PREFIX"),
+    ],
+)
+def test_near_miss_of_the_prefix_is_warned_about(
+    key: str, resembles: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key that nearly has our prefix is no setting of ours, so it cannot
+    be an error (it may be another extension's), but it must not pass
+    silently either.
+    """
     with caplog.at_level(logging.WARNING, logger="flask_connect_session"):
-        ConnectSession(app)
+        init(**{key: "redis://localhost:6379/0"})
     messages = [r.getMessage() for r in caplog.records]
-    assert (
-        "unknown setting CONNECT_SESSION_ROLLNG is ignored; did you mean CONNECT_SESSION_ROLLING?"
-        in messages
-    )
-    assert "unknown setting CONNECT_SESSION_ZZZZZZZZ is ignored" in messages
+    assert f"{key} is not a setting and is ignored; did you mean {resembles}?" in messages
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        # Flask-Session's keys, which a migrating app keeps (Flask's own are
+        # in every app's config), and another extension's.
+        "SESSION_KEY_PREFIX",
+        "SESSION_TYPE",
+        "SESSION_REDIS",
+        "SESSION_USE_SIGNER",
+        "SESSION_PERMANENT",
+        "SQLALCHEMY_DATABASE_URI",
+    ],
+)
+def test_other_keys_are_not_warned_about(key: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="flask_connect_session"):
+        init(**{key: None})
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 def test_known_keys_are_not_warned_about(caplog: pytest.LogCaptureFixture) -> None:
-    app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY="s", TESTING=True, CONNECT_SESSION_ROLLING=True, CONNECT_SESSION_TTL=60
-    )
     with caplog.at_level(logging.WARNING, logger="flask_connect_session"):
-        ConnectSession(app)
-    assert not [r for r in caplog.records if "unknown setting" in r.getMessage()]
+        init(CONNECT_SESSION_ROLLING=True, CONNECT_SESSION_TTL=60)
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 def test_misspelt_cookie_key_suggests_the_right_one() -> None:
@@ -424,3 +480,43 @@ def test_redis_client_as_store_gets_a_redis_store(redis_url: str) -> None:
     store = ConnectSession(app).store
     assert isinstance(store, RedisStore)
     assert store.client is client and store.ttl == 60 and store.key_prefix == "sess:"
+
+
+# -- CONNECT_SESSION_REGENERATE_DROP (issue 22) ---------------------------------
+
+
+def test_regenerate_drop_default_and_values() -> None:
+    assert options().regenerate_drop == ("csrf_token",)
+    assert options(CONNECT_SESSION_REGENERATE_DROP=[]).regenerate_drop == ()
+    keys = ["csrf_token", "otp_pending"]
+    assert options(CONNECT_SESSION_REGENERATE_DROP=keys).regenerate_drop == tuple(keys)
+
+
+@pytest.mark.parametrize("value", ["csrf_token", [""], [1], None, {"csrf_token"}])
+def test_bad_regenerate_drop_names_the_key(value: object) -> None:
+    # A bare string would mean one-character keys.
+    with pytest.raises(ValueError, match="CONNECT_SESSION_REGENERATE_DROP"):
+        options(CONNECT_SESSION_REGENERATE_DROP=value)
+
+
+def test_regenerate_keep_drops_the_configured_keys() -> None:
+    from flask import session
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="s",
+        TESTING=True,
+        CONNECT_SESSION_STORE=MemoryStore(),
+        CONNECT_SESSION_REGENERATE_DROP=["otp_pending"],
+    )
+    ConnectSession(app)
+
+    @app.post("/step-up")
+    def step_up() -> dict[str, t.Any]:
+        session.regenerate(keep=True)
+        return dict(session)
+
+    client = app.test_client()
+    with client.session_transaction() as before:
+        before.update(csrf_token="t", otp_pending=True, cart=[1])
+    assert client.post("/step-up").json == {"csrf_token": "t", "cart": [1]}

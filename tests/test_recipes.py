@@ -50,9 +50,9 @@ def recipe_store(request: pytest.FixtureRequest) -> Store:
     return STORE_BUILDERS[request.param](request)
 
 
-def make_app(store: Store, *, keep_remember: bool = True, **config: t.Any) -> Flask:
+def make_app(store: Store, **config: t.Any) -> Flask:
     """The recipes' app: Flask-Login, Flask-WTF's CSRFProtect and the user
-    index on Flask-Login's own key.
+    index on Flask-Login's own key; nothing else configured.
     """
     app = Flask(__name__)
     app.config.update(
@@ -63,10 +63,6 @@ def make_app(store: Store, *, keep_remember: bool = True, **config: t.Any) -> Fl
     )
     app.config.update(config)
     sessions = ConnectSession(app)
-    if keep_remember:
-        # logout_user() leaves its "delete the remember-me cookie" order in
-        # the session; keep it when destroy() empties the session.
-        sessions.keep_on_destroy("_remember")
     login_manager = LoginManager(app)
     CSRFProtect(app)
     users = {name: User(name) for name in ("ann", "bob")}
@@ -156,7 +152,7 @@ def post(client: FlaskClient, path: str, token: str | None = None) -> int:
 # -- Flask-Login ---------------------------------------------------------------
 
 
-def test_login_regenerates_and_keeps_the_csrf_token(recipe_store: Store) -> None:
+def test_login_regenerates_and_replaces_the_csrf_token(recipe_store: Store) -> None:
     app = make_app(recipe_store)
     client = app.test_client()
     token = csrf(client)
@@ -165,12 +161,49 @@ def test_login_regenerates_and_keeps_the_csrf_token(recipe_store: Store) -> None
     sid = client.post("/login", data={"name": "ann", "csrf_token": token}).text
     assert recipe_store.get(sid) is not None
     assert client.get_cookie("connect.sid").value != before.value  # type: ignore[union-attr]
-    # The token of a form rendered before login still validates.
-    assert client.post("/reset", data={"csrf_token": token}).status_code == 200
+    # CONNECT_SESSION_REGENERATE_DROP: the token known before login is void
+    # after it; forms rendered after login carry the new one.
+    assert client.post("/reset", data={"csrf_token": token}).status_code == 400
+    assert post(client, "/reset") == 200
+
+
+def test_a_csrf_token_planted_before_login_is_void_after_it(recipe_store: Store) -> None:
+    """The attacker plants his own session (and so his own Flask-WTF token)
+    in the victim's browser; the victim logs in; the attacker's forged POST
+    carrying that token is refused.
+    """
+    app = make_app(recipe_store)
+    emails: list[str] = []
+
+    @app.post("/email")
+    @login_required
+    def change_email() -> str:
+        emails.append(request.form["email"])
+        return "changed"
+
+    attacker = app.test_client()
+    token = csrf(attacker)  # the attacker's own session and token
+    planted = attacker.get_cookie("connect.sid")
+    assert planted is not None
+    victim = app.test_client()
+    victim.set_cookie("connect.sid", planted.value)  # e.g. from a sibling subdomain
+    # The victim's login form is rendered in the planted session: same token.
+    assert csrf(victim) == token
+    assert victim.post("/login", data={"name": "ann", "csrf_token": token}).status_code == 200
+    forged = victim.post("/email", data={"email": "evil@example.com", "csrf_token": token})
+    assert forged.status_code == 400
+    assert emails == []
+    # The victim's own forms work.
+    assert victim.post("/email", data={"email": "ann@example.com", "csrf_token": csrf(victim)})
+    assert emails == ["ann@example.com"]
 
 
 @pytest.mark.parametrize("remember", [False, True])
 def test_logout_removes_both_cookies(recipe_store: Store, remember: bool) -> None:
+    """``logout_user()`` then ``session.destroy()``, with no configuration:
+    Flask-Login's order to delete the remember-me cookie (``_remember``) is
+    a key ``CONNECT_SESSION_KEEP_ON_DESTROY`` keeps by default.
+    """
     app = make_app(recipe_store)
     client = login(app, remember=remember)
     assert (client.get_cookie("remember_token") is not None) is remember
@@ -182,11 +215,11 @@ def test_logout_removes_both_cookies(recipe_store: Store, remember: bool) -> Non
 
 
 def test_the_trap_without_keep_on_destroy(recipe_store: Store) -> None:
-    """Without the hook, logout_user() then destroy() loses Flask-Login's
-    order to delete the remember-me cookie, and the user is logged back in;
-    destroy() then logout_user() works either way.
+    """With ``CONNECT_SESSION_KEEP_ON_DESTROY = []``, logout_user() then
+    destroy() loses Flask-Login's order to delete the remember-me cookie, and
+    the user is logged back in; destroy() then logout_user() works either way.
     """
-    app = make_app(recipe_store, keep_remember=False)
+    app = make_app(recipe_store, CONNECT_SESSION_KEEP_ON_DESTROY=[])
     client = login(app, remember=True)
     post(client, "/logout")
     assert client.get_cookie("remember_token") is not None
@@ -281,17 +314,48 @@ def test_flash_before_destroy_survives_when_kept(recipe_store: Store) -> None:
     """A kept key still in the session at the end of the request is saved
     in the new session: here Flask's ``_flashes``, flashed before destroy().
     """
-    app = make_app(recipe_store)
+    for keep, expected in ((["_remember"], []), (["_remember", "_flashes"], ["Goodbye."])):
+        app = make_app(recipe_store, CONNECT_SESSION_KEEP_ON_DESTROY=keep)
 
-    @app.post("/goodbye")
-    def goodbye() -> str:
-        flash("Goodbye.")
-        session.destroy()
-        return "bye"
+        @app.post("/goodbye")
+        def goodbye() -> str:
+            flash("Goodbye.")
+            session.destroy()
+            return "bye"
 
-    client = app.test_client()
-    post(client, "/goodbye")
-    assert client.get("/flashes").json == []  # not kept: gone with the session
-    app.extensions["connect_session"].keep_on_destroy("_flashes")
-    post(client, "/goodbye")
-    assert client.get("/flashes").json == ["Goodbye."]
+        client = app.test_client()
+        post(client, "/goodbye")
+        assert client.get("/flashes").json == expected  # unless kept, gone with the session
+
+
+def test_kept_keys_are_per_app(recipe_store: Store) -> None:
+    """One ``ConnectSession`` set up on two apps: each keeps the keys its
+    own config names.
+    """
+    sessions = ConnectSession()
+    apps = []
+    for keep in (["_flashes"], []):
+        app = Flask(__name__)
+        app.config.update(
+            SECRET_KEY=SECRET,
+            TESTING=True,
+            CONNECT_SESSION_STORE=recipe_store,
+            CONNECT_SESSION_KEEP_ON_DESTROY=keep,
+        )
+        sessions.init_app(app)
+
+        @app.post("/goodbye")
+        def goodbye() -> str:
+            flash("Goodbye.")
+            session.destroy()
+            return "bye"
+
+        @app.get("/flashes")
+        def flashes() -> list[str]:
+            return get_flashed_messages()
+
+        apps.append(app)
+    for app, expected in zip(apps, (["Goodbye."], []), strict=True):
+        client = app.test_client()
+        client.post("/goodbye")
+        assert client.get("/flashes").json == expected

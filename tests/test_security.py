@@ -13,7 +13,6 @@ import os
 import pickle
 import re
 import stat
-import time
 import typing as t
 import uuid
 from datetime import UTC
@@ -686,15 +685,6 @@ def test_filesystem_store_files_are_private(tmp_path: t.Any) -> None:
 
 
 # -- absolute timeout ----------------------------------------------------------
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Moves ``time.time`` forward by the seconds in ``clock[0]``."""
-    offset = [0.0]
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + offset[0])
-    return offset
 
 
 def test_absolute_timeout_ignores_activity_and_restarts_on_regenerate(

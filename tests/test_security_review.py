@@ -379,12 +379,13 @@ def test_lock_and_sweep_symlinks_create_no_file(tmp_path: Path) -> None:
 
 
 def _index_path(directory: Path, user: str) -> Path:
+    """A user's index directory: one entry file per session."""
     return directory / (hashlib.sha256(f"user\0{user}".encode()).hexdigest() + ".user")
 
 
 def _index_store(tmp_path: Path) -> tuple[FileSystemStore, str, Path]:
     """A store holding one live session of user 42 (as the interface writes
-    it), with no index file yet; returns it, the sid and the index's path.
+    it), with no index yet; returns it, the sid and the index's path.
     """
     directory = tmp_path / "sessions"
     store = FileSystemStore(directory)
@@ -394,45 +395,65 @@ def _index_store(tmp_path: Path) -> tuple[FileSystemStore, str, Path]:
     return store, sid, _index_path(directory, "42")
 
 
-def _plant_index(path: Path, sid: str, uid: int) -> None:
-    """Write user 42's index listing ``sid``, live for an hour, owned by ``uid``."""
+def _plant_entry(directory: Path, sid: str, uid: int) -> Path:
+    """Write, in ``directory``, an index entry naming ``sid``, live for an
+    hour, owned by ``uid``; return its path.
+    """
+    directory.mkdir(mode=0o700, exist_ok=True)
+    path = directory / hashlib.sha256(sid.encode()).hexdigest()
     later = time.time() + 3600
-    path.write_text(json.dumps({"user": "42", "sids": {sid: later}}))
+    path.write_text(json.dumps({"sid": sid}))
     os.utime(path, (later, later))
     os.chown(path, uid, uid)
+    return path
 
 
 def test_user_index_symlink_is_never_followed(tmp_path: Path) -> None:
-    """A symlink planted as a user's index file, pointing at an index that
-    lists a live session, is not read; a write replaces the link, and a
-    sweep of an expired one removes the link, never its target.
+    """A symlink planted as a user's index directory, or as an entry in it,
+    pointing at an entry that names a live session, is not read; a write
+    replaces the link, and a sweep of an expired one removes the link,
+    never its target.
     """
     store, sid, index = _index_store(tmp_path)
     target = tmp_path / "planted-index"
-    _plant_index(target, sid, os.geteuid())
+    entry = _plant_entry(target, sid, os.geteuid())
     index.symlink_to(target)
     assert store.index_sessions("42") == {}
-    planted = target.read_bytes()
     store.index_add("42", generate_sid(), time.time() + 60)
-    assert target.read_bytes() == planted and not index.is_symlink()
+    assert index.is_dir() and not index.is_symlink()
+    assert entry.read_text() == json.dumps({"sid": sid})  # the target is untouched
 
-    index.unlink()
+    linked = index / entry.name
+    linked.symlink_to(entry)  # an entry that is a link
+    assert store.index_sessions("42") == {}
+    store.index_add("42", sid, time.time() + 60)  # replaces the link
+    assert not linked.is_symlink() and set(store.index_sessions("42")) == {sid}
+    assert entry.read_text() == json.dumps({"sid": sid})
+
+    store.clear()
     index.symlink_to(target)
     os.utime(index, (1.0, 1.0), follow_symlinks=False)  # an expired link
     store.prune()
     assert not index.is_symlink() and not index.exists()
-    assert target.read_bytes() == planted
+    assert entry.read_text() == json.dumps({"sid": sid})
 
 
 def test_user_index_of_another_user_is_ignored(tmp_path: Path) -> None:
-    """An index file another user planted, listing a live session, lists
+    """An index entry another user planted, naming a live session, lists
     nothing; the same file owned by the process's user does (the control).
+    A whole index directory of another user lists nothing either.
     """
     store, sid, index = _index_store(tmp_path)
-    _plant_index(index, sid, OTHER_UID)
+    entry = _plant_entry(index, sid, OTHER_UID)
     assert store.index_sessions("42") == {}
-    os.chown(index, os.geteuid(), os.getegid())
+    _plant_entry(index, sid, os.geteuid())
     assert set(store.index_sessions("42")) == {sid}
+    os.chown(index, OTHER_UID, OTHER_UID)
+    assert store.index_sessions("42") == {}
+    with pytest.raises(PermissionError):
+        store.index_add("42", generate_sid(), time.time() + 60)
+    os.chown(index, os.geteuid(), os.getegid())
+    assert set(store.index_sessions("42")) == {sid} and entry.exists()
 
 
 # -- 4. cachelib's generic backends and a logout ------------------------------------------

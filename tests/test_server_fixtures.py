@@ -136,7 +136,7 @@ def test_memcached_url_is_flushed(memcached_url: str, memcached_server: Memcache
 
 
 def _sign(sid: str, secret: str) -> str:
-    """The signed cookie value of SPEC section 3 (cookie-signature)."""
+    """The signed cookie value of docs/behaviour.rst, "The cookie" (cookie-signature)."""
     mac = hmac.new(secret.encode(), sid.encode(), hashlib.sha256).digest()
     return "s:" + sid + "." + base64.b64encode(mac).decode().rstrip("=")
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import collections
 import collections.abc as cabc
+import contextlib
 import textwrap
+import time
 import typing as t
 from datetime import UTC
 from datetime import datetime
@@ -17,6 +19,7 @@ from flask import Flask
 from flask_connect_session import ConnectSession
 from flask_connect_session import MemoryStore
 from flask_connect_session import Store
+from flask_connect_session import session_destroyed
 from flask_connect_session.interface import ConnectSessionInterface
 from flask_connect_session.stores.base import Document
 from flask_connect_session.stores.base import implements
@@ -30,6 +33,7 @@ from flask_connect_session.testing import set_server_session
 
 from conftest import SECRET
 from conftest import add_views
+from without_packages import run_without
 
 pytest_plugins = ("pytester",)
 
@@ -135,6 +139,38 @@ def test_reading_writes_nothing(
     counting.reset()
     assert server_session(client) == {"a": 1}
     assert counting.calls == [(load_operation(store), sid)]
+
+
+@pytest.mark.parametrize("receiver", [False, True], ids=["no-receiver", "receiver"])
+def test_reading_a_timed_out_session_writes_nothing(
+    make_app: MakeApp, store: Store, receiver: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session past its absolute timeout reads as none, as a request would
+    find it, but the helper writes nothing: the entry stays, no signal is
+    sent (and a connected receiver, which needs the app, cannot fail it).
+    """
+    app = make_app(CONNECT_SESSION_ABSOLUTE_TIMEOUT=100)
+    client = app.test_client()
+    sid = set_server_session(client, {"a": 1})
+    destroyed: list[str] = []
+
+    def record(sender: Flask, **kwargs: t.Any) -> None:
+        destroyed.append(kwargs["reason"])
+
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 101)
+    with session_destroyed.connected_to(record, app) if receiver else contextlib.nullcontext():
+        assert server_session(client) == {}
+        assert server_session_id(client) is None
+    monkeypatch.undo()
+    assert destroyed == []
+    assert store.get(t.cast(str, sid)) is not None
+    # A request still finds it timed out, and removes it.
+    with session_destroyed.connected_to(record, app):
+        assert client.get("/get").json["id"] == sid
+        monkeypatch.setattr(time, "time", lambda: real() + 101)
+        assert client.get("/get").json["id"] != sid
+    assert destroyed == ["timeout"]
 
 
 def test_secure_cookie_needs_https(make_app: MakeApp, store: Store) -> None:
@@ -291,13 +327,62 @@ USER_TESTS = """
 """
 
 
+#: Uses every helper of flask_connect_session.testing, in an interpreter
+#: where pytest cannot be imported.
+_WITHOUT_PYTEST = """
+from flask import Flask, session
+
+from flask_connect_session import ConnectSession, MemoryStore
+from flask_connect_session.testing import (
+    CountingStore, install_store, server_session, server_session_id, set_server_session,
+)
+
+app = Flask(__name__)
+app.config.update(SECRET_KEY="s", TESTING=True)
+ConnectSession(app)
+
+
+@app.get("/")
+def index():
+    session["n"] = session.get("n", 0) + 1
+    return str(session["n"])
+
+
+counting = CountingStore(MemoryStore())
+install_store(app, counting)
+client = app.test_client()
+sid = set_server_session(client, {"n": 41})
+assert client.get("/").text == "42"
+assert server_session(client) == {"n": 42} and server_session_id(client) == sid
+assert counting.counts["set"] == 1
+print("ok")
+"""
+
+
+def test_the_helpers_work_without_pytest() -> None:
+    """pytest is a test dependency, not one of the package: the helpers
+    must import and work without it (only the plugin module needs it).
+    """
+    assert run_without("pytest,_pytest", _WITHOUT_PYTEST) == "ok"
+
+
+def test_the_fixtures_can_still_be_imported_from_testing() -> None:
+    from flask_connect_session import pytest_plugin
+    from flask_connect_session import testing
+
+    for name in ("connect_session_server", "connect_session_counting_store"):
+        assert getattr(testing, name) is getattr(pytest_plugin, name)
+    with pytest.raises(AttributeError):
+        testing.no_such_name  # noqa: B018
+
+
 def test_plugin_loads_from_its_entry_point(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=textwrap.dedent(USER_TESTS))
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     config = pytester.parseconfigure()
     plugin = config.pluginmanager.get_plugin("connect_session")
-    assert plugin is not None and plugin.__name__ == "flask_connect_session.testing"
+    assert plugin is not None and plugin.__name__ == "flask_connect_session.pytest_plugin"
 
 
 def test_plugin_can_be_disabled(pytester: pytest.Pytester) -> None:

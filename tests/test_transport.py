@@ -1,5 +1,5 @@
 """``CONNECT_SESSION_HEADER``: the session id in a header for API clients
-(SPEC section 11), beside the cookie.
+(docs/behaviour.rst, "Sessions in a header"), beside the cookie.
 """
 
 from __future__ import annotations

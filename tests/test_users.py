@@ -1,4 +1,5 @@
-"""Users and their devices (SPEC section 9) and the signals (section 10), on
+"""Users and their devices and the signals (docs/behaviour.rst, "Users and
+their devices" and "Signals"), on
 every store that keeps the per-user index: memory, files, a real
 redis-server and the real 3-node Redis Cluster.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import time
 import typing as t
 from datetime import timedelta
@@ -197,9 +199,13 @@ def test_regenerate_follows_the_new_id(index_store: Store) -> None:
     app = make_app(index_store)
     client = login(app, "42")
     old = sid_of(client)
+    (before,) = sessions_of(app, "42")
+    time.sleep(0.002)  # a new created time would differ
     new = client.post("/regenerate").text
     assert new != old and sid_of(client) == new
-    assert [i.handle for i in sessions_of(app, "42")] == [handle(new)]
+    (after,) = sessions_of(app, "42")
+    assert after.handle == handle(new)
+    assert after.created == before.created  # the login's time goes along
 
 
 def test_key_changed_or_deleted(index_store: Store) -> None:
@@ -210,6 +216,26 @@ def test_key_changed_or_deleted(index_store: Store) -> None:
     assert [i.user for i in sessions_of(app, "alice")] == ["alice"]
     client.post("/pop")
     assert sessions_of(app, "alice") == []
+    document = index_store.get(t.cast(str, sid_of(client)))
+    assert document is not None and DEVICE_MEMBER not in document
+    assert client.get("/me").json["user"] is None  # type: ignore[index]
+
+
+def test_none_is_no_user(index_store: Store) -> None:
+    """``None`` under the user key means no user, as an absent key does:
+    Flask-Login stores ``session["_user_id"] = None`` for an invalid
+    remember-me cookie. It is saved as is, and a session it replaces a user
+    in leaves that user's index.
+    """
+    app = make_app(index_store)
+    client = app.test_client()
+    assert client.post("/set", json={"user_id": None, "n": 1}).status_code == 200
+    document = index_store.get(t.cast(str, sid_of(client)))
+    assert document is not None and document["user_id"] is None
+    assert DEVICE_MEMBER not in document
+    client = login(app, "42")
+    assert client.post("/set", json={"user_id": None}).status_code == 200
+    assert sessions_of(app, "42") == []
     document = index_store.get(t.cast(str, sid_of(client)))
     assert document is not None and DEVICE_MEMBER not in document
     assert client.get("/me").json["user"] is None  # type: ignore[index]
@@ -471,6 +497,47 @@ def test_prune_empties_expired_indexes(
         assert not [n for n in os.listdir(index_store.directory) if n.endswith(".user")]
 
 
+def index_entries(store: Store, user: str) -> int:
+    """How many entries ``user``'s index holds, read as the store keeps them
+    (not through ``index_sessions``, which drops dead entries itself).
+    """
+    from flask_connect_session import FileSystemStore
+    from flask_connect_session import RedisStore
+
+    if isinstance(store, MemoryStore):
+        return len(store._users.get(user, {}))
+    if isinstance(store, FileSystemStore):
+        return len(store._read_index(store._user_name(user), time.time()))
+    if isinstance(store, RedisStore):
+        return int(store.client.zcard(store.index_prefix + user))
+    import sqlalchemy as sa
+
+    from flask_connect_session import SQLStore
+
+    assert isinstance(store, SQLStore)
+    query = sa.select(sa.func.count()).where(store.table.c.user_id == user)
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def test_prune_drops_expired_sessions_from_the_index(index_store: Store) -> None:
+    """60 short sessions of one user expire; ``flask session prune`` leaves
+    the user's index with the 2 that live, with the real one-minute margin
+    index entries keep past their session's expiry.
+    """
+    lasting = make_app(index_store)
+    short = make_app(index_store, CONNECT_SESSION_COOKIE={"max_age": 1})
+    for _ in range(2):
+        login(lasting, "42")
+    for _ in range(60):
+        login(short, "42")
+    assert index_entries(index_store, "42") == 62
+    time.sleep(1.5)  # the short sessions expire: the store's clock, not ours
+    assert short.test_cli_runner().invoke(args=["session", "prune"]).exit_code == 0
+    assert index_entries(index_store, "42") == 2
+    assert len(sessions_of(lasting, "42")) == 2
+
+
 # -- command line --------------------------------------------------------------
 
 
@@ -657,10 +724,21 @@ def test_regenerate_then_destroy_announces_the_end(
     sid = t.cast(str, sid_of(client))
     events.clear()
     client.post("/regenerate-destroy")
-    assert summary(events) == [("destroyed", "destroy", "42")]
-    assert events[0][1]["handle"] == handle(sid)
+    # A logged-in session's new id is stored at once (so that a revoke
+    # meanwhile finds it): its move is announced, then its end.
+    assert summary(events) == [("regenerated", None, "42"), ("destroyed", "destroy", "42")]
+    assert events[0][1]["old_handle"] == handle(sid)
+    assert events[1][1]["handle"] == events[0][1]["handle"]
     assert index_store.get(sid) is None and sid_of(client) is None
     assert sessions_of(app, "42") == []
+    # Anyone else's new id is stored at the end of the request: the end of
+    # the session is announced under the id that was stored.
+    client.post("/set", json={"n": 1})
+    sid = t.cast(str, sid_of(client))
+    events.clear()
+    client.post("/regenerate-destroy")
+    assert summary(events) == [("destroyed", "destroy", None)]
+    assert events[0][1]["handle"] == handle(sid)
 
 
 def test_destroyed_names_the_user_of_a_session_without_device(
@@ -777,3 +855,305 @@ def test_store_whose_destroy_cannot_tell(events: list[tuple[str, dict[str, t.Any
     client.post("/destroy")
     assert revoke_elsewhere(app, "42") == 1
     assert summary(events) == [("destroyed", "destroy", "42"), ("destroyed", "revoke", "42")]
+
+
+# -- log out everywhere is complete (issue 22) -------------------------------
+
+
+def test_revoke_between_regenerate_and_the_end_of_the_request(
+    index_store: Store, events: list[tuple[str, dict[str, t.Any]]]
+) -> None:
+    """A request moves its session to a new id (``regenerate(keep=True)``,
+    a privilege step-up) and, before it ends, the user logs out everywhere:
+    the moved session is revoked too, and the end of the request cannot
+    store it again.
+    """
+    app = make_app(index_store)
+    thief = login(app, "42")
+    old = t.cast(str, sid_of(thief))
+    with in_flight(app, thief) as current:
+        current.regenerate(keep=True)
+        moved = current.sid
+        assert moved != old
+        assert revoke_elsewhere(app, "42") == 1
+        current["step"] = "up"  # the view goes on writing
+        response = end(app, current)
+    assert index_store.get(moved) is None and index_store.get(old) is None
+    assert sessions_of(app, "42") == []
+    assert ("destroyed", "revoke", "42") in summary(events)
+    # Whatever cookie the response sent opens no logged-in session.
+    for value in response.headers.getlist("Set-Cookie"):
+        thief.set_cookie("connect.sid", value.partition("=")[2].partition(";")[0])
+        assert thief.get("/me").json["user"] is None  # type: ignore[index]
+
+
+def test_revoke_racing_with_the_steps_of_regenerate(index_store: Store) -> None:
+    """The revoke lists the user's sessions just before ``regenerate()``
+    stores the new id, and tries to remove the old id just after
+    ``regenerate()`` removed it itself: the new id is still found and
+    revoked. Two threads, ordered by events around the real store calls.
+    """
+    app = make_app(index_store)
+    thief = login(app, "42")
+    old = t.cast(str, sid_of(thief))
+    listed, old_removed = threading.Event(), threading.Event()
+    revoker: list[threading.Thread] = []
+    result: list[int] = []
+    real_set, real_destroy = index_store.set, index_store.destroy
+    real_list = index_store.index_sessions
+
+    def revoke() -> None:
+        result.append(revoke_elsewhere(app, "42"))
+
+    def index_sessions(user: str) -> dict[str, t.Any]:
+        found = real_list(user)
+        if threading.current_thread() in revoker:
+            listed.set()
+        return found
+
+    def set_(sid: str, document: dict[str, t.Any]) -> None:
+        if sid != old and not revoker:
+            # regenerate() is about to store the new id: the revoke lists first.
+            revoker.append(threading.Thread(target=revoke))
+            revoker[0].start()
+            assert listed.wait(10)
+        real_set(sid, document)
+
+    def destroy(sid: str) -> bool | None:
+        if revoker and threading.current_thread() is revoker[0] and sid == old:
+            assert old_removed.wait(10)  # regenerate() removes it first
+        removed = real_destroy(sid)
+        if sid == old and threading.current_thread() is threading.main_thread():
+            old_removed.set()
+        return removed
+
+    with contextlib.ExitStack() as stack:
+        patch = stack.enter_context(pytest.MonkeyPatch.context())
+        patch.setattr(index_store, "index_sessions", index_sessions)
+        patch.setattr(index_store, "set", set_)
+        patch.setattr(index_store, "destroy", destroy)
+        with in_flight(app, thief) as current:
+            current.regenerate(keep=True)
+            moved = current.sid
+            if revoker:
+                revoker[0].join(10)
+            end(app, current)
+    assert result == [1]
+    assert index_store.get(moved) is None and index_store.get(old) is None
+    assert sessions_of(app, "42") == []
+
+
+@pytest.mark.parametrize("origin", ["before USER_KEY", "express"])
+def test_revoke_ends_sessions_outside_the_index(index_store: Store, origin: str) -> None:
+    """A session that names the user but is not in the index (stored before
+    ``CONNECT_SESSION_USER_KEY`` was set, or by an Express app) and is not
+    used during the revoke is ended all the same: its next request is a new,
+    empty session. Another user's session is not affected.
+    """
+    app = make_app(index_store)
+    thief, bystander = app.test_client(), app.test_client()
+    if origin == "express":
+        for client, user in ((thief, 42), (bystander, 7)):
+            client.post("/set", json={"n": 1})
+            sid = t.cast(str, sid_of(client))
+            document = {"user_id": user, "cookie": {"originalMaxAge": None, "expires": None}}
+            index_store.set(sid, document)
+    else:
+        before = make_app(index_store, CONNECT_SESSION_USER_KEY=None)
+        for client, user in ((thief, 42), (bystander, 7)):
+            stored = before.test_client()
+            stored.post("/set", json={"user_id": user})
+            client.set_cookie("connect.sid", t.cast(t.Any, stored.get_cookie("connect.sid")).value)
+    stolen = t.cast(str, sid_of(thief))
+    victim = login(app, "42")
+    assert sessions_of(app, "42")[0].current is False  # only the victim's is listed
+    assert len(sessions_of(app, "42")) == 1
+    assert victim.post("/revoke").json == {"revoked": 1}
+    assert thief.get("/me").json["user"] is None  # type: ignore[index]
+    assert index_store.get(stolen) is None
+    assert bystander.get("/me").json["user"] == 7  # type: ignore[index]
+    # A session this extension creates after the revoke is not affected.
+    again = login(app, "42")
+    assert again.get("/me").json["user"] == 42  # type: ignore[index]
+    assert [i.current for i in sessions_of(app, "42")] == [False]
+
+
+def test_revoke_ends_an_unindexed_session_used_during_the_revoke(index_store: Store) -> None:
+    """A session outside the index, loaded by a request before the revoke
+    and saved (so indexed) after it, is ended at that save.
+    """
+    app = make_app(index_store)
+    thief = app.test_client()
+    thief.post("/set", json={"n": 1})
+    sid = t.cast(str, sid_of(thief))
+    index_store.set(sid, {"user_id": 42, "cookie": {"originalMaxAge": None, "expires": None}})
+    with in_flight(app, thief) as current:
+        assert revoke_elsewhere(app, "42") == 0  # not in the index yet
+        current["cart"] = [1]
+        end(app, current)
+    assert index_store.get(sid) is None
+    assert sessions_of(app, "42") == []
+    assert thief.get("/me").json["user"] is None  # type: ignore[index]
+
+
+def test_keep_current_spares_an_unindexed_current_session(index_store: Store) -> None:
+    app = make_app(index_store)
+    client = app.test_client()
+    client.post("/set", json={"n": 1})
+    sid = t.cast(str, sid_of(client))
+    index_store.set(sid, {"user_id": 42, "cookie": {"originalMaxAge": None, "expires": None}})
+    assert client.post("/revoke?keep=1").json == {"revoked": 0}
+    assert client.get("/me").json == {"user": 42, "id": sid}
+    assert [i.current for i in sessions_of(app, "42")] == [False]
+
+
+def test_revoke_record_is_kept_only_as_long_as_a_session_can_live(
+    index_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-user revoke record expires: it cannot grow without bound."""
+    now = time.time()
+    index_store.index_revoke("42", now - 10, now + 3600)
+    index_store.index_revoke("42", now, now + 3600)  # the later record replaces it
+    assert index_store.index_revoked("42") == pytest.approx(now, abs=0.002)
+    assert index_store.index_revoked("7") is None
+    index_store.index_revoke("7", now, now + 1)
+    if isinstance(index_store, (MemoryStore,)) or hasattr(index_store, "directory"):
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + 2)
+    else:
+        time.sleep(1.2)  # the backend's own clock expires it
+    assert index_store.index_revoked("7") is None
+    assert index_store.index_revoked("42") is not None
+
+
+def test_read_only_request_costs_one_round_trip_after_a_revoke(
+    redis_server: t.Any, redis_url: str
+) -> None:
+    """The revoke record is read on rare paths only: a read-only request of
+    an indexed session of a user who revoked is still one GETEX.
+    """
+    from test_concurrency import CommandStats
+
+    app = make_app(redis_url)
+    login(app, "42").post("/revoke")
+    client = login(app, "42")
+    client.get("/me")
+    stats = CommandStats(redis_server)
+    try:
+        stats.reset()
+        for _ in range(5):
+            assert client.get("/me").json["user"] == 42  # type: ignore[index]
+        assert stats.calls() == {"getex": 5}
+    finally:
+        stats.client.close()
+
+
+# -- CONNECT_SESSION_MAX_PER_USER ------------------------------------------------
+
+
+def test_max_per_user_evicts_the_least_recently_seen(
+    index_store: Store,
+    events: list[tuple[str, dict[str, t.Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = make_app(index_store, CONNECT_SESSION_MAX_PER_USER=2)
+    real = time.time
+    offset = [0.0]
+    monkeypatch.setattr(time, "time", lambda: real() + offset[0])
+    first, second = login(app, "42", "First"), login(app, "42", "Second")
+    offset[0] = 120
+    assert first.get("/me").json["user"] == 42  # type: ignore[index]  # seen again
+    other = login(app, "7")
+    events.clear()
+    third = login(app, "42", "Third")
+    assert [i.user_agent for i in sessions_of(app, "42")] == ["Third", "First"]
+    assert second.get("/me").json["user"] is None  # type: ignore[index]
+    assert summary(events)[-1] == ("destroyed", "evicted", "42")
+    assert ("created", None, "42") in summary(events)
+    # A step-up (regenerate) is no new login: nothing is evicted.
+    assert third.post("/regenerate").status_code == 200
+    assert first.get("/me").json["user"] == 42  # type: ignore[index]
+    assert other.get("/me").json["user"] == 7  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"CONNECT_SESSION_MAX_PER_USER": 0}, "CONNECT_SESSION_MAX_PER_USER"),
+        ({"CONNECT_SESSION_MAX_PER_USER": "3"}, "CONNECT_SESSION_MAX_PER_USER"),
+        ({"CONNECT_SESSION_MAX_PER_USER": True}, "CONNECT_SESSION_MAX_PER_USER"),
+        ({"CONNECT_SESSION_MAX_PER_USER": 2.5}, "CONNECT_SESSION_MAX_PER_USER"),
+        (
+            {"CONNECT_SESSION_MAX_PER_USER": 3, "CONNECT_SESSION_USER_KEY": None},
+            "CONNECT_SESSION_MAX_PER_USER.*CONNECT_SESSION_USER_KEY",
+        ),
+    ],
+)
+def test_bad_max_per_user(config: dict[str, t.Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_app(MemoryStore(), **config)
+
+
+# -- CONNECT_SESSION_ABSOLUTE_TIMEOUT and logins --------------------------------
+
+
+def test_absolute_timeout_restarts_on_a_login_not_on_regenerate(
+    index_store: Store, clock: list[float]
+) -> None:
+    """With ``USER_KEY``, a view that regenerates (keeping the data) cannot
+    extend the session: the count restarts only when its user changes.
+    """
+    app = make_app(index_store, CONNECT_SESSION_ABSOLUTE_TIMEOUT=100)
+    client = login(app, "42")
+    for now in (40, 80):
+        clock[0] = now
+        assert client.post("/regenerate").status_code == 200  # keep=True
+        assert client.get("/me").json["user"] == 42  # type: ignore[index]
+    clock[0] = 101
+    assert client.get("/me").json["user"] is None  # type: ignore[index]
+    # A login (another user, or the same one through the login form) starts
+    # the count again.
+    clock[0] = 0
+    client = login(app, "42")
+    clock[0] = 50
+    client.post("/login/43")
+    clock[0] = 90
+    client.post("/login/43")
+    clock[0] = 180
+    assert client.get("/me").json["user"] == 43  # type: ignore[index]
+    clock[0] = 191
+    assert client.get("/me").json["user"] is None  # type: ignore[index]
+
+
+def test_absolute_timeout_restarts_on_regenerate_without_user_key(
+    index_store: Store, clock: list[float]
+) -> None:
+    app = make_app(
+        index_store, CONNECT_SESSION_ABSOLUTE_TIMEOUT=100, CONNECT_SESSION_USER_KEY=None
+    )
+    client = app.test_client()
+    client.post("/set", json={"user_id": 42})
+    clock[0] = 60
+    assert client.post("/regenerate").status_code == 200
+    clock[0] = 150
+    assert client.get("/me").json["user"] == 42  # type: ignore[index]
+    clock[0] = 161
+    assert client.get("/me").json["user"] is None  # type: ignore[index]
+
+
+def test_revoke_ends_a_session_whose_index_entry_expired(index_store: Store) -> None:
+    """A session kept alive past its index entry's ``until`` (by an Express
+    app's touches, or while ``USER_KEY`` was unset) is not listed, but its
+    next use here finds the revoke record.
+    """
+    app = make_app(index_store)
+    thief = login(app, "42")
+    sid = t.cast(str, sid_of(thief))
+    document = t.cast(dict[str, t.Any], index_store.get(sid))
+    document[DEVICE_MEMBER]["until"] = int(time.time() * 1000) - 1000
+    index_store.set(sid, document)
+    index_store.index_remove("42", sid)  # as the expired entry was dropped
+    victim = login(app, "42")
+    assert victim.post("/revoke").json == {"revoked": 1}
+    assert thief.get("/me").json["user"] is None  # type: ignore[index]
+    assert index_store.get(sid) is None

@@ -127,15 +127,12 @@ def _host_port(text: str, default_port: int, url: str) -> tuple[str, int]:
 
 
 def _sql(url: str, settings: StoreSettings) -> Store:
-    try:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+    # A missing SQLAlchemy or driver is reported by store_from_url.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
-        from .sql import SQLStore
-    except ImportError as exc:
-        raise ValueError(
-            f"SQL store URLs need SQLAlchemy 2: pip install 'flask-connect-session[sql]' ({exc})"
-        ) from None
+    from .sql import SQLStore
+
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
@@ -150,13 +147,14 @@ def _sql(url: str, settings: StoreSettings) -> Store:
         and not os.path.isabs(database)
         and settings.instance_path is not None
     ):
-        # Relative to the instance folder, as Flask-SQLAlchemy resolves it.
-        os.makedirs(settings.instance_path, exist_ok=True)
+        # Relative to the instance folder, as Flask-SQLAlchemy resolves it;
+        # one made here is private, as the database file will be.
+        os.makedirs(settings.instance_path, mode=0o700, exist_ok=True)
         parsed = parsed.set(database=os.path.join(settings.instance_path, database))
     try:
         # Builds the engine (importing the driver) without connecting.
         return SQLStore(parsed, table=settings.sql_table, ttl=settings.ttl)
-    except (ArgumentError, ImportError) as exc:
+    except ArgumentError as exc:
         shown = parsed.render_as_string(hide_password=True)
         raise ValueError(f"cannot use {shown!r}: {exc}") from None
 
@@ -184,23 +182,58 @@ FACTORIES: dict[str, cabc.Callable[[str, StoreSettings], Store]] = {
 }
 
 
+#: Schemes other libraries accept that mean one of ours.
+SCHEME_ALIASES = {"postgres": "postgresql"}
+
+#: The package to ``pip install`` for each module a store URL may need, by
+#: top-level module name (the others are named as their module is).
+PACKAGES = {
+    "psycopg": "'psycopg[binary]'",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "mysqlclient",
+    "mysql": "mysql-connector-python",
+}
+
+
+def missing_package(exc: ImportError) -> str | None:
+    """Describe the package an :exc:`ImportError` shows to be missing, with
+    the command that installs it (``"needs redis, which is not installed:
+    pip install redis"``); ``None`` if the module is not a third-party one.
+    """
+    module = (exc.name or "").partition(".")[0]
+    if not module or module == __name__.partition(".")[0]:
+        return None
+    return f"needs {module}, which is not installed: pip install {PACKAGES.get(module, module)}"
+
+
 def store_from_url(url: str, settings: StoreSettings) -> Store:
     """Build the store a ``CONNECT_SESSION_STORE`` URL names.
 
-    :raises ValueError: the scheme is unknown or the URL malformed. The
-        message never holds the URL's password.
+    :raises ValueError: the scheme is unknown, the URL malformed, or a
+        package the store needs (its client, SQLAlchemy, the database
+        driver) is not installed; the message names the package to install.
+        It never holds the URL's password.
     """
     scheme = url.partition("://")[0].lower() if "://" in url else ""
+    base, plus, driver = scheme.partition("+")
     factory = FACTORIES.get(scheme)
-    if factory is None and "+" in scheme:
-        factory = FACTORIES.get(scheme.partition("+")[0] + "+")
+    if factory is None and plus:
+        factory = FACTORIES.get(base + plus)
     if factory is None:
         known = ", ".join(
             f"{name}driver://" if name.endswith("+") else f"{name}://" for name in FACTORIES
         )
-        raise ValueError(f"unknown store URL scheme in {redact_url(url)!r} (known: {known})")
+        hint = ""
+        if base in SCHEME_ALIASES:
+            hint = f"; did you mean {SCHEME_ALIASES[base]}{plus}{driver}://?"
+        raise ValueError(f"unknown store URL scheme in {redact_url(url)!r}{hint} (known: {known})")
     try:
         return factory(url, settings)
+    except ImportError as exc:
+        missing = missing_package(exc)
+        if missing is None:
+            raise
+        message = f"{redact_url(url)!r} {missing}"
     except ValueError as exc:
         message = scrub_url_secrets(str(exc), url)
     # Raised outside the handler, so nothing chains to the original error,

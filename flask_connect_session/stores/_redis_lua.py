@@ -197,18 +197,26 @@ end
 #: members; ``ARGV[5]``: ``n`` pairs (name as UTF-8, the member as JSON,
 #: ``"name":value``), then the removed names (UTF-8), all in one string, each
 #: item as ``<byte length>:<bytes>`` (one argument instead of many: redis-py
-#: spends more CPU per argument than on its bytes).
+#: spends more CPU per argument than on its bytes); ``ARGV[6]``: the longest
+#: stored value (bytes) the script may hash or scan; ``ARGV[7]``: the
+#: longest document it may write by splicing (bytes, 0: no limit).
 #:
 #: If the stored value is still the one read (the usual case), ``ARGV[2]``
 #: replaces it: a hash and a SET, no JSON scanning. Otherwise another request
 #: wrote meanwhile, and the changes are spliced into what is stored.
 #: Returns 2 when ``ARGV[2]`` was written, 1 when the changes were spliced in,
 #: 0 when the key is missing (nothing written), -1 when the stored value is
-#: not a session document (left as it is).
+#: not a session document (left as it is), -2 when the stored value is
+#: longer than ``ARGV[6]`` (nothing read: Redis serves no one else while a
+#: script runs, and Lua scans ~100 times slower than C), ``{-3, size}``
+#: when the spliced document would be longer than ``ARGV[7]`` (nothing
+#: written).
 MERGE_SCRIPT = (
     r"""
+local size = redis.call('STRLEN', KEYS[1])
+if size == 0 and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if size > tonumber(ARGV[6]) then return -2 end
 local stored = redis.call('GET', KEYS[1])
-if not stored then return 0 end
 
 local function write(document)
   if ARGV[3] == '' then
@@ -270,7 +278,12 @@ for _, name in ipairs(order) do
     written[name] = true
   end
 end
-write('{' .. table.concat(out, ',') .. '}')
+local document = '{' .. table.concat(out, ',') .. '}'
+local limit = tonumber(ARGV[7])
+if limit > 0 and #document > limit and (ARGV[3] == '' or tonumber(ARGV[3]) > 0) then
+  return {-3, #document}
+end
+write(document)
 return 1
 """
 )

@@ -15,13 +15,46 @@ from ..cookie import parse_expires
 from ..cookie import utcnow
 from ..document import COOKIE_MEMBER
 from ..document import decode
+from ..document import encode
 from ..errors import CorruptDocument
+from ..errors import SessionTooLarge
 
 Document = dict[str, t.Any]
 
 #: Store lifetime, in seconds, of sessions whose cookie has no expiry
 #: (connect-redis' default ``ttl``).
 DEFAULT_TTL = 86400
+
+#: Largest stored session document, in bytes, unless
+#: ``CONNECT_SESSION_MAX_SIZE`` says otherwise (1 MiB).
+DEFAULT_MAX_SIZE = 1048576
+
+
+def check_size(size: int, limit: int) -> None:
+    """Refuse a document of ``size`` bytes under a limit of ``limit`` bytes
+    (0: no limit).
+
+    :raises SessionTooLarge: it is larger.
+    """
+    if limit and size > limit:
+        raise SessionTooLarge(size, limit)
+
+
+#: Seconds an index entry's ``until`` lies past its session's own expiry
+#: (see :meth:`Store.index_add`): a session is touched without its entry
+#: being updated for at most this long.
+INDEX_MARGIN = 60.0
+
+
+def outlived(until: float, now: float) -> bool:
+    """Whether the session of an index entry ending at ``until`` has lived
+    its whole lifetime as the entry knows it, so that if it is missing it
+    expired or was removed. An entry just added for a session about to be
+    written is a whole lifetime from that point, so a store can drop the
+    entries this is true of, and whose session is missing, without ever
+    dropping the entry of a session being saved at that moment.
+    """
+    return until - INDEX_MARGIN <= now
 
 
 def document_ttl(document: cabc.Mapping[str, t.Any], default: int) -> int:
@@ -81,6 +114,12 @@ class Store(abc.ABC):
 
     #: Store lifetime, in seconds, of sessions whose cookie has no expiry.
     ttl: int = DEFAULT_TTL
+    #: Largest document, in bytes of UTF-8 JSON, that a write may store
+    #: (0: no limit); ``init_app`` sets it from ``CONNECT_SESSION_MAX_SIZE``.
+    #: The built-in stores check it with :meth:`encoded` wherever they
+    #: write, after a merge too, and raise
+    #: :class:`~flask_connect_session.SessionTooLarge` without writing.
+    max_size: int = DEFAULT_MAX_SIZE
 
     @abc.abstractmethod
     def get(self, sid: str) -> Document | None:
@@ -137,8 +176,22 @@ class Store(abc.ABC):
         current = self.get(sid)
         if current is None:
             return False
-        self.set(sid, apply_changes(current, changes, removed))
+        document = apply_changes(current, changes, removed)
+        self.encoded(document)  # refuses a document over max_size
+        self.set(sid, document)
         return True
+
+    def encoded(self, document: cabc.Mapping[str, t.Any]) -> bytes:
+        """Return a document as the UTF-8 JSON a store keeps (see
+        :func:`to_utf8`), after checking it against :attr:`max_size`.
+        A store of your own calls it where it writes, to honour
+        ``CONNECT_SESSION_MAX_SIZE``.
+
+        :raises SessionTooLarge: it is larger than :attr:`max_size`.
+        """
+        data = to_utf8(encode(document))
+        check_size(len(data), self.max_size)
+        return data
 
     def all(self) -> dict[str, Document]:
         """Return every live session, by id. Optional."""
@@ -148,8 +201,10 @@ class Store(abc.ABC):
         """Return the number of live sessions. Optional."""
         _unsupported(self, "length")
 
-    def clear(self) -> None:
-        """Remove every session. Optional."""
+    def clear(self) -> int | None:
+        """Remove every session, and return how many live sessions that
+        removed (``None``: the store cannot tell). Optional.
+        """
         _unsupported(self, "clear")
 
     def prune(self) -> int:
@@ -167,13 +222,18 @@ class Store(abc.ABC):
     # finds a user's ids. Each method touches that one user's entry, never
     # the session entries, so on Redis Cluster no command spans two slots.
     # An entry whose session is gone is harmless: index_sessions() skips and
-    # drops it, so an index write can never bring a session back.
+    # drops it, so an index write can never bring a session back. Beside the
+    # index, each user may have one revoke record (index_revoke), so that
+    # "log out everywhere" also reaches the sessions the index does not hold.
 
     def index_add(self, user: str, sid: str, until: float) -> None:
         """Add ``sid`` to ``user``'s index, or move its end of life.
 
-        Entries of ``user`` whose ``until`` has passed are dropped in the
-        same step, so the index never grows without bound. Optional.
+        It should cost the same whatever the number of ``user``'s sessions
+        (a login must not get slower with each device). Entries whose
+        ``until`` has passed may be dropped in the same step; they must be
+        at the latest by :meth:`index_sessions` and ``flask session prune``,
+        so the index never grows without bound. Optional.
 
         :param until: time (:func:`time.time`) after which the session is
             surely gone: its store lifetime plus a margin for the touches
@@ -182,8 +242,9 @@ class Store(abc.ABC):
         _unsupported(self, "index_add")
 
     def index_remove(self, user: str, sid: str) -> None:
-        """Remove ``sid`` from ``user``'s index (missing is not an error),
-        dropping ``user``'s expired entries too. Optional.
+        """Remove ``sid`` from ``user``'s index (missing is not an error);
+        as :meth:`index_add`, at a cost that does not grow with ``user``'s
+        sessions. Optional.
         """
         _unsupported(self, "index_remove")
 
@@ -196,10 +257,34 @@ class Store(abc.ABC):
         """
         _unsupported(self, "index_sessions")
 
+    def index_revoke(self, user: str, at: float, until: float) -> None:
+        """Record that every session of ``user`` that existed at ``at`` is
+        revoked, replacing an earlier record. Optional.
+
+        :meth:`~flask_connect_session.ConnectSession.revoke` writes it before
+        it lists the user's sessions; the interface reads it only on rare
+        paths (a session naming the user that the index does not hold, a
+        legacy session to take over), so those sessions end too.
+
+        :param at: when the revoke began (:func:`time.time`).
+        :param until: when the record may go (:func:`time.time`): no session
+            that existed at ``at`` lives longer, so the records of a store
+            never grow without bound.
+        """
+        _unsupported(self, "index_revoke")
+
+    def index_revoked(self, user: str) -> float | None:
+        """Return when ``user``'s sessions were last revoked
+        (:func:`time.time`), or ``None`` if no record is left. Optional.
+        """
+        _unsupported(self, "index_revoked")
+
     def index_prune(self) -> int:
         """Drop expired entries from every user's index and return how many
-        went; ``flask session prune`` calls it. Stores whose :meth:`prune`
-        already does it, or that keep no index, return 0.
+        went: those whose ``until`` has passed, and those whose session is
+        missing and :func:`outlived` (which a margin of a minute would
+        otherwise keep). ``flask session prune`` calls it. Stores whose
+        :meth:`prune` already does it, or that keep no index, return 0.
         """
         return 0
 
@@ -280,13 +365,21 @@ class AsyncStore(abc.ABC):
         """See :meth:`Store.index_sessions`. Optional."""
         _unsupported(self, "index_sessions")
 
+    async def index_revoke(self, user: str, at: float, until: float) -> None:
+        """See :meth:`Store.index_revoke`. Optional."""
+        _unsupported(self, "index_revoke")
+
+    async def index_revoked(self, user: str) -> float | None:
+        """See :meth:`Store.index_revoked`. Optional."""
+        _unsupported(self, "index_revoked")
+
     async def index_prune(self) -> int:
         """See :meth:`Store.index_prune`."""
         return 0
 
 
 #: The methods a store overrides to keep the per-user index.
-INDEX_METHODS = ("index_add", "index_remove", "index_sessions")
+INDEX_METHODS = ("index_add", "index_remove", "index_sessions", "index_revoke", "index_revoked")
 
 
 def keeps_user_index(store: Store | AsyncStore) -> bool:
@@ -371,14 +464,35 @@ def redact_url(url: str) -> str:
 
 
 def scrub_url_secrets(text: str, url: str) -> str:
-    """Return ``text`` (a message about ``url``) with the URL and every
-    password it holds, raw or percent-decoded, replaced by their redacted
-    form; the redacted URL is added if the message does not name it.
+    """Return ``text`` (a message about ``url``) with the password of ``url``
+    replaced by ``***`` wherever it stands as a password: in ``url`` itself,
+    in the user info of another URL (a client library may quote the URL
+    rewritten), as a ``password`` query parameter, or as a ``password=``
+    keyword. The redacted URL is added if the message does not name it.
+
+    The same characters elsewhere in the message are left alone: with the
+    password ``sql``, ``sqlalchemy`` and ``postgresql+psycopg://`` stay
+    intact.
     """
     redacted = redact_url(url)
     text = text.replace(url, redacted)
+    for secret in _url_secrets(url):
+        escaped = re.escape(secret)
+        text = re.sub(rf"(://(?:[^\s:@/'\"]*:)?){escaped}(?=@)", rf"\g<1>{REDACTED}", text)
+        text = re.sub(_PASSWORD_KEYWORD + escaped + _END_OF_VALUE, rf"\g<1>{REDACTED}", text)
     if redacted not in text:
         text = f"{text} (in {redacted!r})"
+    return text
+
+
+#: A password given by name (a URL query parameter, a keyword in a repr).
+_PASSWORD_KEYWORD = r"""(?i)(\b(?:password|passwd|pass|pwd)\s*[=:]\s*['"]?)"""
+#: What may follow a value (so ``password=sql`` is not ``password=sqlite``).
+_END_OF_VALUE = r"""(?=$|[\s'"&#,;)}\]])"""
+
+
+def _url_secrets(url: str) -> set[str]:
+    """The passwords ``url`` holds, as written and percent-decoded."""
     secrets = []
     match = _USERINFO.match(url)
     if match:
@@ -386,8 +500,4 @@ def scrub_url_secrets(text: str, url: str) -> str:
         secrets.append(info.partition(":")[2] if ":" in info else info)
     query = url.partition("?")[2].partition("#")[0]
     secrets += [v for k, v in parse_qsl(query) if k.lower() in ("password", "pass", "pwd")]
-    for secret in secrets:
-        for form in {secret, unquote(secret)}:
-            if form:
-                text = text.replace(form, REDACTED)
-    return text
+    return {form for secret in secrets for form in (secret, unquote(secret)) if form}

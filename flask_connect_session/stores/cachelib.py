@@ -20,7 +20,6 @@ from cachelib import SimpleCache
 from cachelib.serializers import BaseSerializer
 
 from ..document import decode
-from ..document import encode
 from ..errors import CorruptDocument
 from .base import DEFAULT_TTL
 from .base import Document
@@ -129,6 +128,15 @@ class CachelibStore(Store):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.cache!r} prefix={self.key_prefix!r}>"
 
+    @property
+    def max_size(self) -> int:  # the backend store checks it
+        """Largest document a write may store (see :attr:`Store.max_size`)."""
+        return self._backend.max_size
+
+    @max_size.setter
+    def max_size(self, value: int) -> None:
+        self._backend.max_size = value
+
     def get(self, sid: str) -> Document | None:
         return self._backend.get(sid)
 
@@ -232,7 +240,9 @@ def memcached_client(servers: cabc.Sequence[tuple[str, int]]) -> t.Any:
         from pymemcache.client.base import PooledClient
         from pymemcache.client.hash import HashClient
     except ImportError as exc:
-        raise ImportError("memcached:// needs pymemcache: pip install pymemcache") from exc
+        raise ImportError(
+            "memcached:// needs pymemcache: pip install pymemcache", name=exc.name
+        ) from exc
     options: dict[str, t.Any] = {
         "connect_timeout": SOCKET_TIMEOUT,
         "timeout": SOCKET_TIMEOUT,
@@ -324,6 +334,11 @@ class _CacheStore(Store):
         else:
             self.cache.delete(key)
 
+    def _put_document(self, key: str, document: Document) -> None:
+        ttl = document_ttl(document, self.ttl)
+        # An expired document is deleted: only one to be kept is measured.
+        self._put(key, self.encoded(document).decode("utf-8") if ttl > 0 else "", ttl)
+
     def _tombstone(self, sid: str) -> str:
         return f"{self.key_prefix}{sid}\x00destroyed"
 
@@ -349,7 +364,7 @@ class _CacheStore(Store):
 
     def set(self, sid: str, session: Document) -> None:
         with self._lock:
-            self._put(self.key_prefix + sid, encode(session), document_ttl(session, self.ttl))
+            self._put_document(self.key_prefix + sid, session)
 
     def destroy(self, sid: str) -> None:
         with self._lock:
@@ -381,7 +396,7 @@ class _CacheStore(Store):
                 return False
             document = apply_changes(current, changes, removed)
             key = self.key_prefix + sid
-            self._put(key, encode(document), document_ttl(document, self.ttl))
+            self._put_document(key, document)
             if self._destroyed(sid):
                 # Destroyed while this merge read: undo the write.
                 self.cache.delete(key)
@@ -426,7 +441,7 @@ class _MemcachedStore(Store):
         if ttl <= 0:
             self.client.delete(key, noreply=False)
             return
-        data = to_utf8(encode(session))
+        data = self.encoded(session)
         if not self.client.set(key, data, expire=_memcached_expire(ttl), noreply=False):
             raise RuntimeError("memcached did not store the session")
 
@@ -481,7 +496,7 @@ class _MemcachedStore(Store):
                 return True
             stored = self.client.cas(
                 key,
-                to_utf8(encode(document)),
+                self.encoded(document),
                 found[1],
                 expire=_memcached_expire(ttl),
                 noreply=False,

@@ -26,6 +26,7 @@ from .base import Store
 from .base import apply_changes
 from .base import decode_entries
 from .base import document_ttl
+from .base import outlived
 from .base import to_utf8
 from .base import touched_ttl
 
@@ -40,11 +41,19 @@ SWEEP_INTERVAL = 300.0
 #: writer died between writing and renaming it) and a sweep removes it.
 STALE_TEMP_AGE = 3600.0
 
+#: Age, in seconds, after which a user index entry whose session does not
+#: exist is dropped when read: a login writes the entry just before the
+#: session, and a listing in between must not drop it.
+ENTRY_GRACE = 60.0
+
 _SUFFIX = ".session"
 _NAME_LENGTH = 64  # hex SHA-256
 _SESSION_FILE = re.compile(r"[0-9a-f]{64}\.session")
 _USER_SUFFIX = ".user"
 _USER_FILE = re.compile(r"[0-9a-f]{64}\.user")
+_INDEX_ENTRY = re.compile(r"[0-9a-f]{64}")
+_REVOKED_SUFFIX = ".revoked"
+_REVOKED_FILE = re.compile(r"[0-9a-f]{64}\.revoked")
 _TEMP_PREFIX = ".tmp-"
 _LOCK_PREFIX = ".lock-"
 _SWEEP_MARKER = ".last-sweep"
@@ -80,6 +89,38 @@ def _open_ours(path: str) -> tuple[io.BufferedReader, os.stat_result] | None:
         file.close()
         return None
     return file, st
+
+
+def _replace(path: str, data: bytes, expiry: float, dir_fd: int | None = None) -> None:
+    """Put ``data`` in the file ``path`` (relative to ``dir_fd`` if given),
+    mode 0600, modified at ``expiry``, by writing a temporary file beside it
+    and renaming it in place: a reader sees the old file or the new one.
+    A symlink at ``path`` is replaced, never followed.
+    """
+    head, tail = os.path.split(path)
+    temp = os.path.join(head, f"{_TEMP_PREFIX}{tail}-{secrets.token_hex(4)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_SAFE, 0o600, dir_fd=dir_fd)
+    try:
+        with open(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.utime(file.fileno(), (expiry, expiry))
+        os.replace(temp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=dir_fd)
+        raise
+
+
+def _private_directory(st: os.stat_result) -> bool:
+    """Whether ``st`` is a directory of this process's user that no one
+    else can write to.
+    """
+    return (
+        stat.S_ISDIR(st.st_mode)
+        and st.st_uid == os.geteuid()
+        and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
 
 
 def check_directory(path: str) -> None:
@@ -147,7 +188,8 @@ class FileSystemStore(Store):
 
     :param directory: the directory of the session files; created if missing.
     :param ttl: lifetime, in seconds, of sessions whose cookie has no expiry.
-    :raises ValueError: the directory is unsafe (see above).
+    :raises ValueError: the directory is unsafe (see above), or a file is in
+        its way.
 
     .. versionadded:: 0.1
     """
@@ -158,7 +200,13 @@ class FileSystemStore(Store):
         #: The absolute path of the session directory.
         self.directory = os.path.abspath(os.fspath(directory))
         self.ttl = ttl
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            # A regular file where the directory (or one above it) should be.
+            raise ValueError(
+                f"session directory {self.directory!r} is not a directory (a file is in the way)"
+            ) from None
         check_directory(self.directory)
         # When this process may next look at the sweep marker.
         self._next_sweep = 0.0
@@ -224,19 +272,16 @@ class FileSystemStore(Store):
             raise CorruptDocument("session file belongs to another id")
         return decode(entry[1])
 
+    def _file_data(self, sid: str, session: cabc.Mapping[str, t.Any]) -> bytes:
+        """A session file's bytes: the header line, then the document.
+
+        :raises SessionTooLarge: the document is longer than :attr:`max_size`.
+        """
+        return to_utf8(encode({"sid": sid})) + b"\n" + self.encoded(session) + b"\n"
+
     def _write(self, name: str, data: bytes, expiry: float, suffix: str = _SUFFIX) -> None:
         # Call with the lock held.
-        temp = os.path.join(self.directory, f"{_TEMP_PREFIX}{name}-{secrets.token_hex(4)}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_SAFE, 0o600)
-        try:
-            with open(fd, "wb") as file:
-                file.write(data)
-            os.utime(temp, (expiry, expiry))
-            os.replace(temp, self._path(name, suffix))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+        _replace(self._path(name, suffix), data, expiry)
 
     def _expire_in(self, name: str, ttl: int, now: float) -> None:
         # Call with the lock held. Like Redis' EXPIRE: a TTL <= 0 deletes.
@@ -280,8 +325,9 @@ class FileSystemStore(Store):
 
     def set(self, sid: str, session: Document) -> None:
         name = self._name(sid)
-        data = _file_data(sid, session)  # before locking: a TypeError costs no lock
         ttl = document_ttl(session, self.ttl)
+        # Before locking: a TypeError or SessionTooLarge costs no lock.
+        data = self._file_data(sid, session) if ttl > 0 else b""
         with self._locked(name):
             if ttl > 0:
                 self._write(name, data, time.time() + ttl)
@@ -316,7 +362,7 @@ class FileSystemStore(Store):
             document = apply_changes(document, changes, removed)
             ttl = document_ttl(document, self.ttl)
             if ttl > 0:
-                self._write(name, _file_data(sid, document), now + ttl)
+                self._write(name, self._file_data(sid, document), now + ttl)
             else:
                 self._unlink(name)
         self._maybe_sweep()
@@ -348,105 +394,261 @@ class FileSystemStore(Store):
                     count += 1
         return count
 
-    def clear(self) -> None:
+    def clear(self) -> int:
+        now = time.time()
+        removed = 0
         for entry in self._entries():
             name = entry.name[:_NAME_LENGTH]
             with self._locked(name):
+                removed += self._live_mtime(name, now) is not None
                 self._unlink(name)
         with os.scandir(self.directory) as entries:
-            names = [e.name[:_NAME_LENGTH] for e in entries if _USER_FILE.fullmatch(e.name)]
-        for name in names:
+            names = [
+                (e.name[:_NAME_LENGTH], e.name[_NAME_LENGTH:])
+                for e in entries
+                if _USER_FILE.fullmatch(e.name) or _REVOKED_FILE.fullmatch(e.name)
+            ]
+        for name, suffix in names:
             with self._locked(name):
-                self._unlink(name, _USER_SUFFIX)
+                if suffix == _USER_SUFFIX:
+                    self._clear_index(name)
+                else:
+                    self._unlink(name, suffix)
+        return removed
+
+    def _clear_index(self, name: str) -> None:
+        # Call with the lock held.
+        with self._user_directory(name) as dir_fd:
+            if dir_fd is None:
+                self._unlink(name, _USER_SUFFIX)  # a link or file, not followed
+                return
+            with os.scandir(dir_fd) as entries:
+                for entry in [e.name for e in entries]:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry, dir_fd=dir_fd)
+        with contextlib.suppress(OSError):
+            os.rmdir(self._path(name, _USER_SUFFIX))
 
     def prune(self) -> int:
         return self._sweep(time.time())
 
     # -- the per-user index -------------------------------------------------
     #
-    # One file per user, <sha256("user\0" + user)>.user, holding
-    # {"user": ..., "sids": {sid: until}}, its mtime the latest "until" (so a
-    # sweep removes a dead index by its stat alone). Written like a session
-    # file (temporary file, rename) under the same lock files.
+    # One directory per user, <sha256("user\0" + user)>.user (mode 0700),
+    # holding one file per session of that user: <sha256(sid)>, mode 0600,
+    # its content {"sid": ...}, its mtime the entry's "until". Adding or
+    # removing an entry writes or unlinks that one file (under the user's
+    # lock file), so it costs the same whatever the user's number of
+    # sessions. Listing reads the directory: O(that user's sessions), and
+    # drops the expired entries and those whose session is gone; a sweep
+    # (prune) drops expired entries and removes empty directories. Every
+    # entry is reached through a descriptor of its directory, opened
+    # without following a symlink and checked to be this user's, and
+    # entries that are not this user's regular files are ignored.
 
     def _user_name(self, user: str) -> str:
         return self._name("user\0" + user)
 
-    def _read_index(self, name: str, now: float) -> dict[str, float]:
-        # Live entries only; a missing, expired or unreadable file is empty,
-        # and so is a symlink or a file of another user.
+    @contextlib.contextmanager
+    def _user_directory(self, name: str, create: bool = False) -> cabc.Iterator[int | None]:
+        """Yield a descriptor of the index directory ``name``, or ``None`` if
+        it is missing or unusable (a symlink, another user's). With
+        ``create`` (call with the user's lock held), make it if missing,
+        replacing a symlink or file in its place.
+
+        :raises PermissionError: ``create``, and it is another user's.
+        """
+        path = self._path(name, _USER_SUFFIX)
+        fd = None
+        for _ in range(2):
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(path, 0o700)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _O_SAFE)
+                break
+            except FileNotFoundError:
+                if not create:
+                    break
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not create:
+                    break
+                os.unlink(path)  # a symlink (never followed) or a file: replaced
+        if fd is None:
+            if create:
+                raise PermissionError(f"cannot make the user index directory {path!r}")
+            yield None
+            return
         try:
-            opened = _open_ours(self._path(name, _USER_SUFFIX))
-            if opened is None:
-                return {}
-            file, st = opened
-            with file:
-                if st.st_mtime <= now:
-                    return {}
-                sids = json.load(file).get("sids")
-        except (OSError, ValueError, AttributeError):
-            return {}
-        if not isinstance(sids, dict):
-            return {}
-        return {
-            sid: float(until)
-            for sid, until in sids.items()
-            if isinstance(until, int | float) and until > now
-        }
+            if not _private_directory(os.fstat(fd)):
+                if create:
+                    raise PermissionError(f"{path!r} is not this user's private directory")
+                yield None
+            else:
+                yield fd
+        finally:
+            os.close(fd)
 
-    def _write_index(self, name: str, user: str, sids: dict[str, float]) -> None:
-        # Call with the lock held. An empty index is no file at all.
-        if sids:
-            data = to_utf8(encode({"user": user, "sids": sids}))
-            self._write(name, data, max(sids.values()), _USER_SUFFIX)
-        else:
-            self._unlink(name, _USER_SUFFIX)
+    def _entry_sid(self, entry: str, dir_fd: int) -> str | None:
+        """The session id an index entry names; ``None`` for an unreadable
+        or foreign one (another user's, a symlink).
+        """
+        try:
+            fd = os.open(entry, os.O_RDONLY | _O_SAFE, dir_fd=dir_fd)
+        except OSError:
+            return None
+        with open(fd, "rb") as file:
+            if not _ours(os.fstat(fd)):
+                return None
+            try:
+                sid = json.load(file).get("sid")
+            except (ValueError, AttributeError):
+                return None
+        return sid if isinstance(sid, str) and self._name(sid) == entry else None
 
-    def _update_index(self, user: str, change: cabc.Callable[[dict[str, float]], object]) -> None:
+    def index_add(self, user: str, sid: str, until: float) -> None:
+        """Write ``sid``'s entry in ``user``'s directory: one small file."""
+        data = to_utf8(encode({"sid": sid}))
         name = self._user_name(user)
-        with self._locked(name):
-            sids = self._read_index(name, time.time())
-            change(sids)
-            self._write_index(name, user, sids)
+        with self._locked(name), self._user_directory(name, create=True) as dir_fd:
+            _replace(self._name(sid), data, until, dir_fd)
+
+    def index_remove(self, user: str, sid: str) -> None:
+        """Unlink ``sid``'s entry from ``user``'s directory."""
+        name = self._user_name(user)
+        with self._locked(name), self._user_directory(name) as dir_fd:
+            if dir_fd is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._name(sid), dir_fd=dir_fd)
+
+    def index_sessions(self, user: str) -> dict[str, Document]:
+        """List ``user``'s directory and read each entry's session. Entries
+        that expired, are not this user's files or whose session is gone
+        are dropped (a gone session's entry only once older than
+        :data:`ENTRY_GRACE`: a login writes the entry before the session).
+        """
+        now = time.time()
+        name = self._user_name(user)
+        texts: dict[str, bytes | None] = {}
+        stale: dict[str, int] = {}  # entry -> its mtime (ns) when found stale
+        with self._user_directory(name) as dir_fd:
+            if dir_fd is None:
+                return {}
+            with os.scandir(dir_fd) as entries:
+                found = [
+                    (e.name, e.stat(follow_symlinks=False))
+                    for e in entries
+                    if _INDEX_ENTRY.fullmatch(e.name)
+                ]
+            for entry, st in found:
+                sid = None if st.st_mtime <= now else self._entry_sid(entry, dir_fd)
+                if sid is None:
+                    stale[entry] = st.st_mtime_ns
+                    continue
+                try:
+                    session = self._read(entry, now)
+                except CorruptDocument:
+                    continue
+                if session is not None and session[0] == sid:
+                    texts[sid] = session[1]
+                elif st.st_ctime < now - ENTRY_GRACE:
+                    stale[entry] = st.st_mtime_ns
+        if stale:
+            self._drop_entries(name, stale)
+        return decode_entries(texts)
+
+    def _entry_session(self, entry: str, dir_fd: int, now: float) -> bool:
+        """Whether index entry ``entry`` names a live session (a corrupt one
+        counts, as it is left in place).
+        """
+        sid = self._entry_sid(entry, dir_fd)
+        if sid is None:
+            return False
+        try:
+            session = self._read(entry, now)
+        except CorruptDocument:
+            return True
+        return session is not None and session[0] == sid
+
+    def _drop_entries(self, user_name: str, stale: dict[str, int]) -> None:
+        """Unlink index entries found stale, unless rewritten since (their
+        mtime, checked again under the user's lock, moved).
+        """
+        with self._locked(user_name), self._user_directory(user_name) as dir_fd:
+            if dir_fd is None:
+                return
+            for entry, mtime in stale.items():
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(entry, dir_fd=dir_fd, follow_symlinks=False).st_mtime_ns == mtime:
+                        os.unlink(entry, dir_fd=dir_fd)
 
     def _prune_index(self, name: str, now: float) -> None:
+        """Sweep one user's index: drop expired entries and abandoned
+        temporary files, and the directory once empty. A symlink or file
+        in its place goes once expired (never what a link points to).
+        """
         with self._locked(name, blocking=False) as acquired:
             if not acquired:
                 return
             path = self._path(name, _USER_SUFFIX)
+            with self._user_directory(name) as dir_fd:
+                if dir_fd is None:
+                    st = os.lstat(path)
+                    if not stat.S_ISDIR(st.st_mode) and st.st_mtime <= now:
+                        os.unlink(path)
+                    return
+                left = 0
+                with os.scandir(dir_fd) as entries:
+                    for entry in entries:
+                        st = entry.stat(follow_symlinks=False)
+                        if entry.name.startswith(_TEMP_PREFIX):
+                            expired = st.st_ctime < now - STALE_TEMP_AGE
+                        else:
+                            # Past its end, or its session lived its whole
+                            # lifetime as the entry knows it and is missing.
+                            expired = st.st_mtime <= now or (
+                                outlived(st.st_mtime, now)
+                                and not self._entry_session(entry.name, dir_fd, now)
+                            )
+                        if expired:
+                            os.unlink(entry.name, dir_fd=dir_fd)
+                        else:
+                            left += 1
+            if not left:
+                with contextlib.suppress(OSError):  # not empty after all
+                    os.rmdir(path)
+
+    # -- revoke records -------------------------------------------------------
+    #
+    # One file per user, <sha256("revoked\0" + user)>.revoked, holding
+    # {"user": ..., "at": ...}, its mtime when it may go (a sweep removes it
+    # by its stat alone). Written like a session file.
+
+    def _revoked_name(self, user: str) -> str:
+        return self._name("revoked\0" + user)
+
+    def index_revoke(self, user: str, at: float, until: float) -> None:
+        name = self._revoked_name(user)
+        data = to_utf8(encode({"user": user, "at": at}))
+        with self._locked(name):
+            self._write(name, data, until, _REVOKED_SUFFIX)
+
+    def index_revoked(self, user: str) -> float | None:
+        opened = _open_ours(self._path(self._revoked_name(user), _REVOKED_SUFFIX))
+        if opened is None:
+            return None
+        file, st = opened
+        with file:
+            if st.st_mtime <= time.time():
+                return None
             try:
-                opened = _open_ours(path)
-                user = None
-                if opened is not None:
-                    with opened[0] as file:
-                        user = json.load(file).get("user")
-            except (OSError, ValueError, AttributeError):
-                user = None
-            if isinstance(user, str) and self._user_name(user) == name:
-                self._write_index(name, user, self._read_index(name, now))
-            elif os.lstat(path).st_mtime <= now:
-                # Not followed: an expired symlink goes, never its target.
-                self._unlink(name, _USER_SUFFIX)
-
-    def index_add(self, user: str, sid: str, until: float) -> None:
-        self._update_index(user, lambda sids: sids.__setitem__(sid, until))
-
-    def index_remove(self, user: str, sid: str) -> None:
-        self._update_index(user, lambda sids: sids.pop(sid, None))
-
-    def index_sessions(self, user: str) -> dict[str, Document]:
-        now = time.time()
-        texts: dict[str, bytes | None] = {}
-        for sid in self._read_index(self._user_name(user), now):
-            try:
-                entry = self._read(self._name(sid), now)
-            except CorruptDocument:
-                continue
-            texts[sid] = entry[1] if entry is not None and entry[0] == sid else None
-        gone = [sid for sid, text in texts.items() if text is None]
-        if gone:
-            self._update_index(user, lambda sids: [sids.pop(sid, None) for sid in gone])
-        return decode_entries(texts)
+                record = json.load(file)
+            except (ValueError, UnicodeDecodeError):
+                return None
+        if not isinstance(record, dict) or record.get("user") != user:
+            return None
+        at = record.get("at")
+        return None if isinstance(at, bool) or not isinstance(at, int | float) else float(at)
 
     # -- expiry -----------------------------------------------------------
 
@@ -466,16 +668,18 @@ class FileSystemStore(Store):
                         removed += self._remove_expired(entry.name[:_NAME_LENGTH], now)
                     elif _USER_FILE.fullmatch(entry.name):
                         self._prune_index(entry.name[:_NAME_LENGTH], now)
+                    elif _REVOKED_FILE.fullmatch(entry.name) and st.st_mtime <= now:
+                        self._remove_expired(entry.name[:_NAME_LENGTH], now, _REVOKED_SUFFIX)
                 except FileNotFoundError:
                     continue
         return removed
 
-    def _remove_expired(self, name: str, now: float) -> int:
-        # A busy lock means someone is writing this session: leave it.
+    def _remove_expired(self, name: str, now: float, suffix: str = _SUFFIX) -> int:
+        # A busy lock means someone is writing this file: leave it.
         with self._locked(name, blocking=False) as acquired:
             # Checked again under the lock: it may have been rewritten.
-            if acquired and os.lstat(self._path(name)).st_mtime <= now:
-                os.unlink(self._path(name))
+            if acquired and os.lstat(self._path(name, suffix)).st_mtime <= now:
+                os.unlink(self._path(name, suffix))
                 return 1
         return 0
 
@@ -503,7 +707,3 @@ class FileSystemStore(Store):
             finally:
                 os.close(fd)
             self._sweep(now)
-
-
-def _file_data(sid: str, session: cabc.Mapping[str, t.Any]) -> bytes:
-    return to_utf8(encode({"sid": sid})) + b"\n" + to_utf8(encode(session)) + b"\n"

@@ -8,13 +8,13 @@ import time
 import typing as t
 
 from ..document import decode
-from ..document import encode
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
 from .base import apply_changes
 from .base import decode_entries
 from .base import document_ttl
+from .base import outlived
 from .base import touched_ttl
 
 #: Seconds between two sweeps of expired entries.
@@ -43,6 +43,8 @@ class MemoryStore(Store):
         self._entries: dict[str, tuple[str, float]] = {}
         # user -> {sid: until}: the per-user index (CONNECT_SESSION_USER_KEY).
         self._users: dict[str, dict[str, float]] = {}
+        # user -> (revoked at, until): the revoke records.
+        self._revoked: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
         self._next_sweep = time.time() + SWEEP_INTERVAL
 
@@ -62,7 +64,7 @@ class MemoryStore(Store):
         if ttl <= 0:
             self._entries.pop(sid, None)
         else:
-            self._entries[sid] = (encode(session), now + ttl)
+            self._entries[sid] = (self.encoded(session).decode("utf-8"), now + ttl)
         if now >= self._next_sweep:
             self._sweep(now)
 
@@ -72,7 +74,14 @@ class MemoryStore(Store):
         for sid in dead:
             del self._entries[sid]
         for user in list(self._users):
+            # Entries of sessions that expired, though within their margin.
+            for sid, until in list(self._users[user].items()):
+                if sid not in self._entries and outlived(until, now):
+                    del self._users[user][sid]
             self._prune_user(user, now)
+        for user, (_, until) in list(self._revoked.items()):
+            if until <= now:
+                del self._revoked[user]
         self._next_sweep = now + SWEEP_INTERVAL
         return len(dead)
 
@@ -140,24 +149,34 @@ class MemoryStore(Store):
         with self._lock:
             return sum(1 for _, expiry in self._entries.values() if expiry > now)
 
-    def clear(self) -> None:
+    def clear(self) -> int:
+        now = time.time()
         with self._lock:
+            removed = sum(1 for _, expiry in self._entries.values() if expiry > now)
             self._entries.clear()
             self._users.clear()
+            self._revoked.clear()
+        return removed
 
     def prune(self) -> int:
         with self._lock:
             return self._sweep(time.time())
 
+    # The index's writes cost the same whatever the user's number of
+    # sessions; expired entries go when the user's index is read, and in
+    # the sweeps.
+
     def index_add(self, user: str, sid: str, until: float) -> None:
         with self._lock:
-            self._prune_user(user, time.time())
             self._users.setdefault(user, {})[sid] = until
 
     def index_remove(self, user: str, sid: str) -> None:
         with self._lock:
-            self._users.get(user, {}).pop(sid, None)
-            self._prune_user(user, time.time())
+            entries = self._users.get(user)
+            if entries is not None:
+                entries.pop(sid, None)
+                if not entries:
+                    del self._users[user]
 
     def index_sessions(self, user: str) -> dict[str, Document]:
         now = time.time()
@@ -168,3 +187,12 @@ class MemoryStore(Store):
                     del self._users[user][sid]
             self._prune_user(user, now)
         return decode_entries(texts)
+
+    def index_revoke(self, user: str, at: float, until: float) -> None:
+        with self._lock:
+            self._revoked[user] = (at, until)
+
+    def index_revoked(self, user: str) -> float | None:
+        with self._lock:
+            at, until = self._revoked.get(user, (None, 0.0))
+            return at if until > time.time() else None

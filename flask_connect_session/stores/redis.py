@@ -22,9 +22,11 @@ from ..serialization import error_kind
 from ._redis_lua import INDEX_SCRIPT
 from ._redis_lua import MERGE_SCRIPT
 from .base import DEFAULT_TTL
+from .base import INDEX_MARGIN
 from .base import Document
 from .base import Store
 from .base import apply_changes
+from .base import check_size
 from .base import decode_entries
 from .base import document_ttl
 from .base import redact_url
@@ -65,7 +67,7 @@ def client_from_url(url: str) -> t.Any:
     try:
         import redis
     except ImportError as exc:
-        raise ImportError("RedisStore needs redis-py: pip install redis") from exc
+        raise ImportError("RedisStore needs redis-py: pip install redis", name=exc.name) from exc
     scheme, _, rest = url.partition("://")
     redis_scheme = _SCHEMES.get(scheme.lower())
     if redis_scheme is None:
@@ -115,9 +117,7 @@ def sentinel_client(
     try:
         from redis.sentinel import Sentinel
     except ImportError as exc:
-        raise ImportError(
-            "RedisStore needs redis-py: pip install flask-connect-session[redis]"
-        ) from exc
+        raise ImportError("RedisStore needs redis-py: pip install redis", name=exc.name) from exc
     timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_connect_timeout}
     # redis-py types Sentinel and master_for in some releases and not in
     # others: "unused-ignore" keeps mypy quiet on both.
@@ -146,6 +146,18 @@ def _undecodable_is_corrupt() -> cabc.Iterator[None]:
 
 #: How many values read per process the fast merge remembers.
 READ_CACHE_SIZE = 10_000
+
+#: Longest stored value, in bytes, that the merge script hashes or scans.
+#: Redis runs one script at a time and serves no other client meanwhile, and
+#: its Lua scans JSON at some 20 MB/s (8 MB/s when full of escapes); even
+#: copying a long value into Lua costs milliseconds. A longer value is
+#: merged in an optimistic transaction instead (``WATCH``/``MULTI``), during
+#: which Redis only copies bytes (benchmarks/README.md, "A merge into a
+#: huge session").
+SCRIPT_LIMIT = 65536
+
+#: Attempts of an optimistic-transaction merge before it gives up.
+SWAP_ATTEMPTS = 100
 
 
 def _glob_escape(text: str) -> str:
@@ -202,6 +214,12 @@ class RedisStore(Store):
         ``key_prefix`` without its trailing ``:`` plus ``-user:``
         (``sess-user:42``), so connect-redis' scans of ``sess:*`` never
         meet an index.
+    :param revoked_prefix: prefix of the per-user revoke records
+        (:meth:`index_revoke`): one string key per user who logged out
+        everywhere, ``<revoked_prefix><user>``, holding when (ms since the
+        epoch) and expiring when the record may go. Defaults to
+        ``key_prefix`` without its trailing ``:`` plus ``-revoked:``
+        (``sess-revoked:42``).
 
     .. versionadded:: 0.1
     """
@@ -213,6 +231,7 @@ class RedisStore(Store):
         key_prefix: str = "sess:",
         ttl: int = DEFAULT_TTL,
         index_prefix: str | None = None,
+        revoked_prefix: str | None = None,
     ) -> None:
         #: The Redis client.
         self.client: t.Any = (
@@ -227,6 +246,10 @@ class RedisStore(Store):
         #: Prefix of the per-user index keys.
         self.index_prefix = (
             key_prefix.rstrip(":") + "-user:" if index_prefix is None else index_prefix
+        )
+        #: Prefix of the per-user revoke records.
+        self.revoked_prefix = (
+            key_prefix.rstrip(":") + "-revoked:" if revoked_prefix is None else revoked_prefix
         )
         self.ttl = ttl
         # RedisCluster (and ValkeyCluster) route by node; they have primaries.
@@ -284,7 +307,7 @@ class RedisStore(Store):
     def set(self, sid: str, session: Document) -> None:
         ttl = document_ttl(session, self.ttl)
         if ttl > 0:
-            self.client.set(self._key(sid), to_utf8(encode(session)), ex=ttl)
+            self.client.set(self._key(sid), self.encoded(session), ex=ttl)
         else:
             self.client.delete(self._key(sid))
 
@@ -314,6 +337,12 @@ class RedisStore(Store):
         document built here replaces it; if another request wrote meanwhile,
         the server splices the changes into what it holds. Both paths are one Lua script
         (``MERGE_SCRIPT``), so a contended session costs no extra round trip.
+        A stored value longer than :data:`SCRIPT_LIMIT` is never read by a
+        script: it is merged here, in an optimistic transaction (see
+        :meth:`_merge_by_swap`).
+
+        :raises SessionTooLarge: the merged document would be longer than
+            :attr:`max_size`; nothing is written.
         """
         removed = list(removed)
         if COOKIE_MEMBER in changes:
@@ -322,30 +351,90 @@ class RedisStore(Store):
             ttl = ""  # the stored cookie, so the TTL, stays as it is
         with self._read_lock:
             raw = self._read.pop(sid, None)
+        if raw is not None and len(raw) > SCRIPT_LIMIT:
+            return self._merge_by_swap(sid, changes, removed, ttl)
         version, new = "", b""
         if raw is not None:
             version = hashlib.sha1(raw).hexdigest()
-            new = to_utf8(encode(apply_changes(decode(raw), changes, removed)))
+            new = self._merged(raw, changes, removed, ttl)
         items: list[bytes] = []
         for name, value in changes.items():
             items += (_name_bytes(name), to_utf8(f"{dumps(name)}:{dumps(value)}"))
         items += [_name_bytes(name) for name in removed]
         packed = b"".join(b"%d:%s" % (len(item), item) for item in items)
-        result = self._merge(keys=[self._key(sid)], args=[version, new, ttl, len(changes), packed])
+        result = self._merge(
+            keys=[self._key(sid)],
+            args=[version, new, ttl, len(changes), packed, SCRIPT_LIMIT, self.max_size],
+        )
+        if isinstance(result, list):  # [-3, size]: the splice came out too long
+            check_size(int(result[1]), self.max_size)
         if result == -1:
             raise CorruptDocument("the stored value is not a session document")
+        if result == -2:
+            # Grown past what the script reads since this process read it.
+            return self._merge_by_swap(sid, changes, removed, ttl)
         if result == 2 and (ttl == "" or int(ttl) > 0):
             # Stored as sent: the next merge can take the fast path again.
             self._remember(sid, new)
         return bool(result in (1, 2))
 
+    def _merged(
+        self, raw: bytes | str, changes: cabc.Mapping[str, t.Any], removed: list[str], ttl: str
+    ) -> bytes:
+        """The document ``raw`` becomes with ``changes`` and ``removed``, as
+        bytes, checked against :attr:`max_size` unless it is to be deleted.
+        """
+        document = apply_changes(decode(raw), changes, removed)
+        return self.encoded(document) if ttl == "" or int(ttl) > 0 else to_utf8(encode(document))
+
+    def _merge_by_swap(
+        self, sid: str, changes: cabc.Mapping[str, t.Any], removed: list[str], ttl: str
+    ) -> bool:
+        """Merge into a stored value too long for the merge script, with an
+        optimistic transaction: ``WATCH`` the key, ``GET`` it, build the new
+        document here, write it in ``MULTI``/``EXEC`` (which writes nothing
+        if the key changed since, and then it starts again). Redis only
+        copies bytes meanwhile; on a cluster it talks to the key's primary.
+        """
+        key = self._key(sid)
+        client = (
+            self.client.get_node_from_key(key).redis_connection if self._cluster else self.client
+        )
+        for _ in range(SWAP_ATTEMPTS):
+            with client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    with _undecodable_is_corrupt():
+                        raw = pipe.get(key)
+                    if raw is None:
+                        return False
+                    new = self._merged(raw, changes, removed, ttl)
+                    pipe.multi()
+                    if ttl == "":
+                        pipe.set(key, new, keepttl=True)
+                    elif int(ttl) > 0:
+                        pipe.set(key, new, ex=int(ttl))
+                    else:
+                        pipe.delete(key)
+                    pipe.execute()
+                    return True
+                except Exception as exc:
+                    # redis-py's and valkey-py's WatchError: written meanwhile.
+                    if type(exc).__name__ != "WatchError":
+                        raise
+        raise RuntimeError(f"merge of a session lost {SWAP_ATTEMPTS} races in a row")
+
     def _keys(self, prefix: str | None = None) -> cabc.Iterator[bytes | str]:
         prefix = self.key_prefix if prefix is None else prefix
         pattern = _glob_escape(prefix) + "*"
-        # With an odd prefix pair (sess / sess-user:) the index keys would
-        # match the session pattern: skip them.
-        skip = prefix == self.key_prefix and self.index_prefix.startswith(prefix)
-        index_prefix = self.index_prefix
+        # With an odd prefix pair (sess / sess-user:) the index keys and the
+        # revoke records would match the session pattern: skip them.
+        skipped = tuple(
+            other
+            for other in (self.index_prefix, self.revoked_prefix)
+            if prefix == self.key_prefix and other.startswith(prefix)
+        )
+        skipped_bytes = tuple(other.encode() for other in skipped)
         if self._cluster:
             primaries = getattr(type(self.client), "PRIMARIES", "primaries")
             keys = self.client.scan_iter(match=pattern, count=BATCH_SIZE, target_nodes=primaries)
@@ -356,10 +445,10 @@ class RedisStore(Store):
         for key in keys:
             if key not in seen:
                 seen.add(key)
-                if skip and (
-                    key.startswith(index_prefix.encode())
+                if skipped and (
+                    key.startswith(skipped_bytes)
                     if isinstance(key, bytes)
-                    else key.startswith(index_prefix)
+                    else key.startswith(skipped)
                 ):
                     continue
                 yield key
@@ -372,11 +461,14 @@ class RedisStore(Store):
             return None
         return text[len(self.key_prefix) :]
 
-    def _entries(self) -> cabc.Iterator[tuple[bytes | str, bytes | str]]:
-        """The keys under the prefix with their values, batch by batch;
-        keys that are not strings (a set, a hash) are left out.
+    def _entries(
+        self, prefix: str | None = None
+    ) -> cabc.Iterator[tuple[bytes | str, bytes | str]]:
+        """The keys under the prefix (``key_prefix`` by default) with their
+        values, batch by batch; keys that are not strings (a set, a hash)
+        are left out.
         """
-        for batch in _batches(self._keys()):
+        for batch in _batches(self._keys(prefix)):
             pipe = self.client.pipeline(transaction=False)
             for key in batch:
                 pipe.get(key)
@@ -421,18 +513,35 @@ class RedisStore(Store):
         """
         return sum(1 for _ in self._session_keys())
 
-    def clear(self) -> None:
-        """Delete every key under the prefix that holds a session document,
-        and the per-user index keys (sorted sets under ``index_prefix``); keys
-        of other applications that share the prefixes are left alone.
+    def _revoked_keys(self) -> cabc.Iterator[bytes | str]:
+        """The revoke records: the keys under ``revoked_prefix`` holding a
+        number.
         """
-        keys = itertools.chain(self._session_keys(), self._index_keys())
+        for key, value in self._entries(self.revoked_prefix):
+            text = value.decode(errors="replace") if isinstance(value, bytes) else value
+            if text.isdigit():
+                yield key
+
+    def clear(self) -> int:
+        """Delete every key under the prefix that holds a session document,
+        the per-user index keys (sorted sets under ``index_prefix``) and the
+        revoke records (under ``revoked_prefix``); keys of other applications
+        that share the prefixes are left alone. Returns how many sessions went.
+        """
+        removed = self._unlink(self._session_keys())
+        self._unlink(itertools.chain(self._index_keys(), self._revoked_keys()))
+        return removed
+
+    def _unlink(self, keys: cabc.Iterable[bytes | str]) -> int:
+        """Delete ``keys`` in batches; return how many existed."""
+        removed = 0
         for batch in _batches(keys):
             pipe = self.client.pipeline(transaction=False)
             for key in batch:
                 # One key per command: keys of a cluster live in many slots.
                 pipe.unlink(key)
-            pipe.execute()
+            removed += sum(pipe.execute())
+        return removed
 
     # -- the per-user index ------------------------------------------------
 
@@ -445,16 +554,51 @@ class RedisStore(Store):
 
     def index_prune(self) -> int:
         """Drop the expired entries of every user's index (``SCAN`` of the
-        index keys, one script per key); return how many went. Keys whose
-        every entry expired are gone already: they expire by themselves.
+        index keys); return how many went. Per key: one script drops the
+        entries whose time has passed, then those whose session key is gone
+        and that :func:`outlived` it are checked (one pipeline of
+        ``EXISTS``) and dropped. Keys whose every entry expired are gone
+        already: they expire by themselves.
         """
-        return sum(self._update_key(key, "", ()) for key in self._keys(self.index_prefix))
+        return sum(
+            self._update_key(key, "", ()) + self._drop_outlived(key) for key in self._index_keys()
+        )
+
+    def _drop_outlived(self, key: bytes | str) -> int:
+        now = time.time()
+        # outlived(): the entries ending within the margin from now.
+        members = self.client.zrange(
+            key, f"({int(now * 1000)}", int((now + INDEX_MARGIN) * 1000), byscore=True
+        )
+        sids = [m.decode() if isinstance(m, bytes) else m for m in members]
+        if not sids:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for sid in sids:
+            pipe.exists(self._key(sid))
+        gone = [sid for sid, exists in zip(sids, pipe.execute(), strict=True) if not exists]
+        if gone:
+            self._update_key(key, "", gone)
+        return len(gone)
 
     def index_add(self, user: str, sid: str, until: float) -> None:
         self._update_index(user, str(math.ceil(until * 1000)), [sid])
 
     def index_remove(self, user: str, sid: str) -> None:
         self._update_index(user, "", [sid])
+
+    def index_revoke(self, user: str, at: float, until: float) -> None:
+        # One string key (one slot on a cluster), gone by itself at ``until``.
+        self.client.set(
+            self.revoked_prefix + user, str(int(at * 1000)), pxat=math.ceil(until * 1000)
+        )
+
+    def index_revoked(self, user: str) -> float | None:
+        value = self.client.get(self.revoked_prefix + user)
+        if value is None:
+            return None
+        text = value.decode(errors="replace") if isinstance(value, bytes) else value
+        return int(text) / 1000 if text.isdigit() else None
 
     def index_sessions(self, user: str) -> dict[str, Document]:
         """Read ``user``'s index and their sessions: two round trips (a

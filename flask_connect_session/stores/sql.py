@@ -26,7 +26,7 @@ from ..cookie import MAX_LIFETIME
 from ..document import DEVICE_MEMBER
 from ..document import decode
 from ..document import device_user
-from ..document import encode
+from ..errors import describe
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
@@ -35,7 +35,6 @@ from .base import decode_entries
 from .base import document_ttl
 from .base import redact_url
 from .base import split_table_name
-from .base import to_utf8
 from .base import touched_ttl
 
 logger = logging.getLogger("flask_connect_session")
@@ -58,17 +57,136 @@ CAS_ATTEMPTS = 100
 #: How many times a transaction the database rolled back as a deadlock
 #: victim is run again.
 DEADLOCK_ATTEMPTS = 5
+#: Attempts at creating (or inspecting) the table on first use while other
+#: processes do the same (a first deploy: every worker's first request).
+CREATE_ATTEMPTS = 12
 
 _T = t.TypeVar("_T")
 
+#: What a process gets when another creates the same table at that moment:
+#: PostgreSQL's duplicate table or object, its unique violation on the
+#: system catalogue (two ``CREATE TABLE`` committing at once), a lock
+#: timeout or deadlock; MySQL/MariaDB's "table exists", "duplicate key
+#: name", lock wait timeout or deadlock. (SQLite: see :func:`_is_creation_race`.)
+_CREATION_RACE: frozenset[str | int] = frozenset(
+    ("42P07", "42710", "23505", "55P03", "40P01", 1050, 1061, 1205, 1213)
+)
 
-def _is_deadlock(exc: sa.exc.OperationalError) -> bool:
-    """Whether the database rolled the transaction back as a deadlock victim
-    (MySQL/MariaDB error 1213, PostgreSQL SQLSTATE 40P01).
+
+def error_code(exc: BaseException) -> str | int | None:
+    """Return the database's own code for a driver error, or ``None``:
+    PostgreSQL's SQLSTATE (``"23505"``), MySQL/MariaDB's error number
+    (``1050``), SQLite's result code name (``"SQLITE_BUSY"``).
+
+    :param exc: a SQLAlchemy ``DBAPIError`` or the driver's exception.
     """
-    orig = exc.orig
-    code = orig.args[0] if orig is not None and orig.args else None
-    return code == 1213 or getattr(orig, "sqlstate", None) == "40P01"
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    if orig is None:
+        return None
+    # MySQL drivers put the error number first (PyMySQL also has a sqlstate,
+    # less precise).
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+        return args[0]
+    # psycopg 3, then psycopg2.
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str):
+        return sqlstate
+    name = getattr(orig, "sqlite_errorname", None)
+    return name if isinstance(name, str) else None
+
+
+class SQLStoreError(Exception):
+    """A database error met by :class:`SQLStore`, told without the values
+    of the statement.
+
+    SQLAlchemy's message quotes the bound parameters (a session's id and its
+    whole document) and some drivers quote values too, so the store raises
+    this instead, naming SQLAlchemy's error class, the driver's error class
+    and code, and the first line of the driver's message with every
+    parameter value taken out; nothing is chained to it.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, message: str, code: int | str | None = None) -> None:
+        super().__init__(message)
+        #: The driver's error code (MySQL/MariaDB's number, PostgreSQL's
+        #: SQLSTATE), or ``None``.
+        self.code = code
+
+    @classmethod
+    def scrub(cls, exc: sa.exc.StatementError) -> SQLStoreError:
+        """Return the error to raise instead of ``exc``."""
+        orig = exc.orig
+        code = None if orig is None else error_code(orig)
+        detail = str(orig if orig is not None else exc).strip().partition("\n")[0]
+        for value in sorted(_parameter_texts(exc.params), key=len, reverse=True):
+            detail = detail.replace(value, "***")
+        driver = "" if orig is None else f"{type(orig).__module__}.{type(orig).__name__}"
+        where = ", ".join(str(part) for part in (driver, code) if part)
+        return cls(f"{type(exc).__name__} ({where}): {detail}", code)
+
+    @property
+    def deadlock(self) -> bool:
+        """Whether the database rolled the transaction back as a deadlock
+        victim (MySQL/MariaDB error 1213, PostgreSQL SQLSTATE 40P01).
+        """
+        return self.code in (1213, "40P01")
+
+
+def _parameter_texts(params: object) -> cabc.Iterator[str]:
+    """The text values among a statement's parameters (a mapping, or a
+    sequence of them for an executemany).
+    """
+    if isinstance(params, cabc.Mapping):
+        params = [params]
+    if not isinstance(params, cabc.Sequence):
+        return
+    for group in params:
+        values = group.values() if isinstance(group, cabc.Mapping) else group
+        if isinstance(values, cabc.Iterable):
+            # Shorter values would garble the message more than they hide.
+            yield from (v for v in values if isinstance(v, str) and len(v) > 3)
+
+
+@contextlib.contextmanager
+def _scrubbed() -> cabc.Iterator[None]:
+    """Turn a SQLAlchemy statement error into a :class:`SQLStoreError`,
+    with nothing chained (the original's message quotes the parameters).
+    """
+    try:
+        yield
+    except sa.exc.StatementError as exc:
+        error = SQLStoreError.scrub(exc)
+    else:
+        return
+    raise error from None
+
+
+def _without_parameters(engine: sa.Engine) -> sa.Engine:
+    """``engine``, or a view of it sharing its pool, whose logs and errors
+    leave the bound parameters out (``hide_parameters``), even with echo on.
+    """
+    if engine.hide_parameters:
+        return engine
+    view = engine.execution_options()
+    view.hide_parameters = True
+    return view
+
+
+def _is_creation_race(exc: sa.exc.DBAPIError) -> bool:
+    """Whether ``exc`` is what creating the table gives while another
+    process creates it: that one has made it (it is there now), or held a
+    lock this one gave up waiting for. SQLite reports the latter as busy or
+    locked, at once when a read transaction cannot become a write one.
+    """
+    code = error_code(exc)
+    if isinstance(code, str) and code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return True
+    if code == "SQLITE_ERROR":
+        return "already exists" in str(exc.orig)
+    return code in _CREATION_RACE
 
 
 def _utcnow() -> datetime:
@@ -87,9 +205,20 @@ def _sqlite_wal(dbapi_connection: t.Any, record: t.Any) -> None:
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
-def _text(document: cabc.Mapping[str, t.Any]) -> str:
-    # PostgreSQL and MariaDB take UTF-8 only: lone surrogates become escapes.
-    return to_utf8(encode(document)).decode("utf-8")
+def _private_sqlite_file(url: sa.URL) -> None:
+    """Create a missing SQLite database file, empty and mode 0600: SQLite
+    makes it a database at first use, and gives the ``-wal``, ``-shm`` and
+    journal files it creates beside it the same mode. (Left to SQLite, all
+    would be readable by every local user.)
+    """
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        os.close(os.open(database, flags | getattr(os, "O_CLOEXEC", 0), 0o600))
+    except OSError:
+        pass  # there already, or no folder: SQLite reports the latter at first use
 
 
 #: Longest user id the ``user_id`` column holds.
@@ -149,24 +278,64 @@ def session_table(name: str = "session", metadata: sa.MetaData | None = None) ->
             .with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"),
             nullable=False,
         ),
-        sa.Column(
-            "expire",
-            sa.DateTime()
-            .with_variant(postgresql.TIMESTAMP(precision=6), "postgresql")
-            .with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=False,
-        ),
+        sa.Column("expire", _timestamp(), nullable=False),
         sa.Column("user_id", sa.String(USER_ID_LENGTH), nullable=True),
         # connect-pg-simple's index name, for its default table "session".
         sa.Index(f"IDX_{table}_expire", "expire"),
         sa.Index(f"IDX_{table}_user_id", "user_id"),
         schema=schema,
-        # Whatever the database's default: sessions hold any Unicode.
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
-        mariadb_charset="utf8mb4",
-        mariadb_collate="utf8mb4_bin",
+        **_TABLE_OPTIONS,
     )
+
+
+def revoked_table(name: str = "session", metadata: sa.MetaData | None = None) -> sa.Table:
+    """Return the :class:`~sqlalchemy.schema.Table` of the per-user revoke
+    records (:meth:`SQLStore.index_revoke`), ``<table>_revoked`` beside the
+    session table: ``user_id`` (primary key, as the session table's
+    ``user_id`` column holds it), ``revoked_at`` and ``expire`` (indexed;
+    :meth:`SQLStore.prune` deletes expired rows).
+
+    Add it to your own metadata, beside :func:`session_table`, to have
+    Alembic's autogenerate manage it.
+
+    :param name: the session table's ``"table"`` or ``"schema.table"``.
+    :param metadata: the metadata to add it to (a new one by default).
+    """
+    schema, table = split_table_name(name)
+    return sa.Table(
+        f"{table}_revoked",
+        metadata if metadata is not None else sa.MetaData(),
+        sa.Column("user_id", sa.String(USER_ID_LENGTH), primary_key=True),
+        sa.Column("revoked_at", _timestamp(), nullable=False),
+        sa.Column("expire", _timestamp(), nullable=False),
+        sa.Index(f"IDX_{table}_revoked_expire", "expire"),
+        schema=schema,
+        **_TABLE_OPTIONS,
+    )
+
+
+#: Whatever the database's default: sessions hold any Unicode, and ids that
+#: differ in case differ.
+_TABLE_OPTIONS: dict[str, t.Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mariadb_charset": "utf8mb4",
+    "mariadb_collate": "utf8mb4_bin",
+}
+
+
+def _timestamp() -> sa.types.TypeEngine[datetime]:
+    # Microseconds everywhere (PostgreSQL's and MariaDB's default is less).
+    return (
+        sa.DateTime()
+        .with_variant(postgresql.TIMESTAMP(precision=6), "postgresql")
+        .with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+    )
+
+
+def _from_time(seconds: float) -> datetime:
+    """A :func:`time.time` value as the naive UTC datetime the tables hold."""
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
 
 
 class SQLStore(Store):
@@ -227,12 +396,19 @@ class SQLStore(Store):
                     connect_args["connect_timeout"] = CONNECT_TIMEOUT
             # Connections are checked before use, so a restarted database
             # is picked up without restarting the app.
-            self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+            self.engine = sa.create_engine(
+                url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
+            )
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_wal)
+        self._engine = _without_parameters(self.engine)
+        if self.engine.dialect.name == "sqlite":
+            _private_sqlite_file(self.engine.url)
         self.ttl = ttl
         #: The session table.
         self.table = session_table(table)
+        #: The per-user revoke records (``CONNECT_SESSION_USER_KEY``).
+        self.revoked = revoked_table(table, self.table.metadata)
         self._dialect = self.engine.dialect.name
         self._autocommit = self._dialect in ("postgresql", "sqlite")
         self._prune_interval = prune_interval
@@ -243,6 +419,8 @@ class SQLStore(Store):
         #: Whether the table has the ``user_id`` column (a table that
         #: connect-pg-simple created has not); known after first use.
         self._user_column = True
+        #: Whether the revoke records' table exists; known after first use.
+        self._revoked_table = True
         self._build_statements()
         self._create = create_table
         # Checked (and created) on first use, not here: init_app never needs
@@ -257,21 +435,68 @@ class SQLStore(Store):
     # -- schema ------------------------------------------------------------
 
     def create_table(self) -> None:
-        """Create the table and its indexes if they are missing."""
-        self.table.metadata.create_all(self.engine, checkfirst=True)
+        """Create the table, the revoke records' table
+        (:func:`revoked_table`) and their indexes if they are missing.
+
+        Safe while other processes do the same, as the workers of a first
+        deploy do (see :meth:`_despite_other_creators`).
+        """
+        self._despite_other_creators(self._create_table)
+
+    def _create_table(self) -> None:
+        # checkfirst: an attempt after a lost race finds the winner's table.
+        self.table.metadata.create_all(self._engine, checkfirst=True)
 
     def _check_schema(self) -> None:
-        """Create the table if asked to, and find out whether it has the
-        ``user_id`` column: without it (connect-pg-simple's own table) the
-        statements leave it out and the per-user index is unavailable.
+        """Create the tables if asked to, and find out whether the session
+        table has the ``user_id`` column (without it, as in connect-pg-simple's
+        own table, the statements leave it out and the per-user index is
+        unavailable) and whether the revoke records' table exists.
         """
+        self._despite_other_creators(self._inspect_schema)
+        self._schema_unchecked = False
+
+    def _inspect_schema(self) -> None:
         if self._create:
-            self.create_table()
-        columns = sa.inspect(self.engine).get_columns(self.table.name, schema=self.table.schema)
+            self._create_table()
+        inspector = sa.inspect(self._engine)
+        columns = inspector.get_columns(self.table.name, schema=self.table.schema)
         if not any(column["name"] == "user_id" for column in columns):
             self._user_column = False
             self._build_statements()
-        self._schema_unchecked = False
+        self._revoked_table = inspector.has_table(self.revoked.name, schema=self.revoked.schema)
+
+    def _despite_other_creators(self, operation: cabc.Callable[[], None]) -> None:
+        """Run ``operation``, again (up to :data:`CREATE_ATTEMPTS` times, after
+        a growing random pause) while it fails because another process is
+        creating the table at that moment (:func:`_is_creation_race`).
+
+        Each attempt is a transaction that the failure rolled back whole, and
+        checks before it creates, so the next one finds the table the other
+        process made, or gets the lock it waited for. Any other failure, or
+        the last one, is raised as a ``RuntimeError`` naming the table and
+        the database's error code (PostgreSQL's messages do not show their
+        SQLSTATE), with the driver's exception chained.
+        """
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                operation()
+                return
+            except sa.exc.DBAPIError as exc:
+                code = error_code(exc)
+                if attempt < CREATE_ATTEMPTS and _is_creation_race(exc):
+                    logger.debug(
+                        "SQLStore: table %s is being created by another process"
+                        " (database error %s); trying again",
+                        self.table.fullname,
+                        code,
+                    )
+                    time.sleep(random.uniform(0.02, 0.04) * attempt)
+                    continue
+                raise RuntimeError(
+                    f"SQLStore could not create or inspect table {self.table.fullname!r}"
+                    f" (database error {code}): {describe(exc.orig or exc)}"
+                ) from exc
 
     @contextlib.contextmanager
     def _connect(self, transaction: bool = False) -> cabc.Iterator[sa.Connection]:
@@ -284,26 +509,29 @@ class SQLStore(Store):
         one-statement operation is one round trip, not three.
         """
         self._maybe_prune()
-        if self._schema_unchecked:
-            with self._create_lock:
-                if self._schema_unchecked:
-                    self._check_schema()
-        if transaction or not self._autocommit:
-            with self.engine.begin() as conn:
-                yield conn
-        else:
-            with self.engine.connect() as conn:
-                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        with _scrubbed():
+            if self._schema_unchecked:
+                with self._create_lock:
+                    if self._schema_unchecked:
+                        self._check_schema()
+            if transaction or not self._autocommit:
+                with self._engine.begin() as conn:
+                    yield conn
+            else:
+                with self._engine.connect() as conn:
+                    yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def ddl(self) -> str:
         """Return the ``CREATE TABLE`` and ``CREATE INDEX`` statements for this
         store's database, for migration tools.
         """
-        statements: list[sa.schema.ExecutableDDLElement] = [sa.schema.CreateTable(self.table)]
-        statements += [
-            sa.schema.CreateIndex(index)
-            for index in sorted(self.table.indexes, key=lambda index: str(index.name))
-        ]
+        statements: list[sa.schema.ExecutableDDLElement] = []
+        for table in (self.table, self.revoked):
+            statements.append(sa.schema.CreateTable(table))
+            statements += [
+                sa.schema.CreateIndex(index)
+                for index in sorted(table.indexes, key=lambda index: str(index.name))
+            ]
         return "".join(
             f"{str(statement.compile(dialect=self.engine.dialect)).strip()};\n\n"
             for statement in statements
@@ -372,9 +600,15 @@ class SQLStore(Store):
             .where(live, self._sess_out == sa.bindparam("old"))
             .values(sess=self._sess_in, expire=sa.bindparam("p_expire"), **users)
         )
+        # user_id is compared through coalesce(), which its index cannot
+        # serve: a plan cached while the table was small (PostgreSQL's
+        # generic plans) must never scan all of a user's rows to find one.
         self._index_remove = (
             sa.update(self.table)
-            .where(c.sid == sa.bindparam("p_sid"), c.user_id == sa.bindparam("p_user"))
+            .where(
+                c.sid == sa.bindparam("p_sid"),
+                sa.func.coalesce(c.user_id, "") == sa.bindparam("p_user", type_=c.user_id.type),
+            )
             .values(user_id=None)
         )
         self._index_sessions = sa.select(c.sid, self._sess_out).where(
@@ -385,10 +619,14 @@ class SQLStore(Store):
         if lifetime is not None:
             extended = self._plus_seconds(sa.bindparam("now", type_=c.expire.type), lifetime)
             # PostgreSQL's json operators fail on a document holding a
-            # \u0000 escape: such a row keeps its expiry here and is
-            # extended from Python (a second statement, for that rare row).
+            # \u0000 escape, SQLite's on one holding NaN or Infinity (which
+            # an older version wrote, as Python's json does): such a row
+            # keeps its expiry here and is extended from Python if it
+            # decodes there (a second statement, for that rare row).
             unreadable: sa.ColumnElement[bool] = (
-                sa.func.strpos(self._sess_out, "\\u0000") > 0 if pg else sa.false()
+                sa.func.strpos(self._sess_out, "\\u0000") > 0
+                if pg
+                else sa.func.json_valid(self._sess_out) == 0
             )
             self._get_and_extend = (
                 sa.update(self.table)
@@ -398,6 +636,20 @@ class SQLStore(Store):
                 )
                 .returning(self._sess_out, unreadable)
             )
+        r = self.revoked.c
+        self._revoked_update = (
+            sa.update(self.revoked)
+            .where(r.user_id == sa.bindparam("p_user"))
+            .values(revoked_at=sa.bindparam("p_at"), expire=sa.bindparam("p_expire"))
+        )
+        self._revoked_insert = sa.insert(self.revoked).values(
+            user_id=sa.bindparam("p_user"),
+            revoked_at=sa.bindparam("p_at"),
+            expire=sa.bindparam("p_expire"),
+        )
+        self._revoked_select = sa.select(r.revoked_at).where(
+            r.user_id == sa.bindparam("p_user"), r.expire > sa.bindparam("now")
+        )
         self._all = sa.select(c.sid, self._sess_out).where(c.expire > sa.bindparam("now"))
         self._count = (
             sa.select(sa.func.count())
@@ -405,12 +657,14 @@ class SQLStore(Store):
             .where(c.expire > sa.bindparam("now"))
         )
         self._clear = sa.delete(self.table)
+        self._clear_live = sa.delete(self.table).where(c.expire > sa.bindparam("now"))
         self._prune = self._prune_statement()
 
     def _not_a_session(self) -> list[tuple[sa.ColumnElement[bool], sa.ColumnElement[t.Any]]]:
         """CASE branches keeping the expiry of a row whose ``sess`` is not a
         session document (not an object with an object ``cookie``): a
-        corrupt entry is left as it is, its lifetime not extended (SPEC 7).
+        corrupt entry is left as it is, its lifetime not extended (docs/behaviour.rst,
+        "Errors").
         Separate branches, evaluated in order, so SQLite's ``json_type``
         never sees text that is not JSON.
         """
@@ -494,6 +748,8 @@ class SQLStore(Store):
             # DELETE ... LIMIT as text: SQLAlchemy's own (mysql_limit on a
             # delete) only came in a later 2.0 release than our floor.
             name = self.engine.dialect.identifier_preparer.format_table(self.table)
+            # text() would read ":name" in a quoted table name as a parameter.
+            name = name.replace(":", "\\:")
             return sa.text(f"DELETE FROM {name} WHERE expire <= :now LIMIT {PRUNE_BATCH}")
         batch = sa.select(c.sid).where(dead).limit(PRUNE_BATCH)
         if self._dialect == "postgresql":
@@ -517,12 +773,20 @@ class SQLStore(Store):
                 now = _utcnow()
                 self._upsert_row(conn, sid, session, now + timedelta(seconds=ttl))
 
+    def _text(self, document: cabc.Mapping[str, t.Any]) -> str:
+        """The ``sess`` of a document; PostgreSQL and MariaDB take UTF-8 only,
+        so lone surrogates are escapes.
+
+        :raises SessionTooLarge: it is longer than :attr:`max_size`.
+        """
+        return self.encoded(document).decode("utf-8")
+
     def _upsert_row(
         self, conn: sa.Connection, sid: str, session: Document, expire: datetime
     ) -> None:
         params = {
             "p_sid": sid,
-            "p_sess": _text(session),
+            "p_sess": self._text(session),
             "p_expire": expire,
             "p_user": _row_user(session),
         }
@@ -578,8 +842,8 @@ class SQLStore(Store):
         for attempt in range(DEADLOCK_ATTEMPTS):
             try:
                 return operation()
-            except sa.exc.OperationalError as exc:
-                if attempt == DEADLOCK_ATTEMPTS - 1 or not _is_deadlock(exc):
+            except SQLStoreError as exc:
+                if attempt == DEADLOCK_ATTEMPTS - 1 or not exc.deadlock:
                     raise
             time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
         raise AssertionError("unreachable")
@@ -660,7 +924,7 @@ class SQLStore(Store):
         params = {
             "p_sid": sid,
             "now": now,
-            "p_sess": _text(document),
+            "p_sess": self._text(document),
             "p_expire": now + timedelta(seconds=ttl),
             "p_user": _row_user(document),
             **extra,
@@ -701,6 +965,41 @@ class SQLStore(Store):
         # A hashed column value may be shared (in theory): the document says.
         return {sid: doc for sid, doc in documents.items() if _device_user(doc) == user}
 
+    def index_revoke(self, user: str, at: float, until: float) -> None:
+        """Update ``user``'s row of the revoke records, or insert it."""
+        params = {
+            "p_user": _column_user(user),
+            "p_at": _from_time(at),
+            "p_expire": _from_time(until),
+        }
+        for attempt in range(2):
+            with self._connect() as conn:
+                self._require_revoked_table()
+                if conn.execute(self._revoked_update, params).rowcount:
+                    return
+            try:
+                with self._connect() as conn:
+                    conn.execute(self._revoked_insert, params)
+                return
+            except sa.exc.IntegrityError:
+                # Another revoke of this user inserted it first: update it.
+                if attempt:
+                    raise
+
+    def index_revoked(self, user: str) -> float | None:
+        with self._connect() as conn:
+            self._require_revoked_table()
+            params = {"p_user": _column_user(user), "now": _utcnow()}
+            at = conn.execute(self._revoked_select, params).scalar()
+        return None if at is None else at.replace(tzinfo=UTC).timestamp()
+
+    def _require_revoked_table(self) -> None:
+        if not self._revoked_table:
+            raise RuntimeError(
+                f"table {self.revoked.fullname!r} is missing, which CONNECT_SESSION_USER_KEY"
+                " needs: create it (see flask session create-table --sql)"
+            )
+
     def _require_user_column(self) -> None:
         if not self._user_column:
             raise RuntimeError(
@@ -717,16 +1016,28 @@ class SQLStore(Store):
         with self._connect() as conn:
             return int(conn.execute(self._count, {"now": _utcnow()}).scalar_one())
 
-    def clear(self) -> None:
-        with self._connect() as conn:
+    def clear(self) -> int:
+        """Delete every row, the revoke records' too; return how many live
+        sessions went.
+        """
+        with self._connect(transaction=True) as conn:
+            # Live rows first, to count them; then the expired ones.
+            removed = conn.execute(self._clear_live, {"now": _utcnow()}).rowcount
             conn.execute(self._clear)
+            if self._revoked_table:
+                conn.execute(sa.delete(self.revoked))
+        return int(removed)
 
     def prune(self) -> int:
         """Delete expired rows, :data:`PRUNE_BATCH` at a time (one short
-        transaction each); return how many went.
+        transaction each), and expired revoke records; return how many
+        sessions went.
         """
         now = _utcnow()
         removed = 0
+        with self._connect() as conn:
+            if self._revoked_table:
+                conn.execute(sa.delete(self.revoked).where(self.revoked.c.expire <= now))
         while True:
             with self._connect() as conn:
                 count = conn.execute(self._prune, {"now": now}).rowcount

@@ -726,7 +726,7 @@ def test_express_values_shaped_like_flask_tags(
     """Express data shaped like Flask's tagged JSON (a one-key object whose
     key is a tag, e.g. ``{" t": [1, 2]}``) is read without error as the
     plain object it is: only values Flask wrote are decoded as tagged types
-    (SPEC section 5). A top-level session key named like a tag is an
+    (docs/behaviour.rst, "Values"). A top-level session key named like a tag is an
     ordinary key. Values Flask leaves alone stay byte for byte.
     """
     express_url, flask_url = apps
@@ -769,7 +769,7 @@ def test_flask_keeps_express_values_it_did_not_change(
     """An Express value shaped like a Flask tag, decodable or not, does not
     break Flask (the session loads, with its other data) and is not
     rewritten when Flask saves a change to another key: a save writes only
-    the keys the request changed (SPEC section 6).
+    the keys the request changed (docs/behaviour.rst, "Concurrency").
     """
     value = UNDECODABLE_TAGS.get(key) or NONCANONICAL_TAGS[key]
     express_url, flask_url = apps
@@ -912,7 +912,7 @@ def test_wire_format_is_express_sessions(
     member, under connect-redis' default TTL.
     """
     express_url, flask_url = apps
-    # The helper reproduces the SPEC's test vector.
+    # The helper reproduces the test vector of docs/behaviour.rst, "The cookie".
     assert sign("apple", "keyboard cat") == (
         "s%3Aapple.D8Y%2BpkTAmeR0PobOhY4G97PRW%2Bj7bUnP%2F5m6%2FOn1MCU"
     )

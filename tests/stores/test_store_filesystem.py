@@ -208,6 +208,22 @@ def test_bad_url_in_config_names_the_key() -> None:
         ConnectSession(app)
 
 
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_a_regular_file_as_the_directory_names_the_key(tmp_path: Path, where: str) -> None:
+    """A ``file://`` path that is a regular file (or lies under one) is a
+    ``ValueError`` naming the key at ``init_app``, not an ``OSError``; the
+    file is left as it was.
+    """
+    existing = tmp_path / "sessions"
+    existing.write_text("not a directory")
+    path = existing if where == "file" else existing / "sub"
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s", CONNECT_SESSION_STORE=f"file://{path}")
+    with pytest.raises(ValueError, match="CONNECT_SESSION_STORE.*not a directory"):
+        ConnectSession(app)
+    assert existing.read_text() == "not a directory"
+
+
 def test_touch_and_get_and_touch_move_the_mtime(tmp_path: Path) -> None:
     store = FileSystemStore(tmp_path, ttl=1000)
     store.set("abc", doc(10, a=1))

@@ -124,13 +124,15 @@ def test_merge_and_get_and_touch_are_one_round_trip_each(
     stats = client.info("commandstats")
     assert {name for name in stats if not name.startswith("cmdstat_config")} == {
         "cmdstat_evalsha",
+        "cmdstat_strlen",
         "cmdstat_get",
         "cmdstat_set",
         "cmdstat_getex",
     }
     assert stats["cmdstat_evalsha"]["calls"] == 1
     assert stats["cmdstat_getex"]["calls"] == 1
-    # The GET and SET counted are the ones the merge script ran.
+    # The STRLEN, GET and SET counted are the ones the merge script ran.
+    assert stats["cmdstat_strlen"]["calls"] == 1
     assert stats["cmdstat_get"]["calls"] == 1
     assert stats["cmdstat_set"]["calls"] == 1
 
@@ -452,7 +454,8 @@ def test_merge_after_a_concurrent_write_splices_onto_it_in_one_call(
     }
     assert calls == {
         "cmdstat_evalsha": 1,
-        "cmdstat_get": 1,  # inside the script
+        "cmdstat_strlen": 1,  # inside the script
+        "cmdstat_get": 1,
         "cmdstat_set": 1,
     }
     document = store.get("abc")
