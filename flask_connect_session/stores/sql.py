@@ -182,7 +182,11 @@ def _is_creation_race(exc: sa.exc.DBAPIError) -> bool:
     locked, at once when a read transaction cannot become a write one.
     """
     code = error_code(exc)
-    if isinstance(code, str) and code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+    # SQLITE_SCHEMA: another connection changed the schema (created the
+    # table) under this one's prepared statement.
+    if isinstance(code, str) and code.startswith(
+        ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_SCHEMA")
+    ):
         return True
     if code == "SQLITE_ERROR":
         return "already exists" in str(exc.orig)
