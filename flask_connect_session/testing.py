@@ -6,8 +6,8 @@ The pytest fixtures built on them (``connect_session_server``,
 ``connect_session_counting_store``, ``connect_session_memory_store``) are in
 :mod:`flask_connect_session.pytest_plugin`, which installing the package
 registers as a pytest plugin, as Flask keeps its test helpers
-(``flask.testing``) apart from any plugin. The fixture functions can still
-be imported from this module; that import loads pytest.
+(``flask.testing``) apart from any plugin: this module never imports pytest,
+nor the plugin.
 
 .. versionadded:: 0.1
 """
@@ -33,25 +33,6 @@ if t.TYPE_CHECKING:
 
     from .session import ServerSession
     from .stores.base import Document
-
-#: The fixtures of :mod:`.pytest_plugin`, importable from here as before.
-_FIXTURES = frozenset(
-    (
-        "connect_session_server",
-        "connect_session_counting_store",
-        "connect_session_memory_store",
-    )
-)
-
-
-def __getattr__(name: str) -> t.Any:
-    # Only a fixture import loads pytest (through the plugin module).
-    if name in _FIXTURES:
-        from . import pytest_plugin
-
-        return getattr(pytest_plugin, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "CountingStore",
