@@ -7,6 +7,7 @@ redis-server and the real 3-node Redis Cluster.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
@@ -507,7 +508,13 @@ def index_entries(store: Store, user: str) -> int:
     if isinstance(store, MemoryStore):
         return len(store._users.get(user, {}))
     if isinstance(store, FileSystemStore):
-        return len(store._read_index(store._user_name(user), time.time()))
+        # One directory per user, one file per entry, its mtime its end.
+        directory = store._path(store._user_name(user), ".user")
+        if not os.path.isdir(directory):
+            return 0
+        now = time.time()
+        with os.scandir(directory) as entries:
+            return sum(1 for e in entries if e.name[:1] != "." and e.stat().st_mtime > now)
     if isinstance(store, RedisStore):
         return int(store.client.zcard(store.index_prefix + user))
     import sqlalchemy as sa
