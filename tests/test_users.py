@@ -880,7 +880,7 @@ def test_revoke_between_regenerate_and_the_end_of_the_request(
     old = t.cast(str, sid_of(thief))
     with in_flight(app, thief) as current:
         current.regenerate(keep=True)
-        moved = current.sid
+        moved = current.id
         assert moved != old
         assert revoke_elsewhere(app, "42") == 1
         current["step"] = "up"  # the view goes on writing
@@ -941,7 +941,7 @@ def test_revoke_racing_with_the_steps_of_regenerate(index_store: Store) -> None:
         patch.setattr(index_store, "destroy", destroy)
         with in_flight(app, thief) as current:
             current.regenerate(keep=True)
-            moved = current.sid
+            moved = current.id
             if revoker:
                 revoker[0].join(10)
             end(app, current)
