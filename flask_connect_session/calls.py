@@ -190,7 +190,7 @@ class Set(_SessionCall[None]):
     operation = "set"
 
     def __init__(self, sid: str, document: Document) -> None:
-        super().__init__(sid)
+        self.sid = sid
         self.document = document
 
     def call(self, store: Store) -> None:
@@ -207,7 +207,7 @@ class Touch(_SessionCall[None]):
     operation = "touch"
 
     def __init__(self, sid: str, document: Document) -> None:
-        super().__init__(sid)
+        self.sid = sid
         self.document = document
 
     def call(self, store: Store) -> None:
@@ -224,7 +224,7 @@ class Merge(_SessionCall[bool]):
     operation = "merge"
 
     def __init__(self, sid: str, changes: dict[str, t.Any], removed: list[str]) -> None:
-        super().__init__(sid)
+        self.sid = sid
         self.changes = changes
         self.removed = removed
 
@@ -267,7 +267,7 @@ class IndexAdd(_UserCall[None]):
     operation = "index_add"
 
     def __init__(self, user: str, sid: str, until: float) -> None:
-        super().__init__(user)
+        self.user = user
         self.sid = sid
         self.until = until
 
@@ -288,7 +288,7 @@ class IndexRemove(_UserCall[None]):
     operation = "index_remove"
 
     def __init__(self, user: str, sid: str) -> None:
-        super().__init__(user)
+        self.user = user
         self.sid = sid
 
     def named(self) -> str | None:
@@ -321,7 +321,7 @@ class IndexRevoke(_UserCall[None]):
     operation = "index_revoke"
 
     def __init__(self, user: str, at: float, until: float) -> None:
-        super().__init__(user)
+        self.user = user
         self.at = at
         self.until = until
 
@@ -410,31 +410,31 @@ def run(steps: Steps[T], env: Environment) -> T:
     """Run a core operation synchronously: carry out each call it yields
     and send back the result, or throw in the exception the call raised.
     """
-    result: t.Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            call = steps.send(result) if error is None else steps.throw(error)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        result, error = None, None
-        try:
-            result = call.run(env)
-        except Exception as exc:
-            error = exc
+    send = steps.send
+    try:
+        call = send(None)
+        while True:
+            try:
+                result = call.run(env)
+            except Exception as exc:
+                call = steps.throw(exc)
+            else:
+                call = send(result)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 async def run_async(steps: Steps[T], env: AsyncEnvironment) -> T:
     """Run a core operation in an event loop, awaiting each call it yields."""
-    result: t.Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            call = steps.send(result) if error is None else steps.throw(error)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        result, error = None, None
-        try:
-            result = await call.run_async(env)
-        except Exception as exc:
-            error = exc
+    send = steps.send
+    try:
+        call = send(None)
+        while True:
+            try:
+                result = await call.run_async(env)
+            except Exception as exc:
+                call = steps.throw(exc)
+            else:
+                call = send(result)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]

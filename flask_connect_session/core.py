@@ -59,6 +59,7 @@ from .users import stored_user
 
 if t.TYPE_CHECKING:
     from .calls import Steps
+    from .cookie import CookieDocument
     from .document import Device
     from .document import Document
     from .migrate import Takeover
@@ -95,7 +96,7 @@ class Request(t.Protocol):
         """
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Ending:
     """What the response of a request carries for its session."""
 
@@ -166,6 +167,8 @@ class Core:
         #: ``save_uninitialized`` stores a new one); otherwise such a request
         #: costs nothing, and a driver need not even start its lifecycle.
         self.loads_untouched = options.rolling or options.save_uninitialized
+        # The configured cookie, by whether the request is HTTPS.
+        self._cookies: dict[bool, Cookie] = {}
         #: Keeps the per-user index, when ``CONNECT_SESSION_USER_KEY`` is set.
         self.users = (
             None
@@ -180,6 +183,36 @@ class Core:
         """
         options = self.options
         return max(options.ttl, store.ttl, options.cookie.max_age or 0, options.permanent_lifetime)
+
+    def configured_cookie(self, secure_request: bool) -> Cookie:
+        """Return a new cookie as the settings make it, its expiry (if it
+        has a ``max_age``) counted from now.
+
+        :param secure_request: whether the request is HTTPS, for
+            ``secure="auto"`` and ``samesite="auto"``.
+        """
+        # A copy of one made once: every loaded session's cookie starts as
+        # the configured one, so this is on the path of most requests.
+        prototype = self._cookies.get(secure_request)
+        if prototype is None:
+            opts = self.options.cookie
+            prototype = self._cookies[secure_request] = Cookie(
+                max_age=opts.max_age,
+                path=opts.path,
+                domain=opts.domain,
+                httponly=opts.httponly,
+                secure=secure_request if opts.secure == "auto" else opts.secure,
+                samesite=(
+                    ("None" if secure_request else "Lax")
+                    if opts.samesite == "auto"
+                    else opts.samesite
+                ),
+                partitioned=opts.partitioned,
+                priority=opts.priority,
+            )
+        cookie = prototype.copy()
+        cookie.touch()
+        return cookie
 
     def now_ms(self) -> int:
         """The clock, in ms since the epoch (the unit of stored times)."""
@@ -321,18 +354,7 @@ class Lifecycle:
         """
         opts = self.options.cookie
         secure_request = self.request.secure if "auto" in (opts.secure, opts.samesite) else False
-        return Cookie(
-            max_age=opts.max_age,
-            path=opts.path,
-            domain=opts.domain,
-            httponly=opts.httponly,
-            secure=secure_request if opts.secure == "auto" else opts.secure,
-            samesite=(
-                ("None" if secure_request else "Lax") if opts.samesite == "auto" else opts.samesite
-            ),
-            partitioned=opts.partitioned,
-            priority=opts.priority,
-        )
+        return self.core.configured_cookie(secure_request)
 
     def current(self) -> tuple[dict[str, t.Any], str]:
         """Return the data's stored (tagged) form and its JSON text.
@@ -370,9 +392,16 @@ class Lifecycle:
         """
         try:
             sid = self.cookie_sid = self.request.signed_id(self.secrets)
-            document = None
+            document: Document | None = None
             if sid is not None:
-                document = yield from self._fetch(sid, touch=self.core.load_touches)
+                # _fetch, inline: the one store call of most requests.
+                try:
+                    document = yield GetAndTouch(sid) if self.core.load_touches else Get(sid)
+                    if document is not None:
+                        doc.check_document(document)
+                except CorruptDocument as exc:
+                    _log_corrupt(sid, exc, "a new session starts")
+                    document = None
                 if document is not None and self._timed_out(document):
                     device = document.get(doc.DEVICE_MEMBER)
                     yield from self._remove(sid, document, device, "timeout")
@@ -428,14 +457,14 @@ class Lifecycle:
         # at the end like any written session.
         self.data = takeover.data
 
-    def _fetch(self, sid: str, *, touch: bool = False) -> Steps[Document | None]:
+    def _fetch(self, sid: str) -> Steps[Document | None]:
         """Return the stored document, or ``None`` if missing or corrupt.
 
         A corrupt entry is logged and left in place; the caller starts a new
         session with a new id.
         """
         try:
-            document: Document | None = yield GetAndTouch(sid) if touch else Get(sid)
+            document: Document | None = yield Get(sid)
             return None if document is None else doc.check_document(document)
         except CorruptDocument as exc:
             _log_corrupt(sid, exc, "a new session starts")
@@ -699,15 +728,12 @@ class Lifecycle:
 
     # -- writing -------------------------------------------------------------
 
-    def _revision(
-        self, cookie: t.Any, device: Device | None, *, created: int | None
-    ) -> doc.Revision:
+    def _touched_stamp(self, cookie: CookieDocument) -> int | None:
         # With a touch interval, a browser-session cookie's document records
         # when it was written; an expiring cookie's expires already tells.
-        touched = None
         if self.options.touch_after and cookie.get("expires") is None:
-            touched = self.core.now_ms()
-        return doc.Revision(cookie=cookie, device=device, created=created, touched=touched)
+            return self.core.now_ms()
+        return None
 
     def _sign_tagged(self, values: cabc.Mapping[str, t.Any], macs: dict[str, str]) -> None:
         """Add to ``macs`` the MAC of each of ``values`` (about to be written)
@@ -742,7 +768,7 @@ class Lifecycle:
                 removed,
                 macs,
                 self.stored_tags,
-                self._revision(cookie, device, created=created),
+                doc.Revision(cookie, device, created, self._touched_stamp(cookie)),
                 old_device,
             )
             try:
@@ -763,7 +789,7 @@ class Lifecycle:
         else:
             macs = {}
             self._sign_tagged(tagged, macs)
-            revision = self._revision(cookie, device, created=self.created)
+            revision = doc.Revision(cookie, device, self.created, self._touched_stamp(cookie))
             yield Set(self.sid, doc.assemble(tagged, macs, revision))
             self.in_store = True
             if announce:
@@ -925,35 +951,38 @@ class Lifecycle:
             ending.expire, ending.cookie = True, self.cookie
         else:
             # The session lives on: save or touch it, and decide its cookie.
-            yield from self._conclude(ending, tagged, text)
+            self._apply_permanent()
+            cookie_touched = True
+            if self.should_save(text):
+                # express touches the cookie of every session it saves or
+                # touches: the expiry moves to now + original max age.
+                self.cookie.touch()
+                yield from self._write(tagged, text)
+            elif self.should_touch():
+                cookie = self.cookie
+                cookie.touch()
+                if self.options.touch_after:
+                    # The stored cookie must show this touch, for the next
+                    # request's interval check: only the cookie member is written.
+                    yield from self._write(tagged, text)
+                else:
+                    document = {**tagged, doc.COOKIE_MEMBER: cookie.to_document()}
+                    yield Touch(self.sid, document)
+            else:
+                cookie_touched = False
+            if self.should_set_cookie(text):
+                cookie = self.cookie
+                if not cookie_touched:
+                    # Touched once per request: the expiry sent is the one
+                    # stored, to the millisecond.
+                    cookie.touch()
+                # A secure cookie never goes over plain HTTP (the session is
+                # saved), and neither does the id in a header.
+                if not cookie.requires_secure or self.request.secure:
+                    ending.send, ending.cookie = sign(self.sid, self.secrets[0]), cookie
         if self.takeover is not None:
             yield from self._finish_takeover(ending)
         return ending
-
-    def _conclude(self, ending: Ending, tagged: dict[str, t.Any], text: str) -> Steps[None]:
-        self._apply_permanent()
-        if self.should_save(text):
-            # express touches the cookie of every session it saves or
-            # touches: the expiry moves to now + original max age.
-            self.cookie.touch()
-            yield from self._write(tagged, text)
-        elif self.should_touch():
-            cookie = self.cookie
-            cookie.touch()
-            if self.options.touch_after:
-                # The stored cookie must show this touch, for the next
-                # request's interval check: only the cookie member is written.
-                yield from self._write(tagged, text)
-            else:
-                document = {**tagged, doc.COOKIE_MEMBER: cookie.to_document()}
-                yield Touch(self.sid, document)
-        if self.should_set_cookie(text):
-            cookie = self.cookie
-            cookie.touch()
-            # A secure cookie never goes over plain HTTP (the session is
-            # saved), and neither does the id in a header.
-            if not cookie.requires_secure or self.request.secure:
-                ending.send, ending.cookie = sign(self.sid, self.secrets[0]), cookie
 
     def _finish_takeover(self, ending: Ending) -> Steps[None]:
         """After a takeover: delete the legacy cookies and, once our copy is

@@ -181,8 +181,7 @@ def split(document: cabc.Mapping[str, t.Any]) -> Stored:
     )
 
 
-@dataclasses.dataclass
-class Revision:
+class Revision(t.NamedTuple):
     """What one save writes besides the user's values: the reserved members
     as they are to be stored.
     """
@@ -233,8 +232,7 @@ def changed_keys(
     return changes, [key for key in base if key not in values]
 
 
-@dataclasses.dataclass
-class Merge:
+class Merge(t.NamedTuple):
     """The members one save of a stored session writes and removes
     (:meth:`~flask_connect_session.Store.merge`), and the MAC members the
     document holds afterwards.
