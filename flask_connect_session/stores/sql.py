@@ -623,12 +623,13 @@ class SQLStore(Store):
         if lifetime is not None:
             extended = self._plus_seconds(sa.bindparam("now", type_=c.expire.type), lifetime)
             # PostgreSQL's json operators fail on a document holding a
-            # \u0000 escape, SQLite's on one holding NaN or Infinity (which
-            # an older version wrote, as Python's json does): such a row
-            # keeps its expiry here and is extended from Python if it
-            # decodes there (a second statement, for that rare row).
+            # \u0000 escape or a surrogate's (a lone one is stored escaped),
+            # SQLite's on one holding NaN or Infinity (which an older
+            # version wrote, as Python's json does): such a row keeps its
+            # expiry here and is extended from Python if it decodes there (a
+            # second statement, for that rare row).
             unreadable: sa.ColumnElement[bool] = (
-                sa.func.strpos(self._sess_out, "\\u0000") > 0
+                self._sess_out.op("~*")(r"\\u(0000|d[89a-f])")
                 if pg
                 else sa.func.json_valid(self._sess_out) == 0
             )

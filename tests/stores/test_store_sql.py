@@ -361,6 +361,20 @@ def test_get_and_touch_of_a_document_holding_nul(store: SQLStore) -> None:
     assert remaining is not None and 298 < remaining <= 300
 
 
+@pytest.mark.parametrize("text", ["a\udcffb", "\ud83d", "\ude00x"])
+def test_get_and_touch_of_a_document_holding_a_lone_surrogate(store: SQLStore, text: str) -> None:
+    """A lone surrogate is stored as its \\uXXXX escape, which PostgreSQL's
+    json operators reject ("invalid input syntax for type json"): such a
+    session is still read and extended to its originalMaxAge, never a 500.
+    """
+    document = doc(10, text=text)
+    document["cookie"]["originalMaxAge"] = 300_000
+    store.set("s1", document)
+    assert store.get_and_touch("s1") == document
+    remaining = sql_raw.remaining(store, "s1")
+    assert remaining is not None and 298 < remaining <= 300
+
+
 def test_get_and_touch_of_a_document_holding_nan(store: SQLStore) -> None:
     """A document an older version wrote with Python's NaN (a text column
     holds it; PostgreSQL's json column refuses it) is read and extended to
