@@ -69,7 +69,7 @@ def one_merge(
     longest PING wait during the merge and the longest command Redis ran
     (its slow log), in ms.
     """
-    from flask_connect_session.serialization import encode
+    from flask_connect_session.document import encode
 
     client.set("sess:big", encode(document), ex=600)
     store.get("big")  # this process read it...

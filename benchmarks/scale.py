@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from flask_connect_session import MemoryStore  # noqa: E402
 from flask_connect_session import RedisStore  # noqa: E402
 from flask_connect_session import Store  # noqa: E402
-from flask_connect_session.serialization import encode  # noqa: E402
+from flask_connect_session.document import encode  # noqa: E402
 
 COOKIE = {"originalMaxAge": None, "expires": None, "httpOnly": True, "path": "/"}
 

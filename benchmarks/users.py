@@ -88,7 +88,7 @@ def populate(url: str, sessions: int) -> t.Any:
     """
     import redis
 
-    from flask_connect_session.serialization import encode
+    from flask_connect_session.document import encode
 
     client = redis.Redis.from_url(url)
     until = int((time.time() + 86400 + 60) * 1000)

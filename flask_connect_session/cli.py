@@ -21,12 +21,12 @@ from flask.cli import AppGroup
 from .cookie import format_expires
 from .cookie import parse_expires
 from .cookie import utcnow
+from .document import COOKIE_MEMBER
+from .document import encode
 from .errors import CorruptDocument
 from .errors import StoreError
 from .errors import describe
 from .options import app_secrets
-from .serialization import COOKIE_MEMBER
-from .serialization import encode
 from .signing import unsign
 from .stores.base import implements
 

@@ -312,9 +312,18 @@ class Cookie:
 
     def copy(self) -> Cookie:
         """Return an independent copy of this cookie."""
+        # Attribute by attribute (not a loop over __slots__): every loaded
+        # session's cookie starts as a copy of the configured one.
         new = Cookie.__new__(Cookie)
-        for name in Cookie.__slots__:
-            setattr(new, name, getattr(self, name))
+        new._expires = self._expires
+        new.original_max_age = self.original_max_age
+        new.path = self.path
+        new.domain = self.domain
+        new.httponly = self.httponly
+        new.secure = self.secure
+        new.samesite = self.samesite
+        new.partitioned = self.partitioned
+        new.priority = self.priority
         return new
 
     @property

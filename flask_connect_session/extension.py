@@ -12,8 +12,11 @@ from flask import has_app_context
 from flask import has_request_context
 from flask import session as flask_session
 
+from .calls import run
+from .interface import AppEnvironment
 from .interface import ConnectSessionInterface
-from .migrate import TakeoverSessionInterface
+from .migrate import check_prefixes
+from .migrate import parse_migrate_from
 from .options import Options
 from .options import app_secrets
 from .options import check_secrets
@@ -149,10 +152,9 @@ class ConnectSession:
                 f"CONNECT_SESSION_USER_KEY: {type(store).__name__} cannot keep the per-user"
                 " index; use MemoryStore, FileSystemStore, RedisStore or SQLStore"
             )
-        interface_class = (
-            TakeoverSessionInterface if options.migrate_from else ConnectSessionInterface
-        )
-        interface = interface_class(options, store)
+        legacy = parse_migrate_from(app.config, options.key)
+        check_prefixes(legacy, store)
+        interface = ConnectSessionInterface(options, store, legacy)
         app.session_interface = interface
         app.extensions["connect_session"] = self
         from .cli import session_cli
@@ -207,7 +209,7 @@ class ConnectSession:
         return interface
 
     def _index(self) -> UserIndex:
-        index = self._interface().users
+        index = self._interface().core.users
         if index is None:
             raise RuntimeError("CONNECT_SESSION_USER_KEY is not set: there is no user index")
         return index
@@ -232,7 +234,8 @@ class ConnectSession:
         .. versionadded:: 0.1
         """
         current = self._current()
-        infos = self._index().sessions(str(user), current.id if current is not None else None)
+        steps = self._index().sessions(str(user), current.id if current is not None else None)
+        infos = run(steps, self._environment(current))
         return sorted(infos.values(), key=lambda info: info.last_seen, reverse=True)
 
     def revoke(
@@ -263,19 +266,22 @@ class ConnectSession:
         .. versionadded:: 0.1
         """
         index, current = self._index(), self._current()
+        env = self._environment(current)
+        life = None if current is None else current._life
         user = str(user)
         current_sid = current.id if current is not None else None
         # Recorded before the listing: whatever the listing misses ends at
-        # its next use (the interface reads the record then).
-        began = index.record_revoke(user) if handle is None else None
+        # its next use (the session core reads the record then).
+        began = run(index.record_revoke(user), env) if handle is None else None
         spared = current if keep_current else None
         count = 0
-        if current is not None and current.unfiled_user == user and handle is None:
-            if spared is not None:
-                current.unfiled_user = None  # its save files it, not ends it
-            else:
-                count += int(self._interface().destroy(current, reason="revoke"))
-        listed = index.sessions(user, current_sid)
+        if current is not None and life is not None and life.unfiled_user == user:
+            if handle is None:
+                if spared is not None:
+                    life.unfiled_user = None  # its save files it, not ends it
+                else:
+                    count += int(run(life.destroy("revoke"), current))
+        listed = run(index.sessions(user, current_sid), env)
         if handle is not None:
             listed = {sid: info for sid, info in listed.items() if info.handle == handle}
         removed, missed = self._revoke_listed(user, listed, current, spared)
@@ -287,7 +293,7 @@ class ConnectSession:
             # existed when the revoke began (a move keeps the login time).
             again = {
                 sid: info
-                for sid, info in index.sessions(user, current_sid).items()
+                for sid, info in run(index.sessions(user, current_sid), env).items()
                 if info.created.timestamp() <= began
             }
             count += self._revoke_listed(user, again, current, spared)[0]
@@ -301,18 +307,26 @@ class ConnectSession:
         spared: ServerSession | None,
     ) -> tuple[int, bool]:
         """Revoke the ``listed`` sessions of ``user`` but ``spared``'s; the
-        ``current`` request's one through the interface, so its response
+        ``current`` request's one through its lifecycle, so its response
         deletes the cookie. Return how many went, and whether any was gone
         already.
         """
         sids = [sid for sid, info in listed.items() if not (spared is not None and info.current)]
         wanted = len(sids)
         removed = 0
-        if current is not None and current.sid in sids:
-            sids.remove(current.sid)
-            removed = int(self._interface().destroy(current, reason="revoke"))
-        removed += self._index().revoke(user, sids)
+        if current is not None and current.id in sids:
+            sids.remove(current.id)
+            removed = int(run(current._life.destroy("revoke"), current))
+        removed += run(self._index().revoke(user, sids), self._environment(current))
         return removed, removed < wanted
+
+    def _environment(self, current: ServerSession | None) -> ServerSession | AppEnvironment:
+        # The calls of a per-user operation run in the current request's
+        # session when there is one, else on the app's store.
+        if current is not None:
+            return current
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        return AppEnvironment(app, self._interface(app).store)
 
 
 def _warn_memory_store() -> None:

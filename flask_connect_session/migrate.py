@@ -2,8 +2,8 @@
 that switching to this extension logs no one out (``CONNECT_SESSION_MIGRATE_FROM``).
 
 Each kind of legacy session is one small :class:`LegacySource`, built once at
-``init_app``. On a request with no valid session of ours, the first access
-to :data:`flask.session` asks the sources whose cookie the request carries;
+``init_app``. On a request with no valid session of ours, the session core asks
+(:class:`~.calls.TakeOver`) the sources whose cookie the request carries;
 the first whose cookie verifies gives its data to a brand-new session (new
 id). The end of the request deletes the legacy cookies and, once our copy is
 saved, the legacy record. Nothing here ever unpickles.
@@ -14,26 +14,26 @@ from __future__ import annotations
 import abc
 import collections.abc as cabc
 import dataclasses
+import functools
 import logging
 import re
 import typing as t
 from datetime import timedelta
 
-from flask import current_app
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadData
 from itsdangerous import Signer
 from itsdangerous import want_bytes
 
+from .calls import Blocking
+from .document import COOKIE_MEMBER
+from .document import is_reserved
 from .errors import StoreError
-from .interface import ConnectSessionInterface
 from .options import _COOKIE_NAME
 from .options import parse_bool
 from .options import parse_seconds
-from .serialization import COOKIE_MEMBER
 from .serialization import check_finite
 from .serialization import dumps_data
-from .serialization import is_reserved
 from .stores import missing_package
 
 if t.TYPE_CHECKING:
@@ -41,17 +41,12 @@ if t.TYPE_CHECKING:
     from flask import Flask
     from werkzeug.wrappers import Response
 
-    from .options import Options
-    from .session import ServerSession
-    from .stores.base import Store
+    from .calls import Steps
 
 logger = logging.getLogger("flask_connect_session")
 
 #: The config key this module parses.
 CONFIG_KEY = "CONNECT_SESSION_MIGRATE_FROM"
-
-#: Where a request's :class:`Takeover` waits for the end of the request.
-_ENVIRON_KEY = "flask_connect_session.takeover"
 
 #: A Flask-Session id as a cookie may carry it: printable ASCII, bounded, so
 #: a client cannot make us look up arbitrary keys.
@@ -121,9 +116,11 @@ class LegacySource(abc.ABC):
         self.cookie = cookie
 
     @abc.abstractmethod
-    def take_over(self, value: str) -> Found | None:
+    def take_over(self, value: str, app: Flask) -> Found | None:
         """Return the legacy session a cookie value names, or ``None`` if the
         value does not verify or its session cannot be read (logged).
+
+        :param app: the application, whose secrets verify the cookie.
 
         :raises StoreError: the legacy store failed.
         """
@@ -161,8 +158,8 @@ class FlaskCookieSource(LegacySource):
         #: Oldest accepted cookie, in seconds.
         self.max_age = max_age
 
-    def take_over(self, value: str) -> Found | None:
-        serializer = _flask_cookie_sessions.get_signing_serializer(current_app)
+    def take_over(self, value: str, app: Flask) -> Found | None:
+        serializer = _flask_cookie_sessions.get_signing_serializer(app)
         if serializer is None:
             return None
         try:
@@ -217,17 +214,17 @@ class FlaskSessionSource(LegacySource):
         self._decoders = (msgspec.msgpack.Decoder(), msgspec.json.Decoder())
         self._decode_error = msgspec.DecodeError
 
-    def _sid(self, value: str) -> str | None:
+    def _sid(self, value: str, app: Flask) -> str | None:
         if self.signed:
-            signer = Signer(_flask_keys(current_app), salt="flask-session", key_derivation="hmac")
+            signer = Signer(_flask_keys(app), salt="flask-session", key_derivation="hmac")
             try:
                 value = signer.unsign(value).decode()
             except (BadData, UnicodeDecodeError):
                 return None
         return value if _SID.fullmatch(value) else None
 
-    def take_over(self, value: str) -> Found | None:
-        sid = self._sid(value)
+    def take_over(self, value: str, app: Flask) -> Found | None:
+        sid = self._sid(value, app)
         if sid is None:
             logger.info(
                 "legacy %s cookie %r does not verify: ignored", self.type, self.cookie.name
@@ -308,13 +305,56 @@ class FlaskSessionSource(LegacySource):
 
 @dataclasses.dataclass
 class Takeover:
-    """What a request's takeover leaves for the end of the request."""
+    """A request's takeover: what its legacy cookies gave, and what the end
+    of the request removes.
+    """
 
     #: The legacy sources whose cookie the request carried: all are deleted.
     present: list[LegacySource]
+    #: The data taken over (empty if no legacy cookie verified).
+    data: dict[str, t.Any] = dataclasses.field(default_factory=dict)
     #: The source taken over, and its record to discard, if one verified.
     source: LegacySource | None = None
     record: str | None = None
+
+    def finish(self, sid: str | None) -> Steps[None]:
+        """Discard the legacy record once our copy is saved, and log it.
+
+        :param sid: our stored session's id, or ``None`` if the request
+            ended it (logged out on the very request that took it over).
+        """
+        source = self.source
+        if source is None:
+            return
+        if self.record is not None:
+            yield Blocking(functools.partial(source.discard, self.record))
+        if sid is not None:
+            logger.info(
+                "took over a legacy %s session (cookie %r) as sid %.6s...",
+                source.type,
+                source.cookie.name,
+                sid,
+            )
+        else:  # logged out on the very request that took it over
+            logger.info("took over a legacy %s session and ended it", source.type)
+
+    def refuse(self) -> Steps[None]:
+        """Delete, rather than take over, the legacy session found (its user
+        logged out everywhere since the switch); the legacy cookies are still
+        deleted at the end of the request.
+        """
+        source, record = self.source, self.record
+        self.source = self.record = None
+        self.data = {}
+        if source is None:
+            return
+        if record is not None:
+            yield Blocking(functools.partial(source.discard, record))
+        logger.info(
+            "legacy %s session of a user who was logged out everywhere since:"
+            " deleted, not taken over",
+            source.type,
+        )
 
 
 def _clean(data: dict[str, t.Any], source: LegacySource) -> dict[str, t.Any] | None:
@@ -335,84 +375,29 @@ def _clean(data: dict[str, t.Any], source: LegacySource) -> dict[str, t.Any] | N
     return data
 
 
-def take_over(session: ServerSession, sources: cabc.Sequence[LegacySource]) -> dict[str, t.Any]:
-    """Return the data of the first legacy session the request's cookies name
-    and that verifies, or an empty dict; remember, for :func:`finish`, which
-    legacy cookies and record the end of the request removes.
+def find(
+    app: t.Any, cookies: cabc.Mapping[str, str], sources: cabc.Sequence[LegacySource]
+) -> Takeover | None:
+    """Return the takeover of a request with no session of ours: the data of
+    the first legacy session its cookies name that verifies, and which
+    legacy cookies and record the end of the request removes; ``None`` if it
+    carries no legacy cookie.
 
-    :raises StoreError: a legacy store failed; nothing is remembered, so
-        nothing legacy is deleted.
+    :param app: the application (its secrets verify legacy cookies).
+    :param cookies: the request's cookies.
+    :raises StoreError: a legacy store failed; nothing legacy is deleted.
     """
-    cookies = session.request.cookies
     present = [source for source in sources if cookies.get(source.cookie.name)]
     if not present:
-        return {}
+        return None
     takeover = Takeover(present)
-    data: dict[str, t.Any] = {}
     for source in present:
-        found = source.take_over(cookies[source.cookie.name])
+        found = source.take_over(cookies[source.cookie.name], app)
         cleaned = None if found is None else _clean(found.data, source)
         if found is not None and cleaned is not None:
-            takeover.source, takeover.record, data = source, found.record, cleaned
+            takeover.source, takeover.record, takeover.data = source, found.record, cleaned
             break
-    session.request.environ[_ENVIRON_KEY] = takeover
-    return data
-
-
-def _cookie_sent(response: Response, name: str) -> bool:
-    prefix = name + "="
-    return any(h.startswith(prefix) for h in response.headers.getlist("Set-Cookie"))
-
-
-def finish(session: ServerSession, response: Response, key: str) -> None:
-    """After the end-of-request lifecycle ran without error: delete the legacy
-    cookies of a takeover and the legacy record, and log the takeover.
-
-    Nothing legacy is removed when the session was saved but its cookie could
-    not be sent (a secure cookie over plain HTTP): the next request takes it
-    over again rather than losing it.
-
-    :param key: our cookie name.
-    """
-    takeover: Takeover | None = session.request.environ.pop(_ENVIRON_KEY, None)
-    if takeover is None:
-        return
-    if session.in_store and not _cookie_sent(response, key):
-        return
-    for source in takeover.present:
-        source.cookie.delete(response)
-    if takeover.source is None:
-        return
-    if takeover.record is not None:
-        takeover.source.discard(takeover.record)
-    source = takeover.source
-    if session.in_store:
-        logger.info(
-            "took over a legacy %s session (cookie %r) as sid %.6s...",
-            source.type,
-            source.cookie.name,
-            session.sid,
-        )
-    else:  # logged out on the very request that took it over
-        logger.info("took over a legacy %s session and ended it", source.type)
-
-
-def refuse(session: ServerSession) -> None:
-    """Delete, rather than take over, the legacy session a request's
-    takeover found (its user logged out everywhere since the switch); the
-    legacy cookies are still deleted at the end of the request.
-    """
-    takeover: Takeover | None = session.request.environ.get(_ENVIRON_KEY)
-    if takeover is None or takeover.source is None:
-        return
-    source, record = takeover.source, takeover.record
-    takeover.source = takeover.record = None
-    if record is not None:
-        source.discard(record)
-    logger.info(
-        "legacy %s session of a user who was logged out everywhere since: deleted, not taken over",
-        source.type,
-    )
+    return takeover
 
 
 #: Loopback names: one server, whichever a URL uses.
@@ -473,57 +458,6 @@ def check_prefixes(sources: cabc.Sequence[LegacySource], store: object) -> None:
                     f" ({prefix!r}) on the same Redis: keep them apart"
                     " (Flask-Session's default is 'session:', ours 'sess:')"
                 )
-
-
-class TakeoverSessionInterface(ConnectSessionInterface):
-    """:class:`~flask_connect_session.interface.ConnectSessionInterface` that
-    also takes over legacy sessions; ``init_app`` installs it when
-    ``CONNECT_SESSION_MIGRATE_FROM`` names any.
-
-    :raises ValueError: a legacy source could reach our own keys (see
-        :func:`check_prefixes`).
-
-    .. versionadded:: 0.1
-    """
-
-    def __init__(self, options: Options, store: Store) -> None:
-        check_prefixes(options.migrate_from, store)
-        super().__init__(options, store)
-
-    def load(self, session: ServerSession) -> None:
-        """Load our session; with none, take over a legacy one (new id). A
-        legacy session naming a user who was logged out everywhere since the
-        switch is deleted instead.
-        """
-        super().load(session)
-        # A header request (API client) ignores cookies, legacy ones too: its
-        # response must not set or delete any.
-        if not session.is_new or session.transport is not self.transports.cookie:
-            return
-        try:
-            data = take_over(session, self.options.migrate_from)
-            if data and self._revoked_legacy(data):
-                refuse(session)
-                data = {}
-        except BaseException:
-            session.loaded = False  # the next access tries again
-            raise
-        if data:
-            # A new session whose data differs from its (empty) original:
-            # saved at the end of the request like any written session.
-            session.data = data
-
-    def _revoked_legacy(self, data: dict[str, t.Any]) -> bool:
-        # Any record counts: every legacy session predates the switch.
-        user = None if self.users is None else self.users.owner(data)
-        return user is not None and self.users is not None and self.users.revoked(user)
-
-    def save_session(self, app: Flask, session: ServerSession, response: Response) -> None:  # type: ignore[override]
-        """Run the lifecycle, then remove what a takeover leaves behind."""
-        first = not session.ended
-        super().save_session(app, session, response)
-        if first:
-            finish(session, response, self.options.key)
 
 
 # -- configuration -----------------------------------------------------------

@@ -18,18 +18,16 @@ from .cookie import normalize_priority
 from .cookie import normalize_samesite
 from .cookie import to_seconds
 from .cookie import valid_domain
-from .serialization import is_reserved
+from .document import is_reserved
 from .signing import generate_sid
-from .stores import split_table_name
 from .stores.base import DEFAULT_MAX_SIZE
 from .stores.base import DEFAULT_TTL
+from .stores.base import split_table_name
 
 if t.TYPE_CHECKING:
     from flask import Config
     from flask import Flask
     from werkzeug.wrappers import Request
-
-    from .migrate import LegacySource
 
 logger = logging.getLogger("flask_connect_session")
 
@@ -520,8 +518,6 @@ class Options:
     #: The request header that carries the session id instead of the cookie
     #: (API clients), or ``None``.
     header: str | None = None
-    #: Legacy sessions to take over (``CONNECT_SESSION_MIGRATE_FROM``).
-    migrate_from: tuple[LegacySource, ...] = ()
     #: Table of a URL-built ``SQLStore``: ``"table"`` or ``"schema.table"``.
     sql_table: str = "session"
     #: Largest stored session document, in bytes (0: no limit).
@@ -545,9 +541,6 @@ class Options:
 
         :raises ValueError: a value is invalid; the message names its key.
         """
-        # migrate.py builds on this module (and on the interface).
-        from .migrate import parse_migrate_from
-
         check_keys(config)
         get = config.get
         p = "CONNECT_SESSION_"
@@ -592,7 +585,6 @@ class Options:
                 "SESSION_REFRESH_EACH_REQUEST", get("SESSION_REFRESH_EACH_REQUEST", True)
             ),
             header=_parse_header(p + "HEADER", get(p + "HEADER")),
-            migrate_from=parse_migrate_from(config, key),
             sql_table=_parse_table(p + "SQL_TABLE", get(p + "SQL_TABLE", "session")),
             max_size=_parse_size(p + "MAX_SIZE", get(p + "MAX_SIZE", DEFAULT_MAX_SIZE)),
             regenerate_drop=_parse_data_keys(

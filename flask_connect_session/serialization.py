@@ -15,46 +15,6 @@ from flask.json.tag import TaggedJSONSerializer
 
 from .errors import CorruptDocument
 
-#: Document member holding the cookie, as in express-session.
-COOKIE_MEMBER = "cookie"
-#: Document member holding the creation time (ms since the epoch), written
-#: when ``CONNECT_SESSION_ABSOLUTE_TIMEOUT`` is set. An Express app sees it as
-#: an ordinary session value and keeps it.
-CREATED_MEMBER = "_created"
-#: Prefix of the document members holding, for each data key whose value
-#: holds Flask tags, the MAC proving this extension wrote that value (see
-#: :mod:`.provenance`): ``"_tagged:<key>"``. One member per key, so each MAC
-#: is set and removed with its key's own change and survives a concurrent
-#: request's merge of other keys. An Express app keeps them as ordinary
-#: session values.
-TAGGED_PREFIX = "_tagged:"
-#: Document member holding a user's session metadata (user, created, last
-#: seen, user agent, IP), written when ``CONNECT_SESSION_USER_KEY`` is set
-#: (see :mod:`flask_connect_session.users`).
-DEVICE_MEMBER = "_device"
-#: Document member holding when the session's store lifetime was last
-#: extended (ms since the epoch), written with ``CONNECT_SESSION_TOUCH_AFTER``
-#: for a browser-session cookie, whose stored ``expires`` cannot tell.
-TOUCHED_MEMBER = "_touched"
-#: Members of a document that are not the user's data, besides those
-#: starting with :data:`TAGGED_PREFIX` (see :func:`is_reserved`).
-RESERVED_MEMBERS = frozenset((COOKIE_MEMBER, CREATED_MEMBER, DEVICE_MEMBER, TOUCHED_MEMBER))
-
-
-def is_reserved(key: object) -> bool:
-    """Whether ``key`` names a document member that is not the user's data,
-    so it cannot be a session data key.
-    """
-    return key in RESERVED_MEMBERS or (isinstance(key, str) and key.startswith(TAGGED_PREFIX))
-
-
-def tagged_member(key: str) -> str:
-    """Return the document member holding the MAC of data key ``key``'s value."""
-    return TAGGED_PREFIX + key
-
-
-Document = dict[str, t.Any]
-
 _tagger = TaggedJSONSerializer()
 
 
@@ -228,31 +188,6 @@ def load_data(
     return data, base
 
 
-def check_document(document: object) -> Document:
-    """Return ``document`` if it is a session document.
-
-    :raises CorruptDocument: it is not a JSON object with an object
-        ``"cookie"`` member.
-    """
-    if not isinstance(document, dict):
-        raise CorruptDocument(f"not a JSON object but {type(document).__name__}")
-    if not isinstance(document.get(COOKIE_MEMBER), dict):
-        raise CorruptDocument("no object 'cookie' member")
-    return document
-
-
-def decode(text: str | bytes) -> Document:
-    """Parse a stored document; for stores that keep JSON text.
-
-    :raises CorruptDocument: the text is not JSON or not a session document.
-    """
-    try:
-        document = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise CorruptDocument(f"not JSON ({len(text)} bytes): {error_kind(exc)}") from None
-    return check_document(document)
-
-
 def error_kind(exc: BaseException) -> str:
     """Describe a decoding error without quoting the text it is about, so
     session contents never reach the logs.
@@ -262,8 +197,3 @@ def error_kind(exc: BaseException) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return f"{type(exc).__name__}: {exc.reason} at position {exc.start}"
     return type(exc).__name__
-
-
-def encode(document: t.Mapping[str, t.Any]) -> str:
-    """Return a document as compact JSON text; for stores that keep text."""
-    return _encoder.encode(document)

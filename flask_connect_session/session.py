@@ -1,4 +1,6 @@
-"""``flask.session``: a lazily loaded mapping with express-session's methods."""
+"""``flask.session``: a mapping over one request's :class:`~.core.Lifecycle`,
+loaded lazily, with express-session's methods.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +9,129 @@ import typing as t
 
 from flask.sessions import SessionMixin
 
-from .serialization import dumps_data
-from .serialization import is_reserved
+from .calls import run
+from .document import is_reserved
+from .migrate import find
 
 if t.TYPE_CHECKING:
+    from blinker import NamedSignal
+    from flask import Flask
     from werkzeug.wrappers import Request
 
     from .cookie import Cookie
+    from .core import Lifecycle
+    from .interface import ConnectSessionInterface
+    from .migrate import Takeover
+    from .signing import Secret
     from .transport import Transport
 
 
-class SessionBackend(t.Protocol):
-    """What a session calls for the work that needs the store.
+class SessionData(cabc.MutableMapping[str, t.Any]):
+    """The mapping part of a server-side session, shared by Flask's
+    :class:`ServerSession` and Quart's session: the user's data, held by the
+    request's :class:`~.core.Lifecycle`. Subclasses say how the data is
+    loaded (:meth:`_data`).
 
-    The session interface implements it; the session only keeps state.
+    .. versionadded:: 0.1
     """
 
-    def load(self, session: ServerSession) -> None: ...
-    def inflate_cookie(self, session: ServerSession) -> Cookie: ...
-    def regenerate(self, session: ServerSession, keep: bool) -> None: ...
-    def destroy(self, session: ServerSession) -> bool: ...
-    def reload(self, session: ServerSession) -> None: ...
-    def save(self, session: ServerSession) -> None: ...
+    _life: Lifecycle
+
+    def _data(self) -> dict[str, t.Any]:
+        """Return the loaded data."""
+        return self._life.data
+
+    def __getitem__(self, key: str) -> t.Any:
+        return self._data()[key]
+
+    def __setitem__(self, key: str, value: t.Any) -> None:
+        if is_reserved(key):
+            raise KeyError(f"{key!r} is reserved in the stored session document")
+        self._data()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._data()[key]
+
+    def __iter__(self) -> cabc.Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data()
+
+    def get(self, key: str, default: t.Any = None) -> t.Any:
+        return self._data().get(key, default)
+
+    def clear(self) -> None:
+        self._data().clear()
+
+    def __repr__(self) -> str:
+        life = self._life
+        if not life.loaded:
+            return f"<{type(self).__name__} (not loaded)>"
+        return f"<{type(self).__name__} {life.sid[:6]}... {life.data!r}>"
+
+    @property
+    def id(self) -> str:
+        """The session id. Read-only: use ``regenerate()`` for a new one."""
+        self._data()
+        return self._life.sid
+
+    @property
+    def cookie(self) -> Cookie:
+        """The session's :class:`~flask_connect_session.Cookie`."""
+        self._data()
+        return self._life.cookie
+
+    @property
+    def new(self) -> bool:
+        """``True`` for a session created during this request."""
+        self._data()
+        return self._life.is_new
+
+    @property
+    def modified(self) -> bool:
+        """Whether the data changed during this request. Setting it to
+        ``True`` forces a save, as with Flask's cookie session.
+        """
+        life = self._life
+        return life.loaded and life.is_modified(life.current()[1])
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._life.force_modified = value
+
+    def touch(self) -> None:
+        """Reset the cookie's expiry to now plus its ``original_max_age``."""
+        self._data()
+        self._life.touch()
 
 
-class ServerSession(SessionMixin):
-    """The session of one request, as :data:`flask.session`.
+def is_secure(request: Request, proxy: bool | None) -> bool:
+    """Whether a request came over HTTPS, as express-session's ``proxy``
+    option decides.
+
+    :param proxy: ``None`` trusts ``request.is_secure`` (Werkzeug's ProxyFix
+        decides); ``True`` trusts the first ``X-Forwarded-Proto`` when the
+        connection itself is not secure; ``False`` trusts only the scheme the
+        WSGI server saw, before any ProxyFix rewrite.
+    """
+    if proxy is None:
+        return request.is_secure
+    environ = request.environ
+    scheme = environ.get("werkzeug.proxy_fix.orig", environ).get("wsgi.url_scheme")
+    if scheme == "https":
+        return True
+    if proxy is False:
+        return False
+    forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "")
+    return str(forwarded).partition(",")[0].strip().lower() == "https"
+
+
+class ServerSession(SessionData, SessionMixin):  # type: ignore[override]
+    """The session of one Flask request, as :data:`flask.session`.
 
     A mutable mapping of the user's data. Nothing is read from the store
     until the first access to the data or to :attr:`id`, :attr:`cookie` or
@@ -40,195 +139,90 @@ class ServerSession(SessionMixin):
     call. Changes are found by comparing each key's JSON with the loaded
     version, so nested changes count without ``session.modified = True``.
 
-    The state below is managed by the session interface; the public API is
-    the mapping, :attr:`id`, :attr:`cookie`, :attr:`new` and the
-    express-session methods.
+    It is also what the core (:mod:`.core`) knows of the request (HTTPS or
+    not, user agent, address, the signed id it carries) and the environment
+    its calls run in (see :mod:`.calls`): the store, the signals (sent with
+    the app and this session) and the takeover hook.
 
     .. versionadded:: 0.1
     """
 
-    # Defaults as class attributes, so opening a session the view may never
-    # touch costs four assignments. The backend's load() sets the rest.
-
-    #: Whether the session was accessed through :data:`flask.session`.
-    accessed = False
-    #: Whether the store was read (or a new session made) for this request.
-    loaded = False
-    #: Whether reading the store failed during this request.
-    load_failed = False
-    #: Whether the end-of-request lifecycle has run (it runs once).
-    ended = False
-    _force_modified = False
-    #: The validly signed id the request's cookie (or header) carried
-    #: (express's ``cookieId``), or ``None``; read at load.
-    cookie_sid: str | None = None
-    #: The current session id.
-    sid = ""
-    #: The user's data.
-    data: dict[str, t.Any]
-    #: The cookie, built on first use from ``cookie_document``.
-    cookie_obj: Cookie | None = None
-    #: The stored ``"cookie"`` member not yet turned into ``cookie_obj``.
-    cookie_document: dict[str, t.Any] | None = None
-    is_new = True
-    #: Creation time (ms since the epoch) when an absolute timeout is set.
-    created: int | None = None
-    #: Whether ``created`` is not in the stored document yet.
-    created_unsaved = False
-    #: Whether the store holds ``sid``, as far as this request knows.
-    in_store = False
-    #: Whether the load already extended the store lifetime.
-    touched = False
-    #: The stored (tagged) values as last loaded or saved: what a save
-    #: compares key by key to write only the changes.
-    base: dict[str, t.Any]
-    #: The stored (tagged) values the session was loaded with, kept across
-    #: :meth:`regenerate`: a NaN or infinity among them (stored by another
-    #: app or an older version) may be written back as it is, never anew.
-    loaded_values: dict[str, t.Any]
-    #: The MAC (see :mod:`.provenance`) of each stored value this extension
-    #: wrote with tags, by key, as last loaded or saved.
-    tag_macs: dict[str, str]
-    #: The document's ``"_tagged:<key>"`` members as last loaded or saved,
-    #: by data key (whatever their values), so a save sets or removes only
-    #: those of the keys it changes.
-    stored_tags: dict[str, t.Any]
-    #: Id and data JSON when loaded or generated (express's isModified).
-    original_id = ""
-    original_text = "{}"
-    #: Id and data JSON when last saved; ``None`` if not (express's isSaved).
-    saved_id = ""
-    saved_text: str | None = None
-    #: Whether the cookie must be sent even though express would not.
-    resend_cookie = False
-    #: Set by :meth:`destroy`: the response deletes the cookie unless new
-    #: data makes a new session.
-    destroyed = False
-    #: The stored ``"_device"`` member (``CONNECT_SESSION_USER_KEY``), if any.
-    device: dict[str, t.Any] | None = None
-    #: The stored id :meth:`regenerate` moved away from, until the new id is
-    #: stored (for :data:`~flask_connect_session.session_regenerated`).
-    regenerated_from: str | None = None
-    #: The user that stored id belonged to (for its signals).
-    regenerated_user: str | None = None
-    #: With ``CONNECT_SESSION_USER_KEY``: the user the session belonged to
-    #: when loaded or last saved (``regenerate(keep=True)`` keeps it); a
-    #: save naming another user is a login.
-    login_user: str | None = None
-    #: The user the loaded data names when the user index does not hold the
-    #: session (see :meth:`UserIndex.unfiled
-    #: <flask_connect_session.users.UserIndex.unfiled>`), until it is saved.
-    unfiled_user: str | None = None
+    #: The lifecycle, once the view touched the session.
+    _started: Lifecycle | None = None
 
     def __init__(
         self,
-        backend: SessionBackend,
+        interface: ConnectSessionInterface,
         request: Request,
-        secrets: tuple[str | bytes, ...],
+        secrets: tuple[Secret, ...],
         transport: Transport,
+        app: Flask,
     ) -> None:
-        self._backend = backend
-        #: The request this session belongs to.
-        self.request = request
-        #: The secrets in force for this request; the first signs.
-        self.secrets = secrets
+        # Only what the request needs if the view never touches the session:
+        # the lifecycle is made at the first access.
+        self._interface = interface
+        self._request = request
+        self._secrets = secrets
         #: Where this request's session id travels (cookie or header).
         self.transport = transport
+        self._app = app
+        #: The store the session lives in.
+        self.store = interface.store
 
-    def _load(self) -> dict[str, t.Any]:
-        if not self.loaded:
+    @property
+    def _life(self) -> Lifecycle:  # type: ignore[override]
+        life = self._started
+        if life is None:
+            interface = self._interface
+            header = self.transport is not interface.transports.cookie
+            life = self._started = interface.core.lifecycle(self, self._secrets, header=header)
+        return life
+
+    def _data(self) -> dict[str, t.Any]:
+        life = self._life
+        if not life.loaded:
             self.accessed = True
-            try:
-                self._backend.load(self)
-            except Exception:
-                # Remembered so the end of the request does not try (and
-                # wait on a dead store) again.
-                self.load_failed = True
-                raise
-        return self.data
+            run(life.load(), self)
+        return life.data
 
-    # -- mapping ---------------------------------------------------------
-
-    def __getitem__(self, key: str) -> t.Any:
-        return self._load()[key]
-
-    def __setitem__(self, key: str, value: t.Any) -> None:
-        if is_reserved(key):
-            raise KeyError(f"{key!r} is reserved in the stored session document")
-        self._load()[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self._load()[key]
-
-    def __iter__(self) -> cabc.Iterator[str]:
-        return iter(self._load())
-
-    def __len__(self) -> int:
-        return len(self._load())
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._load()
-
-    def get(self, key: str, default: t.Any = None) -> t.Any:
-        return self._load().get(key, default)
-
-    def clear(self) -> None:
-        self._load().clear()
-
-    def __repr__(self) -> str:
-        if not self.loaded:
-            return "<ServerSession (not loaded)>"
-        return f"<ServerSession {self.sid[:6]}... {self.data!r}>"
-
-    # -- state -----------------------------------------------------------
+    # -- the request, as the core sees it ---------------------------------------
 
     @property
-    def id(self) -> str:
-        """The session id. Read-only: use :meth:`regenerate` for a new one."""
-        self._load()
-        return self.sid
+    def secure(self) -> bool:
+        """Whether the request came over HTTPS (``CONNECT_SESSION_PROXY``)."""
+        return is_secure(self._request, self._interface.options.proxy)
 
     @property
-    def cookie(self) -> Cookie:
-        """The session's :class:`~flask_connect_session.Cookie`."""
-        self._load()
-        if self.cookie_obj is None:
-            self.cookie_obj = self._backend.inflate_cookie(self)
-        return self.cookie_obj
+    def user_agent(self) -> str | None:
+        """The ``User-Agent`` header."""
+        return self._request.headers.get("User-Agent")
 
     @property
-    def new(self) -> bool:  # type: ignore[override]
-        """``True`` for a session created during this request."""
-        self._load()
-        return self.is_new
+    def remote_addr(self) -> str | None:
+        """The client's address (Werkzeug's ProxyFix decides)."""
+        return self._request.remote_addr
 
-    def current(self) -> tuple[dict[str, t.Any], str]:
-        """Return the data's stored (tagged) form and its JSON text.
+    def generate_id(self) -> str:
+        """A new session id from ``CONNECT_SESSION_GENID``."""
+        return self._interface.options.genid(self._request)
 
-        :raises TypeError: a value has no JSON form; the message names its key.
-        """
-        return dumps_data(self.data)
+    def signed_id(self, secrets: tuple[Secret, ...]) -> str | None:
+        """The validly signed id the request's cookie (or header) carries."""
+        return self.transport.read(self._request.environ, secrets)
 
-    def is_modified(self, text: str) -> bool:
-        """Whether the id or data (as JSON ``text``) differ from when the
-        session was loaded, or ``modified`` was set.
-        """
-        return self._force_modified or self.sid != self.original_id or text != self.original_text
+    # -- the environment of the core's calls ----------------------------------
 
-    def is_saved(self, text: str) -> bool:
-        """Whether the store already holds this id with this data."""
-        return self.saved_id == self.sid and text == self.saved_text
+    def send_signal(
+        self, signal: NamedSignal, with_session: bool, kwargs: dict[str, t.Any]
+    ) -> None:
+        """Send ``signal`` with the app as sender."""
+        if with_session:
+            kwargs = {**kwargs, "session": self}
+        signal.send(self._app, **kwargs)
 
-    @property
-    def modified(self) -> bool:
-        """Whether the data changed during this request. Setting it to
-        ``True`` forces a save, as with Flask's cookie session.
-        """
-        return self.loaded and self.is_modified(self.current()[1])
-
-    @modified.setter
-    def modified(self, value: bool) -> None:
-        self._force_modified = value
+    def take_over(self) -> Takeover | None:
+        """Ask the app's legacy sources for this request's legacy session."""
+        return find(self._app, self._request.cookies, self._interface.legacy)
 
     # -- express-session methods -----------------------------------------
 
@@ -251,8 +245,8 @@ class ServerSession(SessionMixin):
         :raises TypeError: (a logged-in session moved with ``keep``) a value
             cannot be stored; the message names its key.
         """
-        self._load()
-        self._backend.regenerate(self, keep)
+        self._data()
+        run(self._life.regenerate(keep), self)
 
     def destroy(self) -> None:
         """Remove the session from the store now and empty it.
@@ -263,8 +257,8 @@ class ServerSession(SessionMixin):
 
         :raises StoreError: the store failed.
         """
-        self._load()
-        self._backend.destroy(self)
+        self._data()
+        run(self._life.destroy(), self)
 
     def reload(self) -> None:
         """Replace the data with the stored copy, dropping unsaved changes.
@@ -272,8 +266,8 @@ class ServerSession(SessionMixin):
         :raises SessionNotFound: the store no longer has this session.
         :raises StoreError: the store failed.
         """
-        self._load()
-        self._backend.reload(self)
+        self._data()
+        run(self._life.reload(), self)
 
     def save(self) -> None:
         """Write the session to the store now instead of at the end of the
@@ -286,9 +280,5 @@ class ServerSession(SessionMixin):
         :raises StoreError: the store failed.
         :raises TypeError: a value cannot be stored; the message names its key.
         """
-        self._load()
-        self._backend.save(self)
-
-    def touch(self) -> None:
-        """Reset the cookie's expiry to now plus its ``original_max_age``."""
-        self.cookie.touch()
+        self._data()
+        run(self._life.save(), self)

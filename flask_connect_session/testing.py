@@ -6,8 +6,8 @@ The pytest fixtures built on them (``connect_session_server``,
 ``connect_session_counting_store``, ``connect_session_memory_store``) are in
 :mod:`flask_connect_session.pytest_plugin`, which installing the package
 registers as a pytest plugin, as Flask keeps its test helpers
-(``flask.testing``) apart from any plugin. The fixture functions can still
-be imported from this module; that import loads pytest.
+(``flask.testing``) apart from any plugin: this module never imports pytest,
+nor the plugin.
 
 .. versionadded:: 0.1
 """
@@ -33,25 +33,6 @@ if t.TYPE_CHECKING:
 
     from .session import ServerSession
     from .stores.base import Document
-
-#: The fixtures of :mod:`.pytest_plugin`, importable from here as before.
-_FIXTURES = frozenset(
-    (
-        "connect_session_server",
-        "connect_session_counting_store",
-        "connect_session_memory_store",
-    )
-)
-
-
-def __getattr__(name: str) -> t.Any:
-    # Only a fixture import loads pytest (through the plugin module).
-    if name in _FIXTURES:
-        from . import pytest_plugin
-
-        return getattr(pytest_plugin, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "CountingStore",
@@ -86,7 +67,7 @@ def install_store(app: Flask, store: Store) -> SessionInterface:
     :raises RuntimeError: the app does not use :class:`ConnectSession`.
     """
     previous = session_interface(app)
-    interface = type(previous)(previous.options, store)
+    interface = type(previous)(previous.options, store, previous.legacy)
     app.session_interface = interface
     return previous
 
@@ -127,12 +108,10 @@ class _ReadOnlyTouchingStore(_ReadOnlyStore):
         return self.store.get_and_touch(sid)
 
 
-def _reader(interface: ConnectSessionInterface) -> ConnectSessionInterface:
-    """An interface like ``interface`` whose loads change nothing stored."""
-    store = interface.store
+def _read_only(store: Store) -> Store:
+    """A view of ``store`` whose loads change nothing stored."""
     read_only = _ReadOnlyTouchingStore if implements(store, "get_and_touch") else _ReadOnlyStore
-    reader = type(interface)(interface.options, read_only(store))
-    return reader
+    return read_only(store)
 
 
 def _peek(client: FlaskClient, kwargs: dict[str, t.Any]) -> tuple[str | None, dict[str, t.Any]]:
@@ -140,17 +119,17 @@ def _peek(client: FlaskClient, kwargs: dict[str, t.Any]) -> tuple[str | None, di
     names, or ``(None, {})``. Loads it as a request would, writes nothing.
     """
     app = client.application
-    reader = _reader(session_interface(app))
+    session_interface(app)
     result: tuple[str | None, dict[str, t.Any]] = (None, {})
     try:
         with client.session_transaction(**kwargs) as opened:
             session = t.cast("ServerSession", opened)
             # Flask hands the session out after leaving the request context:
             # the load gets the app's back (a legacy takeover reads its
-            # secret), and the reader's store, which removes nothing.
+            # secret), and a store that removes nothing.
+            session.store = _read_only(session.store)
             with app.app_context():
-                reader.load(session)
-            data = dict(session)
+                data = dict(session)
             if not session.new:
                 result = (session.id, data)
             # Leaving with an exception skips save_session: no write, no
@@ -256,7 +235,8 @@ def session_headers(
         session.update(data)
     # The response of session_transaction is thrown away: sign the id as it
     # would have been sent.
-    return {name: sign(session.sid, session.secrets[0]) if session.in_store else ""}
+    life = session._life
+    return {name: sign(life.sid, life.secrets[0]) if life.in_store else ""}
 
 
 class ServerSessionAccess:

@@ -25,25 +25,30 @@ import collections.abc as cabc
 import dataclasses
 import hashlib
 import logging
-import time
 import typing as t
 from datetime import UTC
 from datetime import datetime
 
-from flask import current_app
-
+from .calls import Destroy
+from .calls import IndexAdd
+from .calls import IndexRemove
+from .calls import IndexRevoke
+from .calls import IndexRevoked
+from .calls import IndexSessions
+from .calls import Notify
+from .document import COOKIE_MEMBER
+from .document import DEVICE_MEMBER
+from .document import Device
+from .document import device_user
 from .errors import StoreError
-from .serialization import COOKIE_MEMBER
-from .serialization import DEVICE_MEMBER
 from .signals import session_destroyed
 from .stores.base import INDEX_MARGIN
 from .stores.base import document_ttl
 
 if t.TYPE_CHECKING:
-    from blinker import NamedSignal
-
-    from .session import ServerSession
-    from .stores.base import Document
+    from .calls import Steps
+    from .core import Lifecycle
+    from .document import Document
 
 #: Seconds between two updates of a session's last-seen time (and of its
 #: index entry) on requests that do not otherwise write it: the margin the
@@ -56,9 +61,6 @@ MAX_USER_AGENT = 200
 _HANDLE_DOMAIN = b"flask-connect-session handle\x00"
 
 logger = logging.getLogger("flask_connect_session")
-
-Device = dict[str, t.Any]
-Caller = cabc.Callable[..., t.Any]
 
 
 def handle(sid: str) -> str:
@@ -91,12 +93,6 @@ def user_of(data: cabc.Mapping[str, t.Any], key: str) -> str | None:
             f" a str or int, not {type(value).__name__}"
         )
     return str(value)
-
-
-def device_user(device: object) -> str | None:
-    """Return the user a stored ``"_device"`` member names, if it is one."""
-    user = device.get("user") if isinstance(device, dict) else None
-    return user if isinstance(user, str) else None
 
 
 def stored_user(data: cabc.Mapping[str, t.Any], key: str | None, device: object) -> str | None:
@@ -177,42 +173,42 @@ def session_info(
     )
 
 
-def notify(signal: NamedSignal, sid: str, user: str | None, **extra: t.Any) -> None:
-    """Send ``signal`` for session ``sid`` with the app as sender, if anyone
-    listens (the handle costs a hash).
-    """
-    if signal.receivers:
-        sender = current_app._get_current_object()  # type: ignore[attr-defined]
-        signal.send(sender, handle=handle(sid), user=user, **extra)
-
-
 class UserIndex:
     """Keeps a store's per-user index true as sessions change.
 
-    The session interface holds one when ``CONNECT_SESSION_USER_KEY`` is set
-    and calls it around every write and removal of a session. Index entries
-    are added *before* the session is written and removed *after* it is
-    removed (or written for another user), so a failure in between leaves at
-    worst an entry without a session (dropped at the next read), never a
-    session the index misses.
+    The session core holds one when ``CONNECT_SESSION_USER_KEY`` is set and
+    runs its steps around every write and removal of a session. Index
+    entries are added *before* the session is written and removed *after* it
+    is removed (or written for another user), so a failure in between leaves
+    at worst an entry without a session (dropped at the next read), never a
+    session the index misses. Like the core, it does no I/O: its methods
+    yield store calls (see :mod:`.calls`).
 
     :param key: the data key naming the user.
     :param ttl: the store lifetime of browser-session cookies' sessions.
-    :param call: runs a method of the store (which keeps the index),
-        turning failures into ``StoreError``.
+    :param clock: returns the time in seconds since the epoch.
     :param record_lifetime: seconds a revoke record is kept: the longest a
         session this app stores can live untouched.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, key: str, ttl: int, call: Caller, record_lifetime: float = 0) -> None:
+    def __init__(
+        self,
+        key: str,
+        ttl: int,
+        clock: cabc.Callable[[], float],
+        record_lifetime: float = 0,
+    ) -> None:
         #: The data key naming the user.
         self.key = key
         self.ttl = ttl
-        self._call = call
+        self.clock = clock
         #: Seconds a revoke record is kept.
         self.record_lifetime = max(record_lifetime, ttl) + SEEN_INTERVAL
+
+    def _now(self) -> int:
+        return int(self.clock() * 1000)
 
     def owner(self, data: cabc.Mapping[str, t.Any]) -> str | None:
         """Return the user ``data`` names, or ``None`` (no user, or a value
@@ -236,26 +232,27 @@ class UserIndex:
         if user is None:
             return None
         if device_user(device) == user and isinstance(device, dict):
-            if _ms(device, "until") > time.time() * 1000:
+            if _ms(device, "until") > self._now():
                 return None
         return user
 
-    def revoked(self, user: str) -> bool:
+    def revoked(self, user: str) -> Steps[bool]:
         """Whether ``user`` has a revoke record: their sessions that the
         index did not hold when it was made are revoked (an unindexed
         session counts as older than any record).
         """
-        return self._call("index_revoked", user) is not None
+        at: float | None = yield IndexRevoked(user)
+        return at is not None
 
-    def record_revoke(self, user: str) -> float:
+    def record_revoke(self, user: str) -> Steps[float]:
         """Record that every session of ``user`` existing now is revoked,
-        for :attr:`record_lifetime`; return now (:func:`time.time`).
+        for :attr:`record_lifetime`; return now (seconds since the epoch).
         """
-        now = time.time()
-        self._call("index_revoke", user, now, now + self.record_lifetime)
+        now = self.clock()
+        yield IndexRevoke(user, now, now + self.record_lifetime)
         return now
 
-    def due(self, session: ServerSession, data: cabc.Mapping[str, t.Any]) -> bool:
+    def due(self, session: Lifecycle, data: cabc.Mapping[str, t.Any]) -> bool:
         """Whether saving ``session`` must update its ``"_device"`` member:
         its user changed, or it was last seen :data:`SEEN_INTERVAL` ago.
 
@@ -273,14 +270,14 @@ class UserIndex:
             return device is not None
         if device is None or device.get("user") != user:
             return True
-        return time.time() * 1000 - _ms(device, "seen") >= SEEN_INTERVAL * 1000
+        return self._now() - _ms(device, "seen") >= SEEN_INTERVAL * 1000
 
     def before_write(
         self,
-        session: ServerSession,
+        session: Lifecycle,
         data: cabc.Mapping[str, t.Any],
         cookie: cabc.Mapping[str, object],
-    ) -> Device | None:
+    ) -> Steps[Device | None]:
         """Update the index for a write of ``session`` and return the
         ``"_device"`` member to store (``None``: none).
 
@@ -290,21 +287,21 @@ class UserIndex:
         """
         user = user_of(data, self.key)
         old = session.device
-        old_user = device_user(old) if session.in_store else None
         if user is None:
             return None
-        now = int(time.time() * 1000)
+        now = self._now()
         lifetime = document_ttl({COOKIE_MEMBER: cookie}, self.ttl) * 1000
         if (
             old is not None
-            and old_user == user
+            and session.in_store
+            and device_user(old) == user
             and not self.due(session, data)
             and now + lifetime <= _ms(old, "until")
         ):
             return old
         until = now + lifetime + int(SEEN_INTERVAL * 1000)
         request = session.request
-        agent = request.headers.get("User-Agent")
+        agent = request.user_agent
         same = old is not None and device_user(old) == user
         device = {
             "user": user,
@@ -314,10 +311,10 @@ class UserIndex:
             "ip": request.remote_addr,
             "until": until,
         }
-        self._call("index_add", user, session.sid, until / 1000)
+        yield IndexAdd(user, session.sid, until / 1000)
         return device
 
-    def refile(self, sid: str, device: Device | None) -> None:
+    def refile(self, sid: str, device: Device | None) -> Steps[None]:
         """File ``sid`` again under the user its stored ``device`` names.
 
         A listing of the user's sessions (a revoke) that ran between
@@ -327,9 +324,9 @@ class UserIndex:
         """
         user = device_user(device)
         if user is not None and device is not None:
-            self._call("index_add", user, sid, _ms(device, "until") / 1000)
+            yield IndexAdd(user, sid, _ms(device, "until") / 1000)
 
-    def after_write(self, session: ServerSession, device: Device | None, stored: bool) -> None:
+    def after_write(self, session: Lifecycle, device: Device | None, stored: bool) -> Steps[None]:
         """Finish a write of a stored session (``session.device`` is still
         the member it had): drop the entry :meth:`before_write` added if the
         session turned out to be gone (revoked meanwhile: it stays gone), or
@@ -340,19 +337,19 @@ class UserIndex:
         user = device_user(device)
         if not stored:
             if user is not None:
-                self._drop(user, session.sid)
+                yield from self._drop(user, session.sid)
             return
         old_user = device_user(session.device)
         if old_user is not None and old_user != user:
-            self._drop(old_user, session.sid)
+            yield from self._drop(old_user, session.sid)
 
-    def removed(self, sid: str, device: object) -> None:
+    def removed(self, sid: str, device: object) -> Steps[None]:
         """Drop the index entry of a session just removed from the store."""
         user = device_user(device)
         if user is not None:
-            self._drop(user, sid)
+            yield from self._drop(user, sid)
 
-    def _drop(self, user: str, sid: str) -> None:
+    def _drop(self, user: str, sid: str) -> Steps[None]:
         """Remove ``sid`` from ``user``'s index after the store change that
         made the entry stale succeeded.
 
@@ -361,27 +358,27 @@ class UserIndex:
         index drops it.
         """
         try:
-            self._call("index_remove", user, sid)
+            yield IndexRemove(user, sid)
         except StoreError:
             logger.warning(
                 "stale user index entry (sid %.6s...) left in place; it is dropped when read", sid
             )
 
-    def sessions(self, user: str, current_sid: str | None) -> dict[str, SessionInfo]:
+    def sessions(self, user: str, current_sid: str | None) -> Steps[dict[str, SessionInfo]]:
         """Return ``user``'s live sessions by id; entries that no longer
         belong to ``user`` are dropped from the index.
         """
-        documents = self._call("index_sessions", user)
+        documents: dict[str, Document] = yield IndexSessions(user)
         infos: dict[str, SessionInfo] = {}
         for sid, document in documents.items():
             info = session_info(sid, document, self.key, current_sid)
             if info is None or info.user != user:
-                self._call("index_remove", user, sid)
+                yield IndexRemove(user, sid)
             else:
                 infos[sid] = info
         return infos
 
-    def revoke(self, user: str, sids: cabc.Iterable[str], reason: str = "revoke") -> int:
+    def revoke(self, user: str, sids: cabc.Iterable[str], reason: str = "revoke") -> Steps[int]:
         """Remove each of ``user``'s sessions ``sids`` from the store and the
         index, sending :data:`~flask_connect_session.session_destroyed` with
         ``reason``; return how many. A session that another request removed
@@ -389,22 +386,23 @@ class UserIndex:
         """
         count = 0
         for sid in sids:
-            removed = self._call("destroy", sid) is not False
-            self._drop(user, sid)
-            if removed:
-                notify(session_destroyed, sid, user, reason=reason)
+            gone: bool | None = yield Destroy(sid)
+            yield from self._drop(user, sid)
+            if gone is not False:
+                if session_destroyed.receivers:
+                    yield Notify(session_destroyed, handle=handle(sid), user=user, reason=reason)
                 count += 1
         return count
 
-    def evict(self, user: str, current_sid: str, limit: int) -> int:
+    def evict(self, user: str, current_sid: str, limit: int) -> Steps[int]:
         """Remove ``user``'s least recently seen sessions beyond ``limit``
         (``CONNECT_SESSION_MAX_PER_USER``), never ``current_sid``, sending
         :data:`~flask_connect_session.session_destroyed` with
         ``reason="evicted"``; return how many went.
         """
-        infos = self.sessions(user, current_sid)
+        infos = yield from self.sessions(user, current_sid)
         excess = len(infos) - limit + (current_sid not in infos)
         if excess <= 0:
             return 0
         others = sorted((info.last_seen, sid) for sid, info in infos.items() if sid != current_sid)
-        return self.revoke(user, [sid for _, sid in others[:excess]], reason="evicted")
+        return (yield from self.revoke(user, [sid for _, sid in others[:excess]], "evicted"))

@@ -21,7 +21,7 @@ from flask_connect_session.cli import PROGRESS_THRESHOLD
 from flask_connect_session.cookie import format_expires
 from flask_connect_session.cookie import parse_expires
 from flask_connect_session.cookie import utcnow
-from flask_connect_session.serialization import encode
+from flask_connect_session.document import encode
 from flask_connect_session.signing import sign
 from flask_connect_session.stores.base import Document
 from flask_connect_session.stores.base import implements

@@ -131,3 +131,25 @@ def test_header_has_every_attribute() -> None:
     assert "SameSite=None" in header and "Priority=Low" in header
     plain = Cookie().header("connect.sid", "v")
     assert "Secure" not in plain and "Expires" not in plain and "HttpOnly" in plain
+
+
+def test_copy_is_independent_and_complete() -> None:
+    """Every attribute is copied (a new slot cannot be forgotten), and
+    changing the copy leaves the original as it was.
+    """
+    original = Cookie(
+        max_age=60,
+        path="/app",
+        domain="example.com",
+        httponly=False,
+        secure=True,
+        samesite="Strict",
+        partitioned=True,
+        priority="High",
+    )
+    copy = original.copy()
+    assert copy is not original
+    for name in Cookie.__slots__:
+        assert getattr(copy, name) == getattr(original, name), name
+    copy.path, copy.max_age = "/other", 5
+    assert (original.path, original.original_max_age) == ("/app", 60)

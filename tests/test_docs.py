@@ -50,6 +50,7 @@ from flask_connect_session import pytest_plugin
 from flask_connect_session import testing
 from flask_connect_session.cli import session_cli
 from flask_connect_session.interface import ConnectSessionInterface
+from flask_connect_session.migrate import parse_migrate_from
 from flask_connect_session.options import CookieOptions
 from flask_connect_session.options import Options
 from flask_connect_session.options import app_secrets
@@ -188,7 +189,8 @@ def keys_the_code_reads() -> set[str]:
     for extra in ({}, {"SECRET_KEY": "a", "SECRET_KEY_FALLBACKS": ["b"]}):
         app = Flask(__name__)
         config = app.config = RecordingConfig(".", {**app.config, **extra})
-        Options.from_config(config)
+        options = Options.from_config(config)
+        parse_migrate_from(config, options.key)
         app_secrets(app)
         read |= config.read
     return read

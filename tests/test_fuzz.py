@@ -38,8 +38,8 @@ from flask_connect_session import FileSystemStore
 from flask_connect_session import MemoryStore
 from flask_connect_session import RedisStore
 from flask_connect_session import Store
-from flask_connect_session.serialization import encode
-from flask_connect_session.serialization import is_reserved
+from flask_connect_session.document import encode
+from flask_connect_session.document import is_reserved
 from flask_connect_session.signing import MAX_COOKIE_LENGTH
 from flask_connect_session.signing import cookie_value
 from flask_connect_session.signing import generate_sid

@@ -34,8 +34,8 @@ from flask_connect_session import SessionTooLarge
 from flask_connect_session import SQLStore
 from flask_connect_session import Store
 from flask_connect_session import StoreError
+from flask_connect_session.document import encode
 from flask_connect_session.errors import CorruptDocument
-from flask_connect_session.serialization import encode
 from flask_connect_session.stores import sql as sql_module
 from flask_connect_session.stores.redis import SCRIPT_LIMIT
 

@@ -586,13 +586,9 @@ def test_verifying_legacy_cookies_needs_the_old_secret_key() -> None:
     )
 
 
-def test_without_sources_the_plain_interface_is_installed() -> None:
-    from flask_connect_session.interface import ConnectSessionInterface
-
-    assert type(our_app([]).session_interface) is ConnectSessionInterface
-    assert type(our_app([{"type": "flask-cookie"}]).session_interface) is not (
-        ConnectSessionInterface
-    )
+def test_without_sources_no_request_asks_for_a_legacy_session() -> None:
+    assert not our_app([]).session_interface.core.takeover
+    assert our_app([{"type": "flask-cookie"}]).session_interface.core.takeover
 
 
 def test_the_readme_switch_is_valid_config(redis_url: str) -> None:

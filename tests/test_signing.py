@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+from urllib.parse import unquote
+
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from flask_connect_session.signing import MAX_COOKIE_LENGTH
+from flask_connect_session.signing import _unquote
 from flask_connect_session.signing import generate_sid
 from flask_connect_session.signing import sign
+from flask_connect_session.signing import signature
 from flask_connect_session.signing import unsign
 
 VECTORS = [
@@ -92,3 +99,20 @@ def test_cookie_value_reads_the_first_cookie_of_the_name(
     from flask_connect_session.signing import cookie_value
 
     assert cookie_value(header, "connect.sid") == expected
+
+
+@hypothesis.given(sid=st.text(min_size=1, max_size=40), secret=st.text(min_size=1, max_size=8))
+def test_sign_is_encode_uri_component_of_the_signed_value(sid: str, secret: str) -> None:
+    """The fast path for ordinary ids encodes exactly as quote() with
+    encodeURIComponent's safe characters does, for any id a genid may make.
+    """
+    reference = quote(f"s:{sid}.{signature(sid, secret)}", safe="!*'()")
+    assert sign(sid, secret) == reference
+
+
+@hypothesis.given(st.text(alphabet="%3AaBbFf2:+/x\u00e9", max_size=24))
+def test_cookie_values_are_unquoted_as_unquote_does(value: str) -> None:
+    """Undoing the escapes sign() makes, and falling back to unquote() for
+    any other, gives what unquote() gives for every value.
+    """
+    assert _unquote(value) == unquote(value, errors="replace")

@@ -366,16 +366,6 @@ def test_the_helpers_work_without_pytest() -> None:
     assert run_without("pytest,_pytest", _WITHOUT_PYTEST) == "ok"
 
 
-def test_the_fixtures_can_still_be_imported_from_testing() -> None:
-    from flask_connect_session import pytest_plugin
-    from flask_connect_session import testing
-
-    for name in ("connect_session_server", "connect_session_counting_store"):
-        assert getattr(testing, name) is getattr(pytest_plugin, name)
-    with pytest.raises(AttributeError):
-        testing.no_such_name  # noqa: B018
-
-
 def test_plugin_loads_from_its_entry_point(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=textwrap.dedent(USER_TESTS))
     result = pytester.runpytest("-p", "no:cacheprovider")

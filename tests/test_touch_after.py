@@ -17,7 +17,7 @@ from flask_connect_session import Store
 from flask_connect_session.cookie import format_expires
 from flask_connect_session.cookie import parse_expires
 from flask_connect_session.cookie import utcnow
-from flask_connect_session.interface import last_touch
+from flask_connect_session.document import last_touch
 from flask_connect_session.options import Options
 from flask_connect_session.testing import CountingStore
 

@@ -30,7 +30,9 @@ from flask_connect_session import StoreError
 from flask_connect_session import session_created
 from flask_connect_session import session_destroyed
 from flask_connect_session import session_regenerated
-from flask_connect_session.serialization import DEVICE_MEMBER
+from flask_connect_session.calls import run
+from flask_connect_session.document import DEVICE_MEMBER
+from flask_connect_session.interface import AppEnvironment
 from flask_connect_session.session import ServerSession
 from flask_connect_session.signing import unsign
 from flask_connect_session.users import handle
@@ -690,9 +692,9 @@ def test_save_after_revoke_does_not_bring_it_back(
     assert index_store.get(sid) is None
     assert sessions_of(app, "42") == []
     if write_after:
-        document = t.cast(dict[str, t.Any], index_store.get(current.sid))
+        document = t.cast(dict[str, t.Any], index_store.get(current.id))
         assert document["flash"] == "bye" and "user_id" not in document
-        assert [e["handle"] for _, e in events] == [handle(current.sid)]
+        assert [e["handle"] for _, e in events] == [handle(current.id)]
         assert summary(events) == [("created", None, None)]
     else:
         assert events == []
@@ -711,7 +713,7 @@ def test_regenerate_after_revoke_carries_nothing_over(index_store: Store) -> Non
         assert "user_id" not in current
         end(app, current)
     assert sessions_of(app, "42") == []
-    assert "user_id" not in (index_store.get(current.sid) or {})
+    assert "user_id" not in (index_store.get(current.id) or {})
 
 
 def test_regenerate_then_destroy_announces_the_end(
@@ -778,8 +780,9 @@ def test_destroyed_is_sent_once_per_session(
     assert events[0][1]["handle"] == handle(sid)
     # A revoke that finds the session removed meanwhile neither counts it
     # nor announces it again.
-    with app.test_request_context():
-        assert app.extensions["connect_session"]._index().revoke("42", [sid]) == 0
+    with app.app_context():
+        steps = app.session_interface.core.users.revoke("42", [sid])
+        assert run(steps, AppEnvironment(app, index_store)) == 0
     assert len(events) == 1
 
 
@@ -877,7 +880,7 @@ def test_revoke_between_regenerate_and_the_end_of_the_request(
     old = t.cast(str, sid_of(thief))
     with in_flight(app, thief) as current:
         current.regenerate(keep=True)
-        moved = current.sid
+        moved = current.id
         assert moved != old
         assert revoke_elsewhere(app, "42") == 1
         current["step"] = "up"  # the view goes on writing
@@ -938,7 +941,7 @@ def test_revoke_racing_with_the_steps_of_regenerate(index_store: Store) -> None:
         patch.setattr(index_store, "destroy", destroy)
         with in_flight(app, thief) as current:
             current.regenerate(keep=True)
-            moved = current.sid
+            moved = current.id
             if revoker:
                 revoker[0].join(10)
             end(app, current)

@@ -126,17 +126,6 @@ def _host_port(text: str, default_port: int, url: str) -> tuple[str, int]:
     return host, int(port) if port else default_port
 
 
-def split_table_name(name: str) -> tuple[str | None, str]:
-    """Split ``"schema.table"`` (or a bare ``"table"``) into its parts.
-
-    :raises ValueError: an empty part or more than one dot.
-    """
-    parts = name.split(".")
-    if len(parts) > 2 or not all(parts):
-        raise ValueError(f"expected 'table' or 'schema.table', got {name!r}")
-    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-
-
 def _sql(url: str, settings: StoreSettings) -> Store:
     # A missing SQLAlchemy or driver is reported by store_from_url.
     from sqlalchemy.engine import make_url

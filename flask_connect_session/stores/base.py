@@ -13,11 +13,11 @@ from urllib.parse import unquote
 from ..cookie import lifetime_seconds
 from ..cookie import parse_expires
 from ..cookie import utcnow
+from ..document import COOKIE_MEMBER
+from ..document import decode
+from ..document import encode
 from ..errors import CorruptDocument
 from ..errors import SessionTooLarge
-from ..serialization import COOKIE_MEMBER
-from ..serialization import decode
-from ..serialization import encode
 
 Document = dict[str, t.Any]
 
@@ -289,22 +289,110 @@ class Store(abc.ABC):
         return 0
 
 
-def _unsupported(store: Store, method: str) -> t.NoReturn:
+def _unsupported(store: Store | AsyncStore, method: str) -> t.NoReturn:
     raise NotImplementedError(f"{type(store).__name__} does not implement {method}()")
+
+
+class AsyncStore(abc.ABC):
+    """Base class of asyncio session stores, for Quart: :class:`Store`'s
+    contract with coroutine methods.
+
+    Subclasses implement :meth:`get`, :meth:`set` and :meth:`destroy`; the
+    other methods are optional, as in :class:`Store`. :class:`ThreadedStore`
+    runs any synchronous store in worker threads.
+
+    .. versionadded:: 0.1
+    """
+
+    #: Store lifetime, in seconds, of sessions whose cookie has no expiry.
+    ttl: int = DEFAULT_TTL
+
+    @abc.abstractmethod
+    async def get(self, sid: str) -> Document | None:
+        """See :meth:`Store.get`."""
+
+    @abc.abstractmethod
+    async def set(self, sid: str, session: Document) -> None:
+        """See :meth:`Store.set`."""
+
+    @abc.abstractmethod
+    async def destroy(self, sid: str) -> bool | None:
+        """See :meth:`Store.destroy`."""
+
+    async def touch(self, sid: str, session: Document) -> None:
+        """See :meth:`Store.touch`. Optional."""
+        _unsupported(self, "touch")
+
+    async def get_and_touch(self, sid: str) -> Document | None:
+        """See :meth:`Store.get_and_touch`. Optional."""
+        _unsupported(self, "get_and_touch")
+
+    async def merge(
+        self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
+    ) -> bool:
+        """See :meth:`Store.merge`; this default is not atomic."""
+        current = await self.get(sid)
+        if current is None:
+            return False
+        await self.set(sid, apply_changes(current, changes, removed))
+        return True
+
+    async def all(self) -> dict[str, Document]:
+        """See :meth:`Store.all`. Optional."""
+        _unsupported(self, "all")
+
+    async def length(self) -> int:
+        """See :meth:`Store.length`. Optional."""
+        _unsupported(self, "length")
+
+    async def clear(self) -> None:
+        """See :meth:`Store.clear`. Optional."""
+        _unsupported(self, "clear")
+
+    async def prune(self) -> int:
+        """See :meth:`Store.prune`."""
+        return 0
+
+    async def index_add(self, user: str, sid: str, until: float) -> None:
+        """See :meth:`Store.index_add`. Optional."""
+        _unsupported(self, "index_add")
+
+    async def index_remove(self, user: str, sid: str) -> None:
+        """See :meth:`Store.index_remove`. Optional."""
+        _unsupported(self, "index_remove")
+
+    async def index_sessions(self, user: str) -> dict[str, Document]:
+        """See :meth:`Store.index_sessions`. Optional."""
+        _unsupported(self, "index_sessions")
+
+    async def index_revoke(self, user: str, at: float, until: float) -> None:
+        """See :meth:`Store.index_revoke`. Optional."""
+        _unsupported(self, "index_revoke")
+
+    async def index_revoked(self, user: str) -> float | None:
+        """See :meth:`Store.index_revoked`. Optional."""
+        _unsupported(self, "index_revoked")
+
+    async def index_prune(self) -> int:
+        """See :meth:`Store.index_prune`."""
+        return 0
 
 
 #: The methods a store overrides to keep the per-user index.
 INDEX_METHODS = ("index_add", "index_remove", "index_sessions", "index_revoke", "index_revoked")
 
 
-def keeps_user_index(store: Store) -> bool:
+def keeps_user_index(store: Store | AsyncStore) -> bool:
     """Whether ``store`` keeps the per-user index (``CONNECT_SESSION_USER_KEY``)."""
     return all(implements(store, method) for method in INDEX_METHODS)
 
 
-def implements(store: Store, method: str) -> bool:
-    """Whether ``store`` overrides the optional ``method`` of :class:`Store`."""
-    return getattr(type(store), method) is not getattr(Store, method)
+def implements(store: Store | AsyncStore, method: str) -> bool:
+    """Whether ``store`` overrides the optional ``method`` of :class:`Store`
+    (or :class:`AsyncStore`).
+    """
+    base = AsyncStore if isinstance(store, AsyncStore) else Store
+    return getattr(type(store), method) is not getattr(base, method)
 
 
 def to_utf8(text: str) -> bytes:
@@ -339,6 +427,17 @@ def decode_entries(entries: cabc.Mapping[str, str | bytes | None]) -> dict[str, 
         except CorruptDocument:
             continue
     return documents
+
+
+def split_table_name(name: str) -> tuple[str | None, str]:
+    """Split ``"schema.table"`` (or a bare ``"table"``) into its parts.
+
+    :raises ValueError: an empty part or more than one dot.
+    """
+    parts = name.split(".")
+    if len(parts) > 2 or not all(parts):
+        raise ValueError(f"expected 'table' or 'schema.table', got {name!r}")
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 
 
 #: Shown instead of a password in a store URL.

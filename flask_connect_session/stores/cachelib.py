@@ -19,8 +19,8 @@ from cachelib import MemcachedCache
 from cachelib import SimpleCache
 from cachelib.serializers import BaseSerializer
 
+from ..document import decode
 from ..errors import CorruptDocument
-from ..serialization import decode
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store

@@ -16,9 +16,9 @@ import sys
 import time
 import typing as t
 
+from ..document import decode
+from ..document import encode
 from ..errors import CorruptDocument
-from ..serialization import decode
-from ..serialization import encode
 from ..serialization import error_kind
 from .base import DEFAULT_TTL
 from .base import Document

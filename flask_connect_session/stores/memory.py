@@ -7,7 +7,7 @@ import threading
 import time
 import typing as t
 
-from ..serialization import decode
+from ..document import decode
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store

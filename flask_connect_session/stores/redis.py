@@ -13,11 +13,11 @@ import time
 import typing as t
 from urllib.parse import urlsplit
 
+from ..document import COOKIE_MEMBER
+from ..document import decode
+from ..document import encode
 from ..errors import CorruptDocument
-from ..serialization import COOKIE_MEMBER
-from ..serialization import decode
 from ..serialization import dumps
-from ..serialization import encode
 from ..serialization import error_kind
 from ._redis_lua import INDEX_SCRIPT
 from ._redis_lua import MERGE_SCRIPT

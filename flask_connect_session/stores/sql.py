@@ -23,10 +23,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 
 from ..cookie import MAX_LIFETIME
+from ..document import DEVICE_MEMBER
+from ..document import decode
+from ..document import device_user
 from ..errors import describe
-from ..serialization import DEVICE_MEMBER
-from ..serialization import decode
-from . import split_table_name
 from .base import DEFAULT_TTL
 from .base import Document
 from .base import Store
@@ -34,6 +34,7 @@ from .base import apply_changes
 from .base import decode_entries
 from .base import document_ttl
 from .base import redact_url
+from .base import split_table_name
 from .base import touched_ttl
 
 logger = logging.getLogger("flask_connect_session")
@@ -241,12 +242,8 @@ def _column_user(user: str) -> str:
 
 
 def _device_user(document: cabc.Mapping[str, t.Any]) -> str | None:
-    """The user the per-user index files ``document`` under (its ``_device``
-    member's ``user``), or ``None``.
-    """
-    device = document.get(DEVICE_MEMBER)
-    user = device.get("user") if isinstance(device, dict) else None
-    return user if isinstance(user, str) else None
+    """The user the per-user index files ``document`` under, or ``None``."""
+    return device_user(document.get(DEVICE_MEMBER))
 
 
 def _row_user(document: cabc.Mapping[str, t.Any]) -> str | None:

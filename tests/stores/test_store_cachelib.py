@@ -21,8 +21,8 @@ from pymemcache.client.hash import HashClient
 from pymemcache.serde import pickle_serde
 
 from flask_connect_session import CachelibStore
+from flask_connect_session.document import encode
 from flask_connect_session.errors import CorruptDocument
-from flask_connect_session.serialization import encode
 from flask_connect_session.stores import StoreSettings
 from flask_connect_session.stores import store_from_url
 from flask_connect_session.stores.base import implements

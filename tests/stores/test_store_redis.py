@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from flask_connect_session import ConnectSession
 from flask_connect_session import RedisStore
+from flask_connect_session.document import encode
 from flask_connect_session.errors import CorruptDocument
-from flask_connect_session.serialization import encode
 from flask_connect_session.stores.base import apply_changes
 
 from server_fixtures import RedisClusterServer
