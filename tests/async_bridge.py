@@ -58,6 +58,12 @@ def loop() -> LoopThread:
     return _loop
 
 
+async def close_async_redis(store: t.Any, client: t.Any) -> None:
+    """Close an asyncio Redis store and the client it was given."""
+    await store.aclose()
+    await (getattr(client, "aclose", None) or client.close)()
+
+
 class Blocking(Store):
     """A synchronous view of an asyncio store, implementing the same
     optional methods; its calls run in :func:`loop`.

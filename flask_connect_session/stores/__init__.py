@@ -76,8 +76,28 @@ def _redis(url: str, settings: StoreSettings) -> Store:
 _MAX_DB = 2**31
 
 
+def _async_redis(url: str, settings: StoreSettings) -> AsyncStore:
+    from .redis_asyncio import AsyncRedisStore
+
+    return AsyncRedisStore(url, key_prefix=settings.key_prefix, ttl=settings.ttl)
+
+
 def _redis_sentinel(url: str, settings: StoreSettings) -> Store:
     from .redis import RedisStore
+
+    client = _sentinel_client(url, asyncio=False)
+    return RedisStore(client, key_prefix=settings.key_prefix, ttl=settings.ttl)
+
+
+def _async_redis_sentinel(url: str, settings: StoreSettings) -> AsyncStore:
+    from .redis_asyncio import AsyncRedisStore
+
+    client = _sentinel_client(url, asyncio=True)
+    return AsyncRedisStore(client, key_prefix=settings.key_prefix, ttl=settings.ttl)
+
+
+def _sentinel_client(url: str, asyncio: bool) -> t.Any:
+    """The client following the master a ``redis+sentinel://`` URL names."""
     from .redis import sentinel_client
 
     parts = urlsplit(url)
@@ -105,15 +125,15 @@ def _redis_sentinel(url: str, settings: StoreSettings) -> Store:
         if not 0 < seconds < math.inf:
             raise ValueError(f"{name} in {shown!r} must be a positive number of seconds")
         timeouts[name] = seconds
-    client = sentinel_client(
+    return sentinel_client(
         [_host_port(item, 26379, shown) for item in hosts.split(",")],
         unquote(names[0]),
         db=int(names[1]) if len(names) == 2 else 0,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
+        asyncio=asyncio,
         **timeouts,
     )
-    return RedisStore(client, key_prefix=settings.key_prefix, ttl=settings.ttl)
 
 
 def _file(url: str, settings: StoreSettings) -> Store:
@@ -225,6 +245,13 @@ def _threaded(
 ASYNC_FACTORIES: dict[str, cabc.Callable[[str, StoreSettings], AsyncStore]] = {
     **{scheme: _threaded(factory) for scheme, factory in FACTORIES.items()},
     "memory": _async_memory,
+    "redis": _async_redis,
+    "rediss": _async_redis,
+    "unix": _async_redis,
+    "valkey": _async_redis,
+    "valkeys": _async_redis,
+    "redis+sentinel": _async_redis_sentinel,
+    "valkey+sentinel": _async_redis_sentinel,
 }
 
 
@@ -366,6 +393,10 @@ def build_async_store(options: Options, app: t.Any = None) -> AsyncStore:
             return async_store_from_url(value, settings)
         except ValueError as exc:
             raise ValueError(f"CONNECT_SESSION_STORE: {exc}") from exc
+    if is_async_client(value):
+        from .redis_asyncio import AsyncRedisStore
+
+        return AsyncRedisStore(value, key_prefix=settings.key_prefix, ttl=settings.ttl)
     store = store_from_value(value, settings)
     if store is None:
         raise ValueError(

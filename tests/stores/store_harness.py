@@ -32,11 +32,15 @@ from flask_connect_session import Store
 from flask_connect_session.cookie import format_expires
 from flask_connect_session.cookie import utcnow
 from flask_connect_session.stores import StoreSettings
+from flask_connect_session.stores import async_store_from_url
 from flask_connect_session.stores import store_from_url
 from flask_connect_session.stores.memory import AsyncMemoryStore
+from flask_connect_session.stores.redis_asyncio import AsyncRedisStore
 from flask_connect_session.stores.threaded import ThreadedStore
 
 from async_bridge import Blocking
+from async_bridge import close_async_redis
+from async_bridge import loop
 
 PREFIX = "sess:"
 
@@ -348,6 +352,30 @@ def _threaded_memcached(request: pytest.FixtureRequest) -> Harness:
     )
 
 
+def _async_redis(request: pytest.FixtureRequest) -> Harness:
+    url = request.getfixturevalue("redis_url")
+    store = async_store_from_url(url, StoreSettings(PREFIX, 86400))
+    assert isinstance(store, AsyncRedisStore)
+    request.addfinalizer(lambda: loop().run(store.aclose()))
+    client = request.getfixturevalue("redis_server").client()
+    request.addfinalizer(client.close)
+    return _redis_harness("async-redis", Blocking(store), client)
+
+
+def _async_redis_cluster(request: pytest.FixtureRequest) -> Harness:
+    from redis.asyncio.cluster import RedisCluster
+
+    request.getfixturevalue("redis_cluster_url")
+    cluster = request.getfixturevalue("redis_cluster")
+    host, port = cluster.startup_nodes[0]
+    async_client = RedisCluster(host, port)
+    store = AsyncRedisStore(async_client)
+    request.addfinalizer(lambda: loop().run(close_async_redis(store, async_client)))
+    client = cluster.client()
+    request.addfinalizer(client.close)
+    return _redis_harness("async-redis-cluster", Blocking(store), client)
+
+
 HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
     "memory": _memory,
     "filesystem": _filesystem,
@@ -363,6 +391,8 @@ HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
     "async-memory": _async_memory,
     "threaded-filesystem": _threaded_filesystem,
     "threaded-memcached": _threaded_memcached,
+    "async-redis": _async_redis,
+    "async-redis-cluster": _async_redis_cluster,
 }
 
 #: Harnesses whose merge is cachelib's generic (not atomic) get-then-set
