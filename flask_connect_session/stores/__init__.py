@@ -21,6 +21,8 @@ from .memory import MemoryStore
 from .threaded import ThreadedStore
 
 if t.TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from ..options import Options
 
 __all__ = [
@@ -175,11 +177,34 @@ def _host_port(text: str, default_port: int, url: str) -> tuple[str, int]:
 
 
 def _sql(url: str, settings: StoreSettings) -> Store:
+    from .sql import SQLStore
+
+    return _sql_store(url, settings, SQLStore)
+
+
+def _async_sql(url: str, settings: StoreSettings) -> AsyncStore:
+    """The asyncio SQL store, or the synchronous one in worker threads for
+    a driver without an asyncio side.
+    """
+    from .sql import SQLStore
+    from .sql_asyncio import AsyncSQLStore
+    from .sql_asyncio import async_url
+
+    def build(parsed: t.Any, **options: t.Any) -> AsyncStore:
+        if async_url(parsed) is None:
+            return ThreadedStore(SQLStore(parsed, **options))
+        return AsyncSQLStore(parsed, **options)
+
+    return _sql_store(url, settings, build)
+
+
+def _sql_store(url: str, settings: StoreSettings, build: cabc.Callable[..., _S]) -> _S:
+    """``build(url, table=..., ttl=...)`` with the parsed URL, a relative
+    SQLite path made relative to the instance folder.
+    """
     # A missing SQLAlchemy or driver is reported by store_from_url.
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
-
-    from .sql import SQLStore
 
     try:
         parsed = make_url(url)
@@ -201,7 +226,7 @@ def _sql(url: str, settings: StoreSettings) -> Store:
         parsed = parsed.set(database=os.path.join(settings.instance_path, database))
     try:
         # Builds the engine (importing the driver) without connecting.
-        return SQLStore(parsed, table=settings.sql_table, ttl=settings.ttl)
+        return build(parsed, table=settings.sql_table, ttl=settings.ttl)
     except ArgumentError as exc:
         shown = parsed.render_as_string(hide_password=True)
         raise ValueError(f"cannot use {shown!r}: {exc}") from None
@@ -252,6 +277,7 @@ ASYNC_FACTORIES: dict[str, cabc.Callable[[str, StoreSettings], AsyncStore]] = {
     "valkeys": _async_redis,
     "redis+sentinel": _async_redis_sentinel,
     "valkey+sentinel": _async_redis_sentinel,
+    **{scheme: _async_sql for scheme, factory in FACTORIES.items() if factory is _sql},
 }
 
 
@@ -368,6 +394,14 @@ def is_async_client(value: object) -> bool:
     return inspect.iscoroutinefunction(getattr(value, "execute_command", None))
 
 
+def _is_async_engine(value: object) -> t.TypeGuard[AsyncEngine]:
+    """Whether ``value`` is SQLAlchemy's ``AsyncEngine`` (imported only if
+    SQLAlchemy's asyncio extension is).
+    """
+    asyncio_ext = sys.modules.get("sqlalchemy.ext.asyncio")
+    return asyncio_ext is not None and isinstance(value, asyncio_ext.AsyncEngine)
+
+
 def build_async_store(options: Options, app: t.Any = None) -> AsyncStore:
     """Return the asyncio store ``CONNECT_SESSION_STORE`` names, for an
     asyncio app (Quart): an :class:`AsyncStore` as is; a URL through
@@ -393,6 +427,10 @@ def build_async_store(options: Options, app: t.Any = None) -> AsyncStore:
             return async_store_from_url(value, settings)
         except ValueError as exc:
             raise ValueError(f"CONNECT_SESSION_STORE: {exc}") from exc
+    if _is_async_engine(value):
+        from .sql_asyncio import AsyncSQLStore
+
+        return AsyncSQLStore(value, table=settings.sql_table, ttl=settings.ttl)
     if is_async_client(value):
         from .redis_asyncio import AsyncRedisStore
 

@@ -36,6 +36,7 @@ from flask_connect_session.stores import async_store_from_url
 from flask_connect_session.stores import store_from_url
 from flask_connect_session.stores.memory import AsyncMemoryStore
 from flask_connect_session.stores.redis_asyncio import AsyncRedisStore
+from flask_connect_session.stores.sql_asyncio import AsyncSQLStore
 from flask_connect_session.stores.threaded import ThreadedStore
 
 from async_bridge import Blocking
@@ -304,18 +305,56 @@ def _cachelib_filesystem(request: pytest.FixtureRequest) -> Harness:
     )
 
 
-def sql_harness(name: str, store: SQLStore) -> Harness:
-    """A harness over a :class:`SQLStore`'s table."""
+def sql_harness(name: str, store: SQLStore, tested: Store | None = None) -> Harness:
+    """A harness over a :class:`SQLStore`'s table, testing ``store`` or
+    another store on the same table.
+    """
     import sql_raw
 
     store.create_table()
     return Harness(
         name,
-        store,
+        store if tested is None else tested,
         lambda sid, raw: None if sql_raw.plant(store, sid, raw) else None,
         functools.partial(sql_raw.remaining, store),
         functools.partial(sql_raw.raw, store),
     )
+
+
+def async_sql_harness(
+    name: str, request: pytest.FixtureRequest, url: str, sync_url: str
+) -> Harness:
+    """A harness testing the asyncio store ``url`` gives, with raw access
+    through a :class:`SQLStore` on ``sync_url`` (the same database).
+    """
+    store = async_store_from_url(url, StoreSettings(PREFIX, 86400))
+    assert isinstance(store, AsyncSQLStore)
+    request.addfinalizer(lambda: loop().run(store.dispose()))
+    twin = SQLStore(sync_url)
+    request.addfinalizer(twin.engine.dispose)
+    return sql_harness(name, twin, Blocking(store))
+
+
+def _async_postgresql(request: pytest.FixtureRequest) -> Harness:
+    url = request.getfixturevalue("postgresql_url")
+    # No driver: psycopg 3's asyncio side.
+    return async_sql_harness("async-postgresql", request, url.replace("+psycopg", ""), url)
+
+
+def _async_postgresql_asyncpg(request: pytest.FixtureRequest) -> Harness:
+    url = request.getfixturevalue("postgresql_url")
+    asyncpg = url.replace("+psycopg", "+asyncpg")
+    return async_sql_harness("async-postgresql-asyncpg", request, asyncpg, url)
+
+
+def _async_mariadb(request: pytest.FixtureRequest) -> Harness:
+    url = request.getfixturevalue("mariadb_url")
+    return async_sql_harness("async-mariadb", request, url.replace("+pymysql", "+aiomysql"), url)
+
+
+def _async_sqlite(request: pytest.FixtureRequest) -> Harness:
+    url = request.getfixturevalue("sqlite_url")
+    return async_sql_harness("async-sqlite", request, url, url)
 
 
 def _postgresql(request: pytest.FixtureRequest) -> Harness:
@@ -393,6 +432,10 @@ HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
     "threaded-memcached": _threaded_memcached,
     "async-redis": _async_redis,
     "async-redis-cluster": _async_redis_cluster,
+    "async-postgresql": _async_postgresql,
+    "async-postgresql-asyncpg": _async_postgresql_asyncpg,
+    "async-mariadb": _async_mariadb,
+    "async-sqlite": _async_sqlite,
 }
 
 #: Harnesses whose merge is cachelib's generic (not atomic) get-then-set
