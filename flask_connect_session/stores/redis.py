@@ -191,6 +191,14 @@ def _members(members: cabc.Iterable[bytes | str]) -> list[str]:
     return [m.decode() if isinstance(m, bytes) else m for m in members]
 
 
+def _found(
+    sids: list[str], values: list[bytes | str | None]
+) -> tuple[dict[str, bytes | str | None], list[str]]:
+    """The values read for ``sids``, by sid, and the sids found missing."""
+    found = dict(zip(sids, values, strict=True))
+    return found, [sid for sid, value in found.items() if value is None]
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -294,17 +302,22 @@ class RedisLayout:
     #: Largest document, in bytes, that a write may store (0: no limit).
     max_size: int
 
-    def _setup(
+    #: Whether the store's client is an asyncio one.
+    asyncio: t.ClassVar[bool] = False
+
+    def __init__(
         self,
         client_or_url: str | t.Any,
-        asyncio: bool,
-        key_prefix: str,
-        ttl: int,
-        index_prefix: str | None,
-        revoked_prefix: str | None,
+        *,
+        key_prefix: str = "sess:",
+        ttl: int = DEFAULT_TTL,
+        index_prefix: str | None = None,
+        revoked_prefix: str | None = None,
     ) -> None:
+        # Whether the store made its client (and so closes it).
+        self._own_client = isinstance(client_or_url, str)
         if isinstance(client_or_url, str):
-            client = client_from_url(client_or_url, asyncio=asyncio)
+            client = client_from_url(client_or_url, asyncio=self.asyncio)
             # What repr() shows of the server: never a password.
             self._where = redact_url(client_or_url)
         else:
@@ -331,6 +344,8 @@ class RedisLayout:
         # The lifetime the last loaded session had: most sessions of an app
         # share one, so GETEX with it is right first time (see get_and_touch).
         self._lifetime_guess = ttl
+        # Clients of single cluster nodes, by node name (asyncio transactions).
+        self._nodes: dict[str, t.Any] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._where} prefix={self.key_prefix!r}>"
@@ -508,17 +523,6 @@ class RedisStore(RedisLayout, Store):
 
     .. versionadded:: 0.1
     """
-
-    def __init__(
-        self,
-        client_or_url: str | t.Any,
-        *,
-        key_prefix: str = "sess:",
-        ttl: int = DEFAULT_TTL,
-        index_prefix: str | None = None,
-        revoked_prefix: str | None = None,
-    ) -> None:
-        self._setup(client_or_url, False, key_prefix, ttl, index_prefix, revoked_prefix)
 
     def get(self, sid: str) -> Document | None:
         with _undecodable_is_corrupt():
@@ -756,8 +760,7 @@ class RedisStore(RedisLayout, Store):
         for sid in sids:
             pipe.get(self._key(sid))
         with _undecodable_is_corrupt():
-            values = dict(zip(sids, pipe.execute(), strict=True))
-        gone = [sid for sid, value in values.items() if value is None]
+            values, gone = _found(sids, pipe.execute())
         if gone:
             self._update_key(key, "", gone)
         return decode_entries(values)

@@ -9,7 +9,6 @@ import importlib
 import math
 import typing as t
 
-from .base import DEFAULT_TTL
 from .base import AsyncStore
 from .base import Document
 from .base import decode_entries
@@ -17,6 +16,7 @@ from .base import document_ttl
 from .redis import BATCH_SIZE
 from .redis import SWAP_ATTEMPTS
 from .redis import RedisLayout
+from .redis import _found
 from .redis import _members
 from .redis import _now_ms
 from .redis import _undecodable_is_corrupt
@@ -57,19 +57,7 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
     .. versionadded:: 0.1
     """
 
-    def __init__(
-        self,
-        client_or_url: str | t.Any,
-        *,
-        key_prefix: str = "sess:",
-        ttl: int = DEFAULT_TTL,
-        index_prefix: str | None = None,
-        revoked_prefix: str | None = None,
-    ) -> None:
-        self._setup(client_or_url, True, key_prefix, ttl, index_prefix, revoked_prefix)
-        self._own_client = isinstance(client_or_url, str)
-        # Clients of single cluster nodes, by node name, for transactions.
-        self._nodes: dict[str, t.Any] = {}
+    asyncio = True
 
     async def aclose(self) -> None:
         """Close the connections this store opened: its client if it made
@@ -295,8 +283,7 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
         for sid in sids:
             pipe.get(self._key(sid))
         with _undecodable_is_corrupt():
-            values = dict(zip(sids, await pipe.execute(), strict=True))
-        gone = [sid for sid, value in values.items() if value is None]
+            values, gone = _found(sids, await pipe.execute())
         if gone:
             await self._update_key(key, "", gone)
         return decode_entries(values)
