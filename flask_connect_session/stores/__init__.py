@@ -95,7 +95,9 @@ def _async_redis_sentinel(url: str, settings: StoreSettings) -> AsyncStore:
     from .redis_asyncio import AsyncRedisStore
 
     client = _sentinel_client(url, asyncio=True)
-    return AsyncRedisStore(client, key_prefix=settings.key_prefix, ttl=settings.ttl)
+    store = AsyncRedisStore(client, key_prefix=settings.key_prefix, ttl=settings.ttl)
+    store._own_client = True  # made here: aclose() closes it
+    return store
 
 
 def _sentinel_client(url: str, asyncio: bool) -> t.Any:
