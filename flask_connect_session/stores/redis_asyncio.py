@@ -60,10 +60,15 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
     asyncio = True
 
     async def aclose(self) -> None:
-        """Close the connections this store opened: its client if it made
-        it from a URL, and those of the cluster nodes it merged on directly.
+        """Close the connections this store opened: its client (and a
+        Sentinel client's sentinels) if it made it from a URL, and those of
+        the cluster nodes it merged on directly.
         """
-        clients = [*self._nodes.values(), *([self.client] if self._own_client else [])]
+        clients = [*self._nodes.values()]
+        if self._own_client:
+            # A Sentinel master client's sentinels have clients of their own.
+            manager = getattr(self.client.connection_pool, "sentinel_manager", None)
+            clients += [self.client, *getattr(manager, "sentinels", ())]
         self._nodes.clear()
         for client in clients:
             # aclose() since redis-py 5.0.1, close() before.
