@@ -12,15 +12,20 @@ from .extension import ConnectSession
 from .signals import session_created
 from .signals import session_destroyed
 from .signals import session_regenerated
+from .stores.base import AsyncStore
 from .stores.base import Store
 from .stores.cachelib import CachelibStore
 from .stores.filesystem import FileSystemStore
+from .stores.memory import AsyncMemoryStore
 from .stores.memory import MemoryStore
 from .stores.redis import RedisStore
+from .stores.redis_asyncio import AsyncRedisStore
+from .stores.threaded import ThreadedStore
 from .users import SessionInfo
 
 if t.TYPE_CHECKING:
     from .stores.sql import SQLStore
+    from .stores.sql_asyncio import AsyncSQLStore
 
 
 def __getattr__(name: str) -> t.Any:
@@ -33,10 +38,24 @@ def __getattr__(name: str) -> t.Any:
                 f"SQLStore needs SQLAlchemy 2: pip install sqlalchemy ({exc})", name=exc.name
             ) from exc
         return SQLStore
+    if name == "AsyncSQLStore":
+        try:
+            from .stores.sql_asyncio import AsyncSQLStore
+        except ImportError as exc:
+            raise ImportError(
+                f"AsyncSQLStore needs SQLAlchemy 2 and greenlet: pip install sqlalchemy greenlet"
+                f" ({exc})",
+                name=exc.name,
+            ) from exc
+        return AsyncSQLStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
+    "AsyncMemoryStore",
+    "AsyncRedisStore",
+    "AsyncSQLStore",
+    "AsyncStore",
     "CachelibStore",
     "ConnectSession",
     "Cookie",
@@ -49,6 +68,7 @@ __all__ = [
     "SessionTooLarge",
     "Store",
     "StoreError",
+    "ThreadedStore",
     "session_created",
     "session_destroyed",
     "session_regenerated",

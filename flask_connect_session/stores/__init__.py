@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 import collections.abc as cabc
+import inspect
 import math
 import os
+import sys
 import typing as t
 from urllib.parse import parse_qsl
 from urllib.parse import unquote
 from urllib.parse import urlsplit
 
+from .base import AsyncStore
 from .base import Store
 from .base import redact_url
 from .base import scrub_url_secrets
+from .memory import AsyncMemoryStore
 from .memory import MemoryStore
+from .threaded import ThreadedStore
 
-__all__ = ["MemoryStore", "Store", "store_from_url"]
+if t.TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from ..options import Options
+
+__all__ = [
+    "AsyncMemoryStore",
+    "AsyncStore",
+    "MemoryStore",
+    "Store",
+    "ThreadedStore",
+    "async_store_from_url",
+    "build_async_store",
+    "store_from_url",
+]
+
+_S = t.TypeVar("_S", Store, AsyncStore)
 
 
 class StoreSettings(t.NamedTuple):
@@ -29,11 +50,20 @@ class StoreSettings(t.NamedTuple):
     instance_path: str | None = None
 
 
-def _memory(url: str, settings: StoreSettings) -> Store:
+def _check_memory_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.netloc or parts.path or parts.query:
         raise ValueError(f"memory:// takes no host, path or query, got {url!r}")
+
+
+def _memory(url: str, settings: StoreSettings) -> Store:
+    _check_memory_url(url)
     return MemoryStore(ttl=settings.ttl)
+
+
+def _async_memory(url: str, settings: StoreSettings) -> AsyncStore:
+    _check_memory_url(url)
+    return AsyncMemoryStore(ttl=settings.ttl)
 
 
 def _redis(url: str, settings: StoreSettings) -> Store:
@@ -48,8 +78,30 @@ def _redis(url: str, settings: StoreSettings) -> Store:
 _MAX_DB = 2**31
 
 
+def _async_redis(url: str, settings: StoreSettings) -> AsyncStore:
+    from .redis_asyncio import AsyncRedisStore
+
+    return AsyncRedisStore(url, key_prefix=settings.key_prefix, ttl=settings.ttl)
+
+
 def _redis_sentinel(url: str, settings: StoreSettings) -> Store:
     from .redis import RedisStore
+
+    client = _sentinel_client(url, asyncio=False)
+    return RedisStore(client, key_prefix=settings.key_prefix, ttl=settings.ttl)
+
+
+def _async_redis_sentinel(url: str, settings: StoreSettings) -> AsyncStore:
+    from .redis_asyncio import AsyncRedisStore
+
+    client = _sentinel_client(url, asyncio=True)
+    store = AsyncRedisStore(client, key_prefix=settings.key_prefix, ttl=settings.ttl)
+    store._own_client = True  # made here: aclose() closes it
+    return store
+
+
+def _sentinel_client(url: str, asyncio: bool) -> t.Any:
+    """The client following the master a ``redis+sentinel://`` URL names."""
     from .redis import sentinel_client
 
     parts = urlsplit(url)
@@ -77,15 +129,15 @@ def _redis_sentinel(url: str, settings: StoreSettings) -> Store:
         if not 0 < seconds < math.inf:
             raise ValueError(f"{name} in {shown!r} must be a positive number of seconds")
         timeouts[name] = seconds
-    client = sentinel_client(
+    return sentinel_client(
         [_host_port(item, 26379, shown) for item in hosts.split(",")],
         unquote(names[0]),
         db=int(names[1]) if len(names) == 2 else 0,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
+        asyncio=asyncio,
         **timeouts,
     )
-    return RedisStore(client, key_prefix=settings.key_prefix, ttl=settings.ttl)
 
 
 def _file(url: str, settings: StoreSettings) -> Store:
@@ -127,11 +179,34 @@ def _host_port(text: str, default_port: int, url: str) -> tuple[str, int]:
 
 
 def _sql(url: str, settings: StoreSettings) -> Store:
+    from .sql import SQLStore
+
+    return _sql_store(url, settings, SQLStore)
+
+
+def _async_sql(url: str, settings: StoreSettings) -> AsyncStore:
+    """The asyncio SQL store, or the synchronous one in worker threads for
+    a driver without an asyncio side.
+    """
+    from .sql import SQLStore
+    from .sql_asyncio import AsyncSQLStore
+    from .sql_asyncio import async_url
+
+    def build(parsed: t.Any, **options: t.Any) -> AsyncStore:
+        if async_url(parsed) is None:
+            return ThreadedStore(SQLStore(parsed, **options))
+        return AsyncSQLStore(parsed, **options)
+
+    return _sql_store(url, settings, build)
+
+
+def _sql_store(url: str, settings: StoreSettings, build: cabc.Callable[..., _S]) -> _S:
+    """``build(url, table=..., ttl=...)`` with the parsed URL, a relative
+    SQLite path made relative to the instance folder.
+    """
     # A missing SQLAlchemy or driver is reported by store_from_url.
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
-
-    from .sql import SQLStore
 
     try:
         parsed = make_url(url)
@@ -153,7 +228,7 @@ def _sql(url: str, settings: StoreSettings) -> Store:
         parsed = parsed.set(database=os.path.join(settings.instance_path, database))
     try:
         # Builds the engine (importing the driver) without connecting.
-        return SQLStore(parsed, table=settings.sql_table, ttl=settings.ttl)
+        return build(parsed, table=settings.sql_table, ttl=settings.ttl)
     except ArgumentError as exc:
         shown = parsed.render_as_string(hide_password=True)
         raise ValueError(f"cannot use {shown!r}: {exc}") from None
@@ -179,6 +254,32 @@ FACTORIES: dict[str, cabc.Callable[[str, StoreSettings], Store]] = {
     "mariadb+": _sql,
     "sqlite": _sql,
     "sqlite+": _sql,
+}
+
+
+def _threaded(
+    factory: cabc.Callable[[str, StoreSettings], Store],
+) -> cabc.Callable[[str, StoreSettings], AsyncStore]:
+    """The asyncio factory of a scheme served by a synchronous store: that
+    store, in worker threads.
+    """
+    return lambda url, settings: ThreadedStore(factory(url, settings))
+
+
+#: URL scheme -> factory building the asyncio store (:func:`async_store_from_url`):
+#: the scheme's synchronous store in worker threads unless an asyncio one
+#: serves it.
+ASYNC_FACTORIES: dict[str, cabc.Callable[[str, StoreSettings], AsyncStore]] = {
+    **{scheme: _threaded(factory) for scheme, factory in FACTORIES.items()},
+    "memory": _async_memory,
+    "redis": _async_redis,
+    "rediss": _async_redis,
+    "unix": _async_redis,
+    "valkey": _async_redis,
+    "valkeys": _async_redis,
+    "redis+sentinel": _async_redis_sentinel,
+    "valkey+sentinel": _async_redis_sentinel,
+    **{scheme: _async_sql for scheme, factory in FACTORIES.items() if factory is _sql},
 }
 
 
@@ -214,14 +315,33 @@ def store_from_url(url: str, settings: StoreSettings) -> Store:
         driver) is not installed; the message names the package to install.
         It never holds the URL's password.
     """
+    return _from_url(url, settings, FACTORIES)
+
+
+def async_store_from_url(url: str, settings: StoreSettings) -> AsyncStore:
+    """Build the asyncio store a ``CONNECT_SESSION_STORE`` URL names, for
+    an asyncio app (Quart): the same URLs as :func:`store_from_url`, each
+    served by an asyncio store where there is one (``memory://``), else by
+    its synchronous store in worker threads (:class:`ThreadedStore`).
+
+    :raises ValueError: as :func:`store_from_url`.
+    """
+    return _from_url(url, settings, ASYNC_FACTORIES)
+
+
+def _from_url(
+    url: str,
+    settings: StoreSettings,
+    factories: cabc.Mapping[str, cabc.Callable[[str, StoreSettings], _S]],
+) -> _S:
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     base, plus, driver = scheme.partition("+")
-    factory = FACTORIES.get(scheme)
+    factory = factories.get(scheme)
     if factory is None and plus:
-        factory = FACTORIES.get(base + plus)
+        factory = factories.get(base + plus)
     if factory is None:
         known = ", ".join(
-            f"{name}driver://" if name.endswith("+") else f"{name}://" for name in FACTORIES
+            f"{name}driver://" if name.endswith("+") else f"{name}://" for name in factories
         )
         hint = ""
         if base in SCHEME_ALIASES:
@@ -239,3 +359,88 @@ def store_from_url(url: str, settings: StoreSettings) -> Store:
     # Raised outside the handler, so nothing chains to the original error,
     # whose message may quote the password.
     raise ValueError(message)
+
+
+def store_from_value(value: object, settings: StoreSettings) -> Store | None:
+    """Return the store for a ``CONNECT_SESSION_STORE`` value that is not a
+    URL: a :class:`Store` as is; a SQLAlchemy ``Engine`` (a ``SQLStore``), a
+    cachelib cache (a ``CachelibStore``), a redis-py or valkey client, plain
+    or cluster (a ``RedisStore``); ``None`` for anything else, asyncio
+    clients included.
+    """
+    if isinstance(value, Store):
+        return value
+    sqlalchemy = sys.modules.get("sqlalchemy")
+    if sqlalchemy is not None and isinstance(value, sqlalchemy.Engine):
+        from .sql import SQLStore
+
+        return SQLStore(value, table=settings.sql_table, ttl=settings.ttl)
+    from cachelib import BaseCache
+
+    if isinstance(value, BaseCache):
+        from .cachelib import CachelibStore
+
+        return CachelibStore(value, key_prefix=settings.key_prefix, ttl=settings.ttl)
+    # Duck-typed, so neither redis-py nor valkey has to be installed here.
+    if callable(getattr(value, "register_script", None)) and not is_async_client(value):
+        from .redis import RedisStore
+
+        return RedisStore(value, key_prefix=settings.key_prefix, ttl=settings.ttl)
+    return None
+
+
+def is_async_client(value: object) -> bool:
+    """Whether ``value`` is an asyncio Redis client (``redis.asyncio``,
+    ``valkey.asyncio``: their commands are coroutines).
+    """
+    return inspect.iscoroutinefunction(getattr(value, "execute_command", None))
+
+
+def _is_async_engine(value: object) -> t.TypeGuard[AsyncEngine]:
+    """Whether ``value`` is SQLAlchemy's ``AsyncEngine`` (imported only if
+    SQLAlchemy's asyncio extension is).
+    """
+    asyncio_ext = sys.modules.get("sqlalchemy.ext.asyncio")
+    return asyncio_ext is not None and isinstance(value, asyncio_ext.AsyncEngine)
+
+
+def build_async_store(options: Options, app: t.Any = None) -> AsyncStore:
+    """Return the asyncio store ``CONNECT_SESSION_STORE`` names, for an
+    asyncio app (Quart): an :class:`AsyncStore` as is; a URL through
+    :func:`async_store_from_url`; any value a Flask app takes (a
+    :class:`Store`, a cachelib cache, a redis-py client, a SQLAlchemy
+    ``Engine``) as its synchronous store in worker threads
+    (:class:`ThreadedStore`).
+
+    :param options: the app's parsed config.
+    :param app: the app being set up: its ``instance_path`` holds relative
+        SQLite paths.
+    :raises ValueError: the value is none of these, or the URL is malformed;
+        the message names the key.
+    """
+    value = options.store
+    if isinstance(value, AsyncStore):
+        return value
+    settings = StoreSettings(
+        options.key_prefix, options.ttl, options.sql_table, getattr(app, "instance_path", None)
+    )
+    if isinstance(value, str):
+        try:
+            return async_store_from_url(value, settings)
+        except ValueError as exc:
+            raise ValueError(f"CONNECT_SESSION_STORE: {exc}") from exc
+    if _is_async_engine(value):
+        from .sql_asyncio import AsyncSQLStore
+
+        return AsyncSQLStore(value, table=settings.sql_table, ttl=settings.ttl)
+    if is_async_client(value):
+        from .redis_asyncio import AsyncRedisStore
+
+        return AsyncRedisStore(value, key_prefix=settings.key_prefix, ttl=settings.ttl)
+    store = store_from_value(value, settings)
+    if store is None:
+        raise ValueError(
+            "CONNECT_SESSION_STORE: expected a URL, a Store, an AsyncStore, a cachelib"
+            f" cache, a Redis client or a SQLAlchemy engine, got {value!r}"
+        )
+    return ThreadedStore(store)

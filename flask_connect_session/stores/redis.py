@@ -6,6 +6,7 @@ import collections
 import collections.abc as cabc
 import contextlib
 import hashlib
+import importlib
 import itertools
 import math
 import threading
@@ -29,6 +30,7 @@ from .base import apply_changes
 from .base import check_size
 from .base import decode_entries
 from .base import document_ttl
+from .base import encode_checked
 from .base import redact_url
 from .base import scrub_url_secrets
 from .base import to_utf8
@@ -53,7 +55,20 @@ _SCHEMES = {
 }
 
 
-def client_from_url(url: str) -> t.Any:
+def _redis_module(asyncio: bool, name: str = "") -> t.Any:
+    """redis-py's module (``redis``, ``redis.sentinel``...), or its asyncio
+    twin (``redis.asyncio``, ``redis.asyncio.sentinel``...).
+
+    :raises ImportError: redis-py is not installed.
+    """
+    module = ".".join(part for part in ("redis", "asyncio" if asyncio else "", name) if part)
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError("RedisStore needs redis-py: pip install redis", name=exc.name) from exc
+
+
+def client_from_url(url: str, *, asyncio: bool = False) -> t.Any:
     """Return a redis-py client for a ``redis://``, ``rediss://``,
     ``unix://``, ``valkey://`` or ``valkeys://`` URL.
 
@@ -61,13 +76,11 @@ def client_from_url(url: str) -> t.Any:
     The client gets :data:`SOCKET_TIMEOUT` as its socket and connect
     timeouts unless the URL sets them.
 
+    :param asyncio: return a ``redis.asyncio`` client instead.
     :raises ImportError: redis-py is not installed.
     :raises ValueError: the URL is malformed.
     """
-    try:
-        import redis
-    except ImportError as exc:
-        raise ImportError("RedisStore needs redis-py: pip install redis", name=exc.name) from exc
+    redis = _redis_module(asyncio)
     scheme, _, rest = url.partition("://")
     redis_scheme = _SCHEMES.get(scheme.lower())
     if redis_scheme is None:
@@ -100,6 +113,7 @@ def sentinel_client(
     password: str | None = None,
     socket_timeout: float = SOCKET_TIMEOUT,
     socket_connect_timeout: float = SOCKET_TIMEOUT,
+    asyncio: bool = False,
 ) -> t.Any:
     """Return a redis-py client that always talks to the master the Redis
     Sentinels name for ``service_name``.
@@ -112,16 +126,12 @@ def sentinel_client(
     :param sentinels: ``(host, port)`` of each sentinel.
     :param username: the Redis ACL user of the master (not of the sentinels).
     :param password: the password of the master (not of the sentinels).
+    :param asyncio: return a ``redis.asyncio`` client instead.
     :raises ImportError: redis-py is not installed.
     """
-    try:
-        from redis.sentinel import Sentinel
-    except ImportError as exc:
-        raise ImportError("RedisStore needs redis-py: pip install redis", name=exc.name) from exc
+    Sentinel = _redis_module(asyncio, "sentinel").Sentinel
     timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_connect_timeout}
-    # redis-py types Sentinel and master_for in some releases and not in
-    # others: "unused-ignore" keeps mypy quiet on both.
-    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
+    sentinel = Sentinel(
         list(sentinels),
         sentinel_kwargs=timeouts,
         db=db,
@@ -130,7 +140,7 @@ def sentinel_client(
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_connect_timeout,
     )
-    return sentinel.master_for(service_name)  # type: ignore[no-untyped-call, unused-ignore]
+    return sentinel.master_for(service_name)
 
 
 @contextlib.contextmanager
@@ -171,7 +181,297 @@ def _batches(items: cabc.Iterable[t.Any]) -> cabc.Iterator[list[t.Any]]:
         yield batch
 
 
-class RedisStore(Store):
+def _text(value: bytes | str) -> str:
+    """A reply as text (a client may decode replies itself)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def _members(members: cabc.Iterable[bytes | str]) -> list[str]:
+    """The session ids of a ``ZRANGE`` reply."""
+    return [m.decode() if isinstance(m, bytes) else m for m in members]
+
+
+def _found(
+    sids: list[str], values: list[bytes | str | None]
+) -> tuple[dict[str, bytes | str | None], list[str]]:
+    """The values read for ``sids``, by sid, and the sids found missing."""
+    found = dict(zip(sids, values, strict=True))
+    return found, [sid for sid, value in found.items() if value is None]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def is_watch_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is redis-py's or valkey-py's ``WatchError`` (a
+    watched key was written meanwhile), sync or asyncio.
+    """
+    return type(exc).__name__ == "WatchError"
+
+
+class ReadCache:
+    """The values this process read, by sid, for the fast merge: while the
+    stored value is unchanged, a merge writes the document built here
+    instead of having the server splice it. Bounded (the oldest go first)
+    and thread-safe.
+
+    :param size: how many values it keeps.
+    """
+
+    def __init__(self, size: int = READ_CACHE_SIZE) -> None:
+        self._values: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+
+    def remember(self, sid: str, value: bytes | str) -> None:
+        """Keep ``value`` as what ``sid`` holds."""
+        raw = value if isinstance(value, bytes) else to_utf8(value)
+        with self._lock:
+            self._values[sid] = raw
+            self._values.move_to_end(sid)
+            if len(self._values) > self._size:
+                self._values.popitem(last=False)
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._values
+
+    def pop(self, sid: str) -> bytes | None:
+        """Forget what ``sid`` held, and return it (``None``: not known)."""
+        with self._lock:
+            return self._values.pop(sid, None)
+
+
+class MergePlan(t.NamedTuple):
+    """How a merge is sent: the arguments of ``MERGE_SCRIPT``, or none when
+    the stored value is too long for the script (a merge by swap).
+    """
+
+    #: The new TTL, in seconds, as the script takes it (``""``: unchanged).
+    ttl: str
+    #: The whole new value built from the value this process read, or ``b""``.
+    new: bytes
+    #: The script's arguments; ``None``: merge by swap instead.
+    args: list[t.Any] | None
+
+
+class KeyScan:
+    """One walk of the keys under a prefix with ``SCAN``: the arguments of
+    ``scan_iter`` and the filter of what it returns (each key once; not the
+    index keys or revoke records when their prefixes extend the session
+    prefix).
+    """
+
+    def __init__(self, store: RedisLayout, prefix: str | None) -> None:
+        prefix = store.key_prefix if prefix is None else prefix
+        #: Keyword arguments of ``scan_iter``.
+        self.kwargs: dict[str, t.Any] = {"match": _glob_escape(prefix) + "*", "count": BATCH_SIZE}
+        if store.cluster:
+            self.kwargs["target_nodes"] = getattr(type(store.client), "PRIMARIES", "primaries")
+        # With an odd prefix pair (sess / sess-user:) the index keys and the
+        # revoke records would match the session pattern: skip them.
+        self._skipped = tuple(
+            other
+            for other in (store.index_prefix, store.revoked_prefix)
+            if prefix == store.key_prefix and other.startswith(prefix)
+        )
+        self._skipped_bytes = tuple(other.encode() for other in self._skipped)
+        # SCAN may return a key more than once.
+        self._seen: set[bytes | str] = set()
+
+    def wanted(self, key: bytes | str) -> bool:
+        """Whether ``key`` is one to yield (and note that it was)."""
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        if isinstance(key, bytes):
+            return not key.startswith(self._skipped_bytes)
+        return not key.startswith(self._skipped)
+
+
+class RedisLayout:
+    """What :class:`RedisStore` and the asyncio ``AsyncRedisStore`` share,
+    none of it I/O: key names, the merge script's arguments and the reading
+    of its result, reply decoding, the read cache and the lifetime guess.
+    Each store sends the commands with its own client (sync or asyncio), so
+    both store the same keys, values and TTLs.
+    """
+
+    #: Store lifetime, in seconds, of sessions whose cookie has no expiry.
+    ttl: int
+    #: Largest document, in bytes, that a write may store (0: no limit).
+    max_size: int
+
+    #: Whether the store's client is an asyncio one.
+    asyncio: t.ClassVar[bool] = False
+
+    def __init__(
+        self,
+        client_or_url: str | t.Any,
+        *,
+        key_prefix: str = "sess:",
+        ttl: int = DEFAULT_TTL,
+        index_prefix: str | None = None,
+        revoked_prefix: str | None = None,
+    ) -> None:
+        # Whether the store made its client (and so closes it).
+        self._own_client = isinstance(client_or_url, str)
+        if isinstance(client_or_url, str):
+            client = client_from_url(client_or_url, asyncio=self.asyncio)
+            # What repr() shows of the server: never a password.
+            self._where = redact_url(client_or_url)
+        else:
+            client, self._where = client_or_url, _describe(client_or_url)
+        #: The Redis client.
+        self.client: t.Any = client
+        #: Prefix of the session keys.
+        self.key_prefix = key_prefix
+        #: Prefix of the per-user index keys.
+        self.index_prefix = (
+            key_prefix.rstrip(":") + "-user:" if index_prefix is None else index_prefix
+        )
+        #: Prefix of the per-user revoke records.
+        self.revoked_prefix = (
+            key_prefix.rstrip(":") + "-revoked:" if revoked_prefix is None else revoked_prefix
+        )
+        self.ttl = ttl
+        #: Whether the client is a cluster's (RedisCluster and ValkeyCluster
+        #: route by node; they have primaries).
+        self.cluster = callable(getattr(client, "get_primaries", None))
+        self._merge = client.register_script(MERGE_SCRIPT)
+        self._index = client.register_script(INDEX_SCRIPT)
+        self._read = ReadCache()
+        # The lifetime the last loaded session had: most sessions of an app
+        # share one, so GETEX with it is right first time (see get_and_touch).
+        self._lifetime_guess = ttl
+        # Clients of single cluster nodes, by node name (asyncio transactions).
+        self._nodes: dict[str, t.Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._where} prefix={self.key_prefix!r}>"
+
+    def _key(self, sid: str) -> str:
+        return self.key_prefix + sid
+
+    def _loaded(self, sid: str, value: bytes | str | None) -> Document | None:
+        """The document a read returned, remembered for the fast merge."""
+        if value is None:
+            return None
+        document = decode(value)
+        self._read.remember(sid, value)
+        return document
+
+    def _correction(self, document: Document, guess: int) -> int | None:
+        """The lifetime to give a session that ``GETEX`` extended by
+        ``guess`` seconds, if it is another (then the next guess).
+        """
+        lifetime = touched_ttl(document, self.ttl)
+        if lifetime == guess:
+            return None
+        self._lifetime_guess = lifetime
+        return lifetime
+
+    def _merge_plan(
+        self, sid: str, changes: cabc.Mapping[str, t.Any], removed: list[str]
+    ) -> MergePlan:
+        if COOKIE_MEMBER in changes:
+            ttl = str(document_ttl({COOKIE_MEMBER: changes[COOKIE_MEMBER]}, self.ttl))
+        else:
+            ttl = ""  # the stored cookie, so the TTL, stays as it is
+        raw = self._read.pop(sid)
+        if raw is not None and len(raw) > SCRIPT_LIMIT:
+            return MergePlan(ttl, b"", None)
+        version, new = "", b""
+        if raw is not None:
+            version = hashlib.sha1(raw).hexdigest()
+            new = self._merged(raw, changes, removed, ttl)
+        items: list[bytes] = []
+        for name, value in changes.items():
+            items += (_name_bytes(name), to_utf8(f"{dumps(name)}:{dumps(value)}"))
+        items += [_name_bytes(name) for name in removed]
+        packed = b"".join(b"%d:%s" % (len(item), item) for item in items)
+        args = [version, new, ttl, len(changes), packed, SCRIPT_LIMIT, self.max_size]
+        return MergePlan(ttl, new, args)
+
+    def _merge_outcome(self, sid: str, plan: MergePlan, result: t.Any) -> bool | None:
+        """What the merge script's ``result`` means: whether the session was
+        there to merge into, or ``None`` if it must be merged by swap.
+
+        :raises SessionTooLarge: the spliced document was too long.
+        :raises CorruptDocument: the stored value is no session document.
+        """
+        if isinstance(result, list):  # [-3, size]: the splice came out too long
+            check_size(int(result[1]), self.max_size)
+        if result == -1:
+            raise CorruptDocument("the stored value is not a session document")
+        if result == -2:
+            # Grown past what the script reads since this process read it.
+            return None
+        if result == 2 and (plan.ttl == "" or int(plan.ttl) > 0):
+            # Stored as sent: the next merge can take the fast path again.
+            self._read.remember(sid, plan.new)
+        return bool(result in (1, 2))
+
+    def _merged(
+        self, raw: bytes | str, changes: cabc.Mapping[str, t.Any], removed: list[str], ttl: str
+    ) -> bytes:
+        """The document ``raw`` becomes with ``changes`` and ``removed``, as
+        bytes, checked against :attr:`max_size` unless it is to be deleted.
+        """
+        document = apply_changes(decode(raw), changes, removed)
+        if ttl == "" or int(ttl) > 0:
+            return encode_checked(document, self.max_size)
+        return to_utf8(encode(document))
+
+    @staticmethod
+    def _queue_write(pipe: t.Any, key: str, new: bytes, ttl: str) -> None:
+        """Queue the write of a merge by swap in a transaction (``MULTI``)."""
+        if ttl == "":
+            pipe.set(key, new, keepttl=True)
+        elif int(ttl) > 0:
+            pipe.set(key, new, ex=int(ttl))
+        else:
+            pipe.delete(key)
+
+    def _scan(self, prefix: str | None = None) -> KeyScan:
+        return KeyScan(self, prefix)
+
+    def _sid(self, key: bytes | str) -> str | None:
+        # None for a key that is not valid UTF-8: not one of our sessions.
+        try:
+            text = key.decode() if isinstance(key, bytes) else key
+        except UnicodeDecodeError:
+            return None
+        return text[len(self.key_prefix) :]
+
+    @staticmethod
+    def _holds_session(value: bytes | str) -> bool:
+        try:
+            decode(value)
+        except CorruptDocument:
+            return False
+        return True
+
+    @staticmethod
+    def _revoked_at(value: bytes | str | None) -> float | None:
+        """The time a revoke record holds (ms since the epoch), in seconds."""
+        text = None if value is None else _text(value)
+        return int(text) / 1000 if text is not None and text.isdigit() else None
+
+    @staticmethod
+    def _index_args(until: str, sids: cabc.Iterable[str]) -> list[str]:
+        return [str(_now_ms()), until, *sids]
+
+    @staticmethod
+    def _outlived_range() -> tuple[str, int]:
+        """The ``ZRANGE BYSCORE`` bounds of the entries :func:`outlived`
+        makes candidates: those ending within the margin from now.
+        """
+        now = time.time()
+        return f"({int(now * 1000)}", int((now + INDEX_MARGIN) * 1000)
+
+
+class RedisStore(RedisLayout, Store):
     """Keep sessions in Redis or Valkey exactly as connect-redis does, so an
     Express app and this extension can share them.
 
@@ -224,63 +524,12 @@ class RedisStore(Store):
     .. versionadded:: 0.1
     """
 
-    def __init__(
-        self,
-        client_or_url: str | t.Any,
-        *,
-        key_prefix: str = "sess:",
-        ttl: int = DEFAULT_TTL,
-        index_prefix: str | None = None,
-        revoked_prefix: str | None = None,
-    ) -> None:
-        #: The Redis client.
-        self.client: t.Any = (
-            client_from_url(client_or_url) if isinstance(client_or_url, str) else client_or_url
-        )
-        # What repr() shows of the server: never a password.
-        self._where = (
-            redact_url(client_or_url) if isinstance(client_or_url, str) else _describe(self.client)
-        )
-        #: Prefix of the session keys.
-        self.key_prefix = key_prefix
-        #: Prefix of the per-user index keys.
-        self.index_prefix = (
-            key_prefix.rstrip(":") + "-user:" if index_prefix is None else index_prefix
-        )
-        #: Prefix of the per-user revoke records.
-        self.revoked_prefix = (
-            key_prefix.rstrip(":") + "-revoked:" if revoked_prefix is None else revoked_prefix
-        )
-        self.ttl = ttl
-        # RedisCluster (and ValkeyCluster) route by node; they have primaries.
-        self._cluster = callable(getattr(self.client, "get_primaries", None))
-        self._merge = self.client.register_script(MERGE_SCRIPT)
-        self._index = self.client.register_script(INDEX_SCRIPT)
-        # Values this process read, by sid, for the fast merge: while the
-        # stored value is unchanged, a merge writes the document built here
-        # instead of having the server splice it. Bounded: oldest go first.
-        self._read: collections.OrderedDict[str, bytes] = collections.OrderedDict()
-        self._read_lock = threading.Lock()
-        # The lifetime the last loaded session had: most sessions of an app
-        # share one, so GETEX with it is right first time (see get_and_touch).
-        self._lifetime_guess = ttl
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._where} prefix={self.key_prefix!r}>"
-
-    def _key(self, sid: str) -> str:
-        return self.key_prefix + sid
-
     def get(self, sid: str) -> Document | None:
         with _undecodable_is_corrupt():
             value = self.client.get(self._key(sid))
-        if value is None:
-            return None
-        document = decode(value)
         # As get_and_touch: a merge after a plain read (a touch interval is
         # set) takes the fast path too.
-        self._remember(sid, value)
-        return document
+        return self._loaded(sid, value)
 
     def get_and_touch(self, sid: str) -> Document | None:
         """Read the session and extend its lifetime in one GETEX (Redis 6.2+).
@@ -293,15 +542,11 @@ class RedisStore(Store):
         guess = self._lifetime_guess
         with _undecodable_is_corrupt():
             value = self.client.getex(key, ex=guess) if guess > 0 else self.client.get(key)
-        if value is None:
-            return None
-        document = decode(value)
-        self._remember(sid, value)
-        lifetime = touched_ttl(document, self.ttl)
-        if lifetime != guess:
+        document = self._loaded(sid, value)
+        lifetime = None if document is None else self._correction(document, guess)
+        if lifetime is not None:
             # As connect-redis' touch: EXPIRE, which deletes for a TTL <= 0.
             self.client.expire(key, lifetime)
-            self._lifetime_guess = lifetime
         return document
 
     def set(self, sid: str, session: Document) -> None:
@@ -318,14 +563,6 @@ class RedisStore(Store):
     def touch(self, sid: str, session: Document) -> None:
         # As connect-redis: EXPIRE, which deletes the key for a TTL <= 0.
         self.client.expire(self._key(sid), document_ttl(session, self.ttl))
-
-    def _remember(self, sid: str, value: bytes | str) -> None:
-        raw = value if isinstance(value, bytes) else to_utf8(value)
-        with self._read_lock:
-            self._read[sid] = raw
-            self._read.move_to_end(sid)
-            if len(self._read) > READ_CACHE_SIZE:
-                self._read.popitem(last=False)
 
     def merge(
         self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
@@ -345,47 +582,13 @@ class RedisStore(Store):
             :attr:`max_size`; nothing is written.
         """
         removed = list(removed)
-        if COOKIE_MEMBER in changes:
-            ttl = str(document_ttl({COOKIE_MEMBER: changes[COOKIE_MEMBER]}, self.ttl))
-        else:
-            ttl = ""  # the stored cookie, so the TTL, stays as it is
-        with self._read_lock:
-            raw = self._read.pop(sid, None)
-        if raw is not None and len(raw) > SCRIPT_LIMIT:
-            return self._merge_by_swap(sid, changes, removed, ttl)
-        version, new = "", b""
-        if raw is not None:
-            version = hashlib.sha1(raw).hexdigest()
-            new = self._merged(raw, changes, removed, ttl)
-        items: list[bytes] = []
-        for name, value in changes.items():
-            items += (_name_bytes(name), to_utf8(f"{dumps(name)}:{dumps(value)}"))
-        items += [_name_bytes(name) for name in removed]
-        packed = b"".join(b"%d:%s" % (len(item), item) for item in items)
-        result = self._merge(
-            keys=[self._key(sid)],
-            args=[version, new, ttl, len(changes), packed, SCRIPT_LIMIT, self.max_size],
-        )
-        if isinstance(result, list):  # [-3, size]: the splice came out too long
-            check_size(int(result[1]), self.max_size)
-        if result == -1:
-            raise CorruptDocument("the stored value is not a session document")
-        if result == -2:
-            # Grown past what the script reads since this process read it.
-            return self._merge_by_swap(sid, changes, removed, ttl)
-        if result == 2 and (ttl == "" or int(ttl) > 0):
-            # Stored as sent: the next merge can take the fast path again.
-            self._remember(sid, new)
-        return bool(result in (1, 2))
-
-    def _merged(
-        self, raw: bytes | str, changes: cabc.Mapping[str, t.Any], removed: list[str], ttl: str
-    ) -> bytes:
-        """The document ``raw`` becomes with ``changes`` and ``removed``, as
-        bytes, checked against :attr:`max_size` unless it is to be deleted.
-        """
-        document = apply_changes(decode(raw), changes, removed)
-        return self.encoded(document) if ttl == "" or int(ttl) > 0 else to_utf8(encode(document))
+        plan = self._merge_plan(sid, changes, removed)
+        if plan.args is not None:
+            result = self._merge(keys=[self._key(sid)], args=plan.args)
+            merged = self._merge_outcome(sid, plan, result)
+            if merged is not None:
+                return merged
+        return self._merge_by_swap(sid, changes, removed, plan.ttl)
 
     def _merge_by_swap(
         self, sid: str, changes: cabc.Mapping[str, t.Any], removed: list[str], ttl: str
@@ -398,7 +601,7 @@ class RedisStore(Store):
         """
         key = self._key(sid)
         client = (
-            self.client.get_node_from_key(key).redis_connection if self._cluster else self.client
+            self.client.get_node_from_key(key).redis_connection if self.cluster else self.client
         )
         for _ in range(SWAP_ATTEMPTS):
             with client.pipeline(transaction=True) as pipe:
@@ -410,56 +613,17 @@ class RedisStore(Store):
                         return False
                     new = self._merged(raw, changes, removed, ttl)
                     pipe.multi()
-                    if ttl == "":
-                        pipe.set(key, new, keepttl=True)
-                    elif int(ttl) > 0:
-                        pipe.set(key, new, ex=int(ttl))
-                    else:
-                        pipe.delete(key)
+                    self._queue_write(pipe, key, new, ttl)
                     pipe.execute()
                     return True
                 except Exception as exc:
-                    # redis-py's and valkey-py's WatchError: written meanwhile.
-                    if type(exc).__name__ != "WatchError":
+                    if not is_watch_error(exc):
                         raise
         raise RuntimeError(f"merge of a session lost {SWAP_ATTEMPTS} races in a row")
 
     def _keys(self, prefix: str | None = None) -> cabc.Iterator[bytes | str]:
-        prefix = self.key_prefix if prefix is None else prefix
-        pattern = _glob_escape(prefix) + "*"
-        # With an odd prefix pair (sess / sess-user:) the index keys and the
-        # revoke records would match the session pattern: skip them.
-        skipped = tuple(
-            other
-            for other in (self.index_prefix, self.revoked_prefix)
-            if prefix == self.key_prefix and other.startswith(prefix)
-        )
-        skipped_bytes = tuple(other.encode() for other in skipped)
-        if self._cluster:
-            primaries = getattr(type(self.client), "PRIMARIES", "primaries")
-            keys = self.client.scan_iter(match=pattern, count=BATCH_SIZE, target_nodes=primaries)
-        else:
-            keys = self.client.scan_iter(match=pattern, count=BATCH_SIZE)
-        # SCAN may return a key more than once.
-        seen: set[bytes | str] = set()
-        for key in keys:
-            if key not in seen:
-                seen.add(key)
-                if skipped and (
-                    key.startswith(skipped_bytes)
-                    if isinstance(key, bytes)
-                    else key.startswith(skipped)
-                ):
-                    continue
-                yield key
-
-    def _sid(self, key: bytes | str) -> str | None:
-        # None for a key that is not valid UTF-8: not one of our sessions.
-        try:
-            text = key.decode() if isinstance(key, bytes) else key
-        except UnicodeDecodeError:
-            return None
-        return text[len(self.key_prefix) :]
+        scan = self._scan(prefix)
+        return (key for key in self.client.scan_iter(**scan.kwargs) if scan.wanted(key))
 
     def _entries(
         self, prefix: str | None = None
@@ -481,10 +645,7 @@ class RedisStore(Store):
         """The keys under the prefix that hold session documents: another
         application's keys that share the prefix are never counted or deleted.
         """
-        for key, value in self._entries():
-            with contextlib.suppress(CorruptDocument):
-                decode(value)
-                yield key
+        return (key for key, value in self._entries() if self._holds_session(value))
 
     def _index_keys(self) -> cabc.Iterator[bytes | str]:
         """The per-user index keys: the sorted sets under ``index_prefix``."""
@@ -517,10 +678,8 @@ class RedisStore(Store):
         """The revoke records: the keys under ``revoked_prefix`` holding a
         number.
         """
-        for key, value in self._entries(self.revoked_prefix):
-            text = value.decode(errors="replace") if isinstance(value, bytes) else value
-            if text.isdigit():
-                yield key
+        entries = self._entries(self.revoked_prefix)
+        return (key for key, value in entries if self._revoked_at(value) is not None)
 
     def clear(self) -> int:
         """Delete every key under the prefix that holds a session document,
@@ -545,12 +704,8 @@ class RedisStore(Store):
 
     # -- the per-user index ------------------------------------------------
 
-    def _update_index(self, user: str, until: str, sids: cabc.Iterable[str]) -> int:
-        return self._update_key(self.index_prefix + user, until, sids)
-
     def _update_key(self, key: bytes | str, until: str, sids: cabc.Iterable[str]) -> int:
-        now = str(int(time.time() * 1000))
-        return int(self._index(keys=[key], args=[now, until, *sids]))
+        return int(self._index(keys=[key], args=self._index_args(until, sids)))
 
     def index_prune(self) -> int:
         """Drop the expired entries of every user's index (``SCAN`` of the
@@ -565,12 +720,7 @@ class RedisStore(Store):
         )
 
     def _drop_outlived(self, key: bytes | str) -> int:
-        now = time.time()
-        # outlived(): the entries ending within the margin from now.
-        members = self.client.zrange(
-            key, f"({int(now * 1000)}", int((now + INDEX_MARGIN) * 1000), byscore=True
-        )
-        sids = [m.decode() if isinstance(m, bytes) else m for m in members]
+        sids = _members(self.client.zrange(key, *self._outlived_range(), byscore=True))
         if not sids:
             return 0
         pipe = self.client.pipeline(transaction=False)
@@ -582,10 +732,10 @@ class RedisStore(Store):
         return len(gone)
 
     def index_add(self, user: str, sid: str, until: float) -> None:
-        self._update_index(user, str(math.ceil(until * 1000)), [sid])
+        self._update_key(self.index_prefix + user, str(math.ceil(until * 1000)), [sid])
 
     def index_remove(self, user: str, sid: str) -> None:
-        self._update_index(user, "", [sid])
+        self._update_key(self.index_prefix + user, "", [sid])
 
     def index_revoke(self, user: str, at: float, until: float) -> None:
         # One string key (one slot on a cluster), gone by itself at ``until``.
@@ -594,11 +744,7 @@ class RedisStore(Store):
         )
 
     def index_revoked(self, user: str) -> float | None:
-        value = self.client.get(self.revoked_prefix + user)
-        if value is None:
-            return None
-        text = value.decode(errors="replace") if isinstance(value, bytes) else value
-        return int(text) / 1000 if text.isdigit() else None
+        return self._revoked_at(self.client.get(self.revoked_prefix + user))
 
     def index_sessions(self, user: str) -> dict[str, Document]:
         """Read ``user``'s index and their sessions: two round trips (a
@@ -606,19 +752,17 @@ class RedisStore(Store):
         to each node concurrently), plus one to drop entries whose session is
         gone.
         """
-        now = int(time.time() * 1000)
-        members = self.client.zrange(self.index_prefix + user, f"({now}", "+inf", byscore=True)
-        sids = [m.decode() if isinstance(m, bytes) else m for m in members]
+        key = self.index_prefix + user
+        sids = _members(self.client.zrange(key, f"({_now_ms()}", "+inf", byscore=True))
         if not sids:
             return {}
         pipe = self.client.pipeline(transaction=False)
         for sid in sids:
             pipe.get(self._key(sid))
         with _undecodable_is_corrupt():
-            values = dict(zip(sids, pipe.execute(), strict=True))
-        gone = [sid for sid, value in values.items() if value is None]
+            values, gone = _found(sids, pipe.execute())
         if gone:
-            self._update_index(user, "", gone)
+            self._update_key(key, "", gone)
         return decode_entries(values)
 
 

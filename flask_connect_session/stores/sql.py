@@ -205,8 +205,11 @@ def _sqlite_wal(dbapi_connection: t.Any, record: t.Any) -> None:
     # sticks to the file; an in-memory database ignores it. With WAL,
     # synchronous=NORMAL never corrupts the file and syncs at checkpoints
     # only (a power cut may lose the last sessions written, not the table).
-    dbapi_connection.execute("PRAGMA journal_mode=WAL")
-    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+    # A cursor: the asyncio drivers' adapted connections have no execute().
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _private_sqlite_file(url: sa.URL) -> None:
@@ -388,23 +391,7 @@ class SQLStore(Store):
         if isinstance(engine_or_url, sa.Engine):
             self.engine = engine_or_url
         else:
-            url = sa.make_url(engine_or_url)
-            connect_args: dict[str, t.Any] = {}
-            if url.get_driver_name() in _LIBPQ_DRIVERS:
-                if "options" not in url.query:
-                    connect_args["options"] = f"-c lock_timeout={LOCK_TIMEOUT}s"
-                    self._lock_timeout_per_merge = False
-                if "connect_timeout" not in url.query:
-                    # A database that does not answer fails the request
-                    # instead of holding the worker (libpq waits forever).
-                    connect_args["connect_timeout"] = CONNECT_TIMEOUT
-            # Connections are checked before use, so a restarted database
-            # is picked up without restarting the app.
-            self.engine = sa.create_engine(
-                url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
-            )
-            if self.engine.dialect.name == "sqlite":
-                sa.event.listen(self.engine, "connect", _sqlite_wal)
+            self.engine = self._engine_from_url(sa.make_url(engine_or_url))
         self._engine = _without_parameters(self.engine)
         if self.engine.dialect.name == "sqlite":
             _private_sqlite_file(self.engine.url)
@@ -417,7 +404,7 @@ class SQLStore(Store):
         self._autocommit = self._dialect in ("postgresql", "sqlite")
         self._prune_interval = prune_interval
         self._prune_lock = threading.Lock()
-        self._create_lock = threading.Lock()
+        self._create_lock = self._new_lock()
         self._next_prune = self._prune_due(time.monotonic())
         self._pid = os.getpid()
         #: Whether the table has the ``user_id`` column (a table that
@@ -431,6 +418,46 @@ class SQLStore(Store):
         # the database up, and a database that was down at start is picked
         # up later.
         self._schema_unchecked = True
+
+    def _engine_from_url(self, url: sa.URL) -> sa.Engine:
+        """The engine this store makes for ``url``: connections checked
+        before use (a restarted database is picked up without restarting
+        the app), timeouts on connecting and on waiting for a row lock,
+        SQLite in WAL mode.
+        """
+        connect_args: dict[str, t.Any] = {}
+        driver = url.get_driver_name()
+        if driver in _LIBPQ_DRIVERS:
+            if "options" not in url.query:
+                connect_args["options"] = f"-c lock_timeout={LOCK_TIMEOUT}s"
+                self._lock_timeout_per_merge = False
+            if "connect_timeout" not in url.query:
+                # A database that does not answer fails the request
+                # instead of holding the worker (libpq waits forever).
+                connect_args["connect_timeout"] = CONNECT_TIMEOUT
+        elif driver == "asyncpg" and "timeout" not in url.query:
+            connect_args["timeout"] = CONNECT_TIMEOUT
+        engine = self._create_engine(
+            url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
+        )
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_wal)
+        return engine
+
+    def _create_engine(self, url: sa.URL, **options: t.Any) -> sa.Engine:
+        return sa.create_engine(url, **options)
+
+    def _new_lock(self) -> t.ContextManager[t.Any]:
+        """A lock for the first use's schema check."""
+        return threading.Lock()
+
+    def _pause(self, seconds: float) -> None:
+        """Wait before trying again."""
+        time.sleep(seconds)
+
+    def _start_background_prune(self) -> None:
+        """Run :meth:`_background_prune` without making the caller wait."""
+        threading.Thread(target=self._background_prune, name="session-prune", daemon=True).start()
 
     def __repr__(self) -> str:
         url = redact_url(self.engine.url.render_as_string(hide_password=True))
@@ -495,7 +522,7 @@ class SQLStore(Store):
                         self.table.fullname,
                         code,
                     )
-                    time.sleep(random.uniform(0.02, 0.04) * attempt)
+                    self._pause(random.uniform(0.02, 0.04) * attempt)
                     continue
                 raise RuntimeError(
                     f"SQLStore could not create or inspect table {self.table.fullname!r}"
@@ -850,7 +877,7 @@ class SQLStore(Store):
             except SQLStoreError as exc:
                 if attempt == DEADLOCK_ATTEMPTS - 1 or not exc.deadlock:
                     raise
-            time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+            self._pause(random.uniform(0, 0.01 * (attempt + 1)))
         raise AssertionError("unreachable")
 
     def _extend_to(
@@ -1073,7 +1100,7 @@ class SQLStore(Store):
         if now < self._next_prune or not self._prune_lock.acquire(blocking=False):
             return
         self._next_prune = self._prune_due(now)
-        threading.Thread(target=self._background_prune, name="session-prune", daemon=True).start()
+        self._start_background_prune()
 
     def _background_prune(self) -> None:
         try:

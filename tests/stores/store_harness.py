@@ -32,7 +32,16 @@ from flask_connect_session import Store
 from flask_connect_session.cookie import format_expires
 from flask_connect_session.cookie import utcnow
 from flask_connect_session.stores import StoreSettings
+from flask_connect_session.stores import async_store_from_url
 from flask_connect_session.stores import store_from_url
+from flask_connect_session.stores.memory import AsyncMemoryStore
+from flask_connect_session.stores.redis_asyncio import AsyncRedisStore
+from flask_connect_session.stores.sql_asyncio import AsyncSQLStore
+from flask_connect_session.stores.threaded import ThreadedStore
+
+from async_bridge import Blocking
+from async_bridge import close_async_redis
+from async_bridge import loop
 
 PREFIX = "sess:"
 
@@ -94,6 +103,11 @@ class Harness:
 
 def _memory(request: pytest.FixtureRequest) -> Harness:
     store = MemoryStore()
+    return _memory_harness("memory", store, store)
+
+
+def _memory_harness(name: str, store: MemoryStore, tested: Store) -> Harness:
+    """A harness testing ``tested``, which keeps its sessions in ``store``."""
 
     def plant(sid: str, raw: bytes) -> None:
         store._entries[sid] = (raw.decode("utf-8", "replace"), time.time() + 100)
@@ -106,11 +120,18 @@ def _memory(request: pytest.FixtureRequest) -> Harness:
         entry = store._entries.get(sid)
         return None if entry is None else entry[0].encode()
 
-    return Harness("memory", store, plant, remaining, raw, external=False)
+    return Harness(name, tested, plant, remaining, raw, external=False)
 
 
 def _filesystem(request: pytest.FixtureRequest) -> Harness:
     directory: Path = request.getfixturevalue("tmp_path") / "sessions"
+    return _filesystem_harness("filesystem", FileSystemStore(directory), directory)
+
+
+def _filesystem_harness(name: str, tested: Store, directory: Path) -> Harness:
+    """A harness testing ``tested``, which keeps its sessions in a
+    :class:`FileSystemStore` on ``directory``.
+    """
     store = FileSystemStore(directory)
 
     def path(sid: str) -> Path:
@@ -134,7 +155,7 @@ def _filesystem(request: pytest.FixtureRequest) -> Harness:
         except FileNotFoundError:
             return None
 
-    return Harness("filesystem", store, plant, remaining, raw)
+    return Harness(name, tested, plant, remaining, raw)
 
 
 def _redis_harness(name: str, store: RedisStore, client: t.Any) -> Harness:
@@ -284,18 +305,56 @@ def _cachelib_filesystem(request: pytest.FixtureRequest) -> Harness:
     )
 
 
-def sql_harness(name: str, store: SQLStore) -> Harness:
-    """A harness over a :class:`SQLStore`'s table."""
+def sql_harness(name: str, store: SQLStore, tested: Store | None = None) -> Harness:
+    """A harness over a :class:`SQLStore`'s table, testing ``store`` or
+    another store on the same table.
+    """
     import sql_raw
 
     store.create_table()
     return Harness(
         name,
-        store,
+        store if tested is None else tested,
         lambda sid, raw: None if sql_raw.plant(store, sid, raw) else None,
         functools.partial(sql_raw.remaining, store),
         functools.partial(sql_raw.raw, store),
     )
+
+
+def async_sql_harness(
+    name: str, request: pytest.FixtureRequest, url: str, sync_url: str
+) -> Harness:
+    """A harness testing the asyncio store ``url`` gives, with raw access
+    through a :class:`SQLStore` on ``sync_url`` (the same database).
+    """
+    store = async_store_from_url(url, StoreSettings(PREFIX, 86400))
+    assert isinstance(store, AsyncSQLStore)
+    request.addfinalizer(lambda: loop().run(store.dispose()))
+    twin = SQLStore(sync_url)
+    request.addfinalizer(twin.engine.dispose)
+    return sql_harness(name, twin, Blocking(store))
+
+
+def _async_postgresql(request: pytest.FixtureRequest) -> Harness:
+    url = request.getfixturevalue("postgresql_url")
+    # No driver: psycopg 3's asyncio side.
+    return async_sql_harness("async-postgresql", request, url.replace("+psycopg", ""), url)
+
+
+def _async_postgresql_asyncpg(request: pytest.FixtureRequest) -> Harness:
+    url = request.getfixturevalue("postgresql_url")
+    asyncpg = url.replace("+psycopg", "+asyncpg")
+    return async_sql_harness("async-postgresql-asyncpg", request, asyncpg, url)
+
+
+def _async_mariadb(request: pytest.FixtureRequest) -> Harness:
+    url = request.getfixturevalue("mariadb_url")
+    return async_sql_harness("async-mariadb", request, url.replace("+pymysql", "+aiomysql"), url)
+
+
+def _async_sqlite(request: pytest.FixtureRequest) -> Harness:
+    url = request.getfixturevalue("sqlite_url")
+    return async_sql_harness("async-sqlite", request, url, url)
 
 
 def _postgresql(request: pytest.FixtureRequest) -> Harness:
@@ -310,6 +369,52 @@ def _sqlite(request: pytest.FixtureRequest) -> Harness:
     return sql_harness("sqlite", SQLStore(request.getfixturevalue("sqlite_url")))
 
 
+# -- the asyncio stores, through a synchronous view of each ---------------------
+
+
+def _async_memory(request: pytest.FixtureRequest) -> Harness:
+    store = AsyncMemoryStore()
+    assert isinstance(store.store, MemoryStore)
+    return _memory_harness("async-memory", store.store, Blocking(store))
+
+
+def _threaded_filesystem(request: pytest.FixtureRequest) -> Harness:
+    directory: Path = request.getfixturevalue("tmp_path") / "sessions"
+    store = ThreadedStore(FileSystemStore(directory))
+    return _filesystem_harness("threaded-filesystem", Blocking(store), directory)
+
+
+def _threaded_memcached(request: pytest.FixtureRequest) -> Harness:
+    harness = _memcached(request)
+    return dataclasses.replace(
+        harness, name="threaded-memcached", store=Blocking(ThreadedStore(harness.store))
+    )
+
+
+def _async_redis(request: pytest.FixtureRequest) -> Harness:
+    url = request.getfixturevalue("redis_url")
+    store = async_store_from_url(url, StoreSettings(PREFIX, 86400))
+    assert isinstance(store, AsyncRedisStore)
+    request.addfinalizer(lambda: loop().run(store.aclose()))
+    client = request.getfixturevalue("redis_server").client()
+    request.addfinalizer(client.close)
+    return _redis_harness("async-redis", Blocking(store), client)
+
+
+def _async_redis_cluster(request: pytest.FixtureRequest) -> Harness:
+    from redis.asyncio.cluster import RedisCluster
+
+    request.getfixturevalue("redis_cluster_url")
+    cluster = request.getfixturevalue("redis_cluster")
+    host, port = cluster.startup_nodes[0]
+    async_client = RedisCluster(host, port)
+    store = AsyncRedisStore(async_client)
+    request.addfinalizer(lambda: loop().run(close_async_redis(store, async_client)))
+    client = cluster.client()
+    request.addfinalizer(client.close)
+    return _redis_harness("async-redis-cluster", Blocking(store), client)
+
+
 HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
     "memory": _memory,
     "filesystem": _filesystem,
@@ -322,10 +427,19 @@ HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
     "postgresql": _postgresql,
     "mariadb": _mariadb,
     "sqlite": _sqlite,
+    "async-memory": _async_memory,
+    "threaded-filesystem": _threaded_filesystem,
+    "threaded-memcached": _threaded_memcached,
+    "async-redis": _async_redis,
+    "async-redis-cluster": _async_redis_cluster,
+    "async-postgresql": _async_postgresql,
+    "async-postgresql-asyncpg": _async_postgresql_asyncpg,
+    "async-mariadb": _async_mariadb,
+    "async-sqlite": _async_sqlite,
 }
 
 #: Harnesses whose merge is cachelib's generic (not atomic) get-then-set
 #: (SimpleCache's is atomic: it lives in the process, under the store's lock).
 NOT_ATOMIC = frozenset(("cachelib-filesystem",))
 #: Harnesses whose backend nothing outside this process can write to.
-IN_PROCESS = frozenset(("memory",))
+IN_PROCESS = frozenset(("memory", "async-memory"))
