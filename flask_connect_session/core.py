@@ -39,6 +39,7 @@ from .calls import Set
 from .calls import TakeOver
 from .calls import Touch
 from .cookie import Cookie
+from .cookie import clocked
 from .errors import CorruptDocument
 from .errors import SessionNotFound
 from .provenance import holds_tags
@@ -149,8 +150,12 @@ class Core:
     ) -> None:
         #: The parsed configuration.
         self.options = options
-        #: The clock, in seconds since the epoch.
+        #: The clock, in seconds since the epoch; fixed once built (the
+        #: cookies and the user index read it too).
         self.clock = clock
+        # The cookies' clock: left as the wall clock by default, which they
+        # read without the call of a Python function on every expiry.
+        self._cookie_clock = None if clock is system_clock else clock
         #: Whether new sessions ask the takeover hook (cookie requests only).
         self.takeover = takeover
         #: The store's lifetime of browser-session cookies' sessions.
@@ -196,7 +201,7 @@ class Core:
         prototype = self._cookies.get(secure_request)
         if prototype is None:
             opts = self.options.cookie
-            prototype = self._cookies[secure_request] = Cookie(
+            prototype = Cookie(
                 max_age=opts.max_age,
                 path=opts.path,
                 domain=opts.domain,
@@ -210,6 +215,7 @@ class Core:
                 partitioned=opts.partitioned,
                 priority=opts.priority,
             )
+            self._cookies[secure_request] = clocked(prototype, self._cookie_clock)
         cookie = prototype.copy()
         cookie.touch()
         return cookie
