@@ -257,6 +257,8 @@ class Lifecycle:
     ended = False
     #: Whether the view set ``session.modified = True``.
     force_modified = False
+    #: Whether a save wrote the session since (the mark forces one save).
+    force_saved = False
     #: The validly signed id the request carried (express's ``cookieId``),
     #: or ``None``; read at load.
     cookie_sid: str | None = None
@@ -806,6 +808,7 @@ class Lifecycle:
         self.base = tagged
         self.tag_macs, self.stored_tags = macs, stored_tags
         self.saved_id, self.saved_text = self.sid, text
+        self.force_saved = self.force_modified
         if users is not None:
             yield from self._after_write(users, tagged, login)
 
@@ -884,11 +887,16 @@ class Lifecycle:
         ):
             return self.is_modified(text)
         # A loaded session whose start time (absolute timeout) is not stored
-        # yet is saved, or its count would restart on every read.
+        # yet is saved, or its count would restart on every read; one the
+        # view marked modified is saved, as Flask's ``modified`` promises.
         users = self.core.users
         return not self.is_saved(text) or (
             self.in_store
-            and (self.created_unsaved or (users is not None and users.due(self, self.data)))
+            and (
+                (self.force_modified and not self.force_saved)
+                or self.created_unsaved
+                or (users is not None and users.due(self, self.data))
+            )
         )
 
     def should_touch(self) -> bool:
