@@ -48,6 +48,8 @@ from flask_connect_session.signing import sign
 from flask_connect_session.signing import unsign
 from flask_connect_session.users import handle
 
+from fake_clock import FakeClock
+
 if t.TYPE_CHECKING:
     from blinker import NamedSignal
 
@@ -60,20 +62,6 @@ T0 = 4_102_444_800.0
 def at(seconds: float) -> datetime:
     """The aware UTC time ``seconds`` after :data:`T0`."""
     return datetime.fromtimestamp(T0, UTC) + timedelta(seconds=seconds)
-
-
-class FakeClock:
-    """The time the core sees, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def set(self, seconds: float) -> None:
-        """Move to ``seconds`` after :data:`T0`."""
-        self.now = T0 + seconds
 
 
 class FakeRequest:
@@ -246,7 +234,7 @@ class Harness:
     def __init__(
         self, config: dict[str, t.Any], store: RecordingStore, takeover: bool = False
     ) -> None:
-        self.clock = FakeClock()
+        self.clock = FakeClock(T0)
         self.store = store
         self.core = Core(Options.from_config(config), store, clock=self.clock, takeover=takeover)
         self.ids = (f"sid-{n}" for n in itertools.count(1))
