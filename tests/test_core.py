@@ -1071,9 +1071,10 @@ def test_absolute_timeout(make: cabc.Callable[..., Harness], scenario: str) -> N
 
 def test_last_seen_is_written_once_a_minute(make: cabc.Callable[..., Harness]) -> None:
     """With ``USER_KEY``, a read-only request rewrites the ``_device``
-    member (and the index entry) once its last-seen time is a minute old.
+    member (and the index entry) once its last-seen time is a minute old;
+    the entry lasts as long as the cookie, plus a minute.
     """
-    harness = make(USERS)
+    harness = make({**USERS, "CONNECT_SESSION_COOKIE": {"max_age": 3600}})
     harness.start({"user_id": "ann"})
     write_seen = ["get_and_touch sid-1", "index_add ann sid-1", "merge sid-1 _device cookie"]
     for seconds, calls in [
@@ -1089,6 +1090,7 @@ def test_last_seen_is_written_once_a_minute(make: cabc.Callable[..., Harness]) -
     assert stored is not None
     device = stored[DEVICE_MEMBER]
     assert (device["created"], device["seen"]) == (T0 * 1000, (T0 + 120) * 1000)
+    assert device["until"] == (T0 + 120 + 3600 + 60) * 1000
 
 
 def test_cookie_expiry_follows_the_clock(make: cabc.Callable[..., Harness]) -> None:
