@@ -406,6 +406,24 @@ class Case:
 
 EXPIRING = {"CONNECT_SESSION_COOKIE": {"max_age": 60}}
 A = {"a": 1}
+NEW_SID_1 = ["set sid-1 b cookie", "created sid-1"]
+
+
+def new_written(name: str, cookie: dict[str, t.Any], ending: str, secure: bool = False) -> Case:
+    """A new session written, with the cookie settings ``cookie``: saved,
+    and its cookie sent or not.
+    """
+    return Case(
+        f"new, written, {name}",
+        {"CONNECT_SESSION_COOKIE": cookie},
+        None,
+        write,
+        "save set-cookie",
+        NEW_SID_1,
+        ending,
+        secure=secure,
+    )
+
 
 END_CASES = [
     # A new session: stored once written (or with save_uninitialized).
@@ -417,7 +435,7 @@ END_CASES = [
         None,
         write,
         "save set-cookie",
-        ["set sid-1 b cookie", "created sid-1"],
+        NEW_SID_1,
         "send sid-1",
     ),
     Case(
@@ -585,43 +603,10 @@ END_CASES = [
         "send sid-1",
     ),
     # A secure cookie never goes over plain HTTP (the session is saved).
-    Case(
-        "new, written, secure cookie over HTTP",
-        {"CONNECT_SESSION_COOKIE": {"secure": True}},
-        None,
-        write,
-        "save set-cookie",
-        ["set sid-1 b cookie", "created sid-1"],
-        "-",
-    ),
-    Case(
-        "new, written, secure cookie over HTTPS",
-        {"CONNECT_SESSION_COOKIE": {"secure": True}},
-        None,
-        write,
-        "save set-cookie",
-        ["set sid-1 b cookie", "created sid-1"],
-        "send sid-1",
-        secure=True,
-    ),
-    Case(
-        "new, written, SameSite=None over HTTP",
-        {"CONNECT_SESSION_COOKIE": {"samesite": "None"}},
-        None,
-        write,
-        "save set-cookie",
-        ["set sid-1 b cookie", "created sid-1"],
-        "-",
-    ),
-    Case(
-        "new, written, secure auto over HTTP",
-        {"CONNECT_SESSION_COOKIE": {"secure": "auto"}},
-        None,
-        write,
-        "save set-cookie",
-        ["set sid-1 b cookie", "created sid-1"],
-        "send sid-1",
-    ),
+    new_written("secure cookie over HTTP", {"secure": True}, "-"),
+    new_written("secure cookie over HTTPS", {"secure": True}, "send sid-1", secure=True),
+    new_written("SameSite=None over HTTP", {"samesite": "None"}, "-"),
+    new_written("secure auto over HTTP", {"secure": "auto"}, "send sid-1"),
     # Header or cookie: a header request (API client) never takes over a
     # legacy session from cookies.
     Case("new, read, takeover", {}, None, read, "-", ["take_over"], "-", takeover=True),
@@ -763,7 +748,7 @@ SEQUENCE_CASES = [
         None,
         seq(write, Session.save),
         "set-cookie",
-        ["set sid-1 b cookie", "created sid-1"],
+        NEW_SID_1,
         "send sid-1",
     ),
 ]
@@ -899,7 +884,7 @@ LOAD_CASES = [
         "unknown id",
         {},
         carry_unknown,
-        ["get_and_touch unknown", "set sid-1 b cookie", "created sid-1"],
+        ["get_and_touch unknown", *NEW_SID_1],
         "send sid-1",
     ),
     ("signed with another secret", {}, carry_other_secret, NEW_SID_2, "send sid-2"),
