@@ -808,7 +808,8 @@ class Lifecycle:
         self.base = tagged
         self.tag_macs, self.stored_tags = macs, stored_tags
         self.saved_id, self.saved_text = self.sid, text
-        self.force_saved = self.force_modified
+        if self.force_modified:
+            self.force_saved = True
         if users is not None:
             yield from self._after_write(users, tagged, login)
 
