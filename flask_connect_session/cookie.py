@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc as cabc
 import re
 import typing as t
 from datetime import UTC
@@ -129,6 +130,17 @@ def normalize_priority(value: object) -> Priority | None:
     raise ValueError(f"invalid Priority value {value!r}")
 
 
+def clocked(cookie: Cookie, clock: cabc.Callable[[], float] | None) -> Cookie:
+    """Make ``cookie`` and its copies count expiries on ``clock`` (seconds
+    since the epoch; ``None``: the wall clock), and return it.
+
+    The session core gives the cookies it builds its own clock, so a clock
+    a test passes to :class:`~.core.Core` moves their expiries too.
+    """
+    cookie._clock = clock
+    return cookie
+
+
 class Cookie:
     """The session's cookie, as ``session.cookie``.
 
@@ -151,6 +163,7 @@ class Cookie:
         "samesite",
         "partitioned",
         "priority",
+        "_clock",
     )
 
     def __init__(
@@ -165,6 +178,8 @@ class Cookie:
         partitioned: bool = False,
         priority: Priority | None = None,
     ) -> None:
+        # The wall clock unless the session core gave its own (see clocked).
+        self._clock: cabc.Callable[[], float] | None = None
         self._expires: datetime | None = None
         #: The lifetime the cookie was given, in seconds; ``None`` for a
         #: browser-session cookie.
@@ -213,7 +228,7 @@ class Cookie:
         """
         if self._expires is None:
             return None
-        return (self._expires - utcnow()).total_seconds()
+        return (self._expires - self._now()).total_seconds()
 
     @max_age.setter
     def max_age(self, value: float | timedelta | None) -> None:
@@ -225,13 +240,17 @@ class Cookie:
         seconds = to_seconds(value)
         if not abs(seconds) <= MAX_LIFETIME:
             raise ValueError(f"max_age must be at most {MAX_LIFETIME} seconds, not {value!r}")
-        self._expires = utcnow() + timedelta(seconds=seconds)
+        self._expires = self._now() + timedelta(seconds=seconds)
         self.original_max_age = seconds
+
+    def _now(self) -> datetime:
+        clock = self._clock
+        return datetime.now(UTC) if clock is None else datetime.fromtimestamp(clock(), UTC)
 
     def touch(self) -> None:
         """Reset the expiry to now plus :attr:`original_max_age`."""
         if self.original_max_age is not None:
-            self._expires = utcnow() + timedelta(seconds=self.original_max_age)
+            self._expires = self._now() + timedelta(seconds=self.original_max_age)
 
     def to_document(self) -> CookieDocument:
         """Return the cookie in express-session's stored JSON form."""
@@ -266,7 +285,7 @@ class Cookie:
         """
         cookie = defaults.copy()
         expires = parse_expires(doc.get("expires"))
-        if expires is not None and abs((expires - utcnow()).total_seconds()) > MAX_LIFETIME:
+        if expires is not None and abs((expires - cookie._now()).total_seconds()) > MAX_LIFETIME:
             expires = None
         cookie._expires = expires
         original = lifetime_seconds(doc.get("originalMaxAge"))
@@ -315,6 +334,7 @@ class Cookie:
         # Attribute by attribute (not a loop over __slots__): every loaded
         # session's cookie starts as a copy of the configured one.
         new = Cookie.__new__(Cookie)
+        new._clock = self._clock
         new._expires = self._expires
         new.original_max_age = self.original_max_age
         new.path = self.path

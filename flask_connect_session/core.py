@@ -39,6 +39,7 @@ from .calls import Set
 from .calls import TakeOver
 from .calls import Touch
 from .cookie import Cookie
+from .cookie import clocked
 from .errors import CorruptDocument
 from .errors import SessionNotFound
 from .provenance import holds_tags
@@ -149,8 +150,12 @@ class Core:
     ) -> None:
         #: The parsed configuration.
         self.options = options
-        #: The clock, in seconds since the epoch.
+        #: The clock, in seconds since the epoch; fixed once built (the
+        #: cookies and the user index read it too).
         self.clock = clock
+        # The cookies' clock: left as the wall clock by default, which they
+        # read without the call of a Python function on every expiry.
+        self._cookie_clock = None if clock is system_clock else clock
         #: Whether new sessions ask the takeover hook (cookie requests only).
         self.takeover = takeover
         #: The store's lifetime of browser-session cookies' sessions.
@@ -196,7 +201,7 @@ class Core:
         prototype = self._cookies.get(secure_request)
         if prototype is None:
             opts = self.options.cookie
-            prototype = self._cookies[secure_request] = Cookie(
+            prototype = Cookie(
                 max_age=opts.max_age,
                 path=opts.path,
                 domain=opts.domain,
@@ -210,6 +215,7 @@ class Core:
                 partitioned=opts.partitioned,
                 priority=opts.priority,
             )
+            self._cookies[secure_request] = clocked(prototype, self._cookie_clock)
         cookie = prototype.copy()
         cookie.touch()
         return cookie
@@ -251,6 +257,8 @@ class Lifecycle:
     ended = False
     #: Whether the view set ``session.modified = True``.
     force_modified = False
+    #: Whether a save wrote the session since (the mark forces one save).
+    force_saved = False
     #: The validly signed id the request carried (express's ``cookieId``),
     #: or ``None``; read at load.
     cookie_sid: str | None = None
@@ -800,6 +808,8 @@ class Lifecycle:
         self.base = tagged
         self.tag_macs, self.stored_tags = macs, stored_tags
         self.saved_id, self.saved_text = self.sid, text
+        if self.force_modified:
+            self.force_saved = True
         if users is not None:
             yield from self._after_write(users, tagged, login)
 
@@ -878,11 +888,16 @@ class Lifecycle:
         ):
             return self.is_modified(text)
         # A loaded session whose start time (absolute timeout) is not stored
-        # yet is saved, or its count would restart on every read.
+        # yet is saved, or its count would restart on every read; one the
+        # view marked modified is saved, as Flask's ``modified`` promises.
         users = self.core.users
         return not self.is_saved(text) or (
             self.in_store
-            and (self.created_unsaved or (users is not None and users.due(self, self.data)))
+            and (
+                (self.force_modified and not self.force_saved)
+                or self.created_unsaved
+                or (users is not None and users.due(self, self.data))
+            )
         )
 
     def should_touch(self) -> bool:

@@ -290,7 +290,7 @@ class UserIndex:
         if user is None:
             return None
         now = self._now()
-        lifetime = document_ttl({COOKIE_MEMBER: cookie}, self.ttl) * 1000
+        lifetime = document_ttl({COOKIE_MEMBER: cookie}, self.ttl, now / 1000) * 1000
         if (
             old is not None
             and session.in_store

@@ -515,6 +515,7 @@ TESTED_PROGRAMS = {
     "docs/examples/api_client.py": (
         "tests/test_example_app.py::test_api_client_recipe_runs_as_written"
     ),
+    "tests/test_core.py": "tests/test_core.py::test_end_of_request",
 }
 
 #: The first line of an excerpt names the program it comes from.

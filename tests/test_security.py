@@ -42,6 +42,8 @@ from flask_connect_session.signing import unsign
 
 from conftest import SECRET
 from conftest import add_views
+from fake_clock import FakeClock
+from fake_clock import use_clock
 
 KEY = "connect.sid"
 HTTPS = "https://localhost"
@@ -688,37 +690,39 @@ def test_filesystem_store_files_are_private(tmp_path: t.Any) -> None:
 
 
 def test_absolute_timeout_ignores_activity_and_restarts_on_regenerate(
-    make_app: cabc.Callable[..., Flask], store: Store, clock: list[float]
+    make_app: cabc.Callable[..., Flask], store: Store
 ) -> None:
     """With ``ABSOLUTE_TIMEOUT``, a session dies that long after it was
     created however active it is; ``regenerate()`` (login) starts the count
     again for the new id.
     """
     app = make_app(CONNECT_SESSION_ABSOLUTE_TIMEOUT=100)
+    clock = FakeClock()
+    use_clock(app, clock)
     add_login_views(app)
     client = app.test_client(use_cookies=False)
     sid = new_session(client, {"a": 1})
     for now in (30, 60, 90):  # busy all along
-        clock[0] = now
+        clock.set(now)
         assert client.get("/count", environ_overrides=cookie_env(sid)).json["id"] == sid
-    clock[0] = 101
+    clock.set(101)
     expired = client.get("/get", environ_overrides=cookie_env(sid)).json
     assert expired["id"] != sid and expired["data"] == {}
     assert store.get(sid) is None
 
-    clock[0] = 0
+    clock.set(0)
     sid = new_session(client, {"a": 1})
-    clock[0] = 50
+    clock.set(50)
     login = client.post("/login", json={"user": "ann"}, environ_overrides=cookie_env(sid))
     new = login.json["id"]
-    clock[0] = 140  # 140 s after the first id, 90 s after the login
+    clock.set(140)  # 140 s after the first id, 90 s after the login
     assert client.get("/get", environ_overrides=cookie_env(new)).json["id"] == new
-    clock[0] = 151
+    clock.set(151)
     assert client.get("/get", environ_overrides=cookie_env(new)).json["id"] != new
 
 
 def test_absolute_timeout_applies_to_sessions_without_a_start_time(
-    make_app: cabc.Callable[..., Flask], store: Store, clock: list[float]
+    make_app: cabc.Callable[..., Flask], store: Store
 ) -> None:
     """A stored session with no ``_created`` (it began before the timeout was
     enabled, or an Express app sharing the store made it) starts its count at
@@ -726,11 +730,13 @@ def test_absolute_timeout_applies_to_sessions_without_a_start_time(
     passed, even if requests only read it.
     """
     app = make_app(CONNECT_SESSION_ABSOLUTE_TIMEOUT=100)
+    clock = FakeClock()
+    use_clock(app, clock)
     store.set("legacy", {"cookie": {"originalMaxAge": None, "expires": None}, "user": "ann"})
     client = app.test_client(use_cookies=False)
     for now in (0, 50):
-        clock[0] = now
+        clock.set(now)
         assert client.get("/get", environ_overrides=cookie_env("legacy")).json["id"] == "legacy"
-    clock[0] = 150
+    clock.set(150)
     late = client.get("/get", environ_overrides=cookie_env("legacy")).json
     assert late["id"] != "legacy" and late["data"] == {}

@@ -8,7 +8,6 @@ import collections
 import collections.abc as cabc
 import contextlib
 import textwrap
-import time
 import typing as t
 from datetime import UTC
 from datetime import datetime
@@ -33,6 +32,8 @@ from flask_connect_session.testing import set_server_session
 
 from conftest import SECRET
 from conftest import add_views
+from fake_clock import FakeClock
+from fake_clock import use_clock
 from without_packages import run_without
 
 pytest_plugins = ("pytester",)
@@ -143,13 +144,15 @@ def test_reading_writes_nothing(
 
 @pytest.mark.parametrize("receiver", [False, True], ids=["no-receiver", "receiver"])
 def test_reading_a_timed_out_session_writes_nothing(
-    make_app: MakeApp, store: Store, receiver: bool, monkeypatch: pytest.MonkeyPatch
+    make_app: MakeApp, store: Store, receiver: bool
 ) -> None:
     """A session past its absolute timeout reads as none, as a request would
     find it, but the helper writes nothing: the entry stays, no signal is
     sent (and a connected receiver, which needs the app, cannot fail it).
     """
     app = make_app(CONNECT_SESSION_ABSOLUTE_TIMEOUT=100)
+    clock = FakeClock()
+    use_clock(app, clock)
     client = app.test_client()
     sid = set_server_session(client, {"a": 1})
     destroyed: list[str] = []
@@ -157,18 +160,17 @@ def test_reading_a_timed_out_session_writes_nothing(
     def record(sender: Flask, **kwargs: t.Any) -> None:
         destroyed.append(kwargs["reason"])
 
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + 101)
+    clock.set(101)
     with session_destroyed.connected_to(record, app) if receiver else contextlib.nullcontext():
         assert server_session(client) == {}
         assert server_session_id(client) is None
-    monkeypatch.undo()
+    clock.set(0)
     assert destroyed == []
     assert store.get(t.cast(str, sid)) is not None
     # A request still finds it timed out, and removes it.
     with session_destroyed.connected_to(record, app):
         assert client.get("/get").json["id"] == sid
-        monkeypatch.setattr(time, "time", lambda: real() + 101)
+        clock.set(101)
         assert client.get("/get").json["id"] != sid
     assert destroyed == ["timeout"]
 

@@ -7,6 +7,8 @@ import collections.abc as cabc
 import math
 import re
 import typing as t
+from datetime import UTC
+from datetime import datetime
 from urllib.parse import parse_qsl
 from urllib.parse import unquote
 
@@ -57,7 +59,9 @@ def outlived(until: float, now: float) -> bool:
     return until - INDEX_MARGIN <= now
 
 
-def document_ttl(document: cabc.Mapping[str, t.Any], default: int) -> int:
+def document_ttl(
+    document: cabc.Mapping[str, t.Any], default: int, now: float | None = None
+) -> int:
     """Return the store lifetime of a session document, as connect-redis does.
 
     The seconds until the document's ``cookie.expires``, rounded up, else
@@ -65,12 +69,15 @@ def document_ttl(document: cabc.Mapping[str, t.Any], default: int) -> int:
 
     :param document: the session document.
     :param default: the lifetime of a browser-session cookie's session.
+    :param now: the time to count from, in seconds since the epoch: the
+        session core's clock; a store leaves it out (the wall clock).
     """
     cookie = document.get(COOKIE_MEMBER)
     expires = parse_expires(cookie.get("expires")) if isinstance(cookie, dict) else None
     if expires is None:
         return default
-    return math.ceil((expires - utcnow()).total_seconds())
+    current = utcnow() if now is None else datetime.fromtimestamp(now, UTC)
+    return math.ceil((expires - current).total_seconds())
 
 
 def touched_ttl(document: cabc.Mapping[str, t.Any], default: int) -> int:
