@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import sys
 import typing as t
 
-from cachelib import BaseCache
 from flask import current_app
 from flask import has_app_context
 from flask import has_request_context
@@ -23,11 +21,10 @@ from .options import check_secrets
 from .session import ServerSession
 from .stores import StoreSettings
 from .stores import store_from_url
+from .stores import store_from_value
 from .stores.base import Store
 from .stores.base import keeps_user_index
-from .stores.cachelib import CachelibStore
 from .stores.memory import MemoryStore
-from .stores.redis import RedisStore
 from .users import SessionInfo
 from .users import UserIndex
 
@@ -51,48 +48,32 @@ def build_store(options: Options, app: Flask | None = None) -> Store:
         the message names the key.
     """
     value = options.store
-    if isinstance(value, Store):
-        return value
+    settings = StoreSettings(
+        options.key_prefix,
+        options.ttl,
+        options.sql_table,
+        None if app is None else app.instance_path,
+    )
     if isinstance(value, str):
-        settings = StoreSettings(
-            options.key_prefix,
-            options.ttl,
-            options.sql_table,
-            None if app is None else app.instance_path,
-        )
         try:
             return store_from_url(value, settings)
         except ValueError as exc:
             raise ValueError(f"CONNECT_SESSION_STORE: {exc}") from exc
-    engine = _sql_engine(value, app)
-    if engine is not None:
-        from .stores.sql import SQLStore
-
-        return SQLStore(engine, table=options.sql_table, ttl=options.ttl)
-    if isinstance(value, BaseCache):
-        return CachelibStore(value, key_prefix=options.key_prefix, ttl=options.ttl)
-    # redis-py and valkey clients, plain or cluster: duck-typed, so neither
-    # package has to be installed to get here.
-    if callable(getattr(value, "register_script", None)):
-        return RedisStore(value, key_prefix=options.key_prefix, ttl=options.ttl)
-    raise ValueError(
-        "CONNECT_SESSION_STORE: expected a URL, a Store, a cachelib cache, a"
-        f" Redis client or a SQLAlchemy engine, got {value!r}"
-    )
+    store = store_from_value(_flask_sqlalchemy_engine(value, app), settings)
+    if store is None:
+        raise ValueError(
+            "CONNECT_SESSION_STORE: expected a URL, a Store, a cachelib cache, a"
+            f" Redis client or a SQLAlchemy engine, got {value!r}"
+        )
+    return store
 
 
-def _sql_engine(value: object, app: Flask | None) -> t.Any:
-    """The SQLAlchemy ``Engine`` that ``value`` is or (a Flask-SQLAlchemy
-    ``SQLAlchemy`` object) holds; ``None`` for anything else. Duck-typed, so
-    neither package has to be installed to get here.
+def _flask_sqlalchemy_engine(value: object, app: Flask | None) -> object:
+    """The engine of a Flask-SQLAlchemy ``SQLAlchemy`` object; any other
+    value as is. Duck-typed, so Flask-SQLAlchemy need not be installed.
     """
-    sqlalchemy = sys.modules.get("sqlalchemy")
-    if sqlalchemy is None:
-        return None
-    if isinstance(value, sqlalchemy.Engine):
-        return value
     if not (hasattr(type(value), "engines") and hasattr(type(value), "engine")):
-        return None
+        return value
     try:
         if app is None:
             return value.engine  # type: ignore[attr-defined]

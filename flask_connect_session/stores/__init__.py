@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 import collections.abc as cabc
+import inspect
 import math
 import os
+import sys
 import typing as t
 from urllib.parse import parse_qsl
 from urllib.parse import unquote
 from urllib.parse import urlsplit
 
+from .base import AsyncStore
 from .base import Store
 from .base import redact_url
 from .base import scrub_url_secrets
+from .memory import AsyncMemoryStore
 from .memory import MemoryStore
+from .threaded import ThreadedStore
 
-__all__ = ["MemoryStore", "Store", "store_from_url"]
+if t.TYPE_CHECKING:
+    from ..options import Options
+
+__all__ = [
+    "AsyncMemoryStore",
+    "AsyncStore",
+    "MemoryStore",
+    "Store",
+    "ThreadedStore",
+    "async_store_from_url",
+    "build_async_store",
+    "store_from_url",
+]
+
+_S = t.TypeVar("_S", Store, AsyncStore)
 
 
 class StoreSettings(t.NamedTuple):
@@ -29,11 +48,20 @@ class StoreSettings(t.NamedTuple):
     instance_path: str | None = None
 
 
-def _memory(url: str, settings: StoreSettings) -> Store:
+def _check_memory_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.netloc or parts.path or parts.query:
         raise ValueError(f"memory:// takes no host, path or query, got {url!r}")
+
+
+def _memory(url: str, settings: StoreSettings) -> Store:
+    _check_memory_url(url)
     return MemoryStore(ttl=settings.ttl)
+
+
+def _async_memory(url: str, settings: StoreSettings) -> AsyncStore:
+    _check_memory_url(url)
+    return AsyncMemoryStore(ttl=settings.ttl)
 
 
 def _redis(url: str, settings: StoreSettings) -> Store:
@@ -182,6 +210,24 @@ FACTORIES: dict[str, cabc.Callable[[str, StoreSettings], Store]] = {
 }
 
 
+def _threaded(
+    factory: cabc.Callable[[str, StoreSettings], Store],
+) -> cabc.Callable[[str, StoreSettings], AsyncStore]:
+    """The asyncio factory of a scheme served by a synchronous store: that
+    store, in worker threads.
+    """
+    return lambda url, settings: ThreadedStore(factory(url, settings))
+
+
+#: URL scheme -> factory building the asyncio store (:func:`async_store_from_url`):
+#: the scheme's synchronous store in worker threads unless an asyncio one
+#: serves it.
+ASYNC_FACTORIES: dict[str, cabc.Callable[[str, StoreSettings], AsyncStore]] = {
+    **{scheme: _threaded(factory) for scheme, factory in FACTORIES.items()},
+    "memory": _async_memory,
+}
+
+
 #: Schemes other libraries accept that mean one of ours.
 SCHEME_ALIASES = {"postgres": "postgresql"}
 
@@ -214,14 +260,33 @@ def store_from_url(url: str, settings: StoreSettings) -> Store:
         driver) is not installed; the message names the package to install.
         It never holds the URL's password.
     """
+    return _from_url(url, settings, FACTORIES)
+
+
+def async_store_from_url(url: str, settings: StoreSettings) -> AsyncStore:
+    """Build the asyncio store a ``CONNECT_SESSION_STORE`` URL names, for
+    an asyncio app (Quart): the same URLs as :func:`store_from_url`, each
+    served by an asyncio store where there is one (``memory://``), else by
+    its synchronous store in worker threads (:class:`ThreadedStore`).
+
+    :raises ValueError: as :func:`store_from_url`.
+    """
+    return _from_url(url, settings, ASYNC_FACTORIES)
+
+
+def _from_url(
+    url: str,
+    settings: StoreSettings,
+    factories: cabc.Mapping[str, cabc.Callable[[str, StoreSettings], _S]],
+) -> _S:
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     base, plus, driver = scheme.partition("+")
-    factory = FACTORIES.get(scheme)
+    factory = factories.get(scheme)
     if factory is None and plus:
-        factory = FACTORIES.get(base + plus)
+        factory = factories.get(base + plus)
     if factory is None:
         known = ", ".join(
-            f"{name}driver://" if name.endswith("+") else f"{name}://" for name in FACTORIES
+            f"{name}driver://" if name.endswith("+") else f"{name}://" for name in factories
         )
         hint = ""
         if base in SCHEME_ALIASES:
@@ -239,3 +304,72 @@ def store_from_url(url: str, settings: StoreSettings) -> Store:
     # Raised outside the handler, so nothing chains to the original error,
     # whose message may quote the password.
     raise ValueError(message)
+
+
+def store_from_value(value: object, settings: StoreSettings) -> Store | None:
+    """Return the store for a ``CONNECT_SESSION_STORE`` value that is not a
+    URL: a :class:`Store` as is; a SQLAlchemy ``Engine`` (a ``SQLStore``), a
+    cachelib cache (a ``CachelibStore``), a redis-py or valkey client, plain
+    or cluster (a ``RedisStore``); ``None`` for anything else, asyncio
+    clients included.
+    """
+    if isinstance(value, Store):
+        return value
+    sqlalchemy = sys.modules.get("sqlalchemy")
+    if sqlalchemy is not None and isinstance(value, sqlalchemy.Engine):
+        from .sql import SQLStore
+
+        return SQLStore(value, table=settings.sql_table, ttl=settings.ttl)
+    from cachelib import BaseCache
+
+    if isinstance(value, BaseCache):
+        from .cachelib import CachelibStore
+
+        return CachelibStore(value, key_prefix=settings.key_prefix, ttl=settings.ttl)
+    # Duck-typed, so neither redis-py nor valkey has to be installed here.
+    if callable(getattr(value, "register_script", None)) and not is_async_client(value):
+        from .redis import RedisStore
+
+        return RedisStore(value, key_prefix=settings.key_prefix, ttl=settings.ttl)
+    return None
+
+
+def is_async_client(value: object) -> bool:
+    """Whether ``value`` is an asyncio Redis client (``redis.asyncio``,
+    ``valkey.asyncio``: their commands are coroutines).
+    """
+    return inspect.iscoroutinefunction(getattr(value, "execute_command", None))
+
+
+def build_async_store(options: Options, app: t.Any = None) -> AsyncStore:
+    """Return the asyncio store ``CONNECT_SESSION_STORE`` names, for an
+    asyncio app (Quart): an :class:`AsyncStore` as is; a URL through
+    :func:`async_store_from_url`; any value a Flask app takes (a
+    :class:`Store`, a cachelib cache, a redis-py client, a SQLAlchemy
+    ``Engine``) as its synchronous store in worker threads
+    (:class:`ThreadedStore`).
+
+    :param options: the app's parsed config.
+    :param app: the app being set up: its ``instance_path`` holds relative
+        SQLite paths.
+    :raises ValueError: the value is none of these, or the URL is malformed;
+        the message names the key.
+    """
+    value = options.store
+    if isinstance(value, AsyncStore):
+        return value
+    settings = StoreSettings(
+        options.key_prefix, options.ttl, options.sql_table, getattr(app, "instance_path", None)
+    )
+    if isinstance(value, str):
+        try:
+            return async_store_from_url(value, settings)
+        except ValueError as exc:
+            raise ValueError(f"CONNECT_SESSION_STORE: {exc}") from exc
+    store = store_from_value(value, settings)
+    if store is None:
+        raise ValueError(
+            "CONNECT_SESSION_STORE: expected a URL, a Store, an AsyncStore, a cachelib"
+            f" cache, a Redis client or a SQLAlchemy engine, got {value!r}"
+        )
+    return ThreadedStore(store)

@@ -189,9 +189,7 @@ class Store(abc.ABC):
 
         :raises SessionTooLarge: it is larger than :attr:`max_size`.
         """
-        data = to_utf8(encode(document))
-        check_size(len(data), self.max_size)
-        return data
+        return encode_checked(document, self.max_size)
 
     def all(self) -> dict[str, Document]:
         """Return every live session, by id. Optional."""
@@ -289,6 +287,18 @@ class Store(abc.ABC):
         return 0
 
 
+def encode_checked(document: cabc.Mapping[str, t.Any], limit: int) -> bytes:
+    """Return a document as the UTF-8 JSON a store keeps (see
+    :func:`to_utf8`), after checking it against a limit of ``limit`` bytes
+    (0: no limit).
+
+    :raises SessionTooLarge: it is larger.
+    """
+    data = to_utf8(encode(document))
+    check_size(len(data), limit)
+    return data
+
+
 def _unsupported(store: Store | AsyncStore, method: str) -> t.NoReturn:
     raise NotImplementedError(f"{type(store).__name__} does not implement {method}()")
 
@@ -306,6 +316,9 @@ class AsyncStore(abc.ABC):
 
     #: Store lifetime, in seconds, of sessions whose cookie has no expiry.
     ttl: int = DEFAULT_TTL
+    #: Largest document, in bytes of UTF-8 JSON, that a write may store
+    #: (0: no limit), as :attr:`Store.max_size`.
+    max_size: int = DEFAULT_MAX_SIZE
 
     @abc.abstractmethod
     async def get(self, sid: str) -> Document | None:
@@ -334,8 +347,14 @@ class AsyncStore(abc.ABC):
         current = await self.get(sid)
         if current is None:
             return False
-        await self.set(sid, apply_changes(current, changes, removed))
+        document = apply_changes(current, changes, removed)
+        self.encoded(document)  # refuses a document over max_size
+        await self.set(sid, document)
         return True
+
+    def encoded(self, document: cabc.Mapping[str, t.Any]) -> bytes:
+        """See :meth:`Store.encoded`."""
+        return encode_checked(document, self.max_size)
 
     async def all(self) -> dict[str, Document]:
         """See :meth:`Store.all`. Optional."""
@@ -345,7 +364,7 @@ class AsyncStore(abc.ABC):
         """See :meth:`Store.length`. Optional."""
         _unsupported(self, "length")
 
-    async def clear(self) -> None:
+    async def clear(self) -> int | None:
         """See :meth:`Store.clear`. Optional."""
         _unsupported(self, "clear")
 
@@ -377,6 +396,24 @@ class AsyncStore(abc.ABC):
         """See :meth:`Store.index_prune`."""
         return 0
 
+
+#: The methods of the store contract that a store may leave out (or, for
+#: ``merge``, ``prune`` and ``index_prune``, leave to their defaults).
+OPTIONAL_METHODS = (
+    "touch",
+    "get_and_touch",
+    "merge",
+    "all",
+    "length",
+    "clear",
+    "prune",
+    "index_add",
+    "index_remove",
+    "index_sessions",
+    "index_revoke",
+    "index_revoked",
+    "index_prune",
+)
 
 #: The methods a store overrides to keep the per-user index.
 INDEX_METHODS = ("index_add", "index_remove", "index_sessions", "index_revoke", "index_revoked")

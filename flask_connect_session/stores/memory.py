@@ -1,4 +1,6 @@
-"""An in-process store, for development and tests."""
+"""In-process stores, for development and tests: :class:`MemoryStore`, and
+:class:`AsyncMemoryStore` for asyncio apps.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from .base import decode_entries
 from .base import document_ttl
 from .base import outlived
 from .base import touched_ttl
+from .threaded import P
+from .threaded import SyncBackedStore
+from .threaded import T
 
 #: Seconds between two sweeps of expired entries.
 SWEEP_INTERVAL = 60.0
@@ -196,3 +201,21 @@ class MemoryStore(Store):
         with self._lock:
             at, until = self._revoked.get(user, (None, 0.0))
             return at if until > time.time() else None
+
+
+class AsyncMemoryStore(SyncBackedStore):
+    """:class:`MemoryStore` for asyncio apps (Quart): the same dict of JSON
+    text entries, expiry, sweeps, per-user index and revoke records, with
+    coroutine methods that run in the event loop itself (no thread: each
+    call is a few dict operations and never waits).
+
+    :param ttl: lifetime, in seconds, of sessions whose cookie has no expiry.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, ttl: int = DEFAULT_TTL) -> None:
+        super().__init__(MemoryStore(ttl))
+
+    async def call(self, method: cabc.Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return method(*args, **kwargs)

@@ -33,6 +33,10 @@ from flask_connect_session.cookie import format_expires
 from flask_connect_session.cookie import utcnow
 from flask_connect_session.stores import StoreSettings
 from flask_connect_session.stores import store_from_url
+from flask_connect_session.stores.memory import AsyncMemoryStore
+from flask_connect_session.stores.threaded import ThreadedStore
+
+from async_bridge import Blocking
 
 PREFIX = "sess:"
 
@@ -94,6 +98,11 @@ class Harness:
 
 def _memory(request: pytest.FixtureRequest) -> Harness:
     store = MemoryStore()
+    return _memory_harness("memory", store, store)
+
+
+def _memory_harness(name: str, store: MemoryStore, tested: Store) -> Harness:
+    """A harness testing ``tested``, which keeps its sessions in ``store``."""
 
     def plant(sid: str, raw: bytes) -> None:
         store._entries[sid] = (raw.decode("utf-8", "replace"), time.time() + 100)
@@ -106,11 +115,18 @@ def _memory(request: pytest.FixtureRequest) -> Harness:
         entry = store._entries.get(sid)
         return None if entry is None else entry[0].encode()
 
-    return Harness("memory", store, plant, remaining, raw, external=False)
+    return Harness(name, tested, plant, remaining, raw, external=False)
 
 
 def _filesystem(request: pytest.FixtureRequest) -> Harness:
     directory: Path = request.getfixturevalue("tmp_path") / "sessions"
+    return _filesystem_harness("filesystem", FileSystemStore(directory), directory)
+
+
+def _filesystem_harness(name: str, tested: Store, directory: Path) -> Harness:
+    """A harness testing ``tested``, which keeps its sessions in a
+    :class:`FileSystemStore` on ``directory``.
+    """
     store = FileSystemStore(directory)
 
     def path(sid: str) -> Path:
@@ -134,7 +150,7 @@ def _filesystem(request: pytest.FixtureRequest) -> Harness:
         except FileNotFoundError:
             return None
 
-    return Harness("filesystem", store, plant, remaining, raw)
+    return Harness(name, tested, plant, remaining, raw)
 
 
 def _redis_harness(name: str, store: RedisStore, client: t.Any) -> Harness:
@@ -310,6 +326,28 @@ def _sqlite(request: pytest.FixtureRequest) -> Harness:
     return sql_harness("sqlite", SQLStore(request.getfixturevalue("sqlite_url")))
 
 
+# -- the asyncio stores, through a synchronous view of each ---------------------
+
+
+def _async_memory(request: pytest.FixtureRequest) -> Harness:
+    store = AsyncMemoryStore()
+    assert isinstance(store.store, MemoryStore)
+    return _memory_harness("async-memory", store.store, Blocking(store))
+
+
+def _threaded_filesystem(request: pytest.FixtureRequest) -> Harness:
+    directory: Path = request.getfixturevalue("tmp_path") / "sessions"
+    store = ThreadedStore(FileSystemStore(directory))
+    return _filesystem_harness("threaded-filesystem", Blocking(store), directory)
+
+
+def _threaded_memcached(request: pytest.FixtureRequest) -> Harness:
+    harness = _memcached(request)
+    return dataclasses.replace(
+        harness, name="threaded-memcached", store=Blocking(ThreadedStore(harness.store))
+    )
+
+
 HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
     "memory": _memory,
     "filesystem": _filesystem,
@@ -322,10 +360,13 @@ HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
     "postgresql": _postgresql,
     "mariadb": _mariadb,
     "sqlite": _sqlite,
+    "async-memory": _async_memory,
+    "threaded-filesystem": _threaded_filesystem,
+    "threaded-memcached": _threaded_memcached,
 }
 
 #: Harnesses whose merge is cachelib's generic (not atomic) get-then-set
 #: (SimpleCache's is atomic: it lives in the process, under the store's lock).
 NOT_ATOMIC = frozenset(("cachelib-filesystem",))
 #: Harnesses whose backend nothing outside this process can write to.
-IN_PROCESS = frozenset(("memory",))
+IN_PROCESS = frozenset(("memory", "async-memory"))
