@@ -34,15 +34,20 @@ if t.TYPE_CHECKING:
     from .stores.base import Store
 
 
-class AppEnvironment:
-    """Runs the core's calls outside a request (the per-user API from a
-    script or the CLI): on the app's store, with the app as signal sender.
+S = t.TypeVar("S")
 
-    :param app: the application.
+
+class AppEnvironment(t.Generic[S]):
+    """Runs the core's calls outside a request (the per-user API from a
+    script or the CLI): on the app's store (a :class:`~.stores.base.Store`,
+    or for Quart an :class:`~.stores.base.AsyncStore`), with the app as
+    signal sender.
+
+    :param app: the application (Flask's or Quart's).
     :param store: its store.
     """
 
-    def __init__(self, app: Flask, store: Store) -> None:
+    def __init__(self, app: t.Any, store: S) -> None:
         self.app = app
         self.store = store
 

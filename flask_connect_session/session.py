@@ -122,11 +122,18 @@ def is_secure(request: Request, proxy: bool | None) -> bool:
         return request.is_secure
     environ = request.environ
     scheme = environ.get("werkzeug.proxy_fix.orig", environ).get("wsgi.url_scheme")
-    if scheme == "https":
+    return proxied_secure(scheme == "https", proxy, environ.get("HTTP_X_FORWARDED_PROTO", ""))
+
+
+def proxied_secure(connection_secure: bool, proxy: bool, forwarded: object) -> bool:
+    """Whether a request is HTTPS under ``CONNECT_SESSION_PROXY = True`` or
+    ``False``: the connection is, or (``True`` only) the first value of its
+    ``X-Forwarded-Proto`` header, trimmed, in any case, says ``https``.
+    """
+    if connection_secure:
         return True
     if proxy is False:
         return False
-    forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "")
     return str(forwarded).partition(",")[0].strip().lower() == "https"
 
 
