@@ -1,7 +1,8 @@
 """express-session's own test suite (``test/session.js``), ported to our API.
 
-Each test drives an app from ``make_app`` through Flask's test client, so it
-runs once per store kind. Where we differ from express-session on purpose
+Each test drives an app from ``make_app`` through Flask's test client, on
+Flask and on Quart (see :mod:`framework`); the ``every_store`` ones once per
+store kind. Where we differ from express-session on purpose
 (docs/behaviour.rst, "Deliberate differences": ``unset`` defaults to
 ``"destroy"``, ``resave`` and ``saveUninitialized`` default to false, no path
 gating, ``"cookie"`` is not a data key, secure cookies never go over plain
@@ -25,12 +26,6 @@ from urllib.parse import quote
 from urllib.parse import unquote
 
 import pytest
-from flask import Flask
-from flask import Response
-from flask import request
-from flask import session
-from flask import stream_with_context
-from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.test import TestResponse
 
 from flask_connect_session import SessionNotFound
@@ -39,14 +34,17 @@ from flask_connect_session import StoreError
 from flask_connect_session.errors import CorruptDocument
 from flask_connect_session.stores.base import implements
 
+import framework as fw
 import set_cookie_headers
 from conftest import SECRET
+from framework import App
+from framework import Response
+from framework import request
+from framework import session
+from framework import stream_with_context
 from set_cookie_headers import EPOCH
 from set_cookie_headers import SetCookie
 from set_cookie_headers import parse_set_cookie
-
-if t.TYPE_CHECKING:
-    from flask.testing import FlaskClient
 
 KEY = "connect.sid"
 #: express-session's test helper gives every session a one-minute cookie.
@@ -83,7 +81,7 @@ def the_cookie(rv: TestResponse, name: str = KEY) -> SetCookie:
     return set_cookie_headers.the_cookie(rv, name)
 
 
-def client(app: Flask) -> FlaskClient:
+def client(app: App) -> t.Any:
     """A client without a cookie jar: tests send cookies explicitly, as
     express's tests do with ``.set('Cookie', cookie(res))``.
     """
@@ -184,7 +182,7 @@ def near(when: datetime | None, seconds_from_now: float, tolerance: float = 3.0)
     return abs((when - expected).total_seconds()) <= tolerance
 
 
-def add_cookie_views(app: Flask) -> None:
+def add_cookie_views(app: App) -> None:
     """Views reading and changing ``session.cookie``."""
 
     @app.post("/cookie")
@@ -561,12 +559,13 @@ def test_proxy_false_ignores_x_forwarded_proto(make_app: t.Any) -> None:
     assert set_cookies(rv) == []
 
 
+@pytest.mark.flask_only("an ASGI app sees only the scheme its proxy middleware leaves")
 def test_proxy_false_ignores_proxyfix(make_app: t.Any) -> None:
     """proxy=False: only the scheme the WSGI server saw counts, even when
     ProxyFix made ``request.is_secure`` true (express: "ignore req.secure").
     """
     app = make_app(CONNECT_SESSION_PROXY=False, CONNECT_SESSION_COOKIE=SECURE)
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)  # type: ignore[method-assign]
+    fw.proxy_fix(app)
 
     @app.post("/secure")
     def secure() -> dict[str, t.Any]:
@@ -595,7 +594,7 @@ def test_proxy_unset_ignores_bare_x_forwarded_proto(make_app: t.Any) -> None:
 def test_proxy_unset_uses_request_is_secure(make_app: t.Any) -> None:
     """proxy unset: ``request.is_secure`` decides, so ProxyFix is honoured."""
     app = make_app(CONNECT_SESSION_COOKIE=SECURE)
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)  # type: ignore[method-assign]
+    fw.proxy_fix(app)
     rv = client(app).post("/set", json={"a": 1}, headers={"X-Forwarded-Proto": "https"})
     assert the_cookie(rv).attrs.get("secure") is True
 
@@ -1464,17 +1463,20 @@ def test_bad_cookie_option_is_value_error(
 
 def test_view_ignoring_session_costs_nothing(make_app: t.Any, store: Store) -> None:
     """A view that never touches the session makes no store call and sends no
-    ``Set-Cookie`` and no ``Vary``, with or without a session cookie.
+    ``Set-Cookie`` and no ``Vary``, with or without a session cookie (Quart
+    reads a session whose cookie the request carries when it starts: one
+    read, nothing more).
     """
     header = seed(store, "sid-1", {"n": 1}, max_age=60)
     recorder, calls = recording(store)
-    c = client(make_app(CONNECT_SESSION_STORE=recorder, CONNECT_SESSION_COOKIE=MINUTE))
+    app = make_app(CONNECT_SESSION_STORE=recorder, CONNECT_SESSION_COOKIE=MINUTE)
+    c = client(app)
     for headers in ({}, with_cookie(header)):
         rv = c.get("/ignore", headers=headers)
         assert rv.text == "ignored"
         assert "Set-Cookie" not in rv.headers
         assert "Vary" not in rv.headers
-    assert calls == []
+    assert [op for op, _ in calls] == ([] if fw.framework_of(app) == "flask" else ["get_and_touch"])
 
 
 def test_vary_cookie_exactly_once(make_app: t.Any) -> None:
