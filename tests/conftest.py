@@ -105,6 +105,18 @@ STORE_BUILDERS: dict[str, cabc.Callable[[pytest.FixtureRequest], Store]] = {
 }
 
 
+#: The store kinds that keep the per-user index (``CONNECT_SESSION_USER_KEY``).
+INDEX_STORES = (
+    "memory",
+    "filesystem",
+    "redis",
+    "redis-cluster",
+    "postgresql",
+    "mariadb",
+    "sqlite",
+)
+
+
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Moves ``time.time`` forward by the seconds in ``clock[0]``."""
@@ -118,11 +130,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run ``framework`` tests on both frameworks (``flask_only``: Flask
     alone), and ``every_store`` tests on every store kind.
     """
-    if "framework" in metafunc.fixturenames:
-        only = metafunc.definition.get_closest_marker("flask_only")
-        metafunc.parametrize("framework", ["flask"] if only else FRAMEWORKS, indirect=True)
-    if "store" in metafunc.fixturenames and metafunc.definition.get_closest_marker("every_store"):
-        metafunc.parametrize("store", sorted(STORE_BUILDERS), indirect=True)
+    names = metafunc.fixturenames
+    frameworks = FRAMEWORKS
+    if metafunc.definition.get_closest_marker("flask_only"):
+        frameworks = ("flask",)
+    kinds: tuple[str, ...] = ()
+    store = next((name for name in ("store", "index_store") if name in names), None)
+    if store is not None and metafunc.definition.get_closest_marker("every_store"):
+        kinds = tuple(sorted(STORE_BUILDERS)) if store == "store" else INDEX_STORES
+    if "framework" in names and kinds:
+        # Every store behind Flask; Quart's driver is the same over any
+        # store (a synchronous one runs in worker threads): the memory store.
+        pairs = [("flask", kind) for kind in kinds]
+        pairs += [(framework, "memory") for framework in frameworks if framework != "flask"]
+        metafunc.parametrize(("framework", store), pairs, indirect=True)
+    elif "framework" in names:
+        metafunc.parametrize("framework", frameworks, indirect=True)
+    elif kinds:
+        metafunc.parametrize(store, kinds, indirect=True)
 
 
 @pytest.fixture
@@ -135,6 +160,14 @@ def framework(request: pytest.FixtureRequest) -> str:
 def store(request: pytest.FixtureRequest) -> Store:
     """A fresh, empty store: a memory store, or (``every_store``) each
     kind in turn.
+    """
+    return STORE_BUILDERS[getattr(request, "param", "memory")](request)
+
+
+@pytest.fixture
+def index_store(request: pytest.FixtureRequest) -> Store:
+    """A fresh, empty store that keeps the per-user index: a memory store,
+    or (``every_store``) each such kind in turn.
     """
     return STORE_BUILDERS[getattr(request, "param", "memory")](request)
 

@@ -135,6 +135,13 @@ def wait(awaitable: cabc.Awaitable[T]) -> T:
     return asyncio.run_coroutine_threadsafe(result(), loop().loop).result(TIMEOUT)
 
 
+def resolve(value: T | cabc.Awaitable[T]) -> T:
+    """``value``, awaited if it is awaitable: what a view does with the
+    result of Quart's coroutine API (``ext.revoke(...)``...).
+    """
+    return wait(value) if inspect.isawaitable(value) else value
+
+
 def _in_quart() -> bool:
     return quart.has_request_context() or quart.has_websocket_context()
 
@@ -288,6 +295,54 @@ def current_app() -> App:
     if _in_quart():
         return quart.current_app._get_current_object()  # type: ignore[attr-defined]
     return flask.current_app._get_current_object()  # type: ignore[attr-defined]
+
+
+# -- requests outside a view ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def in_request(app: App, path: str = "/", **kwargs: t.Any) -> cabc.Iterator[t.Any]:
+    """A request context of ``app`` (``test_request_context(path, **kwargs)``,
+    Flask's keywords); yields its session, as a view sees it, until the
+    block ends (the request's end is :func:`end_request`).
+    """
+    if framework_of(app) == "flask":
+        with app.test_request_context(path, **kwargs):
+            yield flask.session._get_current_object()  # type: ignore[attr-defined]
+        return
+    context = app.test_request_context(path, headers=Headers(kwargs.pop("headers", None)))
+    assert not kwargs, f"not supported for Quart: {sorted(kwargs)}"
+    # The session is opened as pushing the context would open it.
+    yield BlockingSession(loop().run(app.session_interface.open_session(app, context.request)))
+
+
+def end_request(app: App, session: t.Any) -> t.Any:
+    """Run the end of a request of :func:`in_request` whose session is
+    ``session``; return the response it wrote on.
+    """
+    if framework_of(app) == "flask":
+        response = app.response_class()
+        app.session_interface.save_session(app, session, response)
+        return response
+    response = quart.Response(b"")
+    loop().run(app.session_interface.save_session(app, session._session, response))
+    return response
+
+
+def call(app: App, method: str, *args: t.Any, **kwargs: t.Any) -> t.Any:
+    """Call a method of the app's extension (``user_sessions``, ``revoke``)
+    in a request of its own, as another request would; Quart's are awaited.
+    """
+    extension = app.extensions["connect_session"]
+    if framework_of(app) == "flask":
+        with app.test_request_context():
+            return getattr(extension, method)(*args, **kwargs)
+
+    async def in_context() -> t.Any:
+        async with app.test_request_context("/"):
+            return await getattr(extension, method)(*args, **kwargs)
+
+    return loop().run(in_context())
 
 
 # -- Flask's test client for Quart apps ----------------------------------------------

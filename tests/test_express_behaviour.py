@@ -207,6 +207,7 @@ def add_cookie_views(app: App) -> None:
 # -- creating and loading ----------------------------------------------------
 
 
+@pytest.mark.every_store
 def test_new_session_is_created_and_stored(make_app: t.Any, store: Store) -> None:
     """A write to a new session stores it and sets the ``connect.sid`` cookie."""
     rv = client(make_app()).post("/set", json={"active": True})
@@ -294,6 +295,7 @@ def test_session_saved_with_streamed_response(make_app: t.Any, store: Store) -> 
     assert store.get(the_cookie(rv).sid)["hit"] is True
 
 
+@pytest.mark.every_store
 def test_stored_expiry_matches_cookie_expiry(make_app: t.Any, store: Store) -> None:
     """The stored ``cookie.expires`` is the ``Expires`` the browser got."""
     rv = client(make_app(CONNECT_SESSION_COOKIE=MINUTE)).post("/set", json={"user": "bob"})
@@ -306,6 +308,7 @@ def test_stored_expiry_matches_cookie_expiry(make_app: t.Any, store: Store) -> N
     assert near(cookie.expires, 60)
 
 
+@pytest.mark.every_store
 def test_loaded_session_lifetime_is_extended(make_app: t.Any, store: Store) -> None:
     """A loaded, unmodified session is touched: it outlives its first expiry."""
     c = client(make_app(CONNECT_SESSION_COOKIE={"max_age": 1}))
@@ -409,6 +412,7 @@ def test_tampered_cookie_issues_a_new_cookie(make_app: t.Any) -> None:
 # -- when the session expired in the store -----------------------------------
 
 
+@pytest.mark.every_store
 def test_session_expired_in_store_is_replaced(make_app: t.Any, store: Store) -> None:
     """A session past its cookie expiry is gone from the store; its cookie
     then gets a new session with a new sid.
@@ -430,6 +434,7 @@ def test_session_expired_in_store_is_replaced(make_app: t.Any, store: Store) -> 
 # -- when the stored session has no cookie member ----------------------------
 
 
+@pytest.mark.every_store
 def test_document_without_cookie_member_is_no_session(make_app: t.Any, store: Store) -> None:
     """Deliberately unlike express (which errors): a stored document without a ``cookie``
     member is corrupt, so a new session with a new sid starts and the corrupt
@@ -482,6 +487,7 @@ def test_store_set_error_is_a_store_error(make_app: t.Any, store: Store) -> None
     assert info.value.operation == "set"
 
 
+@pytest.mark.every_store
 def test_store_touch_error_is_a_store_error(make_app: t.Any, store: Store) -> None:
     """A failing touch of an unmodified session reaches the app as
     ``StoreError`` (whether the store touches apart or while loading).
@@ -967,6 +973,7 @@ def test_unset_defaults_to_destroy(make_app: t.Any, store: Store) -> None:
     assert the_cookie(rv).deleted
 
 
+@pytest.mark.every_store
 def test_unset_destroy_on_deleted_keys(make_app: t.Any, store: Store) -> None:
     """unset="destroy" applies however the session was emptied (``pop``)."""
     app = make_app(CONNECT_SESSION_UNSET="destroy")
@@ -1036,6 +1043,7 @@ def test_set_cookie_only_when_modified(make_app: t.Any) -> None:
     assert (rv.text, the_cookie(rv).sid) == ("3", cookie.sid)
 
 
+@pytest.mark.every_store
 def test_destroy_removes_session_and_deletes_cookie(make_app: t.Any, store: Store) -> None:
     """``destroy()`` removes the session from the store and deletes the cookie."""
     header = seed(store, "doomed", {"user": "bob"})
@@ -1083,6 +1091,7 @@ def test_regenerate_replaces_session(make_app: t.Any, store: Store) -> None:
     assert set(store.get(cookie.sid)) == {"cookie"}
 
 
+@pytest.mark.every_store
 def test_regenerate_keep_carries_data(make_app: t.Any, store: Store) -> None:
     """``regenerate(keep=True)`` carries the data over to the new sid."""
     header = seed(store, "old-sid", {"user": "bob"})
@@ -1094,6 +1103,7 @@ def test_regenerate_keep_carries_data(make_app: t.Any, store: Store) -> None:
     assert store.get("old-sid") is None
 
 
+@pytest.mark.every_store
 def test_reload_rereads_store(make_app: t.Any, store: Store) -> None:
     """``reload()`` replaces the data with what the store holds now."""
     app = make_app()
@@ -1476,7 +1486,9 @@ def test_view_ignoring_session_costs_nothing(make_app: t.Any, store: Store) -> N
         assert rv.text == "ignored"
         assert "Set-Cookie" not in rv.headers
         assert "Vary" not in rv.headers
-    assert [op for op, _ in calls] == ([] if fw.framework_of(app) == "flask" else ["get_and_touch"])
+    assert [op for op, _ in calls] == (
+        [] if fw.framework_of(app) == "flask" else ["get_and_touch"]
+    )
 
 
 def test_vary_cookie_exactly_once(make_app: t.Any) -> None:

@@ -223,6 +223,7 @@ def test_read_only_request_without_combined_call_gets_then_touches(
     assert store.calls == ["get", "touch"]
 
 
+@pytest.mark.every_store
 def test_corrupt_document_means_new_session_and_is_left_in_place(
     app: App, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -316,6 +317,7 @@ def test_concurrent_requests_changing_different_keys_keep_all(app: App) -> None:
     assert {f"k{n}" for n in range(50)} <= set(data)
 
 
+@pytest.mark.every_store
 def test_save_after_concurrent_destroy_does_not_resurrect(app: App, store: Store) -> None:
     """A request that loaded the session before another destroyed it does not
     bring it back when it saves.
