@@ -27,6 +27,8 @@ import concurrent.futures
 import contextlib
 import importlib.metadata
 import inspect
+import socket
+import time
 import typing as t
 
 import flask
@@ -343,6 +345,71 @@ def call(app: App, method: str, *args: t.Any, **kwargs: t.Any) -> t.Any:
             return await getattr(extension, method)(*args, **kwargs)
 
     return loop().run(in_context())
+
+
+# -- a real server ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve(app: App) -> cabc.Iterator[str]:
+    """Serve ``app`` on a free loopback port and yield its base URL: a Flask
+    app on Werkzeug's threaded WSGI server, a Quart app on Hypercorn (in the
+    test event loop, with its default settings).
+    """
+    if framework_of(app) == "flask":
+        from server_fixtures import serve_wsgi
+
+        with serve_wsgi(app) as base:
+            yield base
+        return
+    with serve_asgi(app) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def serve_asgi(app: t.Any) -> cabc.Iterator[str]:
+    """Serve the ASGI ``app`` with Hypercorn on a free loopback port, in the
+    test event loop; yield its base URL. Shut down gracefully on exit.
+    """
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    from server_fixtures import HOST
+
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    config = Config()
+    # Hypercorn takes the bound socket over (no race for the port).
+    config.bind = [f"fd://{listener.detach()}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 5
+    stop: asyncio.Event | None = None
+
+    async def run() -> None:
+        nonlocal stop
+        stop = asyncio.Event()
+        await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
+
+    server = asyncio.run_coroutine_threadsafe(run(), loop().loop)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+                break
+            except OSError:
+                if server.done() or time.monotonic() > deadline:
+                    server.result(0)  # its error, if it failed
+                    raise
+                time.sleep(0.02)
+        yield f"http://{HOST}:{port}"
+    finally:
+        if stop is not None:
+            loop().loop.call_soon_threadsafe(stop.set)
+        server.result(TIMEOUT)
 
 
 # -- Flask's test client for Quart apps ----------------------------------------------
