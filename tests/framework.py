@@ -475,16 +475,39 @@ async def _record_exception(sender: App, exception: BaseException, **kwargs: t.A
     quart.request.scope["test.exception"] = exception
 
 
+def deliverable(value: str) -> bool:
+    """Whether an HTTP server delivers a header holding ``value`` to an ASGI
+    app at all: a line break or NUL in a header is a malformed request, and
+    a lone surrogate has no bytes to send.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not any(char in value for char in "\r\n\0")
+
+
+def _wire(value: object) -> bytes:
+    """A header value as a client sends it: Latin-1, else UTF-8."""
+    text = str(value)
+    if not deliverable(text):
+        raise ValueError(f"no HTTP server delivers this header value: {text!r}")
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
 def _scope(environ: dict[str, t.Any]) -> dict[str, t.Any]:
     """The ASGI HTTP scope of a WSGI environ."""
     headers = [
-        (key[5:].replace("_", "-").lower().encode("latin-1"), str(value).encode("latin-1"))
+        (key[5:].replace("_", "-").lower().encode("latin-1"), _wire(value))
         for key, value in environ.items()
         if key.startswith("HTTP_")
     ]
     for key, name in (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length")):
         if environ.get(key):
-            headers.append((name, str(environ[key]).encode("latin-1")))
+            headers.append((name, _wire(environ[key])))
     raw_path = environ.get("PATH_INFO", "/").encode("latin-1")
     return {
         "type": "http",
