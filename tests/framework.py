@@ -251,6 +251,11 @@ def get_flashed_messages(**kwargs: t.Any) -> t.Any:
     return flask.get_flashed_messages(**kwargs)
 
 
+def redirect(location: str, code: int = 302) -> t.Any:
+    """:func:`flask.redirect` (or Quart's)."""
+    return quart.redirect(location, code) if _in_quart() else flask.redirect(location, code)
+
+
 def make_response(*args: t.Any) -> t.Any:
     """:func:`flask.make_response` (or Quart's)."""
     if _in_quart():
@@ -315,7 +320,12 @@ def in_request(app: App, path: str = "/", **kwargs: t.Any) -> cabc.Iterator[t.An
     context = app.test_request_context(path, headers=Headers(kwargs.pop("headers", None)))
     assert not kwargs, f"not supported for Quart: {sorted(kwargs)}"
     # The session is opened as pushing the context would open it.
-    yield BlockingSession(loop().run(app.session_interface.open_session(app, context.request)))
+    interface = app.session_interface
+    opened = loop().run(interface.open_session(app, context.request))
+    if opened is None:
+        yield loop().run(interface.make_null_session(app))
+    else:
+        yield BlockingSession(opened)
 
 
 def end_request(app: App, session: t.Any) -> t.Any:
@@ -508,7 +518,8 @@ def _scope(environ: dict[str, t.Any]) -> dict[str, t.Any]:
     for key, name in (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length")):
         if environ.get(key):
             headers.append((name, _wire(environ[key])))
-    raw_path = environ.get("PATH_INFO", "/").encode("latin-1")
+    # An ASGI path includes the root path (a WSGI PATH_INFO does not).
+    raw_path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "/")).encode("latin-1")
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -540,6 +551,14 @@ class QuartTestClient(Client):
             "REMOTE_ADDR": "127.0.0.1",
             "HTTP_USER_AGENT": f"Werkzeug/{_WERKZEUG}",
         }
+
+    def __enter__(self) -> QuartTestClient:
+        # Flask's client keeps the last request's context here; tests that
+        # read it are Flask's own.
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
 
     def open(self, *args: t.Any, **kwargs: t.Any) -> TestResponse:
         if not (args and isinstance(args[0], EnvironBuilder | dict)):
