@@ -36,7 +36,6 @@ from .cli import Target
 from .cli import make_group
 from .cli import run_with
 from .core import UNTOUCHED
-from .core import Core
 from .errors import StoreError
 from .extension import install
 from .extension import list_sessions
@@ -44,10 +43,10 @@ from .extension import prepare_store
 from .extension import read_options
 from .extension import revoke_sessions
 from .interface import AppEnvironment
+from .interface import Driver
 from .interface import apply_ending
-from .migrate import find
 from .options import app_secrets
-from .session import SessionData
+from .session import DriverSession
 from .session import proxied_secure
 from .stores import build_async_store
 from .stores.base import OPTIONAL_METHODS
@@ -55,10 +54,8 @@ from .stores.base import AsyncStore
 from .stores.base import Store
 from .stores.base import implements
 from .stores.threaded import SyncBackedStore
-from .transport import Transports
 
 if t.TYPE_CHECKING:
-    from blinker import NamedSignal
     from quart import Quart
     from quart.wrappers import BaseRequestWebsocket
     from quart.wrappers import Response
@@ -67,9 +64,6 @@ if t.TYPE_CHECKING:
 
     from .calls import Steps
     from .core import Lifecycle
-    from .migrate import LegacySource
-    from .migrate import Takeover
-    from .options import Options
     from .signing import Secret
     from .transport import Transport
     from .users import SessionInfo
@@ -146,7 +140,7 @@ def _run_pure(steps: Steps[T]) -> T:
     raise RuntimeError(f"the session core asked for {type(call).__name__} outside the event loop")
 
 
-class QuartSession(SessionData, SessionMixin):  # type: ignore[override]
+class QuartSession(DriverSession, SessionMixin):  # type: ignore[override]
     """The session of one Quart request, as :data:`quart.session`.
 
     A mutable mapping of the user's data, with the methods of
@@ -164,6 +158,7 @@ class QuartSession(SessionData, SessionMixin):  # type: ignore[override]
 
     #: The store failure that ended the load, raised again in the view.
     _failure: StoreError | None = None
+    _request: BaseRequestWebsocket
 
     def __init__(
         self,
@@ -206,20 +201,6 @@ class QuartSession(SessionData, SessionMixin):  # type: ignore[override]
         """Whether the request came over HTTPS (``CONNECT_SESSION_PROXY``)."""
         return is_secure(self._request, self._interface.options.proxy)
 
-    @property
-    def user_agent(self) -> str | None:
-        """The ``User-Agent`` header."""
-        return self._request.headers.get("User-Agent")
-
-    @property
-    def remote_addr(self) -> str | None:
-        """The client's address."""
-        return self._request.remote_addr
-
-    def generate_id(self) -> str:
-        """A new session id from ``CONNECT_SESSION_GENID``."""
-        return self._interface.options.genid(self._request)
-
     def signed_id(self, secrets: tuple[Secret, ...]) -> str | None:
         """The validly signed id the request's cookie (or header) carries;
         verified once per request.
@@ -227,22 +208,6 @@ class QuartSession(SessionData, SessionMixin):  # type: ignore[override]
         if self._signed is _UNREAD:
             self._signed = self.transport.read(self._environ, secrets)
         return t.cast("str | None", self._signed)
-
-    # -- the environment of the core's calls ----------------------------------
-
-    def send_signal(
-        self, signal: NamedSignal, with_session: bool, kwargs: dict[str, t.Any]
-    ) -> None:
-        """Send ``signal`` with the app as sender."""
-        if with_session:
-            kwargs = {**kwargs, "session": self}
-        signal.send(self._app, **kwargs)
-
-    def take_over(self) -> Takeover | None:
-        """Ask the app's legacy sources for this request's legacy session
-        (blocking: the core runs it in a worker thread).
-        """
-        return find(self._app, self._request.cookies, self._interface.legacy)
 
     # -- express-session methods -----------------------------------------
 
@@ -287,7 +252,7 @@ class QuartSession(SessionData, SessionMixin):  # type: ignore[override]
         await run_async(self._life.save(), self)
 
 
-class QuartSessionInterface(SessionInterface):
+class QuartSessionInterface(Driver[AsyncStore], SessionInterface):
     """Quart's session interface over the session core.
 
     :meth:`open_session` reads the session the request names (a request
@@ -303,20 +268,6 @@ class QuartSessionInterface(SessionInterface):
 
     .. versionadded:: 0.1
     """
-
-    def __init__(
-        self, options: Options, store: AsyncStore, legacy: tuple[LegacySource, ...] = ()
-    ) -> None:
-        #: The parsed configuration.
-        self.options = options
-        #: The live store.
-        self.store = store
-        #: The legacy sources a request without a session of ours asks.
-        self.legacy = legacy
-        #: The session rules, shared by every request.
-        self.core = Core(options, store, takeover=bool(legacy))
-        #: Where the session id travels: the cookie, or the configured header.
-        self.transports = Transports(options)
 
     async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> QuartSession | None:
         """Return the request's session, read from the store if the request
