@@ -4,11 +4,17 @@ Every command works on the store of the app's :class:`ConnectSession`
 (``app.extensions["connect_session"].store``) and nothing else. An operation
 the store does not implement, or a store that fails, is a one-line error with
 exit status 1, never a traceback.
+
+The commands are written once, synchronously, against a :class:`Target`
+(the app and a synchronous view of its extension); :func:`make_group` builds
+the group for a framework from a wrapper that runs a command with one:
+Flask's here (:data:`session_cli`), Quart's in :mod:`.quart`.
 """
 
 from __future__ import annotations
 
 import collections.abc as cabc
+import contextvars
 import functools
 import json
 import sys
@@ -17,6 +23,7 @@ import typing as t
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from flask.cli import with_appcontext
 
 from .cookie import format_expires
 from .cookie import parse_expires
@@ -35,8 +42,7 @@ if t.TYPE_CHECKING:
 
     from .stores.base import Document
     from .stores.base import Store
-
-session_cli = AppGroup("session", help="Inspect and manage the stored sessions.")
+    from .users import SessionInfo
 
 #: Session ids are base64url, so one may start with ``-``: take it as the SID
 #: argument rather than as an unknown option.
@@ -83,11 +89,98 @@ def printable_json(value: object) -> str:
     )
 
 
-def _store() -> Store:
-    extension = current_app.extensions.get("connect_session")
-    if extension is None:
+class Admin(t.Protocol):
+    """What the commands need of the app's extension, synchronously:
+    :class:`~flask_connect_session.ConnectSession` itself, or a blocking
+    view of Quart's.
+    """
+
+    @property
+    def store(self) -> Store:
+        """The app's store."""
+
+    def user_sessions(self, user: str | int) -> list[SessionInfo]:
+        """See :meth:`ConnectSession.user_sessions`."""
+
+    def revoke(
+        self, user: str | int, handle: str | None = None, *, keep_current: bool = False
+    ) -> int:
+        """See :meth:`ConnectSession.revoke`."""
+
+
+class Target(t.NamedTuple):
+    """What a command runs on."""
+
+    #: The application (Flask's or Quart's).
+    app: t.Any
+    #: Its extension, seen synchronously.
+    admin: Admin
+
+
+_target: contextvars.ContextVar[Target] = contextvars.ContextVar("connect_session_cli")
+
+_F = t.TypeVar("_F", bound=cabc.Callable[..., t.Any])
+
+#: The commands, in order: (name, command settings, callback).
+_COMMANDS: list[tuple[str, dict[str, t.Any], cabc.Callable[..., None]]] = []
+
+
+def _command(name: str, **settings: t.Any) -> cabc.Callable[[_F], _F]:
+    """Register a command of the group (see :func:`make_group`)."""
+
+    def register(callback: _F) -> _F:
+        _COMMANDS.append((name, settings, callback))
+        return callback
+
+    return register
+
+
+def make_group(
+    wrap: cabc.Callable[[cabc.Callable[..., None]], cabc.Callable[..., None]],
+    group_class: type[click.Group] = click.Group,
+) -> click.Group:
+    """Build the ``session`` command group.
+
+    :param wrap: turns a command's callback into one that runs it with the
+        app's :class:`Target` (see :func:`run_with`), as the framework
+        loads the app.
+    :param group_class: the framework's group class.
+    """
+    group = group_class("session", help="Inspect and manage the stored sessions.")
+    for name, settings, callback in _COMMANDS:
+        command = click.command(name, **settings)
+        group.add_command(command(wrap(callback)))  # type: ignore[no-untyped-call]
+    return group
+
+
+def run_with(target: Target | None, callback: cabc.Callable[[], _T]) -> _T:
+    """Run a command's ``callback`` on ``target`` (``None``: the app has no
+    extension, a clear error).
+    """
+    if target is None:
         raise click.ClickException("ConnectSession is not set up on this app")
-    return t.cast("Store", extension.store)
+    token = _target.set(target)
+    try:
+        return callback()
+    finally:
+        _target.reset(token)
+
+
+def _flask_command(callback: cabc.Callable[..., None]) -> cabc.Callable[..., None]:
+    """Run ``callback`` in Flask's app context, on the app's extension."""
+
+    @functools.wraps(callback)
+    def command(*args: t.Any, **kwargs: t.Any) -> None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        extension = app.extensions.get("connect_session")
+        target = None if extension is None else Target(app, extension)
+        run_with(target, functools.partial(callback, *args, **kwargs))
+
+    return t.cast("cabc.Callable[..., None]", with_appcontext(command))
+
+
+def _store() -> Store:
+    return _target.get().admin.store
 
 
 def _run(store: Store, operation: str, call: cabc.Callable[[], _T]) -> _T:
@@ -135,7 +228,7 @@ def _resolve_sid(value: str) -> str:
     """
     if not value.lower().startswith(("s:", "s%3a")):
         return value
-    sid = unsign(value, app_secrets(current_app))
+    sid = unsign(value, app_secrets(_target.get().app))
     if sid is None:
         raise click.ClickException("the cookie value does not verify with the app's secrets")
     return sid
@@ -159,7 +252,7 @@ def _size(document: Document) -> int:
     return len(encode(document).encode("utf-8"))
 
 
-@session_cli.command("count")
+@_command("count")
 def count_command() -> None:
     """Print the number of live sessions.
 
@@ -174,15 +267,12 @@ def count_command() -> None:
     click.echo(count)
 
 
-def _user_index(what: str, call: cabc.Callable[[t.Any], _T]) -> _T:
-    """Run ``call`` with the app's ConnectSession for a per-user operation;
-    no user index or a failing store is a clear error.
+def _user_index(what: str, call: cabc.Callable[[Admin], _T]) -> _T:
+    """Run ``call`` with the app's extension for a per-user operation; no
+    user index or a failing store is a clear error.
     """
-    extension = current_app.extensions.get("connect_session")
-    if extension is None:
-        raise click.ClickException("ConnectSession is not set up on this app")
     try:
-        return call(extension)
+        return call(_target.get().admin)
     except RuntimeError as exc:
         raise click.ClickException(f"cannot {what}: {exc}") from None
     except StoreError as exc:
@@ -213,7 +303,7 @@ def _list_user(user: str, as_json: bool) -> None:
             click.echo(f"{row['handle']:<22}  {row['last_seen']:<24}  {ip:<15}  {agent}")
 
 
-@session_cli.command("list")
+@_command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 @click.option("--user", default=None, help="Only this user's sessions (CONNECT_SESSION_USER_KEY).")
 def list_command(as_json: bool, user: str | None) -> None:
@@ -255,7 +345,7 @@ def list_command(as_json: bool, user: str | None) -> None:
         click.echo(f"{row['id']:<{width}}  {when:<25}  {row['size']}")
 
 
-@session_cli.command("show", context_settings=_SID_SETTINGS)
+@_command("show", context_settings=_SID_SETTINGS)
 @click.argument("sid")
 def show_command(sid: str) -> None:
     """Print the stored document of session SID as JSON.
@@ -271,7 +361,7 @@ def show_command(sid: str) -> None:
     click.echo(printable_json(document))
 
 
-@session_cli.command("delete", context_settings=_SID_SETTINGS)
+@_command("delete", context_settings=_SID_SETTINGS)
 @click.argument("sid")
 def delete_command(sid: str) -> None:
     """Delete session SID (an id or a signed cookie value).
@@ -286,7 +376,7 @@ def delete_command(sid: str) -> None:
     click.echo(f"deleted {printable(sid)}")
 
 
-@session_cli.command("revoke")
+@_command("revoke")
 @click.option("--user", required=True, help="The user to log out (CONNECT_SESSION_USER_KEY).")
 @click.option("--handle", default=None, help="Only the session with this handle.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -303,7 +393,7 @@ def revoke_command(user: str, handle: str | None, yes: bool) -> None:
     click.echo(f"revoked {count} session(s) of user {user!r}")
 
 
-@session_cli.command("clear")
+@_command("clear")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def clear_command(yes: bool) -> None:
     """Delete every session, logging every user out.
@@ -329,7 +419,7 @@ def clear_command(yes: bool) -> None:
     click.echo(_attempt(store, "clear sessions", [("clear", clear), ("all", destroy_each)]))
 
 
-@session_cli.command("prune")
+@_command("prune")
 def prune_command() -> None:
     """Remove expired sessions now.
 
@@ -383,7 +473,7 @@ def _sweep(store: Store) -> int:
     return removed
 
 
-@session_cli.command("create-table")
+@_command("create-table")
 @click.option(
     "--sql", "print_sql", is_flag=True, help="Print the DDL instead of running it (for Alembic)."
 )
@@ -403,3 +493,7 @@ def create_table_command(print_sql: bool) -> None:
         return
     _run(store, "create_table", create)
     click.echo(f"table {store.table.fullname} is ready")  # type: ignore[attr-defined]
+
+
+#: The ``flask session`` command group, which ``ConnectSession`` adds to the app.
+session_cli = make_group(_flask_command, AppGroup)

@@ -66,6 +66,7 @@ if t.TYPE_CHECKING:
     from .migrate import Takeover
     from .options import Options
     from .signing import Secret
+    from .stores.base import AsyncStore
     from .stores.base import Store
 
 logger = logging.getLogger("flask_connect_session")
@@ -143,7 +144,7 @@ class Core:
     def __init__(
         self,
         options: Options,
-        store: Store,
+        store: Store | AsyncStore,
         *,
         clock: cabc.Callable[[], float] = system_clock,
         takeover: bool = False,
@@ -181,7 +182,7 @@ class Core:
             else UserIndex(options.user_key, options.ttl, clock, self._longest_lifetime(store))
         )
 
-    def _longest_lifetime(self, store: Store) -> float:
+    def _longest_lifetime(self, store: Store | AsyncStore) -> float:
         """The longest a session this app stores lives untouched (seconds):
         how long a revoke record must last to outlive every session that
         existed when it was made.

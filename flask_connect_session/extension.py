@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import typing as t
 
+import click
 from flask import current_app
 from flask import has_app_context
 from flask import has_request_context
@@ -22,14 +23,20 @@ from .session import ServerSession
 from .stores import StoreSettings
 from .stores import store_from_url
 from .stores import store_from_value
+from .stores.base import AsyncStore
 from .stores.base import Store
 from .stores.base import keeps_user_index
 from .stores.memory import MemoryStore
+from .stores.threaded import SyncBackedStore
 from .users import SessionInfo
 from .users import UserIndex
 
 if t.TYPE_CHECKING:
     from flask import Flask
+
+    from .calls import Steps
+    from .core import Lifecycle
+    from .migrate import LegacySource
 
 logger = logging.getLogger("flask_connect_session")
 
@@ -87,6 +94,63 @@ def _flask_sqlalchemy_engine(value: object, app: Flask | None) -> object:
         ) from exc
 
 
+def read_options(app: t.Any) -> Options:
+    """Check the app's secrets and parse its ``CONNECT_SESSION_*`` config
+    (Flask's or Quart's app).
+
+    :raises ValueError: a setting is invalid; the message names its key.
+    """
+    check_secrets(app)
+    return Options.from_config(app.config)
+
+
+def prepare_store(
+    app: t.Any, options: Options, store: Store | AsyncStore
+) -> tuple[LegacySource, ...]:
+    """Apply the settings that concern the app's store and return the legacy
+    sources to take over (``CONNECT_SESSION_MIGRATE_FROM``).
+
+    :raises ValueError: the store cannot keep the per-user index, or a
+        legacy source could reach the store's keys; the message names the key.
+    """
+    # A limit on what requests store, so it applies to a store the app
+    # built itself too.
+    store.max_size = options.max_size
+    if options.user_key is not None and not keeps_user_index(store):
+        raise ValueError(
+            f"CONNECT_SESSION_USER_KEY: {type(store).__name__} cannot keep the per-user"
+            " index; use MemoryStore, FileSystemStore, RedisStore or SQLStore"
+        )
+    legacy = parse_migrate_from(app.config, options.key)
+    check_prefixes(legacy, _backing(store))
+    return legacy
+
+
+def _backing(store: Store | AsyncStore) -> Store | AsyncStore:
+    """The store that keeps the sessions: for an asyncio store run on a
+    synchronous one (Quart's), that one.
+    """
+    return store.store if isinstance(store, SyncBackedStore) else store
+
+
+def install(
+    app: t.Any, extension: object, commands: click.Command, store: Store | AsyncStore
+) -> None:
+    """Register ``extension`` on ``app`` (whose session interface is set),
+    add the ``session`` command group and log the setup warnings: no secret,
+    or the per-process memory store outside debug and testing.
+    """
+    app.extensions["connect_session"] = extension
+    app.cli.add_command(commands)
+    if not app_secrets(app):
+        logger.warning(
+            "no SECRET_KEY or CONNECT_SESSION_SECRET: sessions are disabled"
+            " (the session is the framework's null session)"
+        )
+    if isinstance(_backing(store), MemoryStore) and not (app.debug or app.testing):
+        _warn_memory_store()
+
+
 class ConnectSession:
     """Server-side sessions for Flask with express-session's options,
     methods and wire format.
@@ -122,32 +186,14 @@ class ConnectSession:
 
         :raises ValueError: a setting is invalid; the message names its key.
         """
-        check_secrets(app)
-        options = Options.from_config(app.config)
+        options = read_options(app)
         store = build_store(options, app)
-        # A limit on what requests store, so it applies to a store the app
-        # built itself too.
-        store.max_size = options.max_size
-        if options.user_key is not None and not keeps_user_index(store):
-            raise ValueError(
-                f"CONNECT_SESSION_USER_KEY: {type(store).__name__} cannot keep the per-user"
-                " index; use MemoryStore, FileSystemStore, RedisStore or SQLStore"
-            )
-        legacy = parse_migrate_from(app.config, options.key)
-        check_prefixes(legacy, store)
+        legacy = prepare_store(app, options, store)
         interface = ConnectSessionInterface(options, store, legacy)
         app.session_interface = interface
-        app.extensions["connect_session"] = self
         from .cli import session_cli
 
-        app.cli.add_command(session_cli)
-        if not app_secrets(app):
-            logger.warning(
-                "no SECRET_KEY or CONNECT_SESSION_SECRET: sessions are disabled"
-                " (flask.session is Flask's null session)"
-            )
-        if isinstance(store, MemoryStore) and not (app.debug or app.testing):
-            _warn_memory_store()
+        install(app, self, session_cli, store)
 
     @property
     def store(self) -> Store:
@@ -214,10 +260,9 @@ class ConnectSession:
 
         .. versionadded:: 0.1
         """
-        current = self._current()
-        steps = self._index().sessions(str(user), current.id if current is not None else None)
-        infos = run(steps, self._environment(current))
-        return sorted(infos.values(), key=lambda info: info.last_seen, reverse=True)
+        index, current = self._index(), self._current()
+        steps = list_sessions(index, user, None if current is None else current._life)
+        return run(steps, self._environment(current))
 
     def revoke(
         self, user: str | int, handle: str | None = None, *, keep_current: bool = False
@@ -247,67 +292,108 @@ class ConnectSession:
         .. versionadded:: 0.1
         """
         index, current = self._index(), self._current()
-        env = self._environment(current)
         life = None if current is None else current._life
-        user = str(user)
-        current_sid = current.id if current is not None else None
-        # Recorded before the listing: whatever the listing misses ends at
-        # its next use (the session core reads the record then).
-        began = run(index.record_revoke(user), env) if handle is None else None
-        spared = current if keep_current else None
-        count = 0
-        if current is not None and life is not None and life.unfiled_user == user:
-            if handle is None:
-                if spared is not None:
-                    life.unfiled_user = None  # its save files it, not ends it
-                else:
-                    count += int(run(life.destroy("revoke"), current))
-        listed = run(index.sessions(user, current_sid), env)
-        if handle is not None:
-            listed = {sid: info for sid, info in listed.items() if info.handle == handle}
-        removed, missed = self._revoke_listed(user, listed, current, spared)
-        count += removed
-        if began is not None and missed:
-            # A session listed was gone when removed: it may have moved to a
-            # new id meanwhile, which regenerate() stores and files before
-            # it removes the old one. List once more, for the sessions that
-            # existed when the revoke began (a move keeps the login time).
-            again = {
-                sid: info
-                for sid, info in run(index.sessions(user, current_sid), env).items()
-                if info.created.timestamp() <= began
-            }
-            count += self._revoke_listed(user, again, current, spared)[0]
-        return count
+        steps = revoke_sessions(index, user, handle, life, keep_current=keep_current)
+        return run(steps, self._environment(current))
 
-    def _revoke_listed(
-        self,
-        user: str,
-        listed: dict[str, SessionInfo],
-        current: ServerSession | None,
-        spared: ServerSession | None,
-    ) -> tuple[int, bool]:
-        """Revoke the ``listed`` sessions of ``user`` but ``spared``'s; the
-        ``current`` request's one through its lifecycle, so its response
-        deletes the cookie. Return how many went, and whether any was gone
-        already.
-        """
-        sids = [sid for sid, info in listed.items() if not (spared is not None and info.current)]
-        wanted = len(sids)
-        removed = 0
-        if current is not None and current.id in sids:
-            sids.remove(current.id)
-            removed = int(run(current._life.destroy("revoke"), current))
-        removed += run(self._index().revoke(user, sids), self._environment(current))
-        return removed, removed < wanted
-
-    def _environment(self, current: ServerSession | None) -> ServerSession | AppEnvironment:
+    def _environment(self, current: ServerSession | None) -> ServerSession | AppEnvironment[Store]:
         # The calls of a per-user operation run in the current request's
         # session when there is one, else on the app's store.
         if current is not None:
             return current
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         return AppEnvironment(app, self._interface(app).store)
+
+
+# -- the per-user operations, for Flask's and Quart's extensions ----------------
+
+
+def list_sessions(
+    index: UserIndex, user: str | int, current: Lifecycle | None
+) -> Steps[list[SessionInfo]]:
+    """The sessions of ``user``, most recently seen first (see
+    :meth:`ConnectSession.user_sessions`).
+
+    :param current: the lifecycle of the request being served, if any: its
+        session is marked :attr:`SessionInfo.current`.
+    """
+    current_sid = yield from _current_sid(current)
+    infos = yield from index.sessions(str(user), current_sid)
+    return sorted(infos.values(), key=lambda info: info.last_seen, reverse=True)
+
+
+def _current_sid(current: Lifecycle | None) -> Steps[str | None]:
+    """The id of the request's session, loading it if the view has not."""
+    if current is None:
+        return None
+    if not current.loaded:
+        yield from current.load()
+    return current.sid
+
+
+def revoke_sessions(
+    index: UserIndex,
+    user: str | int,
+    handle: str | None,
+    current: Lifecycle | None,
+    *,
+    keep_current: bool = False,
+) -> Steps[int]:
+    """Log ``user`` out of all their sessions, or of the one ``handle``
+    names; return how many were removed (see :meth:`ConnectSession.revoke`).
+
+    :param current: the lifecycle of the request being served, if any: its
+        session is destroyed through it, so its response deletes the cookie.
+    :param keep_current: spare ``current``'s session.
+    """
+    user = str(user)
+    current_sid = yield from _current_sid(current)
+    # Recorded before the listing: whatever the listing misses ends at
+    # its next use (the session core reads the record then).
+    began = (yield from index.record_revoke(user)) if handle is None else None
+    spared = current if keep_current else None
+    count = 0
+    if current is not None and current.unfiled_user == user and handle is None:
+        if spared is not None:
+            current.unfiled_user = None  # its save files it, not ends it
+        else:
+            count += int((yield from current.destroy("revoke")))
+    listed = yield from index.sessions(user, current_sid)
+    if handle is not None:
+        listed = {sid: info for sid, info in listed.items() if info.handle == handle}
+    removed, missed = yield from _revoke_listed(index, user, listed, current, spared)
+    count += removed
+    if began is not None and missed:
+        # A session listed was gone when removed: it may have moved to a
+        # new id meanwhile, which regenerate() stores and files before
+        # it removes the old one. List once more, for the sessions that
+        # existed when the revoke began (a move keeps the login time).
+        again = yield from index.sessions(user, current_sid)
+        again = {sid: info for sid, info in again.items() if info.created.timestamp() <= began}
+        count += (yield from _revoke_listed(index, user, again, current, spared))[0]
+    return count
+
+
+def _revoke_listed(
+    index: UserIndex,
+    user: str,
+    listed: dict[str, SessionInfo],
+    current: Lifecycle | None,
+    spared: Lifecycle | None,
+) -> Steps[tuple[int, bool]]:
+    """Revoke the ``listed`` sessions of ``user`` but ``spared``'s; the
+    ``current`` request's one through its lifecycle, so its response
+    deletes the cookie. Return how many went, and whether any was gone
+    already.
+    """
+    sids = [sid for sid, info in listed.items() if not (spared is not None and info.current)]
+    wanted = len(sids)
+    removed = 0
+    if current is not None and current.sid in sids:
+        sids.remove(current.sid)
+        removed = int((yield from current.destroy("revoke")))
+    removed += yield from index.revoke(user, sids)
+    return removed, removed < wanted
 
 
 def _warn_memory_store() -> None:

@@ -31,18 +31,25 @@ if t.TYPE_CHECKING:
     from .core import Ending
     from .migrate import LegacySource
     from .options import Options
+    from .stores.base import AsyncStore
     from .stores.base import Store
 
 
-class AppEnvironment:
-    """Runs the core's calls outside a request (the per-user API from a
-    script or the CLI): on the app's store, with the app as signal sender.
+#: The store of a driver: synchronous (Flask) or asyncio (Quart).
+S = t.TypeVar("S", bound="Store | AsyncStore")
 
-    :param app: the application.
+
+class AppEnvironment(t.Generic[S]):
+    """Runs the core's calls outside a request (the per-user API from a
+    script or the CLI): on the app's store (a :class:`~.stores.base.Store`,
+    or for Quart an :class:`~.stores.base.AsyncStore`), with the app as
+    signal sender.
+
+    :param app: the application (Flask's or Quart's).
     :param store: its store.
     """
 
-    def __init__(self, app: Flask, store: Store) -> None:
+    def __init__(self, app: t.Any, store: S) -> None:
         self.app = app
         self.store = store
 
@@ -57,7 +64,32 @@ class AppEnvironment:
         return None
 
 
-class ConnectSessionInterface(SessionInterface):
+class Driver(t.Generic[S]):
+    """What a framework's session interface holds for its app: the options,
+    the store, the legacy sources, the session rules (:class:`~.core.Core`)
+    and the transports. Flask's interface and Quart's are drivers over a
+    synchronous and an asyncio store.
+
+    :param options: the parsed configuration.
+    :param store: the session store.
+    :param legacy: the legacy sessions to take over
+        (``CONNECT_SESSION_MIGRATE_FROM``, see :mod:`.migrate`).
+    """
+
+    def __init__(self, options: Options, store: S, legacy: tuple[LegacySource, ...] = ()) -> None:
+        #: The parsed configuration.
+        self.options = options
+        #: The live store.
+        self.store = store
+        #: The legacy sources a request without a session of ours asks.
+        self.legacy = legacy
+        #: The session rules, shared by every request.
+        self.core = Core(options, store, takeover=bool(legacy))
+        #: Where the session id travels: the cookie, or the configured header.
+        self.transports = Transports(options)
+
+
+class ConnectSessionInterface(Driver["Store"], SessionInterface):
     """Server-side sessions with express-session's semantics and wire format.
 
     :meth:`open_session` only verifies the cookie; the store is read when the
@@ -74,20 +106,6 @@ class ConnectSessionInterface(SessionInterface):
     """
 
     session_class = ServerSession
-
-    def __init__(
-        self, options: Options, store: Store, legacy: tuple[LegacySource, ...] = ()
-    ) -> None:
-        #: The parsed configuration.
-        self.options = options
-        #: The live store.
-        self.store = store
-        #: The legacy sources a request without a session of ours asks.
-        self.legacy = legacy
-        #: The session rules, shared by every request.
-        self.core = Core(options, store, takeover=bool(legacy))
-        #: Where the session id travels: the cookie, or the configured header.
-        self.transports = Transports(options)
 
     def open_session(self, app: Flask, request: Request) -> ServerSession | None:
         """Return a session that reads the store lazily.

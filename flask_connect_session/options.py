@@ -26,8 +26,7 @@ from .stores.base import split_table_name
 
 if t.TYPE_CHECKING:
     from flask import Config
-    from flask import Flask
-    from werkzeug.wrappers import Request
+    from werkzeug.sansio.request import Request
 
 logger = logging.getLogger("flask_connect_session")
 
@@ -599,7 +598,19 @@ class Options:
         )
 
 
-def app_secrets(app: Flask) -> tuple[str | bytes, ...]:
+class App(t.Protocol):
+    """What the extension reads of an app, Flask's or Quart's."""
+
+    @property
+    def config(self) -> cabc.Mapping[str, t.Any]:
+        """The app's config."""
+
+    @property
+    def secret_key(self) -> str | bytes | None:
+        """``SECRET_KEY``, or a class attribute of a subclass."""
+
+
+def app_secrets(app: App) -> tuple[str | bytes, ...]:
     """Return the secrets in force now: ``CONNECT_SESSION_SECRET``, else
     ``app.secret_key`` as Flask reads it (``SECRET_KEY``, or a class
     attribute of a Flask subclass) followed by ``SECRET_KEY_FALLBACKS``; the
@@ -620,7 +631,7 @@ def _as_secrets(value: t.Any) -> tuple[str | bytes, ...]:
     return (value,) if isinstance(value, str | bytes) else tuple(value)
 
 
-def check_secrets(app: Flask) -> None:
+def check_secrets(app: App) -> None:
     """Validate the secrets :func:`app_secrets` reads.
 
     :raises ValueError: a secret is not a non-empty string, naming the key.

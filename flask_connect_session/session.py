@@ -16,11 +16,13 @@ from .migrate import find
 if t.TYPE_CHECKING:
     from blinker import NamedSignal
     from flask import Flask
+    from werkzeug.sansio.request import Request as SansIORequest
     from werkzeug.wrappers import Request
 
     from .cookie import Cookie
     from .core import Lifecycle
     from .interface import ConnectSessionInterface
+    from .interface import Driver
     from .migrate import Takeover
     from .signing import Secret
     from .transport import Transport
@@ -109,6 +111,48 @@ class SessionData(cabc.MutableMapping[str, t.Any]):
         self._life.touch()
 
 
+class DriverSession(SessionData):
+    """A session that is also what the core knows of its request (the
+    :class:`~.core.Request` facts) and the environment its calls run in
+    (:mod:`.calls`): the part Flask's :class:`ServerSession` and Quart's
+    session share. Each says how it tells HTTPS and reads the signed id.
+    """
+
+    _interface: Driver[t.Any]
+    _request: SansIORequest
+    _app: t.Any
+    #: Where this request's session id travels (cookie or header).
+    transport: Transport
+
+    @property
+    def user_agent(self) -> str | None:
+        """The ``User-Agent`` header."""
+        return self._request.headers.get("User-Agent")
+
+    @property
+    def remote_addr(self) -> str | None:
+        """The client's address (a proxy middleware may have set it)."""
+        return self._request.remote_addr
+
+    def generate_id(self) -> str:
+        """A new session id from ``CONNECT_SESSION_GENID``."""
+        return self._interface.options.genid(self._request)
+
+    def send_signal(
+        self, signal: NamedSignal, with_session: bool, kwargs: dict[str, t.Any]
+    ) -> None:
+        """Send ``signal`` with the app as sender."""
+        if with_session:
+            kwargs = {**kwargs, "session": self}
+        signal.send(self._app, **kwargs)
+
+    def take_over(self) -> Takeover | None:
+        """Ask the app's legacy sources for this request's legacy session
+        (blocking: an asynchronous driver runs it in a worker thread).
+        """
+        return find(self._app, self._request.cookies, self._interface.legacy)
+
+
 def is_secure(request: Request, proxy: bool | None) -> bool:
     """Whether a request came over HTTPS, as express-session's ``proxy``
     option decides.
@@ -122,15 +166,22 @@ def is_secure(request: Request, proxy: bool | None) -> bool:
         return request.is_secure
     environ = request.environ
     scheme = environ.get("werkzeug.proxy_fix.orig", environ).get("wsgi.url_scheme")
-    if scheme == "https":
+    return proxied_secure(scheme == "https", proxy, environ.get("HTTP_X_FORWARDED_PROTO", ""))
+
+
+def proxied_secure(connection_secure: bool, proxy: bool, forwarded: object) -> bool:
+    """Whether a request is HTTPS under ``CONNECT_SESSION_PROXY = True`` or
+    ``False``: the connection is, or (``True`` only) the first value of its
+    ``X-Forwarded-Proto`` header, trimmed, in any case, says ``https``.
+    """
+    if connection_secure:
         return True
     if proxy is False:
         return False
-    forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "")
     return str(forwarded).partition(",")[0].strip().lower() == "https"
 
 
-class ServerSession(SessionData, SessionMixin):  # type: ignore[override]
+class ServerSession(DriverSession, SessionMixin):  # type: ignore[override]
     """The session of one Flask request, as :data:`flask.session`.
 
     A mutable mapping of the user's data. Nothing is read from the store
@@ -149,6 +200,7 @@ class ServerSession(SessionData, SessionMixin):  # type: ignore[override]
 
     #: The lifecycle, once the view touched the session.
     _started: Lifecycle | None = None
+    _request: Request
 
     def __init__(
         self,
@@ -192,37 +244,9 @@ class ServerSession(SessionData, SessionMixin):  # type: ignore[override]
         """Whether the request came over HTTPS (``CONNECT_SESSION_PROXY``)."""
         return is_secure(self._request, self._interface.options.proxy)
 
-    @property
-    def user_agent(self) -> str | None:
-        """The ``User-Agent`` header."""
-        return self._request.headers.get("User-Agent")
-
-    @property
-    def remote_addr(self) -> str | None:
-        """The client's address (Werkzeug's ProxyFix decides)."""
-        return self._request.remote_addr
-
-    def generate_id(self) -> str:
-        """A new session id from ``CONNECT_SESSION_GENID``."""
-        return self._interface.options.genid(self._request)
-
     def signed_id(self, secrets: tuple[Secret, ...]) -> str | None:
         """The validly signed id the request's cookie (or header) carries."""
         return self.transport.read(self._request.environ, secrets)
-
-    # -- the environment of the core's calls ----------------------------------
-
-    def send_signal(
-        self, signal: NamedSignal, with_session: bool, kwargs: dict[str, t.Any]
-    ) -> None:
-        """Send ``signal`` with the app as sender."""
-        if with_session:
-            kwargs = {**kwargs, "session": self}
-        signal.send(self._app, **kwargs)
-
-    def take_over(self) -> Takeover | None:
-        """Ask the app's legacy sources for this request's legacy session."""
-        return find(self._app, self._request.cookies, self._interface.legacy)
 
     # -- express-session methods -----------------------------------------
 

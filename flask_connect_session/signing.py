@@ -23,7 +23,7 @@ from itsdangerous import Signer
 if t.TYPE_CHECKING:
     import collections.abc as cabc
 
-    from werkzeug.wrappers import Request
+    from werkzeug.sansio.request import Request
 
 #: Cookie values longer than this are ignored unread: browsers cap a cookie
 #: at about 4 KiB, and a longer value can only be an attack or garbage.

@@ -16,6 +16,7 @@ from .signing import cookie_value
 from .signing import unsign
 
 if t.TYPE_CHECKING:
+    from werkzeug.sansio.request import Request as SansIORequest
     from werkzeug.wrappers import Request
     from werkzeug.wrappers import Response
 
@@ -126,12 +127,17 @@ class HeaderTransport(Transport):
     def raw_value(self, environ: Environ) -> str | None:
         return t.cast("str | None", environ.get(self.environ_key))
 
-    def hide_cookies(self, request: Request) -> None:
+    def hide_cookies(
+        self, request: SansIORequest, environ: cabc.MutableMapping[str, t.Any]
+    ) -> None:
         """Make the request's cookies invisible to the app: a cookie-based
         login (Flask-Login's remember-me cookie, which the browser attaches
         by itself) must never log a header session in.
+
+        :param environ: the request's WSGI environ (or, for Quart, its
+            headers seen as one).
         """
-        request.environ.pop("HTTP_COOKIE", None)
+        environ.pop("HTTP_COOKIE", None)
         request.__dict__.pop("cookies", None)  # parsed already: parse again
 
     def send(self, response: Response, value: str, cookie: Cookie) -> None:
@@ -166,12 +172,21 @@ class Transports:
         #: The cookie transport.
         self.cookie = CookieTransport(options.key, vary)
 
-    def choose(self, request: Request) -> Transport:
+    def choose(
+        self, request: SansIORequest, environ: cabc.MutableMapping[str, t.Any] | None = None
+    ) -> Transport:
         """Return the transport of a request; a header request's cookies are
         hidden from the app (see :meth:`HeaderTransport.hide_cookies`).
+
+        :param environ: the request's WSGI environ; by default
+            ``request.environ`` (Quart's driver passes its headers seen as one).
         """
         header = self.header
-        if header is not None and header.carried_by(request.environ):
-            header.hide_cookies(request)
+        if header is None:
+            return self.cookie
+        if environ is None:
+            environ = t.cast("Request", request).environ
+        if header.carried_by(environ):
+            header.hide_cookies(request, environ)
             return header
         return self.cookie

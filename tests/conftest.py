@@ -1,4 +1,12 @@
-"""Shared fixtures: apps built over every store, and real servers."""
+"""Shared fixtures: apps of both frameworks, stores, and real servers.
+
+Every test that takes ``framework`` (directly or through ``make_app`` or
+``app``) runs on Flask and on Quart, unless marked ``flask_only`` (with the
+reason). A test that takes ``store`` runs on the memory store, its session
+behaviour being the same on every store (the store contract suite, in
+tests/stores, checks each store); one marked ``every_store`` runs on each
+store kind in turn: the end-to-end cases.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +15,13 @@ import time
 import typing as t
 
 import pytest
-from flask import Flask
 
-from flask_connect_session import ConnectSession
 from flask_connect_session import MemoryStore
 from flask_connect_session import Store
+
+import framework as fw
+from framework import FRAMEWORKS
+from framework import App
 
 pytest_plugins = ("server_fixtures",)
 
@@ -82,7 +92,7 @@ def _sqlite_store(request: pytest.FixtureRequest) -> Store:
 
 
 #: Store name -> builder of a fresh, empty store (from the real servers'
-#: fixtures). Every behaviour test that takes ``store`` runs once per entry.
+#: fixtures). A test marked ``every_store`` runs once per entry.
 STORE_BUILDERS: dict[str, cabc.Callable[[pytest.FixtureRequest], Store]] = {
     "memory": _memory_store,
     "filesystem": _filesystem_store,
@@ -95,6 +105,18 @@ STORE_BUILDERS: dict[str, cabc.Callable[[pytest.FixtureRequest], Store]] = {
 }
 
 
+#: The store kinds that keep the per-user index (``CONNECT_SESSION_USER_KEY``).
+INDEX_STORES = (
+    "memory",
+    "filesystem",
+    "redis",
+    "redis-cluster",
+    "postgresql",
+    "mariadb",
+    "sqlite",
+)
+
+
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Moves ``time.time`` forward by the seconds in ``clock[0]``."""
@@ -104,23 +126,63 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return offset
 
 
-@pytest.fixture(params=sorted(STORE_BUILDERS))
-def store(request: pytest.FixtureRequest) -> Store:
-    """A fresh, empty store of each kind in turn."""
-    return STORE_BUILDERS[request.param](request)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run ``framework`` tests on both frameworks (``flask_only``: Flask
+    alone), and ``every_store`` tests on every store kind.
+    """
+    names = metafunc.fixturenames
+    frameworks = FRAMEWORKS
+    if metafunc.definition.get_closest_marker("flask_only"):
+        frameworks = ("flask",)
+    kinds: tuple[str, ...] = ()
+    store = next((name for name in ("store", "index_store") if name in names), None)
+    if store is not None and metafunc.definition.get_closest_marker("every_store"):
+        kinds = tuple(sorted(STORE_BUILDERS)) if store == "store" else INDEX_STORES
+    if "framework" in names and kinds:
+        # Every store behind Flask; Quart's driver is the same over any
+        # store (a synchronous one runs in worker threads): the memory store.
+        pairs = [("flask", kind) for kind in kinds]
+        pairs += [(framework, "memory") for framework in frameworks if framework != "flask"]
+        metafunc.parametrize(("framework", store), pairs, indirect=True)
+    elif "framework" in names:
+        metafunc.parametrize("framework", frameworks, indirect=True)
+    elif kinds:
+        metafunc.parametrize(store, kinds, indirect=True)
 
 
 @pytest.fixture
-def make_app(store: Store) -> cabc.Callable[..., Flask]:
-    """Build a test app over ``store`` with extra config; the app has a few
-    generic views (see :func:`add_views`).
+def framework(request: pytest.FixtureRequest) -> str:
+    """``"flask"`` or ``"quart"``: the framework the test's apps use."""
+    return t.cast(str, request.param)
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> Store:
+    """A fresh, empty store: a memory store, or (``every_store``) each
+    kind in turn.
+    """
+    return STORE_BUILDERS[getattr(request, "param", "memory")](request)
+
+
+@pytest.fixture
+def index_store(request: pytest.FixtureRequest) -> Store:
+    """A fresh, empty store that keeps the per-user index: a memory store,
+    or (``every_store``) each such kind in turn.
+    """
+    return STORE_BUILDERS[getattr(request, "param", "memory")](request)
+
+
+@pytest.fixture
+def make_app(framework: str, store: Store) -> cabc.Callable[..., App]:
+    """Build a test app of ``framework`` over ``store`` with extra config;
+    the app has a few generic views (see :func:`add_views`).
     """
 
-    def make(**config: t.Any) -> Flask:
-        app = Flask(__name__)
+    def make(**config: t.Any) -> App:
+        app = fw.new_app(framework)
         app.config.update(SECRET_KEY=SECRET, TESTING=True, CONNECT_SESSION_STORE=store)
         app.config.update(config)
-        ConnectSession(app)
+        fw.connect(app)
         add_views(app)
         return app
 
@@ -128,15 +190,13 @@ def make_app(store: Store) -> cabc.Callable[..., Flask]:
 
 
 @pytest.fixture
-def app(make_app: cabc.Callable[..., Flask]) -> Flask:
+def app(make_app: cabc.Callable[..., App]) -> App:
     """A test app with the default settings."""
     return make_app()
 
 
-def add_views(app: Flask) -> None:
-    """Views the behaviour tests drive."""
-    from flask import request
-    from flask import session
+def add_views(app: App) -> None:
+    """Views the behaviour tests drive (see :mod:`framework`)."""
 
     @app.get("/ignore")
     def ignore() -> str:
@@ -144,29 +204,29 @@ def add_views(app: Flask) -> None:
 
     @app.get("/get")
     def get() -> dict[str, t.Any]:
-        return {"data": dict(session), "id": session.id, "new": session.new}
+        return {"data": dict(fw.session), "id": fw.session.id, "new": fw.session.new}
 
     @app.post("/set")
     def set_() -> dict[str, t.Any]:
-        session.update(request.get_json())
-        return {"data": dict(session), "id": session.id}
+        fw.session.update(fw.request.get_json())
+        return {"data": dict(fw.session), "id": fw.session.id}
 
     @app.get("/count")
     def count() -> dict[str, t.Any]:
-        session["n"] = session.get("n", 0) + 1
-        return {"n": session["n"], "id": session.id}
+        fw.session["n"] = fw.session.get("n", 0) + 1
+        return {"n": fw.session["n"], "id": fw.session.id}
 
     @app.post("/clear")
     def clear() -> str:
-        session.clear()
+        fw.session.clear()
         return "cleared"
 
     @app.post("/regenerate")
     def regenerate() -> dict[str, t.Any]:
-        session.regenerate(keep=request.args.get("keep") == "1")
-        return {"id": session.id, "data": dict(session)}
+        fw.session.regenerate(keep=fw.request.args.get("keep") == "1")
+        return {"id": fw.session.id, "data": dict(fw.session)}
 
     @app.post("/destroy")
     def destroy() -> str:
-        session.destroy()
+        fw.session.destroy()
         return "destroyed"

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import time
-
-from flask import Flask
+import typing as t
 
 from flask_connect_session.core import Core
-from flask_connect_session.testing import session_interface
+from flask_connect_session.interface import Driver
 
 
 class FakeClock:
@@ -38,13 +37,15 @@ class FakeClock:
         self.now = self.start + seconds
 
 
-def use_clock(app: Flask, clock: cabc.Callable[[], float]) -> None:
+def use_clock(app: t.Any, clock: cabc.Callable[[], float]) -> None:
     """Give ``app``'s session core ``clock``, in place of the wall clock.
 
-    Call it after ``ConnectSession(app)`` and before any request (and again
-    after :func:`~flask_connect_session.testing.install_store`, which
-    rebuilds the core).
+    Call it after ``ConnectSession(app)`` (or ``QuartConnectSession(app)``)
+    and before any request (and again after
+    :func:`~flask_connect_session.testing.install_store`, which rebuilds the
+    core).
     """
-    interface = session_interface(app)
+    interface = app.session_interface
+    assert isinstance(interface, Driver), "the app has no connect session"
     takeover = bool(interface.legacy)
     interface.core = Core(interface.options, interface.store, clock=clock, takeover=takeover)

@@ -1,4 +1,5 @@
-"""``flask session``: every command against every store kind, a store that
+"""``flask session`` and ``quart session``: every command against every
+store kind (behind Flask; the memory store behind Quart), a store that
 lacks the optional operations, a store that lists but does not expire, and a
 store whose backend is down.
 """
@@ -12,10 +13,10 @@ import time
 import typing as t
 from datetime import timedelta
 
+import pytest
 from click.testing import Result
 from flask import Flask
 
-from flask_connect_session import ConnectSession
 from flask_connect_session import Store
 from flask_connect_session.cli import PROGRESS_THRESHOLD
 from flask_connect_session.cookie import format_expires
@@ -26,6 +27,7 @@ from flask_connect_session.signing import sign
 from flask_connect_session.stores.base import Document
 from flask_connect_session.stores.base import implements
 
+import framework as fw
 from conftest import SECRET
 
 MakeApp = cabc.Callable[..., Flask]
@@ -129,10 +131,10 @@ def make_sessions(app: Flask, *payloads: dict[str, t.Any]) -> list[str]:
     return sids
 
 
-def bare_app(store: Store) -> Flask:
-    app = Flask(__name__)
+def bare_app(framework: str, store: Store) -> Flask:
+    app = fw.new_app(framework)
     app.config.update(SECRET_KEY=SECRET, TESTING=True, CONNECT_SESSION_STORE=store)
-    ConnectSession(app)
+    fw.connect(app)
     return app
 
 
@@ -147,6 +149,7 @@ def document(expires_in: float | None, **data: t.Any) -> Document:
 # -- every store kind ----------------------------------------------------
 
 
+@pytest.mark.every_store
 def test_count(make_app: MakeApp, store: Store) -> None:
     app = make_app()
     countable = can(store, "length") or can(store, "all")
@@ -159,6 +162,7 @@ def test_count(make_app: MakeApp, store: Store) -> None:
         assert_clean_error(result, "cannot count sessions")
 
 
+@pytest.mark.every_store
 def test_list_shows_id_expiry_and_size(make_app: MakeApp, store: Store) -> None:
     app = make_app(CONNECT_SESSION_COOKIE={"max_age": 600})
     listable = can(store, "all")
@@ -190,6 +194,7 @@ def test_list_shows_id_expiry_and_size(make_app: MakeApp, store: Store) -> None:
     ]
 
 
+@pytest.mark.every_store
 def test_list_browser_session_and_empty(make_app: MakeApp, store: Store) -> None:
     app = make_app()
     if not can(store, "all"):
@@ -202,6 +207,7 @@ def test_list_browser_session_and_empty(make_app: MakeApp, store: Store) -> None
     assert run(app, "list").output.splitlines()[1].split()[1:3] == ["browser", "session"]
 
 
+@pytest.mark.every_store
 def test_show(make_app: MakeApp, store: Store) -> None:
     app = make_app()
     (sid,) = make_sessions(app, {"user": "ann", "cart": [1, 2]})
@@ -214,6 +220,7 @@ def test_show(make_app: MakeApp, store: Store) -> None:
     assert json.loads(run(app, "show", sign(sid, SECRET)).output) == shown
 
 
+@pytest.mark.every_store
 def test_ids_starting_with_a_dash(make_app: MakeApp, store: Store) -> None:
     """base64url ids may start with ``-``; they are not taken for options."""
     app = make_app()
@@ -225,6 +232,7 @@ def test_ids_starting_with_a_dash(make_app: MakeApp, store: Store) -> None:
     assert store.get("-dash") is None
 
 
+@pytest.mark.every_store
 def test_show_unknown_or_forged(make_app: MakeApp, store: Store) -> None:
     app = make_app()
     (sid,) = make_sessions(app, {"a": 1})
@@ -232,6 +240,7 @@ def test_show_unknown_or_forged(make_app: MakeApp, store: Store) -> None:
     assert_clean_error(run(app, "show", sign(sid, "another secret")), "does not verify")
 
 
+@pytest.mark.every_store
 def test_delete(make_app: MakeApp, store: Store) -> None:
     app = make_app()
     client = app.test_client()
@@ -248,6 +257,7 @@ def test_delete(make_app: MakeApp, store: Store) -> None:
     assert_clean_error(run(app, "delete", sid), "no session")
 
 
+@pytest.mark.every_store
 def test_clear_asks_first(make_app: MakeApp, store: Store) -> None:
     app = make_app()
     clearable = can(store, "clear") or can(store, "all")
@@ -264,6 +274,7 @@ def test_clear_asks_first(make_app: MakeApp, store: Store) -> None:
     assert all(store.get(sid) is None for sid in sids)
 
 
+@pytest.mark.every_store
 def test_clear_yes(make_app: MakeApp, store: Store) -> None:
     app = make_app()
     clearable = can(store, "clear") or can(store, "all")
@@ -278,6 +289,7 @@ def test_clear_yes(make_app: MakeApp, store: Store) -> None:
     assert run(app, "clear", "--yes").output == "cleared 0 session(s)\n"
 
 
+@pytest.mark.every_store
 def test_prune(make_app: MakeApp, store: Store) -> None:
     """An expired session is gone after ``prune`` (or already, for stores
     whose backend expires entries); a live one stays.
@@ -304,9 +316,9 @@ def test_prune(make_app: MakeApp, store: Store) -> None:
 # -- stores without the optional operations -------------------------------
 
 
-def test_minimal_store_reports_what_it_cannot_do() -> None:
+def test_minimal_store_reports_what_it_cannot_do(framework: str) -> None:
     store = MinimalStore()
-    app = bare_app(store)
+    app = bare_app(framework, store)
     store.set("abc", document(60, user="ann"))
     assert_clean_error(
         run(app, "count"),
@@ -341,9 +353,9 @@ class UncountedClearStore(TableStore):
         self.entries.clear()
 
 
-def test_clear_of_a_store_that_does_not_count() -> None:
+def test_clear_of_a_store_that_does_not_count(framework: str) -> None:
     store = UncountedClearStore()
-    app = bare_app(store)
+    app = bare_app(framework, store)
     for n in range(3):
         store.set(f"s{n}", document(60, n=n))
     result = run(app, "clear", "--yes")
@@ -353,9 +365,9 @@ def test_clear_of_a_store_that_does_not_count() -> None:
     assert store.entries == {}
 
 
-def test_listing_store_counts_and_clears_through_all() -> None:
+def test_listing_store_counts_and_clears_through_all(framework: str) -> None:
     store = TableStore()
-    app = bare_app(store)
+    app = bare_app(framework, store)
     for n in range(3):
         store.set(f"s{n}", document(60, n=n))
     assert run(app, "count").output == "3\n"
@@ -364,9 +376,9 @@ def test_listing_store_counts_and_clears_through_all() -> None:
     assert store.entries == {}
 
 
-def test_prune_sweeps_a_store_that_lists_but_never_expires() -> None:
+def test_prune_sweeps_a_store_that_lists_but_never_expires(framework: str) -> None:
     store = TableStore()
-    app = bare_app(store)
+    app = bare_app(framework, store)
     store.set("expired", document(-5))
     store.set("live", document(60))
     store.set("browser", document(None))
@@ -377,9 +389,9 @@ def test_prune_sweeps_a_store_that_lists_but_never_expires() -> None:
     assert sorted(store.entries) == ["browser", "live"]
 
 
-def test_prune_long_sweep_shows_progress() -> None:
+def test_prune_long_sweep_shows_progress(framework: str) -> None:
     store = TableStore()
-    app = bare_app(store)
+    app = bare_app(framework, store)
     expired = PROGRESS_THRESHOLD
     for n in range(expired):
         store.set(f"old{n}", document(-1))
@@ -393,8 +405,8 @@ def test_prune_long_sweep_shows_progress() -> None:
     assert len(store.entries) == 10
 
 
-def test_unreachable_store_is_a_clean_error() -> None:
-    app = bare_app(UnreachableStore())
+def test_unreachable_store_is_a_clean_error(framework: str) -> None:
+    app = bare_app(framework, UnreachableStore())
     for args, operation in [
         (["count"], "length"),
         (["list"], "all"),
@@ -406,27 +418,28 @@ def test_unreachable_store_is_a_clean_error() -> None:
         assert_clean_error(result, f"UnreachableStore.{operation} failed", "ConnectionRefused")
 
 
-def test_unreachable_redis_error_names_host_and_reason() -> None:
+def test_unreachable_redis_error_names_host_and_reason(framework: str) -> None:
     """The CLI's error says where it failed to connect and why (redis-py 8's
     repr() of the exception says only ``network:ConnectionError``).
     """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = bare_app(UnreachableStore())
+    app = bare_app(framework, UnreachableStore())
     app.config["CONNECT_SESSION_STORE"] = f"redis://127.0.0.1:{port}/0"
-    ConnectSession(app)
+    fw.connect(app)
     result = run(app, "count")
     assert_clean_error(result, "RedisStore.length failed: ConnectionError:")
     assert f"connecting to 127.0.0.1:{port}" in result.output
 
 
-def test_without_the_extension() -> None:
+def test_without_the_extension(framework: str) -> None:
     """The group belongs to the app it was added to: an app without the
     extension, sharing the group object, gets a clear error.
     """
     from flask_connect_session.cli import session_cli
+    from flask_connect_session.quart import quart_session_cli
 
-    app = Flask(__name__)
-    app.cli.add_command(session_cli)
+    app = fw.new_app(framework)
+    app.cli.add_command(session_cli if framework == "flask" else quart_session_cli)
     assert_clean_error(run(app, "count"), "ConnectSession is not set up")

@@ -435,6 +435,42 @@ def test_quickstart_example(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> 
     assert sid_cookie(client) not in (None, logged_in)  # the flash's new session
 
 
+def test_quart_example(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+    """docs/examples/quart_app.py, the program of the Quart page, on a real
+    Redis (the test server's): the views await the session's methods and the
+    per-user API.
+    """
+    from flask_connect_session.quart import QuartSessionInterface
+    from flask_connect_session.stores import StoreSettings
+    from flask_connect_session.stores import async_store_from_url
+
+    from async_bridge import loop
+
+    app = load_example(monkeypatch, "quart_app.py").app
+    app.testing = True
+    interface = app.session_interface
+    store = async_store_from_url(redis_url, StoreSettings("sess:", 86400))
+    app.session_interface = QuartSessionInterface(interface.options, store)
+
+    async def visit() -> None:
+        laptop, phone = app.test_client(), app.test_client()
+        assert await (await laptop.get("/")).get_data(as_text=True) == "1 views, user None"
+        assert await (await laptop.get("/")).get_data(as_text=True) == "2 views, user None"
+        for client in (laptop, phone):
+            assert (await client.post("/login", form={"name": "ann"})).status_code == 302
+        page = await (await laptop.get("/")).get_data(as_text=True)
+        assert page == "1 views, user ann"  # regenerate() emptied it
+        done = await laptop.post("/logout-everywhere")
+        assert await done.get_data(as_text=True) == "logged out of 2 session(s)"
+        page = await (await phone.get("/")).get_data(as_text=True)
+        assert page == "1 views, user None"
+        await phone.post("/login", form={"name": "bob"})
+        logout = await phone.post("/logout", follow_redirects=True)
+        assert await logout.get_data(as_text=True) == "1 views, user None"
+
+    loop().run(visit())
+
+
 def csrf_token(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, html
@@ -516,6 +552,7 @@ TESTED_PROGRAMS = {
         "tests/test_example_app.py::test_api_client_recipe_runs_as_written"
     ),
     "tests/test_core.py": "tests/test_core.py::test_end_of_request",
+    "docs/examples/quart_app.py": "tests/test_docs.py::test_quart_example",
 }
 
 #: The first line of an excerpt names the program it comes from.
@@ -760,6 +797,7 @@ ROUND_TRIPS = {
 }
 
 
+@pytest.mark.flask_only("set_server_session drives Flask's test client")
 def test_values_round_trip_as_the_session_page_says(
     make_app: cabc.Callable[..., Flask], store: Store
 ) -> None:
@@ -777,6 +815,7 @@ def test_values_round_trip_as_the_session_page_says(
         assert claim in page, claim
 
 
+@pytest.mark.flask_only("set_server_session drives Flask's test client")
 @pytest.mark.parametrize(
     "value", [date(2026, 1, 2), time(3, 4), {1, 2}, Decimal("1.5"), object()], ids=repr
 )

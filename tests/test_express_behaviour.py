@@ -1,7 +1,8 @@
 """express-session's own test suite (``test/session.js``), ported to our API.
 
-Each test drives an app from ``make_app`` through Flask's test client, so it
-runs once per store kind. Where we differ from express-session on purpose
+Each test drives an app from ``make_app`` through Flask's test client, on
+Flask and on Quart (see :mod:`framework`); the ``every_store`` ones once per
+store kind. Where we differ from express-session on purpose
 (docs/behaviour.rst, "Deliberate differences": ``unset`` defaults to
 ``"destroy"``, ``resave`` and ``saveUninitialized`` default to false, no path
 gating, ``"cookie"`` is not a data key, secure cookies never go over plain
@@ -25,12 +26,6 @@ from urllib.parse import quote
 from urllib.parse import unquote
 
 import pytest
-from flask import Flask
-from flask import Response
-from flask import request
-from flask import session
-from flask import stream_with_context
-from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.test import TestResponse
 
 from flask_connect_session import SessionNotFound
@@ -39,14 +34,17 @@ from flask_connect_session import StoreError
 from flask_connect_session.errors import CorruptDocument
 from flask_connect_session.stores.base import implements
 
+import framework as fw
 import set_cookie_headers
 from conftest import SECRET
+from framework import App
+from framework import Response
+from framework import request
+from framework import session
+from framework import stream_with_context
 from set_cookie_headers import EPOCH
 from set_cookie_headers import SetCookie
 from set_cookie_headers import parse_set_cookie
-
-if t.TYPE_CHECKING:
-    from flask.testing import FlaskClient
 
 KEY = "connect.sid"
 #: express-session's test helper gives every session a one-minute cookie.
@@ -83,7 +81,7 @@ def the_cookie(rv: TestResponse, name: str = KEY) -> SetCookie:
     return set_cookie_headers.the_cookie(rv, name)
 
 
-def client(app: Flask) -> FlaskClient:
+def client(app: App) -> t.Any:
     """A client without a cookie jar: tests send cookies explicitly, as
     express's tests do with ``.set('Cookie', cookie(res))``.
     """
@@ -184,7 +182,7 @@ def near(when: datetime | None, seconds_from_now: float, tolerance: float = 3.0)
     return abs((when - expected).total_seconds()) <= tolerance
 
 
-def add_cookie_views(app: Flask) -> None:
+def add_cookie_views(app: App) -> None:
     """Views reading and changing ``session.cookie``."""
 
     @app.post("/cookie")
@@ -209,6 +207,7 @@ def add_cookie_views(app: Flask) -> None:
 # -- creating and loading ----------------------------------------------------
 
 
+@pytest.mark.every_store
 def test_new_session_is_created_and_stored(make_app: t.Any, store: Store) -> None:
     """A write to a new session stores it and sets the ``connect.sid`` cookie."""
     rv = client(make_app()).post("/set", json={"active": True})
@@ -296,6 +295,7 @@ def test_session_saved_with_streamed_response(make_app: t.Any, store: Store) -> 
     assert store.get(the_cookie(rv).sid)["hit"] is True
 
 
+@pytest.mark.every_store
 def test_stored_expiry_matches_cookie_expiry(make_app: t.Any, store: Store) -> None:
     """The stored ``cookie.expires`` is the ``Expires`` the browser got."""
     rv = client(make_app(CONNECT_SESSION_COOKIE=MINUTE)).post("/set", json={"user": "bob"})
@@ -308,6 +308,7 @@ def test_stored_expiry_matches_cookie_expiry(make_app: t.Any, store: Store) -> N
     assert near(cookie.expires, 60)
 
 
+@pytest.mark.every_store
 def test_loaded_session_lifetime_is_extended(make_app: t.Any, store: Store) -> None:
     """A loaded, unmodified session is touched: it outlives its first expiry."""
     c = client(make_app(CONNECT_SESSION_COOKIE={"max_age": 1}))
@@ -411,6 +412,7 @@ def test_tampered_cookie_issues_a_new_cookie(make_app: t.Any) -> None:
 # -- when the session expired in the store -----------------------------------
 
 
+@pytest.mark.every_store
 def test_session_expired_in_store_is_replaced(make_app: t.Any, store: Store) -> None:
     """A session past its cookie expiry is gone from the store; its cookie
     then gets a new session with a new sid.
@@ -432,6 +434,7 @@ def test_session_expired_in_store_is_replaced(make_app: t.Any, store: Store) -> 
 # -- when the stored session has no cookie member ----------------------------
 
 
+@pytest.mark.every_store
 def test_document_without_cookie_member_is_no_session(make_app: t.Any, store: Store) -> None:
     """Deliberately unlike express (which errors): a stored document without a ``cookie``
     member is corrupt, so a new session with a new sid starts and the corrupt
@@ -484,6 +487,7 @@ def test_store_set_error_is_a_store_error(make_app: t.Any, store: Store) -> None
     assert info.value.operation == "set"
 
 
+@pytest.mark.every_store
 def test_store_touch_error_is_a_store_error(make_app: t.Any, store: Store) -> None:
     """A failing touch of an unmodified session reaches the app as
     ``StoreError`` (whether the store touches apart or while loading).
@@ -561,12 +565,13 @@ def test_proxy_false_ignores_x_forwarded_proto(make_app: t.Any) -> None:
     assert set_cookies(rv) == []
 
 
+@pytest.mark.flask_only("an ASGI app sees only the scheme its proxy middleware leaves")
 def test_proxy_false_ignores_proxyfix(make_app: t.Any) -> None:
     """proxy=False: only the scheme the WSGI server saw counts, even when
     ProxyFix made ``request.is_secure`` true (express: "ignore req.secure").
     """
     app = make_app(CONNECT_SESSION_PROXY=False, CONNECT_SESSION_COOKIE=SECURE)
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)  # type: ignore[method-assign]
+    fw.proxy_fix(app)
 
     @app.post("/secure")
     def secure() -> dict[str, t.Any]:
@@ -595,7 +600,7 @@ def test_proxy_unset_ignores_bare_x_forwarded_proto(make_app: t.Any) -> None:
 def test_proxy_unset_uses_request_is_secure(make_app: t.Any) -> None:
     """proxy unset: ``request.is_secure`` decides, so ProxyFix is honoured."""
     app = make_app(CONNECT_SESSION_COOKIE=SECURE)
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)  # type: ignore[method-assign]
+    fw.proxy_fix(app)
     rv = client(app).post("/set", json={"a": 1}, headers={"X-Forwarded-Proto": "https"})
     assert the_cookie(rv).attrs.get("secure") is True
 
@@ -968,6 +973,7 @@ def test_unset_defaults_to_destroy(make_app: t.Any, store: Store) -> None:
     assert the_cookie(rv).deleted
 
 
+@pytest.mark.every_store
 def test_unset_destroy_on_deleted_keys(make_app: t.Any, store: Store) -> None:
     """unset="destroy" applies however the session was emptied (``pop``)."""
     app = make_app(CONNECT_SESSION_UNSET="destroy")
@@ -1037,6 +1043,7 @@ def test_set_cookie_only_when_modified(make_app: t.Any) -> None:
     assert (rv.text, the_cookie(rv).sid) == ("3", cookie.sid)
 
 
+@pytest.mark.every_store
 def test_destroy_removes_session_and_deletes_cookie(make_app: t.Any, store: Store) -> None:
     """``destroy()`` removes the session from the store and deletes the cookie."""
     header = seed(store, "doomed", {"user": "bob"})
@@ -1084,6 +1091,7 @@ def test_regenerate_replaces_session(make_app: t.Any, store: Store) -> None:
     assert set(store.get(cookie.sid)) == {"cookie"}
 
 
+@pytest.mark.every_store
 def test_regenerate_keep_carries_data(make_app: t.Any, store: Store) -> None:
     """``regenerate(keep=True)`` carries the data over to the new sid."""
     header = seed(store, "old-sid", {"user": "bob"})
@@ -1095,6 +1103,7 @@ def test_regenerate_keep_carries_data(make_app: t.Any, store: Store) -> None:
     assert store.get("old-sid") is None
 
 
+@pytest.mark.every_store
 def test_reload_rereads_store(make_app: t.Any, store: Store) -> None:
     """``reload()`` replaces the data with what the store holds now."""
     app = make_app()
@@ -1464,17 +1473,22 @@ def test_bad_cookie_option_is_value_error(
 
 def test_view_ignoring_session_costs_nothing(make_app: t.Any, store: Store) -> None:
     """A view that never touches the session makes no store call and sends no
-    ``Set-Cookie`` and no ``Vary``, with or without a session cookie.
+    ``Set-Cookie`` and no ``Vary``, with or without a session cookie (Quart
+    reads a session whose cookie the request carries when it starts: one
+    read, nothing more).
     """
     header = seed(store, "sid-1", {"n": 1}, max_age=60)
     recorder, calls = recording(store)
-    c = client(make_app(CONNECT_SESSION_STORE=recorder, CONNECT_SESSION_COOKIE=MINUTE))
+    app = make_app(CONNECT_SESSION_STORE=recorder, CONNECT_SESSION_COOKIE=MINUTE)
+    c = client(app)
     for headers in ({}, with_cookie(header)):
         rv = c.get("/ignore", headers=headers)
         assert rv.text == "ignored"
         assert "Set-Cookie" not in rv.headers
         assert "Vary" not in rv.headers
-    assert calls == []
+    assert [op for op, _ in calls] == (
+        [] if fw.framework_of(app) == "flask" else ["get_and_touch"]
+    )
 
 
 def test_vary_cookie_exactly_once(make_app: t.Any) -> None:

@@ -1,7 +1,8 @@
 """Fault injection against real servers (docs/behaviour.rst, "Errors"; issue 7).
 
 Every test here runs a Flask app behind a real threaded WSGI server on
-loopback and breaks a real backend under it:
+loopback, or a Quart app behind Hypercorn, and breaks a real backend under
+it:
 
 - redis-server is SIGKILLed and restarted in the middle of a load run (with an
   append-only file, so what was acknowledged before the kill must survive);
@@ -41,16 +42,16 @@ from pathlib import Path
 import pytest
 import requests
 from flask import Flask
-from flask import request
-from flask import session
 
-from flask_connect_session import ConnectSession
 from flask_connect_session import FileSystemStore
 from flask_connect_session.errors import StoreError
 from flask_connect_session.signing import sign
 from flask_connect_session.stores import cachelib as cachelib_store
 from flask_connect_session.stores import redis as redis_store
 
+import framework as fw
+from framework import request
+from framework import session
 from server_fixtures import HOST
 from server_fixtures import RedisServer
 from server_fixtures import _in_ci
@@ -59,7 +60,6 @@ from server_fixtures import _redis_argv
 from server_fixtures import _require_binary
 from server_fixtures import _require_module
 from server_fixtures import _unavailable
-from server_fixtures import serve_wsgi
 
 pytestmark = pytest.mark.slow
 
@@ -115,13 +115,13 @@ def store_errors() -> cabc.Iterator[RecordList]:
         yield handler
 
 
-def make_app(store_url: str, **config: t.Any) -> Flask:
+def make_app(framework: str, store_url: str, **config: t.Any) -> Flask:
     """An app over ``store_url`` with a counter view; not in testing mode, so
     an exception is a 500 as in production.
     """
-    app = Flask(__name__)
+    app = fw.new_app(framework)
     app.config.update(SECRET_KEY=SECRET, CONNECT_SESSION_STORE=store_url, **config)
-    ConnectSession(app)
+    fw.connect(app)
 
     @app.post("/inc")
     def inc() -> dict[str, t.Any]:
@@ -323,15 +323,15 @@ def check_counter_history(client: LoadClient) -> tuple[str, int]:
 
 
 def test_redis_killed_and_restarted_under_load(
-    persistent_redis: PersistentRedisServer, store_errors: RecordList
+    framework: str, persistent_redis: PersistentRedisServer, store_errors: RecordList
 ) -> None:
     """SIGKILL redis-server mid-run, restart it on the same port: requests
     during the outage are fast 500s, each logged; after the restart they
     succeed again with the same app, and every session holds exactly what
     its client last had acknowledged.
     """
-    app = make_app(persistent_redis.url)
-    with serve_wsgi(app) as base:
+    app = make_app(framework, persistent_redis.url)
+    with fw.serve(app) as base:
         clients = [LoadClient(i, base) for i in range(CLIENTS)]
         stop = threading.Event()
         threads = [threading.Thread(target=c.run, args=(stop,)) for c in clients]
@@ -383,7 +383,7 @@ def test_redis_killed_and_restarted_under_load(
     # Each failure logged once, naming store and operation; not a flood.
     messages = store_errors.messages()
     assert len(messages) == len(failed), (len(failed), len(messages))
-    assert all("RedisStore." in m and " failed " in m for m in messages), messages[:3]
+    assert all(f"{fw.store_name(app)}." in m and " failed " in m for m in messages), messages[:3]
 
     # Nothing acknowledged before (or after) the kill is lost or corrupted.
     with persistent_redis.client() as redis_client:
@@ -419,22 +419,22 @@ def get_hung_session(base: str) -> tuple[requests.Response, float]:
 
 
 def test_redis_black_hole_fails_within_default_socket_timeout(
-    black_hole: BlackHole, store_errors: RecordList
+    framework: str, black_hole: BlackHole, store_errors: RecordList
 ) -> None:
     """A Redis URL whose server never answers: the request is a 500 after
     about :data:`~flask_connect_session.stores.redis.SOCKET_TIMEOUT` seconds
     (not a hang), logged once as a failed ``RedisStore`` call.
     """
     _require_module("redis", "redis")
-    app = make_app(f"redis://{HOST}:{black_hole.port}/0")
+    app = make_app(framework, f"redis://{HOST}:{black_hole.port}/0")
     timeout = redis_store.SOCKET_TIMEOUT
-    with serve_wsgi(app) as base, capture_errors(app.logger.name) as app_errors:
+    with fw.serve(app) as base, capture_errors(app.logger.name) as app_errors:
         response, elapsed = get_hung_session(base)
     assert response.status_code == 500
     assert timeout * 0.9 <= elapsed < timeout + SLACK, f"{elapsed:.2f}s"
     messages = store_errors.messages()
     assert len(messages) == 1, messages
-    assert "RedisStore.get_and_touch failed" in messages[0]
+    assert f"{fw.store_name(app)}.get_and_touch failed" in messages[0]
     assert "Timeout" in messages[0]
     # Flask logs the StoreError itself, with the backend's error chained.
     (record,) = app_errors.records
@@ -443,26 +443,31 @@ def test_redis_black_hole_fails_within_default_socket_timeout(
     assert record.exc_info[1].operation == "get_and_touch"
 
 
+@pytest.mark.flask_only("the store client's own timeout: the same under Quart's worker threads")
 def test_memcached_black_hole_fails_within_default_socket_timeout(
-    black_hole: BlackHole, store_errors: RecordList
+    framework: str, black_hole: BlackHole, store_errors: RecordList
 ) -> None:
     """The same for a ``memcached://`` URL: pymemcache's timeouts are
     :data:`~flask_connect_session.stores.cachelib.SOCKET_TIMEOUT`.
     """
     _require_module("pymemcache", "pymemcache")
-    app = make_app(f"memcached://{HOST}:{black_hole.port}")
+    app = make_app(framework, f"memcached://{HOST}:{black_hole.port}")
     timeout = cachelib_store.SOCKET_TIMEOUT
-    with serve_wsgi(app) as base:
+    with fw.serve(app) as base:
         response, elapsed = get_hung_session(base)
     assert response.status_code == 500
     assert timeout * 0.9 <= elapsed < timeout + SLACK, f"{elapsed:.2f}s"
     messages = store_errors.messages()
     assert len(messages) == 1, messages
-    assert "CachelibStore.get_and_touch failed" in messages[0]
+    assert f"{fw.store_name(app)}.get_and_touch failed" in messages[0]
 
 
+@pytest.mark.flask_only("the store client's own timeout: the same under Quart's worker threads")
 def test_postgresql_black_hole_fails_within_connect_timeout(
-    black_hole: BlackHole, store_errors: RecordList, monkeypatch: pytest.MonkeyPatch
+    framework: str,
+    black_hole: BlackHole,
+    store_errors: RecordList,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The same for a PostgreSQL URL: a store built from it gives libpq a
     connect timeout (libpq's own default is to wait forever).
@@ -471,15 +476,15 @@ def test_postgresql_black_hole_fails_within_connect_timeout(
     from flask_connect_session.stores import sql as sql_store
 
     monkeypatch.setattr(sql_store, "CONNECT_TIMEOUT", 2)  # libpq's minimum
-    app = make_app(f"postgresql+psycopg://app@{HOST}:{black_hole.port}/app")
-    with serve_wsgi(app) as base:
+    app = make_app(framework, f"postgresql+psycopg://app@{HOST}:{black_hole.port}/app")
+    with fw.serve(app) as base:
         response, elapsed = get_hung_session(base)
     assert response.status_code == 500
     # pool_pre_ping and the pool's retry may connect twice.
     assert elapsed < 2 * 2 + SLACK, f"{elapsed:.2f}s"
     messages = store_errors.messages()
     assert len(messages) == 1, messages
-    assert "SQLStore.get_and_touch failed" in messages[0]
+    assert f"{fw.store_name(app)}.get_and_touch failed" in messages[0]
 
 
 #: A socket timeout set in the URL, short so the cases below stay quick.
@@ -495,6 +500,7 @@ SHORT_TIMEOUT = 1.0
     ],
 )
 def test_redis_black_hole_fails_within_url_socket_timeout(
+    framework: str,
     black_hole: BlackHole,
     store_errors: RecordList,
     case: str,
@@ -511,9 +517,9 @@ def test_redis_black_hole_fails_within_url_socket_timeout(
         f"redis://{HOST}:{black_hole.port}/0"
         f"?socket_timeout={SHORT_TIMEOUT}&socket_connect_timeout={SHORT_TIMEOUT}"
     )
-    app = make_app(url, **config)
+    app = make_app(framework, url, **config)
     cookies = signed_cookie("hung-sid") if cookie else {}
-    with serve_wsgi(app) as base:
+    with fw.serve(app) as base:
         response, elapsed = timed(
             lambda: requests.request(
                 method, f"{base}{path}", cookies=cookies, timeout=CLIENT_TIMEOUT
@@ -522,14 +528,16 @@ def test_redis_black_hole_fails_within_url_socket_timeout(
     assert response.status_code == 500
     messages = store_errors.messages()
     operation = "get_and_touch" if case == "load" else "set"
-    assert all(f"RedisStore.{operation} failed" in m for m in messages), messages
+    assert all(f"{fw.store_name(app)}.{operation} failed" in m for m in messages), messages
     assert len(messages) == 1 and elapsed < SHORT_TIMEOUT + 0.6, (
         f"one hung request: {len(messages)} failed store calls logged,"
         f" {elapsed:.2f}s for a {SHORT_TIMEOUT}s socket timeout"
     )
 
 
-def test_store_hanging_while_saving(redis_url: str, store_errors: RecordList) -> None:
+def test_store_hanging_while_saving(
+    framework: str, redis_url: str, store_errors: RecordList
+) -> None:
     """Redis stops answering writes after the session was loaded (``CLIENT
     PAUSE WRITE``): the save times out once, the request is a 500 after one
     socket timeout, the failure is logged once, and the stored session is
@@ -538,7 +546,9 @@ def test_store_hanging_while_saving(redis_url: str, store_errors: RecordList) ->
     import redis
 
     timeout = 1.0
-    app = make_app(f"{redis_url}?socket_timeout={timeout}&socket_connect_timeout={timeout}")
+    app = make_app(
+        framework, f"{redis_url}?socket_timeout={timeout}&socket_connect_timeout={timeout}"
+    )
     control = redis.Redis.from_url(redis_url, socket_timeout=5)
 
     @app.post("/inc-while-paused")
@@ -548,7 +558,7 @@ def test_store_hanging_while_saving(redis_url: str, store_errors: RecordList) ->
         return "saved?"
 
     try:
-        with serve_wsgi(app) as base:
+        with fw.serve(app) as base:
             web = requests.Session()
             assert web.post(f"{base}/inc", timeout=CLIENT_TIMEOUT).json()["n"] == 1
             response, elapsed = timed(
@@ -563,7 +573,7 @@ def test_store_hanging_while_saving(redis_url: str, store_errors: RecordList) ->
     assert response.status_code == 500
     assert after["data"] == {"n": 1}, "the failed save changed the stored session"
     messages = store_errors.messages()
-    assert all("RedisStore.merge failed" in m for m in messages), messages
+    assert all(f"{fw.store_name(app)}.merge failed" in m for m in messages), messages
     assert len(messages) == 1 and elapsed < timeout + 0.6, (
         f"one hung save: {len(messages)} failed store calls logged,"
         f" {elapsed:.2f}s for a {timeout}s socket timeout"
@@ -628,14 +638,16 @@ def session_files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in directory.iterdir() if p.name.endswith(".session")}
 
 
-def test_full_disk_under_filesystem_store(tiny_disk: Path, store_errors: RecordList) -> None:
+def test_full_disk_under_filesystem_store(
+    framework: str, tiny_disk: Path, store_errors: RecordList
+) -> None:
     """With no space left, writes are logged 500s; sessions stored before
     are still read, whole and unchanged (no torn or empty file, no temporary
     file left); once space is freed, writes work again.
     """
     directory = tiny_disk / "sessions"
-    app = make_app(f"file://{directory}")
-    with serve_wsgi(app) as base:
+    app = make_app(framework, f"file://{directory}")
+    with fw.serve(app) as base:
         users = [requests.Session() for _ in range(4)]
         for i, web in enumerate(users):
             for _ in range(3):
@@ -660,8 +672,8 @@ def test_full_disk_under_filesystem_store(tiny_disk: Path, store_errors: RecordL
         assert [p.name for p in directory.iterdir() if p.name.startswith(".tmp-")] == []
 
         messages = store_errors.messages()
-        assert any("FileSystemStore.merge failed" in m for m in messages), messages
-        assert any("FileSystemStore.set failed" in m for m in messages), messages
+        assert any(f"{fw.store_name(app)}.merge failed" in m for m in messages), messages
+        assert any(f"{fw.store_name(app)}.set failed" in m for m in messages), messages
         assert all("No space left on device" in m for m in messages), messages
 
         filler.unlink()
@@ -679,7 +691,7 @@ def test_full_disk_under_filesystem_store(tiny_disk: Path, store_errors: RecordL
 
 
 def test_failed_save_is_not_retried_on_the_error_response(
-    redis_url: str, store_errors: RecordList
+    framework: str, redis_url: str, store_errors: RecordList
 ) -> None:
     """Redis stalls writes for 1.5 s and the save of a new session times out
     after 1 s: the request is a 500, so the session must not be stored
@@ -688,7 +700,9 @@ def test_failed_save_is_not_retried_on_the_error_response(
     import redis
 
     timeout = 1.0
-    app = make_app(f"{redis_url}?socket_timeout={timeout}&socket_connect_timeout={timeout}")
+    app = make_app(
+        framework, f"{redis_url}?socket_timeout={timeout}&socket_connect_timeout={timeout}"
+    )
     control = redis.Redis.from_url(redis_url, socket_timeout=5)
 
     @app.post("/login-while-paused")
@@ -698,7 +712,7 @@ def test_failed_save_is_not_retried_on_the_error_response(
         return "logged in?"
 
     try:
-        with serve_wsgi(app) as base:
+        with fw.serve(app) as base:
             response = requests.post(f"{base}/login-while-paused", timeout=CLIENT_TIMEOUT)
             time.sleep(0.6)  # past the pause: anything queued has run
             stored = control.dbsize()

@@ -5,7 +5,8 @@ Ported from pallets/flask ``tests/test_basic.py`` (``test_session*``,
 (``session_transaction``, ``test_redirect_session``). Where we differ from
 Flask's cookie session on purpose (docs/behaviour.rst, "Deliberate
 differences"), the test asserts our behaviour and says so in a comment.
-Every test runs once per store kind.
+Every test runs on Flask and on Quart (Quart mirrors Flask's session API),
+unless marked Flask's own.
 """
 
 from __future__ import annotations
@@ -18,11 +19,8 @@ from datetime import datetime
 from datetime import timedelta
 from urllib.parse import unquote
 
-import flask
 import pytest
 from flask import Flask
-from flask import request
-from flask import session
 from flask.globals import request_ctx
 from markupsafe import Markup
 from werkzeug.test import TestResponse
@@ -31,9 +29,12 @@ from flask_connect_session import ConnectSession
 from flask_connect_session import Store
 from flask_connect_session.signing import unsign
 
+import framework as fw
 import set_cookie_headers
 from fake_clock import FakeClock
 from fake_clock import use_clock
+from framework import request
+from framework import session
 from set_cookie_headers import SetCookie
 
 #: Flask's cookie name, used where a ported test checks the name.
@@ -69,6 +70,7 @@ def data_of(store: Store, sid: str) -> dict[str, t.Any]:
 # -- test_basic.py: test_session_accessed ------------------------------------
 
 
+@pytest.mark.flask_only("Flask's test client keeps the request context")
 def test_session_accessed(make_app: t.Any) -> None:
     """``accessed``/``modified`` and ``Vary: Cookie`` follow what the view did."""
     app = make_app(CONNECT_SESSION_KEY=KEY)
@@ -131,6 +133,7 @@ def test_session_path(make_app: t.Any) -> None:
     assert the_cookie(rv).attrs["path"] == "/foo"
 
 
+@pytest.mark.flask_only("Flask's request context and test client API")
 def test_session_using_application_root(make_app: t.Any) -> None:
     """Behind a prefix (``SCRIPT_NAME``), the cookie path is ``APPLICATION_ROOT``."""
 
@@ -265,10 +268,10 @@ def test_missing_session(make_app: t.Any, caplog: pytest.LogCaptureFixture) -> N
         e = pytest.raises(RuntimeError, f, *args)
         assert e.value.args and "session is unavailable" in e.value.args[0]
 
-    with app.test_request_context():
-        assert session.get("missing_key") is None
-        expect_exception(session.__setitem__, "foo", 42)
-        expect_exception(session.pop, "foo")
+    with fw.in_request(app) as sess:
+        assert sess.get("missing_key") is None
+        expect_exception(sess.__setitem__, "foo", 42)
+        expect_exception(sess.pop, "foo")
 
 
 def test_session_secret_key_fallbacks(make_app: t.Any) -> None:
@@ -414,7 +417,7 @@ def test_session_stored_last(make_app: t.Any) -> None:
     app = make_app(CONNECT_SESSION_KEY=KEY)
 
     @app.after_request
-    def modify_session(response: flask.Response) -> flask.Response:
+    def modify_session(response: t.Any) -> t.Any:
         session["foo"] = 42
         return response
 
@@ -461,12 +464,15 @@ def test_session_special_types(make_app: t.Any, store: Store) -> None:
         }
 
     client = app.test_client()
-    with client:
+    if fw.framework_of(app) == "flask":
+        with client:  # Flask's client keeps the request's session to look at
+            sid = client.get("/").text
+            s = session
+            assert s["t"] == (1, 2, 3)
+            assert type(s["b"]) is bytes
+            assert s["m"] == Markup("<html>")
+    else:
         sid = client.get("/").text
-        s = session
-        assert s["t"] == (1, 2, 3)
-        assert type(s["b"]) is bytes
-        assert s["m"] == Markup("<html>")
 
     assert client.get("/read").json == {
         "t": ["tuple", True],
@@ -582,15 +588,15 @@ def test_session_vary_cookie(make_app: t.Any) -> None:
         return ""
 
     @app.route("/v/vary-cookie-header-set")
-    def vary_cookie_header_set() -> flask.Response:
-        response = flask.Response()
+    def vary_cookie_header_set() -> t.Any:
+        response = fw.Response()
         response.vary.add("Cookie")
         session["test"] = "test"
         return response
 
     @app.route("/v/vary-header-set")
-    def vary_header_set() -> flask.Response:
-        response = flask.Response()
+    def vary_header_set() -> t.Any:
+        response = fw.Response()
         response.vary.update(("Accept-Encoding", "Accept-Language"))
         session["test"] = "test"
         return response
@@ -649,16 +655,17 @@ def test_session_refresh_vary(make_app: t.Any) -> None:
 # -- flashing ----------------------------------------------------------------
 
 
+@pytest.mark.flask_only("Flask's request context and test client API")
 def test_flashes(make_app: t.Any) -> None:
     """``flash`` marks the session modified; messages come back in order."""
     app = make_app()
     with app.test_request_context():
         assert not session.modified
-        flask.flash("Zap")
+        fw.flash("Zap")
         session.modified = False
-        flask.flash("Zip")
+        fw.flash("Zip")
         assert session.modified
-        assert list(flask.get_flashed_messages()) == ["Zap", "Zip"]
+        assert list(fw.get_flashed_messages()) == ["Zap", "Zip"]
 
 
 def test_extended_flashing(make_app: t.Any) -> None:
@@ -669,21 +676,21 @@ def test_extended_flashing(make_app: t.Any) -> None:
 
     @app.route("/")
     def index() -> str:
-        flask.flash("Hello World")
-        flask.flash("Hello World", "error")
-        flask.flash(Markup("<em>Testing</em>"), "warning")
+        fw.flash("Hello World")
+        fw.flash("Hello World", "error")
+        fw.flash(Markup("<em>Testing</em>"), "warning")
         return ""
 
     @app.route("/test/")
     def test() -> str:
-        messages = flask.get_flashed_messages()
+        messages = fw.get_flashed_messages()
         assert list(messages) == ["Hello World", "Hello World", Markup("<em>Testing</em>")]
         assert type(messages[2]) is Markup
         return "ok"
 
     @app.route("/test_with_categories/")
     def test_with_categories() -> str:
-        messages = flask.get_flashed_messages(with_categories=True)
+        messages = fw.get_flashed_messages(with_categories=True)
         assert len(messages) == 3
         assert list(messages) == [
             ("message", "Hello World"),
@@ -694,13 +701,13 @@ def test_extended_flashing(make_app: t.Any) -> None:
 
     @app.route("/test_filter/")
     def test_filter() -> str:
-        messages = flask.get_flashed_messages(category_filter=["message"], with_categories=True)
+        messages = fw.get_flashed_messages(category_filter=["message"], with_categories=True)
         assert list(messages) == [("message", "Hello World")]
         return "ok"
 
     @app.route("/test_filters/")
     def test_filters() -> str:
-        messages = flask.get_flashed_messages(
+        messages = fw.get_flashed_messages(
             category_filter=["message", "warning"], with_categories=True
         )
         assert list(messages) == [
@@ -711,7 +718,7 @@ def test_extended_flashing(make_app: t.Any) -> None:
 
     @app.route("/test_filters_without_returning_categories/")
     def test_filters2() -> str:
-        messages = flask.get_flashed_messages(category_filter=["message", "warning"])
+        messages = fw.get_flashed_messages(category_filter=["message", "warning"])
         assert len(messages) == 2
         assert messages[0] == "Hello World"
         assert messages[1] == Markup("<em>Testing</em>")
@@ -739,12 +746,12 @@ def test_flash_after_destroy(make_app: t.Any, store: Store) -> None:
     @app.route("/logout")
     def logout() -> str:
         session.destroy()
-        flask.flash("Logged out")
+        fw.flash("Logged out")
         return session.id
 
     @app.route("/messages")
     def messages() -> dict[str, t.Any]:
-        return {"messages": flask.get_flashed_messages()}
+        return {"messages": fw.get_flashed_messages()}
 
     client = app.test_client()
     old = the_cookie(client.get("/count")).sid
@@ -758,14 +765,15 @@ def test_flash_after_destroy(make_app: t.Any, store: Store) -> None:
 # -- test_testing.py ---------------------------------------------------------
 
 
+@pytest.mark.flask_only("Flask's request context and test client API")
 def test_redirect_session(make_app: t.Any) -> None:
     """A session written before a redirect is there after following it."""
     app = make_app(CONNECT_SESSION_KEY=KEY)
 
     @app.route("/redirect")
-    def index() -> flask.Response:
+    def index() -> t.Any:
         session["redirect"] = True
-        return flask.redirect("/target")
+        return fw.redirect("/target")
 
     @app.route("/target")
     def get_session() -> str:
@@ -813,6 +821,7 @@ def test_session_transactions_no_null_sessions(make_app: t.Any) -> None:
         assert "Session backend did not open a session" in str(e.value)
 
 
+@pytest.mark.flask_only("Flask's request context and test client API")
 def test_session_transactions_keep_context(make_app: t.Any) -> None:
     """``session_transaction`` leaves the current request context alone."""
     app = make_app(CONNECT_SESSION_KEY=KEY)
@@ -1012,7 +1021,7 @@ def test_permanent_and_flashes_are_data_keys(make_app: t.Any, store: Store) -> N
     @app.route("/both")
     def both() -> str:
         session.permanent = True
-        flask.flash("hi")
+        fw.flash("hi")
         return session.id
 
     sid = app.test_client().get("/both").text

@@ -20,13 +20,8 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from flask import Response
-from flask import make_response
-from flask import request
-from flask import session
 from flask.testing import FlaskClient
 
-from flask_connect_session import ConnectSession
 from flask_connect_session import FileSystemStore
 from flask_connect_session import MemoryStore
 from flask_connect_session import RedisStore
@@ -39,9 +34,14 @@ from flask_connect_session.errors import CorruptDocument
 from flask_connect_session.stores import sql as sql_module
 from flask_connect_session.stores.redis import SCRIPT_LIMIT
 
+import framework as fw
 from conftest import SECRET
 from conftest import STORE_BUILDERS
 from conftest import add_views
+from framework import Response
+from framework import make_response
+from framework import request
+from framework import session
 
 KEY = "connect.sid"
 
@@ -100,6 +100,7 @@ def _short_lock_waits(dialect: str, url: str, given: str) -> tuple[object, str]:
 @pytest.mark.parametrize("given", ["url", "engine"])
 @pytest.mark.parametrize("dialect", ["postgresql", "mariadb", "sqlite"])
 def test_sql_errors_quote_neither_the_sid_nor_the_data(
+    framework: str,
     request: pytest.FixtureRequest,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
@@ -116,9 +117,10 @@ def test_sql_errors_quote_neither_the_sid_nor_the_data(
     url = t.cast(str, request.getfixturevalue(f"{dialect}_url"))
     setting, lock_url = _short_lock_waits(dialect, url, given)
     lock = _locker(dialect, lock_url)
-    app = Flask(__name__)
+    app = fw.new_app(framework)
     app.config.update(SECRET_KEY=SECRET, CONNECT_SESSION_STORE=setting)
-    store = ConnectSession(app).store
+    fw.connect(app)
+    store = fw.sync_store_of(app)
     assert isinstance(store, SQLStore)
     assert store.length() == 0  # creates the table
     held: list[sa.Connection] = []
@@ -158,8 +160,8 @@ def test_sql_errors_quote_neither_the_sid_nor_the_data(
 HEADER = "X-Session-Id"
 
 
-def _header_app(**config: t.Any) -> Flask:
-    app = Flask(__name__)
+def _header_app(framework: str, **config: t.Any) -> Flask:
+    app = fw.new_app(framework)
     app.config.update(
         SECRET_KEY=SECRET,
         TESTING=True,
@@ -167,18 +169,18 @@ def _header_app(**config: t.Any) -> Flask:
         CONNECT_SESSION_HEADER=HEADER,
         **config,
     )
-    ConnectSession(app)
+    fw.connect(app)
     add_views(app)
     return app
 
 
-def test_header_responses_carrying_the_id_are_not_cacheable() -> None:
+def test_header_responses_carrying_the_id_are_not_cacheable(framework: str) -> None:
     """A response that hands out (or clears) the id in the header says
     ``Cache-Control: private, no-store``, on top of what the view said; a
     shared cache (Varnish's default rules cached it) must not give one
     client's id to another.
     """
-    app = _header_app()
+    app = _header_app(framework)
 
     @app.get("/cached")
     def cached() -> Response:
@@ -205,8 +207,8 @@ def test_header_responses_carrying_the_id_are_not_cacheable() -> None:
     assert "Cache-Control" not in client.post("/set", json={"a": 1}).headers
 
 
-def test_a_header_request_sees_no_cookies() -> None:
-    app = _header_app()
+def test_a_header_request_sees_no_cookies(framework: str) -> None:
+    app = _header_app(framework)
 
     @app.get("/cookies")
     def cookies() -> dict[str, t.Any]:
@@ -219,7 +221,8 @@ def test_a_header_request_sees_no_cookies() -> None:
     assert seen == {"cookies": {}, "header": None}
 
 
-def test_flask_logins_remember_cookie_never_logs_a_header_session_in() -> None:
+@pytest.mark.flask_only("Flask-Login is a Flask extension")
+def test_flask_logins_remember_cookie_never_logs_a_header_session_in(framework: str) -> None:
     """The browser attaches Flask-Login's HttpOnly remember-me cookie to a
     header request a page's script makes; Flask-Login must not log that new
     header session in, or the script reads a logged-in session id from the
@@ -230,7 +233,7 @@ def test_flask_logins_remember_cookie_never_logs_a_header_session_in() -> None:
     from flask_login import current_user
     from flask_login import login_user
 
-    app = _header_app()
+    app = _header_app(framework)
     login_manager = LoginManager(app)
 
     class User(UserMixin):
@@ -262,8 +265,8 @@ def test_flask_logins_remember_cookie_never_logs_a_header_session_in() -> None:
 # -- 8. a hardened cookie configuration reaches live sessions ------------------------
 
 
-def _cookie_app(store: Store, **cookie: t.Any) -> Flask:
-    app = Flask(__name__)
+def _cookie_app(framework: str, store: Store, **cookie: t.Any) -> Flask:
+    app = fw.new_app(framework)
     app.config.update(
         SECRET_KEY=SECRET,
         TESTING=True,
@@ -271,7 +274,7 @@ def _cookie_app(store: Store, **cookie: t.Any) -> Flask:
         CONNECT_SESSION_ROLLING=True,
         CONNECT_SESSION_COOKIE=cookie,
     )
-    ConnectSession(app)
+    fw.connect(app)
     add_views(app)
     return app
 
@@ -300,30 +303,36 @@ def _next_cookie(app: Flask, value: str) -> dict[str, str]:
 HARDENED = {"secure": "", "httponly": "", "path": "/", "samesite": "Strict"}
 
 
-def test_hardened_cookie_settings_reach_live_sessions() -> None:
+def test_hardened_cookie_settings_reach_live_sessions(framework: str) -> None:
     """Sessions made while the cookie was weak get ``Secure``, ``HttpOnly``
     and the stricter ``SameSite`` at their next cookie once the
     configuration asks for them.
     """
     store = MemoryStore()
-    weak = _session_cookie(_cookie_app(store, secure=False, httponly=False, samesite="Lax"))
-    assert _next_cookie(_cookie_app(store, httponly=False), weak) == {
+    weak = _session_cookie(
+        _cookie_app(framework, store, secure=False, httponly=False, samesite="Lax")
+    )
+    assert _next_cookie(_cookie_app(framework, store, httponly=False), weak) == {
         "path": "/",
         "samesite": "Lax",
     }
     # The operator hardens the configuration and restarts the app.
-    hard = _cookie_app(store, secure=True, httponly=True, samesite="Strict")
+    hard = _cookie_app(framework, store, secure=True, httponly=True, samesite="Strict")
     assert _next_cookie(hard, weak) == HARDENED
-    assert "secure" in _next_cookie(_cookie_app(store, secure=True, httponly=False), weak)
-    assert "httponly" in _next_cookie(_cookie_app(store, httponly=True), weak)
-    lax = _next_cookie(_cookie_app(store, httponly=False, samesite="None"), weak)
+    assert "secure" in _next_cookie(
+        _cookie_app(framework, store, secure=True, httponly=False), weak
+    )
+    assert "httponly" in _next_cookie(_cookie_app(framework, store, httponly=True), weak)
+    lax = _next_cookie(_cookie_app(framework, store, httponly=False, samesite="None"), weak)
     assert lax["samesite"] == "Lax"  # never laxer than stored nor configured
 
 
-def test_what_a_stored_cookie_asks_beyond_the_configuration_stays() -> None:
+def test_what_a_stored_cookie_asks_beyond_the_configuration_stays(framework: str) -> None:
     store = MemoryStore()
-    strict = _session_cookie(_cookie_app(store, secure=True, httponly=True, samesite="Strict"))
-    lax = _cookie_app(store, secure=False, httponly=False, samesite="Lax")
+    strict = _session_cookie(
+        _cookie_app(framework, store, secure=True, httponly=True, samesite="Strict")
+    )
+    lax = _cookie_app(framework, store, secure=False, httponly=False, samesite="Lax")
     assert _next_cookie(lax, strict) == HARDENED
 
 
@@ -344,7 +353,9 @@ def _mode(path: Path) -> int:
 
 @pytest.mark.usefixtures("umask_022")
 @pytest.mark.parametrize("given", ["relative", "absolute", "engine"])
-def test_sqlite_files_are_mode_0600_in_a_private_folder(tmp_path: Path, given: str) -> None:
+def test_sqlite_files_are_mode_0600_in_a_private_folder(
+    framework: str, tmp_path: Path, given: str
+) -> None:
     """The database file, its ``-wal`` and ``-shm`` files are 0600; an
     instance folder the store creates for a relative path is 0700.
     """
@@ -355,9 +366,10 @@ def test_sqlite_files_are_mode_0600_in_a_private_folder(tmp_path: Path, given: s
         "absolute": f"sqlite:///{db}",
         "engine": sa.create_engine(f"sqlite:///{db}"),
     }[given]
-    app = Flask(__name__, instance_path=str(instance))
+    app = fw.new_app(framework, __name__, instance_path=str(instance))
     app.config.update(SECRET_KEY=SECRET, TESTING=True, CONNECT_SESSION_STORE=setting)
-    store = ConnectSession(app).store
+    fw.connect(app)
+    store = fw.sync_store_of(app)
     assert isinstance(store, SQLStore)
     add_views(app)
     if given == "engine":
@@ -384,20 +396,20 @@ def _terminal_controls(text: str) -> set[str]:
     return {c for c in text if unicodedata.category(c) in ("Cc", "Cf") and c != "\n"}
 
 
-def test_cli_escapes_control_characters_clients_sent() -> None:
+def test_cli_escapes_control_characters_clients_sent(framework: str) -> None:
     """User agents (``list --user``), stored data (``show``) and ids
     (``list``) are printed with control characters escaped: stored input
     never reaches the terminal as escape sequences.
     """
     store = MemoryStore()
-    app = Flask(__name__)
+    app = fw.new_app(framework)
     app.config.update(
         SECRET_KEY=SECRET,
         TESTING=True,
         CONNECT_SESSION_STORE=store,
         CONNECT_SESSION_USER_KEY="user_id",
     )
-    ConnectSession(app)
+    fw.connect(app)
 
     @app.post("/login")
     def login() -> str:
@@ -470,11 +482,13 @@ def test_mariadb_prune_with_a_colon_in_the_table_name(mariadb_url: str, table: s
         "Attribution-Reporting-Eligible",
     ],
 )
-def test_headers_browsers_may_send_are_refused_as_the_session_header(name: str) -> None:
-    app = Flask(__name__)
+def test_headers_browsers_may_send_are_refused_as_the_session_header(
+    framework: str, name: str
+) -> None:
+    app = fw.new_app(framework)
     app.config.update(SECRET_KEY=SECRET, CONNECT_SESSION_HEADER=name)
     with pytest.raises(ValueError, match=f"CONNECT_SESSION_HEADER.*{name}"):
-        ConnectSession(app)
+        fw.connect(app)
 
 
 # -- 11a. CONNECT_SESSION_MAX_SIZE ------------------------------------------------------
@@ -493,20 +507,20 @@ def test_session_too_large_is_exported() -> None:
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, "big", True, None, [1]])
-def test_bad_max_size_names_the_key(value: object) -> None:
-    app = Flask(__name__)
+def test_bad_max_size_names_the_key(framework: str, value: object) -> None:
+    app = fw.new_app(framework)
     app.config.update(SECRET_KEY=SECRET, CONNECT_SESSION_MAX_SIZE=value)
     with pytest.raises(ValueError, match="CONNECT_SESSION_MAX_SIZE"):
-        ConnectSession(app)
+        fw.connect(app)
 
 
-def test_max_size_defaults_to_one_mib_on_every_store() -> None:
-    app = Flask(__name__)
+def test_max_size_defaults_to_one_mib_on_every_store(framework: str) -> None:
+    app = fw.new_app(framework)
     app.config.update(SECRET_KEY=SECRET, CONNECT_SESSION_STORE=MemoryStore())
-    assert ConnectSession(app).store.max_size == 1048576
-    app = Flask(__name__)
+    assert fw.connect(app).store.max_size == 1048576
+    app = fw.new_app(framework)
     app.config.update(SECRET_KEY=SECRET, CONNECT_SESSION_MAX_SIZE="0")  # from the environment
-    assert ConnectSession(app).store.max_size == 0
+    assert fw.connect(app).store.max_size == 0
 
 
 def _stored_data(app: Flask, client: FlaskClient) -> dict[str, t.Any]:

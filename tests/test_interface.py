@@ -9,10 +9,6 @@ import time
 import typing as t
 
 import pytest
-from flask import Flask
-from flask import flash
-from flask import get_flashed_messages
-from flask import session
 
 from flask_connect_session import MemoryStore
 from flask_connect_session import SessionNotFound
@@ -20,7 +16,12 @@ from flask_connect_session import Store
 from flask_connect_session import StoreError
 from flask_connect_session.signing import sign
 
+import framework as fw
 from conftest import SECRET
+from framework import App
+from framework import flash
+from framework import get_flashed_messages
+from framework import session
 
 Document = dict[str, t.Any]
 
@@ -72,13 +73,13 @@ def sid_of(response: t.Any) -> str:
 
 
 @pytest.fixture
-def switchable(make_app: cabc.Callable[..., Flask]) -> tuple[Flask, SwitchableStore]:
+def switchable(make_app: cabc.Callable[..., App]) -> tuple[App, SwitchableStore]:
     store = SwitchableStore()
     return make_app(CONNECT_SESSION_STORE=store), store
 
 
 def test_dead_store_is_a_500_with_logged_store_error(
-    switchable: tuple[Flask, SwitchableStore], caplog: pytest.LogCaptureFixture
+    switchable: tuple[App, SwitchableStore], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A store that is down fails the request with 500 and logs store and operation."""
     app, store = switchable
@@ -89,12 +90,14 @@ def test_dead_store_is_a_500_with_logged_store_error(
     with caplog.at_level(logging.ERROR, logger="flask_connect_session"):
         assert client.get("/get").status_code == 500
     message = " ".join(r.getMessage() for r in caplog.records)
-    assert "SwitchableStore.get_and_touch failed" in message
+    assert f"{fw.store_name(app)}.get_and_touch failed" in message
     # The cause is in the log line, with its message, not only its type.
     assert "ConnectionError: backend unreachable" in message
 
 
-def test_unreachable_redis_logs_host_and_reason(caplog: pytest.LogCaptureFixture) -> None:
+def test_unreachable_redis_logs_host_and_reason(
+    framework: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """redis-py 8's repr() of a connection error drops the host and reason;
     the log line and the StoreError carry them.
     """
@@ -103,13 +106,11 @@ def test_unreachable_redis_logs_host_and_reason(caplog: pytest.LogCaptureFixture
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again: connecting is refused
-    app = Flask(__name__)
+    app = fw.new_app(framework)
     app.config.update(
         SECRET_KEY=SECRET, TESTING=True, CONNECT_SESSION_STORE=f"redis://127.0.0.1:{port}/0"
     )
-    from flask_connect_session import ConnectSession
-
-    ConnectSession(app)
+    fw.connect(app)
     app.config["PROPAGATE_EXCEPTIONS"] = False
 
     @app.get("/")
@@ -120,7 +121,9 @@ def test_unreachable_redis_logs_host_and_reason(caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.ERROR, logger="flask_connect_session"):
         assert app.test_client().get("/").status_code == 500
     store_lines = [
-        r.getMessage() for r in caplog.records if "RedisStore.set failed" in r.getMessage()
+        r.getMessage()
+        for r in caplog.records
+        if f"{fw.store_name(app)}.set failed" in r.getMessage()
     ]
     assert store_lines, caplog.text
     assert f"connecting to 127.0.0.1:{port}" in store_lines[0]
@@ -128,7 +131,7 @@ def test_unreachable_redis_logs_host_and_reason(caplog: pytest.LogCaptureFixture
 
 
 def test_store_error_on_save_overwrites_nothing_and_recovers(
-    switchable: tuple[Flask, SwitchableStore],
+    switchable: tuple[App, SwitchableStore],
 ) -> None:
     """A failing write leaves the stored session as it was; once the store is
     back, requests succeed without a restart.
@@ -153,7 +156,7 @@ def test_store_error_on_save_overwrites_nothing_and_recovers(
 
 
 def test_store_error_at_first_access_can_be_handled(
-    switchable: tuple[Flask, SwitchableStore],
+    switchable: tuple[App, SwitchableStore],
 ) -> None:
     """@app.errorhandler(StoreError) catches a failure at the view's first access."""
     app, store = switchable
@@ -172,20 +175,27 @@ def test_store_error_at_first_access_can_be_handled(
 
 
 def test_view_ignoring_session_makes_no_store_call(
-    switchable: tuple[Flask, SwitchableStore],
+    switchable: tuple[App, SwitchableStore],
 ) -> None:
-    """Lazy loading: no store call, no cookie, no Vary when the view ignores it."""
+    """Lazy loading: no store call, no cookie, no Vary when the view ignores
+    it. Quart's session is a plain mapping, read when the request starts,
+    but only when the request carries a signed id: still no cookie, no Vary,
+    and nothing after the read.
+    """
     app, store = switchable
     client = app.test_client()
+    response = client.get("/ignore")
+    assert store.calls == []
+    assert "Set-Cookie" not in response.headers
     client.post("/set", json={"a": 1})
     store.calls.clear()
     response = client.get("/ignore")
-    assert store.calls == []
+    assert store.calls == ([] if fw.framework_of(app) == "flask" else ["get_and_touch"])
     assert "Set-Cookie" not in response.headers
     assert "Vary" not in response.headers
 
 
-def test_read_only_request_is_one_store_call(switchable: tuple[Flask, SwitchableStore]) -> None:
+def test_read_only_request_is_one_store_call(switchable: tuple[App, SwitchableStore]) -> None:
     """A read-only request loads and extends the lifetime in one call."""
     app, store = switchable
     client = app.test_client()
@@ -202,7 +212,7 @@ class GetThenTouchStore(SwitchableStore):
 
 
 def test_read_only_request_without_combined_call_gets_then_touches(
-    make_app: cabc.Callable[..., Flask],
+    make_app: cabc.Callable[..., App],
 ) -> None:
     """Without get_and_touch, a read-only request is a get then a touch."""
     store = GetThenTouchStore()
@@ -213,8 +223,9 @@ def test_read_only_request_without_combined_call_gets_then_touches(
     assert store.calls == ["get", "touch"]
 
 
+@pytest.mark.every_store
 def test_corrupt_document_means_new_session_and_is_left_in_place(
-    app: Flask, store: Store, caplog: pytest.LogCaptureFixture
+    app: App, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A stored entry that is not a session is logged, ignored and not overwritten."""
     client = app.test_client()
@@ -240,7 +251,7 @@ def store_raw_cookie(store: Store, sid: str) -> object:
     return None if document is None else document.get("cookie")
 
 
-def test_unstorable_value_is_a_type_error_naming_the_key(app: Flask) -> None:
+def test_unstorable_value_is_a_type_error_naming_the_key(app: App) -> None:
     """A value with no JSON form raises TypeError naming its key."""
 
     @app.get("/bad")
@@ -255,7 +266,7 @@ def test_unstorable_value_is_a_type_error_naming_the_key(app: Flask) -> None:
 
 
 def test_session_transaction_open_does_not_write(
-    switchable: tuple[Flask, SwitchableStore],
+    switchable: tuple[App, SwitchableStore],
 ) -> None:
     """Opening a session_transaction makes no write; leaving it saves changes."""
     app, store = switchable
@@ -269,7 +280,7 @@ def test_session_transaction_open_does_not_write(
         assert sess["answer"] == 42
 
 
-def test_concurrent_requests_changing_different_keys_keep_all(app: Flask) -> None:
+def test_concurrent_requests_changing_different_keys_keep_all(app: App) -> None:
     """50 overlapping requests each adding a key: all 50 keys survive."""
     barrier = threading.Barrier(10)
 
@@ -306,7 +317,8 @@ def test_concurrent_requests_changing_different_keys_keep_all(app: Flask) -> Non
     assert {f"k{n}" for n in range(50)} <= set(data)
 
 
-def test_save_after_concurrent_destroy_does_not_resurrect(app: Flask, store: Store) -> None:
+@pytest.mark.every_store
+def test_save_after_concurrent_destroy_does_not_resurrect(app: App, store: Store) -> None:
     """A request that loaded the session before another destroyed it does not
     bring it back when it saves.
     """
@@ -327,7 +339,7 @@ def test_save_after_concurrent_destroy_does_not_resurrect(app: Flask, store: Sto
     assert "Set-Cookie" not in response.headers
 
 
-def test_destroy_then_flash_starts_a_new_session(app: Flask, store: Store) -> None:
+def test_destroy_then_flash_starts_a_new_session(app: App, store: Store) -> None:
     """Logout followed by flash(): the old session is gone, the flash survives
     in a new session, and only the new cookie is sent.
     """
@@ -353,7 +365,7 @@ def test_destroy_then_flash_starts_a_new_session(app: Flask, store: Store) -> No
     assert client.get("/messages").json == {"messages": ["bye"]}
 
 
-def test_destroy_without_writes_deletes_cookie(app: Flask, store: Store) -> None:
+def test_destroy_without_writes_deletes_cookie(app: App, store: Store) -> None:
     """destroy() with nothing written after: the cookie is deleted."""
     client = app.test_client()
     sid = client.post("/set", json={"user": "ann"}).json["id"]
@@ -363,7 +375,7 @@ def test_destroy_without_writes_deletes_cookie(app: Flask, store: Store) -> None
     assert store.get(sid) is None
 
 
-def test_reload_of_destroyed_session_raises(app: Flask, store: Store) -> None:
+def test_reload_of_destroyed_session_raises(app: App, store: Store) -> None:
     """reload() raises SessionNotFound when the session is gone from the store."""
 
     @app.get("/reload")
@@ -380,7 +392,7 @@ def test_reload_of_destroyed_session_raises(app: Flask, store: Store) -> None:
 
 
 def test_absolute_timeout_discards_old_sessions(
-    make_app: cabc.Callable[..., Flask], store: Store
+    make_app: cabc.Callable[..., App], store: Store
 ) -> None:
     """A session older than ABSOLUTE_TIMEOUT is discarded however active."""
     app = make_app(CONNECT_SESSION_ABSOLUTE_TIMEOUT=1)
@@ -396,7 +408,7 @@ def test_absolute_timeout_discards_old_sessions(
     assert store.get(first) is None
 
 
-def test_valid_signature_for_unknown_sid_is_not_adopted(app: Flask, store: Store) -> None:
+def test_valid_signature_for_unknown_sid_is_not_adopted(app: App, store: Store) -> None:
     """A validly signed id the store does not have gets a fresh id."""
     client = app.test_client()
     client.set_cookie("connect.sid", sign("attacker-chosen", SECRET))
@@ -405,7 +417,7 @@ def test_valid_signature_for_unknown_sid_is_not_adopted(app: Flask, store: Store
     assert store.get("attacker-chosen") is None
 
 
-def test_cookie_is_not_a_data_key(app: Flask) -> None:
+def test_cookie_is_not_a_data_key(app: App) -> None:
     """Writing the reserved "cookie" key is refused; it never shows in the data."""
 
     @app.get("/reserved")

@@ -9,6 +9,7 @@ redis-server of the fixtures. Then an app with this extension takes over.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import pickle
@@ -22,20 +23,22 @@ from datetime import datetime
 from datetime import timedelta
 from pathlib import Path
 
+import flask
 import pytest
 from flask import Flask
-from flask import session
 from flask.json.tag import TaggedJSONSerializer
 from itsdangerous import TimestampSigner
 from markupsafe import Markup
 
-from flask_connect_session import ConnectSession
 from flask_connect_session import MemoryStore
 from flask_connect_session import RedisStore
 from flask_connect_session import StoreError
 
+import framework as fw
 from conftest import SECRET
 from conftest import add_views
+from framework import App
+from framework import session
 from server_fixtures import _free_port
 from server_fixtures import _require_module
 from set_cookie_headers import set_cookies
@@ -67,10 +70,22 @@ PLAIN_DATA: dict[str, t.Any] = {"user_id": 42, "name": "Ada", "cart": [1, {"sku"
 _tagged = TaggedJSONSerializer()
 
 
-def our_app(
-    migrate_from: list[dict[str, t.Any]], store: Store | None = None, **config: t.Any
-) -> Flask:
-    app = Flask("ours")
+OurApp = t.Callable[..., App]
+
+
+@pytest.fixture
+def our_app(framework: str) -> OurApp:
+    """Build the app of ``framework`` that takes over (see :func:`build_our_app`)."""
+    return functools.partial(build_our_app, framework)
+
+
+def build_our_app(
+    framework: str,
+    migrate_from: list[dict[str, t.Any]],
+    store: Store | None = None,
+    **config: t.Any,
+) -> App:
+    app = fw.new_app(framework, "ours")
     app.config.update(
         SECRET_KEY=SECRET,
         TESTING=True,
@@ -78,7 +93,7 @@ def our_app(
         CONNECT_SESSION_MIGRATE_FROM=migrate_from,
     )
     app.config.update(config)
-    ConnectSession(app)
+    fw.connect(app)
     add_views(app)
 
     @app.get("/data")
@@ -114,8 +129,8 @@ def flask_cookie(data: dict[str, t.Any] = TAGGED_DATA, secret: str = SECRET) -> 
 
     @app.post("/login")
     def login() -> str:
-        session.update(data)
-        session.permanent = True
+        flask.session.update(data)
+        flask.session.permanent = True
         return "ok"
 
     client = app.test_client()
@@ -125,13 +140,13 @@ def flask_cookie(data: dict[str, t.Any] = TAGGED_DATA, secret: str = SECRET) -> 
     return cookie.value
 
 
-def with_cookie(app: Flask, name: str, value: str) -> FlaskClient:
+def with_cookie(app: App, name: str, value: str) -> FlaskClient:
     client = app.test_client()
     client.set_cookie(name, value)
     return client
 
 
-def test_flask_cookie_session_is_taken_over_with_its_tagged_types() -> None:
+def test_flask_cookie_session_is_taken_over_with_its_tagged_types(our_app: OurApp) -> None:
     app = our_app([{"type": "flask-cookie"}])
     client = with_cookie(app, LEGACY, flask_cookie())
     rv = client.get("/data")
@@ -153,6 +168,7 @@ def test_flask_cookie_session_is_taken_over_with_its_tagged_types() -> None:
 
 
 def test_a_legacy_session_holding_nan_is_ignored_not_an_error(
+    our_app: OurApp,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Flask's cookie session writes NaN as Python's json does; our store
@@ -167,7 +183,7 @@ def test_a_legacy_session_holding_nan_is_ignored_not_an_error(
     assert "legacy flask-cookie session ignored: session['ratio'] cannot be stored" in caplog.text
 
 
-def test_each_takeover_gets_a_new_id() -> None:
+def test_each_takeover_gets_a_new_id(our_app: OurApp) -> None:
     app = our_app([{"type": "flask-cookie"}])
     legacy = flask_cookie()
     first = read(with_cookie(app, LEGACY, legacy).get("/data"))["id"]
@@ -175,7 +191,7 @@ def test_each_takeover_gets_a_new_id() -> None:
     assert first != second
 
 
-def test_a_takeover_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_takeover_is_logged(our_app: OurApp, caplog: pytest.LogCaptureFixture) -> None:
     app = our_app([{"type": "flask-cookie"}])
     with caplog.at_level(logging.INFO, logger="flask_connect_session"):
         sid = read(with_cookie(app, LEGACY, flask_cookie()).get("/data"))["id"]
@@ -185,7 +201,7 @@ def test_a_takeover_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     ]
 
 
-def test_requests_that_never_touch_the_session_do_nothing() -> None:
+def test_requests_that_never_touch_the_session_do_nothing(our_app: OurApp) -> None:
     app = our_app([{"type": "flask-cookie"}])
     client = with_cookie(app, LEGACY, flask_cookie())
     rv = client.get("/ignore")
@@ -194,7 +210,7 @@ def test_requests_that_never_touch_the_session_do_nothing() -> None:
     assert read(client.get("/data"))["data"]["user_id"] == 42
 
 
-def test_a_tampered_flask_cookie_is_deleted_and_ignored() -> None:
+def test_a_tampered_flask_cookie_is_deleted_and_ignored(our_app: OurApp) -> None:
     app = our_app([{"type": "flask-cookie"}])
     payload, _, signature = flask_cookie().rpartition(".")
     tampered = payload + "." + ("A" if signature[0] != "A" else "B") + signature[1:]
@@ -204,13 +220,13 @@ def test_a_tampered_flask_cookie_is_deleted_and_ignored() -> None:
     assert deletes(rv, LEGACY) and set_cookies(rv, OURS) == []
 
 
-def test_a_cookie_signed_with_another_secret_is_refused() -> None:
+def test_a_cookie_signed_with_another_secret_is_refused(our_app: OurApp) -> None:
     app = our_app([{"type": "flask-cookie"}])
     rv = with_cookie(app, LEGACY, flask_cookie(secret="another secret")).get("/data")
     assert read(rv)["data"] == {} and deletes(rv, LEGACY)
 
 
-def test_secret_key_fallbacks_verify_legacy_cookies() -> None:
+def test_secret_key_fallbacks_verify_legacy_cookies(our_app: OurApp) -> None:
     legacy = flask_cookie(secret="the old secret")
     app = our_app(
         [{"type": "flask-cookie"}],
@@ -220,7 +236,9 @@ def test_secret_key_fallbacks_verify_legacy_cookies() -> None:
     assert read(with_cookie(app, LEGACY, legacy).get("/data"))["data"]["user_id"] == 42
 
 
-def test_permanent_session_lifetime_is_the_maximum_age(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_permanent_session_lifetime_is_the_maximum_age(
+    our_app: OurApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A cookie Flask signed two hours ago.
     real = TimestampSigner.get_timestamp
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: real(self) - 7200)
@@ -233,14 +251,14 @@ def test_permanent_session_lifetime_is_the_maximum_age(monkeypatch: pytest.Monke
     assert read(with_cookie(day, LEGACY, legacy).get("/data"))["data"]["user_id"] == 42
 
 
-def test_the_legacy_cookie_name_is_configurable() -> None:
+def test_the_legacy_cookie_name_is_configurable(our_app: OurApp) -> None:
     app = our_app([{"type": "flask-cookie", "cookie": "old_session"}])
     rv = with_cookie(app, "old_session", flask_cookie()).get("/data")
     assert read(rv)["data"]["user_id"] == 42
     assert deletes(rv, "old_session") and set_cookies(rv, LEGACY) == []
 
 
-def test_a_valid_session_of_ours_wins() -> None:
+def test_a_valid_session_of_ours_wins(our_app: OurApp) -> None:
     app = our_app([{"type": "flask-cookie"}])
     client = app.test_client()
     mine = client.post("/set", json={"mine": 1}).get_json()["id"]
@@ -250,7 +268,7 @@ def test_a_valid_session_of_ours_wins() -> None:
     assert set_cookies(rv, LEGACY) == []  # not even read
 
 
-def test_header_requests_ignore_legacy_cookies() -> None:
+def test_header_requests_ignore_legacy_cookies(our_app: OurApp) -> None:
     """An API client's request (CONNECT_SESSION_HEADER) ignores cookies, legacy
     ones too: it takes nothing over and sets or deletes no cookie.
     """
@@ -264,6 +282,7 @@ def test_header_requests_ignore_legacy_cookies() -> None:
 
 
 def test_logging_out_of_a_taken_over_session_deletes_the_legacy_cookie(
+    our_app: OurApp,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = our_app([{"type": "flask-cookie"}])
@@ -275,14 +294,14 @@ def test_logging_out_of_a_taken_over_session_deletes_the_legacy_cookie(
     assert read(client.get("/data"))["data"] == {}
 
 
-def test_a_write_on_the_takeover_request_is_kept_too() -> None:
+def test_a_write_on_the_takeover_request_is_kept_too(our_app: OurApp) -> None:
     app = our_app([{"type": "flask-cookie"}])
     client = with_cookie(app, LEGACY, flask_cookie())
     assert client.get("/count").get_json()["n"] == 1
     assert read(client.get("/data"))["data"]["user_id"] == 42
 
 
-def test_regenerate_with_keep_carries_the_legacy_data() -> None:
+def test_regenerate_with_keep_carries_the_legacy_data(our_app: OurApp) -> None:
     app = our_app([{"type": "flask-cookie"}])
     client = with_cookie(app, LEGACY, flask_cookie(PLAIN_DATA))
     rv = client.post("/regenerate?keep=1")
@@ -290,7 +309,7 @@ def test_regenerate_with_keep_carries_the_legacy_data() -> None:
     assert read(client.get("/data"))["data"]["user_id"] == 42
 
 
-def test_save_uninitialized_takes_over_without_an_access() -> None:
+def test_save_uninitialized_takes_over_without_an_access(our_app: OurApp) -> None:
     # Otherwise an empty session of ours would shadow the legacy one for good.
     app = our_app([{"type": "flask-cookie"}], CONNECT_SESSION_SAVE_UNINITIALIZED=True)
     client = with_cookie(app, LEGACY, flask_cookie())
@@ -299,7 +318,7 @@ def test_save_uninitialized_takes_over_without_an_access() -> None:
     assert read(client.get("/data"))["data"]["user_id"] == 42
 
 
-def test_nothing_legacy_is_deleted_when_our_cookie_cannot_be_sent() -> None:
+def test_nothing_legacy_is_deleted_when_our_cookie_cannot_be_sent(our_app: OurApp) -> None:
     # A secure cookie never goes over plain HTTP: the legacy one must stay.
     app = our_app([{"type": "flask-cookie"}], CONNECT_SESSION_COOKIE={"secure": True})
     client = with_cookie(app, LEGACY, flask_cookie())
@@ -336,7 +355,7 @@ def flask_session_app(
 
     @app.post("/login")
     def login() -> str:
-        session.update(PLAIN_DATA)
+        flask.session.update(PLAIN_DATA)
         return "ok"
 
     return app, client
@@ -358,7 +377,7 @@ def legacy_key(cookie: str, signed: bool) -> str:
     ("serialization", "signed"), [("msgpack", False), ("json", False), ("msgpack", True)]
 )
 def test_flask_session_sessions_are_taken_over(
-    redis_url: str, serialization: str, signed: bool
+    our_app: OurApp, redis_url: str, serialization: str, signed: bool
 ) -> None:
     legacy_app, redis_client = flask_session_app(redis_url, serialization, signed)
     cookie = flask_session_cookie(legacy_app)
@@ -380,7 +399,9 @@ def test_flask_session_sessions_are_taken_over(
     assert read(client.get("/data"))["data"] == body["data"]
 
 
-def test_secret_key_fallbacks_verify_signed_flask_session_cookies(redis_url: str) -> None:
+def test_secret_key_fallbacks_verify_signed_flask_session_cookies(
+    our_app: OurApp, redis_url: str
+) -> None:
     legacy_app, _ = flask_session_app(redis_url, signed=True)
     cookie = flask_session_cookie(legacy_app)
     migrate = [{"type": "flask-session", "store": redis_url, "signed": True}]
@@ -391,7 +412,9 @@ def test_secret_key_fallbacks_verify_signed_flask_session_cookies(redis_url: str
     assert read(with_cookie(app, LEGACY, cookie).get("/data"))["data"]["name"] == "Ada"
 
 
-def test_a_logout_on_the_takeover_request_deletes_the_record(redis_url: str) -> None:
+def test_a_logout_on_the_takeover_request_deletes_the_record(
+    our_app: OurApp, redis_url: str
+) -> None:
     legacy_app, redis_client = flask_session_app(redis_url)
     cookie = flask_session_cookie(legacy_app)
     app = our_app([{"type": "flask-session", "store": redis_url}])
@@ -400,7 +423,9 @@ def test_a_logout_on_the_takeover_request_deletes_the_record(redis_url: str) -> 
     assert not redis_client.exists("session:" + cookie)
 
 
-def test_a_tampered_signed_flask_session_cookie_is_refused(redis_url: str) -> None:
+def test_a_tampered_signed_flask_session_cookie_is_refused(
+    our_app: OurApp, redis_url: str
+) -> None:
     legacy_app, redis_client = flask_session_app(redis_url, signed=True)
     cookie = flask_session_cookie(legacy_app)
     sid = cookie.rpartition(".")[0]
@@ -411,14 +436,16 @@ def test_a_tampered_signed_flask_session_cookie_is_refused(redis_url: str) -> No
     assert redis_client.exists("session:" + sid)  # not ours to delete
 
 
-def test_an_unsigned_source_does_not_accept_a_signed_cookie(redis_url: str) -> None:
+def test_an_unsigned_source_does_not_accept_a_signed_cookie(
+    our_app: OurApp, redis_url: str
+) -> None:
     legacy_app, _ = flask_session_app(redis_url, signed=True)
     app = our_app([{"type": "flask-session", "store": redis_url}])
     rv = with_cookie(app, LEGACY, flask_session_cookie(legacy_app)).get("/data")
     assert read(rv)["data"] == {} and deletes(rv, LEGACY)
 
 
-def test_a_missing_flask_session_record_is_ignored(redis_url: str) -> None:
+def test_a_missing_flask_session_record_is_ignored(our_app: OurApp, redis_url: str) -> None:
     legacy_app, redis_client = flask_session_app(redis_url)
     cookie = flask_session_cookie(legacy_app)
     redis_client.delete("session:" + cookie)
@@ -438,7 +465,7 @@ class Marker:
 
 
 def test_a_planted_pickle_is_never_unpickled(
-    redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    our_app: OurApp, redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     marker = tmp_path / "unpickled"
     planted = pickle.dumps(Marker(marker))
@@ -457,7 +484,7 @@ def test_a_planted_pickle_is_never_unpickled(
 
 
 def test_an_unreadable_flask_session_record_is_ignored(
-    redis_url: str, caplog: pytest.LogCaptureFixture
+    our_app: OurApp, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     legacy_app, redis_client = flask_session_app(redis_url)
     cookie = flask_session_cookie(legacy_app)
@@ -469,7 +496,9 @@ def test_an_unreadable_flask_session_record_is_ignored(
     assert any("not a msgpack or JSON object" in r.getMessage() for r in caplog.records)
 
 
-def test_a_dead_legacy_redis_is_a_store_error_and_nothing_is_lost(redis_url: str) -> None:
+def test_a_dead_legacy_redis_is_a_store_error_and_nothing_is_lost(
+    our_app: OurApp, redis_url: str
+) -> None:
     legacy_app, _ = flask_session_app(redis_url)
     cookie = flask_session_cookie(legacy_app)
     dead = f"redis://127.0.0.1:{_free_port()}/0?socket_connect_timeout=0.5"
@@ -480,7 +509,10 @@ def test_a_dead_legacy_redis_is_a_store_error_and_nothing_is_lost(redis_url: str
     assert client.get_cookie(LEGACY) is not None
 
 
-def test_after_a_handled_store_error_the_next_access_tries_again(redis_url: str) -> None:
+@pytest.mark.flask_only("Quart reads the session before the view, which a failure never reaches")
+def test_after_a_handled_store_error_the_next_access_tries_again(
+    our_app: OurApp, redis_url: str
+) -> None:
     legacy_app, _ = flask_session_app(redis_url)
     dead = f"redis://127.0.0.1:{_free_port()}/0?socket_connect_timeout=0.5"
     app = our_app([{"type": "flask-session", "store": dead}])
@@ -502,7 +534,7 @@ def test_after_a_handled_store_error_the_next_access_tries_again(redis_url: str)
     assert attempts == [1]
 
 
-def test_the_legacy_record_stays_until_our_save_succeeds(redis_url: str) -> None:
+def test_the_legacy_record_stays_until_our_save_succeeds(our_app: OurApp, redis_url: str) -> None:
     legacy_app, redis_client = flask_session_app(redis_url)
     cookie = flask_session_cookie(legacy_app)
     app = our_app([{"type": "flask-session", "store": redis_url}], store=RedisStore(redis_url))
@@ -522,7 +554,7 @@ def test_the_legacy_record_stays_until_our_save_succeeds(redis_url: str) -> None
     assert not redis_client.exists("session:" + cookie)
 
 
-def test_the_first_source_that_verifies_wins(redis_url: str) -> None:
+def test_the_first_source_that_verifies_wins(our_app: OurApp, redis_url: str) -> None:
     legacy_app, _ = flask_session_app(redis_url)
     app = our_app(
         [
@@ -562,20 +594,20 @@ def test_the_first_source_that_verifies_wins(redis_url: str) -> None:
     ],
 )
 def test_a_misconfigured_source_is_a_value_error_naming_the_key(
-    migrate_from: t.Any, named: str
+    our_app: OurApp, migrate_from: t.Any, named: str
 ) -> None:
     with pytest.raises(ValueError) as info:
         our_app(migrate_from)
     assert named in str(info.value)
 
 
-def test_a_redis_password_never_appears_in_the_error() -> None:
+def test_a_redis_password_never_appears_in_the_error(our_app: OurApp) -> None:
     with pytest.raises(ValueError) as info:
         our_app([{"type": "flask-session", "store": "redis://:hunter2@host/sessions"}])
     assert "hunter2" not in str(info.value) and "['store']" in str(info.value)
 
 
-def test_verifying_legacy_cookies_needs_the_old_secret_key() -> None:
+def test_verifying_legacy_cookies_needs_the_old_secret_key(our_app: OurApp) -> None:
     with pytest.raises(ValueError, match=r"\[0\]: needs SECRET_KEY"):
         our_app([{"type": "flask-cookie"}], SECRET_KEY=None, CONNECT_SESSION_SECRET="x")
     # An unsigned Flask-Session cookie needs none.
@@ -586,12 +618,12 @@ def test_verifying_legacy_cookies_needs_the_old_secret_key() -> None:
     )
 
 
-def test_without_sources_no_request_asks_for_a_legacy_session() -> None:
+def test_without_sources_no_request_asks_for_a_legacy_session(our_app: OurApp) -> None:
     assert not our_app([]).session_interface.core.takeover
     assert our_app([{"type": "flask-cookie"}]).session_interface.core.takeover
 
 
-def test_the_readme_switch_is_valid_config(redis_url: str) -> None:
+def test_the_readme_switch_is_valid_config(our_app: OurApp, redis_url: str) -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     block = re.search(r"```toml\n(\[\[CONNECT_SESSION_MIGRATE_FROM\]\].*?)```", readme, re.S)
     assert block is not None
@@ -607,12 +639,11 @@ def test_the_readme_switch_is_valid_config(redis_url: str) -> None:
 # -- prefixes, look-alike records, revoked users (issue 22) ---------------------
 
 
-def revoke(app: Flask, user: str) -> int:
-    with app.test_request_context():
-        return t.cast(int, app.extensions["connect_session"].revoke(user))
+def revoke(app: App, user: str) -> int:
+    return t.cast(int, fw.call(app, "revoke", user))
 
 
-def test_an_empty_legacy_prefix_is_refused() -> None:
+def test_an_empty_legacy_prefix_is_refused(our_app: OurApp) -> None:
     # Any key of the legacy Redis could be named by a cookie, and deleted.
     with pytest.raises(ValueError, match=re.escape("[0]['key_prefix']: must not be empty")):
         our_app([{"type": "flask-session", "store": "redis://localhost/0", "key_prefix": ""}])
@@ -629,7 +660,7 @@ def test_an_empty_legacy_prefix_is_refused() -> None:
     ],
 )
 def test_overlapping_prefixes_on_the_same_redis_are_refused(
-    redis_url: str, legacy: str, ours: str
+    our_app: OurApp, redis_url: str, legacy: str, ours: str
 ) -> None:
     migrate = [{"type": "flask-session", "store": redis_url, "key_prefix": legacy}]
     with pytest.raises(ValueError, match=re.escape("[0]['key_prefix']")):
@@ -650,7 +681,9 @@ def test_overlapping_prefixes_on_the_same_redis_are_refused(
     our_app(migrate, store=RedisStore(redis_url.rpartition("/")[0] + "/1", key_prefix=ours))
 
 
-def test_a_legacy_record_that_looks_like_ours_is_never_taken_over(redis_url: str) -> None:
+def test_a_legacy_record_that_looks_like_ours_is_never_taken_over(
+    our_app: OurApp, redis_url: str
+) -> None:
     """Someone who knows a raw session id of ours names it in a legacy
     cookie (unsigned): the record is one of our documents, so it is neither
     copied nor deleted, whatever its format.
@@ -677,7 +710,7 @@ def test_a_legacy_record_that_looks_like_ours_is_never_taken_over(redis_url: str
 
 @pytest.mark.parametrize("kind", ["flask-session", "flask-cookie"])
 def test_a_legacy_session_of_a_revoked_user_is_deleted_not_taken_over(
-    redis_url: str, kind: str
+    our_app: OurApp, redis_url: str, kind: str
 ) -> None:
     """Log out everywhere reaches the sessions still waiting to be taken
     over: a legacy session naming a user who was revoked since the switch

@@ -1,4 +1,4 @@
-"""NaN and infinities, on every store: JSON has no form for them (Python
+"""NaN and infinities (the ``every_store`` cases on every store): JSON has no form for them (Python
 writes ``NaN``, which Express's ``JSON.parse`` and PostgreSQL's json column
 refuse), so a save that would write one fails with a ``TypeError`` naming
 the key, and what it would have written is not written. One that another app
@@ -14,14 +14,14 @@ import typing as t
 
 import pytest
 from flask import Flask
-from flask import request
-from flask import session
 from test_fuzz import raw_write
 
 from flask_connect_session import Store
 from flask_connect_session.signing import sign
 
 from conftest import SECRET
+from framework import request
+from framework import session
 
 KEY = "connect.sid"
 NAN = float("nan")
@@ -59,6 +59,7 @@ def stored_data(store: Store, sid: str) -> dict[str, t.Any] | None:
     return None if document is None else {k: v for k, v in document.items() if k != "cookie"}
 
 
+@pytest.mark.every_store
 @pytest.mark.parametrize("value", NON_FINITE, ids=repr)
 @pytest.mark.parametrize("save", [False, True], ids=["end-of-request", "save()"])
 def test_a_non_finite_value_is_a_type_error_naming_the_key(
@@ -110,6 +111,7 @@ def assert_kept(data: dict[str, t.Any] | None) -> None:
     assert data["keep"] == "me"
 
 
+@pytest.mark.every_store
 @pytest.mark.parametrize(
     "config",
     [{}, {"CONNECT_SESSION_TOUCH_AFTER": 60}, {"CONNECT_SESSION_RESAVE": True}],
@@ -147,6 +149,7 @@ def test_one_stored_elsewhere_never_fails_a_read_or_a_save_of_other_keys(
     assert data is not None and "v" not in data and data["w"] == [1, INF, -INF]
 
 
+@pytest.mark.every_store
 def test_one_stored_elsewhere_is_carried_over_by_regenerate(
     make_app: cabc.Callable[..., Flask], store: Store
 ) -> None:

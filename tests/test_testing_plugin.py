@@ -36,6 +36,9 @@ from fake_clock import FakeClock
 from fake_clock import use_clock
 from without_packages import run_without
 
+#: The helpers drive Flask's test client.
+pytestmark = pytest.mark.flask_only("the testing helpers are Flask's")
+
 pytest_plugins = ("pytester",)
 
 MakeApp = cabc.Callable[..., Flask]
@@ -117,6 +120,7 @@ def test_flask_types_round_trip(make_app: MakeApp, store: Store) -> None:
     assert server_session(client) == {"when": when, "pair": (1, 2), "raw": b"\x00"}
 
 
+@pytest.mark.every_store
 @pytest.mark.parametrize(
     "config",
     [{}, {"CONNECT_SESSION_ROLLING": True}, {"CONNECT_SESSION_SAVE_UNINITIALIZED": True}],
@@ -230,6 +234,7 @@ def test_counting_store_records_a_request_cycle(
     assert store.get(sid) is None
 
 
+@pytest.mark.every_store
 def test_counting_store_mirrors_the_optional_methods(store: Store) -> None:
     for inner in (store, MinimalStore(), MemoryStore()):
         counting = CountingStore(inner)

@@ -1,5 +1,6 @@
 """``CONNECT_SESSION_TOUCH_AFTER``: a loaded, unmodified session's store
-lifetime is extended at most once per interval, over every store kind.
+lifetime is extended at most once per interval, on Flask and Quart (the
+``every_store`` cases over every store kind).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
-from flask import session
 
 from flask_connect_session import Store
 from flask_connect_session.cookie import format_expires
@@ -20,6 +20,9 @@ from flask_connect_session.cookie import utcnow
 from flask_connect_session.document import last_touch
 from flask_connect_session.options import Options
 from flask_connect_session.testing import CountingStore
+
+import framework as fw
+from framework import session
 
 #: The cookie settings tried: an expiring cookie (its stored ``expires``
 #: tells when it was touched) and a browser-session one (``_touched`` does).
@@ -86,6 +89,7 @@ def test_reads_within_the_interval_do_not_touch(
     assert store.get(sid) == before
 
 
+@pytest.mark.every_store
 def test_a_read_after_the_interval_touches_once(
     make_app: cabc.Callable[..., Flask], store: Store, cookie: dict[str, t.Any]
 ) -> None:
@@ -114,6 +118,7 @@ def test_a_read_after_the_interval_touches_once(
     assert touching_calls(counting) == {}
 
 
+@pytest.mark.every_store
 def test_an_expired_interval_touch_never_resurrects(
     make_app: cabc.Callable[..., Flask], store: Store, cookie: dict[str, t.Any]
 ) -> None:
@@ -185,15 +190,15 @@ def test_bad_option_names_the_key(value: object) -> None:
     ids=["expiring", "browser-session", "rolling"],
 )
 def test_an_interval_longer_than_the_lifetime_never_logs_an_active_user_out(
+    framework: str,
     config: dict[str, t.Any],
 ) -> None:
     """With an interval as long as the session's lifetime, an active session
     is still touched in time: the interval counts as at most half of it.
     """
-    from flask_connect_session import ConnectSession
     from flask_connect_session import MemoryStore
 
-    app = Flask(__name__)
+    app = fw.new_app(framework)
     app.config.update(
         SECRET_KEY="s",
         TESTING=True,
@@ -201,8 +206,8 @@ def test_an_interval_longer_than_the_lifetime_never_logs_an_active_user_out(
         CONNECT_SESSION_TOUCH_AFTER=10,
         **config,
     )
-    ConnectSession(app)
-    assert isinstance(app.extensions["connect_session"].store, MemoryStore)
+    fw.connect(app)
+    assert isinstance(fw.sync_store_of(app), MemoryStore)
 
     @app.get("/write")
     def write() -> str:

@@ -10,8 +10,6 @@ from urllib.parse import unquote
 
 import pytest
 from flask import Flask
-from flask import session
-from flask.testing import FlaskClient
 
 from flask_connect_session import ConnectSession
 from flask_connect_session import MemoryStore
@@ -24,17 +22,20 @@ from flask_connect_session.testing import server_session
 from flask_connect_session.testing import session_headers
 from flask_connect_session.testing import set_server_session
 
+import framework as fw
 from conftest import SECRET
 from conftest import add_views
+from framework import App
+from framework import session
 
 HEADER = "X-Session-Id"
 #: A header request with no session yet.
 NO_SESSION = {HEADER: ""}
 
 
-def make_header_app(store: Store | None = None, **config: t.Any) -> Flask:
+def make_header_app(framework: str, store: Store | None = None, **config: t.Any) -> App:
     """A test app with the header configured and the generic views."""
-    app = Flask(__name__)
+    app = fw.new_app(framework)
     app.config.update(
         SECRET_KEY=SECRET,
         TESTING=True,
@@ -42,7 +43,7 @@ def make_header_app(store: Store | None = None, **config: t.Any) -> Flask:
         CONNECT_SESSION_HEADER=HEADER,
     )
     app.config.update(config)
-    ConnectSession(app)
+    fw.connect(app)
     add_views(app)
     return app
 
@@ -53,8 +54,8 @@ def counting() -> CountingStore:
 
 
 @pytest.fixture
-def app(counting: CountingStore) -> Flask:
-    return make_header_app(counting)
+def app(framework: str, counting: CountingStore) -> App:
+    return make_header_app(framework, counting)
 
 
 def sid_in(value: str) -> str:
@@ -72,7 +73,7 @@ def header_of(response: t.Any) -> str:
     return t.cast(str, value)
 
 
-def start(client: FlaskClient, data: dict[str, t.Any]) -> tuple[str, dict[str, str]]:
+def start(client: t.Any, data: dict[str, t.Any]) -> tuple[str, dict[str, str]]:
     """Start a header session holding ``data``; return its id and headers."""
     response = client.post("/set", json=data, headers=NO_SESSION)
     value = header_of(response)
@@ -137,7 +138,7 @@ def test_bad_header_name_is_a_value_error_naming_the_key(value: object) -> None:
 # -- header requests ---------------------------------------------------------
 
 
-def test_header_request_gets_the_signed_id_in_the_header(app: Flask) -> None:
+def test_header_request_gets_the_signed_id_in_the_header(app: App) -> None:
     """A new session is sent in the header, signed as the cookie would be,
     never as a cookie; ``Vary`` names the header.
     """
@@ -154,7 +155,7 @@ def test_header_request_gets_the_signed_id_in_the_header(app: Flask) -> None:
     assert seen.headers.get_all("Vary") == [HEADER]
 
 
-def test_unencoded_value_is_accepted(app: Flask) -> None:
+def test_unencoded_value_is_accepted(app: App) -> None:
     client = app.test_client()
     sid, headers = start(client, {"a": 1})
     plain = unquote(headers[HEADER])
@@ -162,9 +163,11 @@ def test_unencoded_value_is_accepted(app: Flask) -> None:
     assert client.get("/get", headers={HEADER: plain}).json["id"] == sid
 
 
-def test_expiring_session_is_resent_when_modified(counting: CountingStore) -> None:
+def test_expiring_session_is_resent_when_modified(framework: str, counting: CountingStore) -> None:
     """With an expiring cookie, a changed session re-sends its (same) value."""
-    client = make_header_app(counting, CONNECT_SESSION_COOKIE={"max_age": 600}).test_client()
+    client = make_header_app(
+        framework, counting, CONNECT_SESSION_COOKIE={"max_age": 600}
+    ).test_client()
     sid, headers = start(client, {"n": 0})
     response = client.get("/count", headers=headers)
     assert response.json == {"n": 1, "id": sid}
@@ -172,14 +175,16 @@ def test_expiring_session_is_resent_when_modified(counting: CountingStore) -> No
     assert HEADER not in client.get("/get", headers=headers).headers
 
 
-def test_rolling_resends_the_header_on_every_response(counting: CountingStore) -> None:
-    client = make_header_app(counting, CONNECT_SESSION_ROLLING=True).test_client()
+def test_rolling_resends_the_header_on_every_response(
+    framework: str, counting: CountingStore
+) -> None:
+    client = make_header_app(framework, counting, CONNECT_SESSION_ROLLING=True).test_client()
     _, headers = start(client, {"a": 1})
     assert header_of(client.get("/get", headers=headers)) == headers[HEADER]
     assert header_of(client.get("/ignore", headers=headers)) == headers[HEADER]
 
 
-def test_the_cookie_is_ignored_on_header_requests(app: Flask, counting: CountingStore) -> None:
+def test_the_cookie_is_ignored_on_header_requests(app: App, counting: CountingStore) -> None:
     """A valid cookie loses to the header, even to an empty one, and is
     neither read, changed nor deleted.
     """
@@ -200,7 +205,7 @@ def test_the_cookie_is_ignored_on_header_requests(app: Flask, counting: Counting
     assert counting.store.get(header_sid) is None
 
 
-def test_header_and_cookie_sessions_side_by_side(app: Flask) -> None:
+def test_header_and_cookie_sessions_side_by_side(app: App) -> None:
     """A header client and a cookie client of one app keep two sessions."""
     browser = app.test_client()
     api = app.test_client(use_cookies=False)
@@ -221,7 +226,7 @@ def test_header_and_cookie_sessions_side_by_side(app: Flask) -> None:
 
 
 def test_regenerate_sends_the_new_id_and_destroys_the_old(
-    app: Flask, counting: CountingStore
+    app: App, counting: CountingStore
 ) -> None:
     client = app.test_client()
     old_sid, headers = start(client, {"a": 1})
@@ -235,7 +240,7 @@ def test_regenerate_sends_the_new_id_and_destroys_the_old(
     assert client.get("/get", headers=renewed).json["data"] == {"a": 1}
 
 
-def test_destroy_sends_an_empty_header(app: Flask, counting: CountingStore) -> None:
+def test_destroy_sends_an_empty_header(app: App, counting: CountingStore) -> None:
     client = app.test_client()
     sid, headers = start(client, {"a": 1})
     response = client.post("/destroy", headers=headers)
@@ -246,7 +251,7 @@ def test_destroy_sends_an_empty_header(app: Flask, counting: CountingStore) -> N
     assert (seen["data"], seen["new"]) == ({}, True)
 
 
-def test_emptied_session_sends_an_empty_header(app: Flask, counting: CountingStore) -> None:
+def test_emptied_session_sends_an_empty_header(app: App, counting: CountingStore) -> None:
     """``UNSET = "destroy"``: a session emptied by the view is gone."""
     client = app.test_client()
     sid, headers = start(client, {"a": 1})
@@ -254,7 +259,7 @@ def test_emptied_session_sends_an_empty_header(app: Flask, counting: CountingSto
     assert counting.store.get(sid) is None
 
 
-def test_destroy_then_write_sends_the_new_session(app: Flask) -> None:
+def test_destroy_then_write_sends_the_new_session(app: App) -> None:
     @app.post("/logout")
     def logout() -> str:
         session.destroy()
@@ -283,7 +288,7 @@ def test_destroy_then_write_sends_the_new_session(app: Flask) -> None:
         "s:a.b.c.d",
     ],
 )
-def test_bad_header_value_is_no_session(app: Flask, counting: CountingStore, value: str) -> None:
+def test_bad_header_value_is_no_session(app: App, counting: CountingStore, value: str) -> None:
     """Tampered or garbage values start a new session, with no store read."""
     client = app.test_client()
     counting.reset()
@@ -294,7 +299,7 @@ def test_bad_header_value_is_no_session(app: Flask, counting: CountingStore, val
     assert sid_in(header_of(response)) == response.json["id"]
 
 
-def test_tampered_signature_is_no_session(app: Flask, counting: CountingStore) -> None:
+def test_tampered_signature_is_no_session(app: App, counting: CountingStore) -> None:
     client = app.test_client()
     sid, headers = start(client, {"a": 1})
     tampered = sign(sid, "another secret")
@@ -305,19 +310,21 @@ def test_tampered_signature_is_no_session(app: Flask, counting: CountingStore) -
     assert counting.store.get(sid) is not None  # and the real one is left alone
 
 
-def test_validly_signed_unknown_id_is_not_adopted(app: Flask) -> None:
+def test_validly_signed_unknown_id_is_not_adopted(app: App) -> None:
     client = app.test_client()
     response = client.post("/set", json={"a": 1}, headers={HEADER: sign("chosen", SECRET)})
     assert response.json["id"] != "chosen"
     assert sid_in(header_of(response)) == response.json["id"]
 
 
-def test_secret_rotation_applies_to_header_requests(counting: CountingStore) -> None:
+def test_secret_rotation_applies_to_header_requests(
+    framework: str, counting: CountingStore
+) -> None:
     """A value signed with a fallback secret still loads; the id is re-sent
     signed with the new secret; a secret dropped from the list no longer
     verifies.
     """
-    app = make_header_app(counting, CONNECT_SESSION_COOKIE={"max_age": 600})
+    app = make_header_app(framework, counting, CONNECT_SESSION_COOKIE={"max_age": 600})
     client = app.test_client()
     sid, old_headers = start(client, {"n": 0})
     app.config.update(SECRET_KEY="new secret", SECRET_KEY_FALLBACKS=[SECRET])
@@ -330,11 +337,15 @@ def test_secret_rotation_applies_to_header_requests(counting: CountingStore) -> 
     assert client.get("/get", headers=old_headers).json["new"] is True
 
 
-def test_secure_session_id_is_never_sent_over_plain_http(counting: CountingStore) -> None:
+def test_secure_session_id_is_never_sent_over_plain_http(
+    framework: str, counting: CountingStore
+) -> None:
     """As with the cookie: a Secure session's id is not sent over plain
     HTTP (the session is still saved), and is over HTTPS.
     """
-    client = make_header_app(counting, CONNECT_SESSION_COOKIE={"secure": True}).test_client()
+    client = make_header_app(
+        framework, counting, CONNECT_SESSION_COOKIE={"secure": True}
+    ).test_client()
     response = client.post("/set", json={"a": 1}, headers=NO_SESSION)
     assert HEADER not in response.headers and "Set-Cookie" not in response.headers
     assert counting.store.get(response.json["id"]) is not None
@@ -342,23 +353,26 @@ def test_secure_session_id_is_never_sent_over_plain_http(counting: CountingStore
     assert sid_in(header_of(secure)) == secure.json["id"]
 
 
-def test_lazy_loading_still_holds(app: Flask, counting: CountingStore) -> None:
+def test_lazy_loading_still_holds(app: App, counting: CountingStore) -> None:
     """A view that ignores the session makes no store call and sends no
-    header, cookie or Vary, for header and cookie requests alike.
+    header, cookie or Vary, for header and cookie requests alike (Quart
+    reads a session the request names when it starts: that read alone).
     """
     client = app.test_client()
     _, headers = start(client, {"a": 1})
     client.post("/set", json={"a": 1})  # and a cookie session
-    counting.reset()
-    for request_headers in (headers, NO_SESSION, {}):
+    quart = fw.framework_of(app) == "quart"
+    for request_headers, named in ((headers, True), (NO_SESSION, False), ({}, True)):
+        counting.reset()
         response = client.get("/ignore", headers=request_headers)
-        assert counting.calls == []
+        reads = ["get_and_touch"] if quart and named else []
+        assert [method for method, _ in counting.calls] == reads
         assert HEADER not in response.headers
         assert "Set-Cookie" not in response.headers
         assert "Vary" not in response.headers
 
 
-def test_vary_names_the_header_once(app: Flask) -> None:
+def test_vary_names_the_header_once(app: App) -> None:
     @app.get("/vary")
     def vary() -> tuple[str, dict[str, str]]:
         session["a"] = 1
@@ -371,7 +385,8 @@ def test_vary_names_the_header_once(app: Flask) -> None:
     assert response.headers.get_all("Vary") == [f"Accept-Encoding, {HEADER.lower()}, Cookie"]
 
 
-def test_round_trip_over_every_store(make_app: cabc.Callable[..., Flask], store: Store) -> None:
+@pytest.mark.every_store
+def test_round_trip_over_every_store(make_app: cabc.Callable[..., App], store: Store) -> None:
     """Start, change, regenerate and destroy a header session on each store."""
     client = make_app(CONNECT_SESSION_HEADER=HEADER).test_client(use_cookies=False)
     sid, headers = start(client, {"n": 0})
@@ -387,8 +402,9 @@ def test_round_trip_over_every_store(make_app: cabc.Callable[..., Flask], store:
 # -- testing a header client -------------------------------------------------
 
 
+@pytest.mark.flask_only("the testing helpers are Flask's")
 def test_session_headers_start_a_session_for_a_header_client(
-    app: Flask, connect_session_server: ServerSessionAccess
+    app: App, connect_session_server: ServerSessionAccess
 ) -> None:
     client = app.test_client()
     headers = connect_session_server.headers(client, {"user": "ann"})
@@ -403,7 +419,8 @@ def test_session_headers_start_a_session_for_a_header_client(
     assert server_session(client) == {}  # the cookie names no session
 
 
-def test_session_headers_with_other_headers_and_empty_data(app: Flask) -> None:
+@pytest.mark.flask_only("the testing helpers are Flask's")
+def test_session_headers_with_other_headers_and_empty_data(app: App) -> None:
     client = app.test_client()
     assert session_headers(client, {}) == NO_SESSION
     headers = session_headers(client, {"a": 1}, headers={"User-Agent": "probe"})
@@ -413,12 +430,12 @@ def test_session_headers_with_other_headers_and_empty_data(app: Flask) -> None:
 
 
 def test_session_headers_needs_the_header_configured() -> None:
-    app = make_header_app(CONNECT_SESSION_HEADER=None)
+    app = make_header_app("flask", CONNECT_SESSION_HEADER=None)
     with pytest.raises(RuntimeError, match="CONNECT_SESSION_HEADER"):
         session_headers(app.test_client(), {"a": 1})
 
 
-def test_session_transaction_on_a_header_request(app: Flask) -> None:
+def test_session_transaction_on_a_header_request(app: App) -> None:
     """Flask's own ``session_transaction`` opens the header's session."""
     client = app.test_client()
     sid, headers = start(client, {"a": 1})

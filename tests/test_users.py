@@ -1,12 +1,13 @@
 """Users and their devices and the signals (docs/behaviour.rst, "Users and
-their devices" and "Signals"), on
-every store that keeps the per-user index: memory, files, a real
-redis-server and the real 3-node Redis Cluster.
+their devices" and "Signals"), on Flask and Quart; the ``every_store`` cases
+on every store that keeps the per-user index: memory, files, a real
+redis-server, the real 3-node Redis Cluster and the SQL databases.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import threading
@@ -17,10 +18,6 @@ from datetime import timedelta
 import pytest
 from cachelib import SimpleCache
 from flask import Flask
-from flask import request
-from flask import session
-from flask.testing import FlaskClient
-from werkzeug.wrappers import Response
 
 from flask_connect_session import ConnectSession
 from flask_connect_session import MemoryStore
@@ -33,32 +30,27 @@ from flask_connect_session import session_regenerated
 from flask_connect_session.calls import run
 from flask_connect_session.document import DEVICE_MEMBER
 from flask_connect_session.interface import AppEnvironment
-from flask_connect_session.session import ServerSession
 from flask_connect_session.signing import unsign
 from flask_connect_session.users import handle
 
+import framework as fw
 from conftest import SECRET
 from conftest import STORE_BUILDERS
+from framework import App
+from framework import request
+from framework import session
 
-INDEX_STORES = (
-    "memory",
-    "filesystem",
-    "redis",
-    "redis-cluster",
-    "postgresql",
-    "mariadb",
-    "sqlite",
-)
+MakeApp = t.Callable[..., App]
 
 
-@pytest.fixture(params=INDEX_STORES)
-def index_store(request: pytest.FixtureRequest) -> Store:
-    """A fresh, empty store of each kind that keeps the user index."""
-    return STORE_BUILDERS[request.param](request)
+@pytest.fixture
+def make_app(framework: str) -> MakeApp:
+    """Build an app of ``framework`` over a store (see :func:`build_app`)."""
+    return functools.partial(build_app, framework)
 
 
-def make_app(store: Store, **config: t.Any) -> Flask:
-    app = Flask(__name__)
+def build_app(framework: str, store: t.Any, **config: t.Any) -> App:
+    app = fw.new_app(framework)
     app.config.update(
         SECRET_KEY=SECRET,
         TESTING=True,
@@ -66,7 +58,7 @@ def make_app(store: Store, **config: t.Any) -> Flask:
         CONNECT_SESSION_USER_KEY="user_id",
     )
     app.config.update(config)
-    ext = ConnectSession(app)
+    ext = fw.connect(app)
 
     @app.post("/login/<user>")
     def login(user: str) -> str:
@@ -82,13 +74,14 @@ def make_app(store: Store, **config: t.Any) -> Flask:
     def devices() -> list[dict[str, t.Any]]:
         return [
             {**info.__dict__, "created": str(info.created), "last_seen": str(info.last_seen)}
-            for info in ext.user_sessions(session["user_id"])
+            for info in fw.resolve(ext.user_sessions(session["user_id"]))
         ]
 
     @app.post("/revoke")
     def revoke() -> dict[str, int]:
         keep = request.args.get("keep") == "1"
-        n = ext.revoke(session["user_id"], request.args.get("handle"), keep_current=keep)
+        revoked = ext.revoke(session["user_id"], request.args.get("handle"), keep_current=keep)
+        n = fw.resolve(revoked)
         return {"revoked": n}
 
     @app.post("/set")
@@ -119,12 +112,12 @@ def make_app(store: Store, **config: t.Any) -> Flask:
     return app
 
 
-def sid_of(client: FlaskClient) -> str | None:
+def sid_of(client: t.Any) -> str | None:
     cookie = client.get_cookie("connect.sid")
     return None if cookie is None else unsign(cookie.value, (SECRET,))
 
 
-def login(app: Flask, user: str, agent: str = "Browser") -> FlaskClient:
+def login(app: App, user: str, agent: str = "Browser") -> t.Any:
     client = app.test_client()
     client.environ_base["HTTP_USER_AGENT"] = agent
     assert client.post(f"/login/{user}").status_code == 200
@@ -132,12 +125,12 @@ def login(app: Flask, user: str, agent: str = "Browser") -> FlaskClient:
     return client
 
 
-def sessions_of(app: Flask, user: str) -> list[SessionInfo]:
-    with app.test_request_context():
-        return app.extensions["connect_session"].user_sessions(user)
+def sessions_of(app: App, user: str) -> list[SessionInfo]:
+    return t.cast(list[SessionInfo], fw.call(app, "user_sessions", user))
 
 
-def test_login_indexes_devices(index_store: Store) -> None:
+@pytest.mark.every_store
+def test_login_indexes_devices(make_app: MakeApp, index_store: Store) -> None:
     app = make_app(index_store)
     phone = login(app, "42", "Phone")
     laptop = login(app, "42", "L" * 300)
@@ -160,7 +153,8 @@ def test_login_indexes_devices(index_store: Store) -> None:
     assert [i.user for i in sessions_of(app, "7")] == ["7"]
 
 
-def test_revoke_everywhere_and_one(index_store: Store) -> None:
+@pytest.mark.every_store
+def test_revoke_everywhere_and_one(make_app: MakeApp, index_store: Store) -> None:
     app = make_app(index_store)
     a, b, c = (login(app, "42", name) for name in "ABC")
     b_handle = handle(t.cast(str, sid_of(b)))
@@ -178,25 +172,23 @@ def test_revoke_everywhere_and_one(index_store: Store) -> None:
     assert a.get("/me").json["user"] is None  # type: ignore[index]
 
 
-def test_revoked_session_in_flight_stays_gone(index_store: Store) -> None:
+def test_revoked_session_in_flight_stays_gone(make_app: MakeApp, index_store: Store) -> None:
     app = make_app(index_store)
     client = login(app, "42")
     sid = t.cast(str, sid_of(client))
-    ext = app.extensions["connect_session"]
     cookie = t.cast(t.Any, client.get_cookie("connect.sid")).value
-    with app.test_request_context(headers={"Cookie": f"connect.sid={cookie}"}):
-        assert session["user_id"] == 42  # loaded by the in-flight request
-        with app.test_request_context():
-            assert ext.revoke("42") == 1
-        session["cart"] = [1]
-        session["user_id"] = "43"  # even a new user is not indexed
-        current = session._get_current_object()  # type: ignore[attr-defined]
-        app.session_interface.save_session(app, current, app.response_class())
+    with fw.in_request(app, headers={"Cookie": f"connect.sid={cookie}"}) as current:
+        assert current["user_id"] == 42  # loaded by the in-flight request
+        assert fw.call(app, "revoke", "42") == 1
+        current["cart"] = [1]
+        current["user_id"] = "43"  # even a new user is not indexed
+        fw.end_request(app, current)
     assert index_store.get(sid) is None
     assert sessions_of(app, "42") == [] and sessions_of(app, "43") == []
 
 
-def test_regenerate_follows_the_new_id(index_store: Store) -> None:
+@pytest.mark.every_store
+def test_regenerate_follows_the_new_id(make_app: MakeApp, index_store: Store) -> None:
     app = make_app(index_store)
     client = login(app, "42")
     old = sid_of(client)
@@ -209,7 +201,7 @@ def test_regenerate_follows_the_new_id(index_store: Store) -> None:
     assert after.created == before.created  # the login's time goes along
 
 
-def test_key_changed_or_deleted(index_store: Store) -> None:
+def test_key_changed_or_deleted(make_app: MakeApp, index_store: Store) -> None:
     app = make_app(index_store)
     client = login(app, "42")
     client.post("/set", json={"user_id": "alice", "theme": "dark"})
@@ -222,7 +214,7 @@ def test_key_changed_or_deleted(index_store: Store) -> None:
     assert client.get("/me").json["user"] is None  # type: ignore[index]
 
 
-def test_none_is_no_user(index_store: Store) -> None:
+def test_none_is_no_user(make_app: MakeApp, index_store: Store) -> None:
     """``None`` under the user key means no user, as an absent key does:
     Flask-Login stores ``session["_user_id"] = None`` for an invalid
     remember-me cookie. It is saved as is, and a session it replaces a user
@@ -244,7 +236,7 @@ def test_none_is_no_user(index_store: Store) -> None:
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb", "sqlite"])
 def test_sql_user_id_column_follows_the_document(
-    kind: str, request: pytest.FixtureRequest
+    make_app: MakeApp, kind: str, request: pytest.FixtureRequest
 ) -> None:
     """SQLStore's index is the ``user_id`` column, kept equal to the
     document's ``_device`` user by every write; rows an Express app wrote
@@ -279,8 +271,11 @@ def test_sql_user_id_column_follows_the_document(
     assert sessions_of(app, "x" * 299) == []
 
 
+@pytest.mark.every_store
 @pytest.mark.parametrize("path", ["/destroy", "/clear"])
-def test_destroy_and_unset_leave_the_index(index_store: Store, path: str) -> None:
+def test_destroy_and_unset_leave_the_index(
+    make_app: MakeApp, index_store: Store, path: str
+) -> None:
     app = make_app(index_store)
     client = login(app, "42")
     login(app, "42")
@@ -288,7 +283,7 @@ def test_destroy_and_unset_leave_the_index(index_store: Store, path: str) -> Non
     assert len(sessions_of(app, "42")) == 1
 
 
-def test_bad_user_value_is_a_type_error(index_store: Store) -> None:
+def test_bad_user_value_is_a_type_error(make_app: MakeApp, index_store: Store) -> None:
     app = make_app(index_store)
     client = app.test_client()
     with pytest.raises(TypeError, match="user_id"):
@@ -312,8 +307,9 @@ def test_bad_user_key_config(value: object) -> None:
         ConnectSession(app)
 
 
+@pytest.mark.every_store
 def test_last_seen_is_written_once_a_minute(
-    index_store: Store, monkeypatch: pytest.MonkeyPatch
+    make_app: MakeApp, index_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = make_app(index_store)
     client = login(app, "42")
@@ -332,7 +328,10 @@ def test_last_seen_is_written_once_a_minute(
     assert sessions_of(app, "42")[0].last_seen.timestamp() * 1000 == after["seen"]
 
 
-def test_express_made_session_is_indexed_on_first_use(index_store: Store) -> None:
+@pytest.mark.every_store
+def test_express_made_session_is_indexed_on_first_use(
+    make_app: MakeApp, index_store: Store
+) -> None:
     app = make_app(index_store)
     client = app.test_client()
     client.post("/set", json={"n": 1})  # any session, then made "by Express":
@@ -343,8 +342,9 @@ def test_express_made_session_is_indexed_on_first_use(index_store: Store) -> Non
     assert [i.handle for i in sessions_of(app, "42")] == [handle(sid)]
 
 
+@pytest.mark.every_store
 def test_expired_sessions_leave_the_index(
-    index_store: Store, monkeypatch: pytest.MonkeyPatch
+    make_app: MakeApp, index_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("flask_connect_session.users.SEEN_INTERVAL", 0.5)
     app = make_app(index_store, CONNECT_SESSION_COOKIE={"max_age": 1})
@@ -390,7 +390,9 @@ def events(
         signal.disconnect(receiver)
 
 
-def test_signals(index_store: Store, events: list[tuple[str, dict[str, t.Any]]]) -> None:
+def test_signals(
+    make_app: MakeApp, index_store: Store, events: list[tuple[str, dict[str, t.Any]]]
+) -> None:
     app = make_app(index_store, CONNECT_SESSION_ABSOLUTE_TIMEOUT=3600)
     client = app.test_client()
     client.post("/set", json={"n": 1})
@@ -400,8 +402,7 @@ def test_signals(index_store: Store, events: list[tuple[str, dict[str, t.Any]]])
     client.post("/destroy")
     login(app, "7").post("/clear")
     other = login(app, "8")
-    with app.test_request_context():
-        app.extensions["connect_session"].revoke("8")
+    fw.call(app, "revoke", "8")
     summary = [(n, e.get("reason"), e["user"]) for n, e in events]
     assert summary == [
         ("created", None, None),
@@ -444,7 +445,7 @@ def index_state(client: t.Any, prefix: str = "sess-user:") -> dict[str, int]:
     }
 
 
-def test_redis_index_does_not_leak(redis_url: str) -> None:
+def test_redis_index_does_not_leak(make_app: MakeApp, redis_url: str) -> None:
     """1,000 indexed sessions expire; the index keys return to their size
     before, without anyone logging in again (Spring Session's leak).
     """
@@ -480,8 +481,9 @@ def test_redis_index_does_not_leak(redis_url: str) -> None:
     assert len(sessions_of(app, "keep")) == 1
 
 
+@pytest.mark.every_store
 def test_prune_empties_expired_indexes(
-    index_store: Store, monkeypatch: pytest.MonkeyPatch
+    make_app: MakeApp, index_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("flask_connect_session.users.SEEN_INTERVAL", 0.2)
     app = make_app(index_store, CONNECT_SESSION_COOKIE={"max_age": 1})
@@ -527,7 +529,10 @@ def index_entries(store: Store, user: str) -> int:
         return int(conn.execute(query).scalar_one())
 
 
-def test_prune_drops_expired_sessions_from_the_index(index_store: Store) -> None:
+@pytest.mark.every_store
+def test_prune_drops_expired_sessions_from_the_index(
+    make_app: MakeApp, index_store: Store
+) -> None:
     """60 short sessions of one user expire; ``flask session prune`` leaves
     the user's index with the 2 that live, with the real one-minute margin
     index entries keep past their session's expiry.
@@ -548,7 +553,7 @@ def test_prune_drops_expired_sessions_from_the_index(index_store: Store) -> None
 # -- command line --------------------------------------------------------------
 
 
-def test_cli_list_and_revoke(index_store: Store) -> None:
+def test_cli_list_and_revoke(make_app: MakeApp, index_store: Store) -> None:
     import json
 
     app = make_app(index_store)
@@ -589,7 +594,7 @@ def test_cli_without_user_key() -> None:
 
 
 def test_read_only_request_costs_one_round_trip(
-    redis_server: t.Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    make_app: MakeApp, redis_server: t.Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Counted by Redis: a read-only request of an indexed session is one
     GETEX, as for an unindexed one; once a minute it also writes the session
@@ -620,7 +625,7 @@ def test_read_only_request_costs_one_round_trip(
         stats.client.close()
 
 
-def test_bad_user_value_from_another_app(index_store: Store) -> None:
+def test_bad_user_value_from_another_app(make_app: MakeApp, index_store: Store) -> None:
     """A user value another app stored that is not a str or int: reading the
     session still works; writing it is the TypeError naming the key.
     """
@@ -637,28 +642,24 @@ def test_bad_user_value_from_another_app(index_store: Store) -> None:
 # -- requests in flight, signals sent once, failures -------------------------
 
 
-def revoke_elsewhere(app: Flask, user: str) -> int:
+def revoke_elsewhere(app: App, user: str) -> int:
     """Log ``user`` out everywhere from another request (another device)."""
-    with app.test_request_context():
-        return t.cast(int, app.extensions["connect_session"].revoke(user))
+    return t.cast(int, fw.call(app, "revoke", user))
 
 
 @contextlib.contextmanager
-def in_flight(app: Flask, client: FlaskClient) -> t.Iterator[ServerSession]:
+def in_flight(app: Flask, client: t.Any) -> t.Iterator[t.Any]:
     """A request of ``client``'s session that has loaded it; :func:`end`
     runs the end of the request.
     """
     cookie = t.cast(t.Any, client.get_cookie("connect.sid")).value
-    with app.test_request_context(headers={"Cookie": f"connect.sid={cookie}"}):
-        current = session._get_current_object()  # type: ignore[attr-defined]
+    with fw.in_request(app, headers={"Cookie": f"connect.sid={cookie}"}) as current:
         assert current["user_id"] is not None
         yield current
 
 
-def end(app: Flask, current: ServerSession) -> Response:
-    response = app.response_class()
-    app.session_interface.save_session(app, current, response)
-    return response
+def end(app: App, current: t.Any) -> t.Any:
+    return fw.end_request(app, current)
 
 
 def down(*args: t.Any) -> t.NoReturn:
@@ -671,7 +672,10 @@ def summary(events: list[tuple[str, dict[str, t.Any]]]) -> list[tuple[str, t.Any
 
 @pytest.mark.parametrize("write_after", [False, True])
 def test_save_after_revoke_does_not_bring_it_back(
-    index_store: Store, events: list[tuple[str, dict[str, t.Any]]], write_after: bool
+    make_app: MakeApp,
+    index_store: Store,
+    events: list[tuple[str, dict[str, t.Any]]],
+    write_after: bool,
 ) -> None:
     """``session.save()`` in a request of a session revoked meanwhile neither
     stores its id again nor announces it; later writes start a new id.
@@ -701,7 +705,9 @@ def test_save_after_revoke_does_not_bring_it_back(
         assert "Set-Cookie" not in response.headers
 
 
-def test_regenerate_after_revoke_carries_nothing_over(index_store: Store) -> None:
+def test_regenerate_after_revoke_carries_nothing_over(
+    make_app: MakeApp, index_store: Store
+) -> None:
     """``regenerate(keep=True)`` in a request of a session revoked meanwhile
     starts an empty session: the revoked login is not kept under a new id.
     """
@@ -717,7 +723,7 @@ def test_regenerate_after_revoke_carries_nothing_over(index_store: Store) -> Non
 
 
 def test_regenerate_then_destroy_announces_the_end(
-    index_store: Store, events: list[tuple[str, dict[str, t.Any]]]
+    make_app: MakeApp, index_store: Store, events: list[tuple[str, dict[str, t.Any]]]
 ) -> None:
     app = make_app(index_store)
 
@@ -749,7 +755,7 @@ def test_regenerate_then_destroy_announces_the_end(
 
 
 def test_destroyed_names_the_user_of_a_session_without_device(
-    index_store: Store, events: list[tuple[str, dict[str, t.Any]]]
+    make_app: MakeApp, index_store: Store, events: list[tuple[str, dict[str, t.Any]]]
 ) -> None:
     """A session an Express app wrote (no ``"_device"`` member): the signal
     takes the user from its data.
@@ -765,7 +771,7 @@ def test_destroyed_names_the_user_of_a_session_without_device(
 
 
 def test_destroyed_is_sent_once_per_session(
-    index_store: Store, events: list[tuple[str, dict[str, t.Any]]]
+    make_app: MakeApp, index_store: Store, events: list[tuple[str, dict[str, t.Any]]]
 ) -> None:
     """Revoked, then destroyed by its own request in flight: one signal."""
     app = make_app(index_store)
@@ -780,14 +786,13 @@ def test_destroyed_is_sent_once_per_session(
     assert events[0][1]["handle"] == handle(sid)
     # A revoke that finds the session removed meanwhile neither counts it
     # nor announces it again.
-    with app.app_context():
-        steps = app.session_interface.core.users.revoke("42", [sid])
-        assert run(steps, AppEnvironment(app, index_store)) == 0
+    steps = app.session_interface.core.users.revoke("42", [sid])
+    assert run(steps, AppEnvironment(app, index_store)) == 0
     assert len(events) == 1
 
 
 def test_failed_user_switch_keeps_the_old_users_index(
-    index_store: Store, monkeypatch: pytest.MonkeyPatch
+    make_app: MakeApp, index_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A write that changes the user and fails leaves the session the old
     user's, and their index still finds it (so revoke does).
@@ -805,6 +810,7 @@ def test_failed_user_switch_keeps_the_old_users_index(
 
 
 def test_index_cleanup_failure_loses_no_signal(
+    make_app: MakeApp,
     index_store: Store,
     events: list[tuple[str, dict[str, t.Any]]],
     monkeypatch: pytest.MonkeyPatch,
@@ -828,7 +834,7 @@ def test_index_cleanup_failure_loses_no_signal(
 
 
 def test_index_failure_does_not_show_the_user_as_a_sid(
-    index_store: Store, monkeypatch: pytest.MonkeyPatch
+    make_app: MakeApp, index_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = make_app(index_store)
     monkeypatch.setattr(index_store, "index_add", down)
@@ -851,7 +857,9 @@ class NoAnswerStore(MemoryStore):
         super().destroy(sid)
 
 
-def test_store_whose_destroy_cannot_tell(events: list[tuple[str, dict[str, t.Any]]]) -> None:
+def test_store_whose_destroy_cannot_tell(
+    make_app: MakeApp, events: list[tuple[str, dict[str, t.Any]]]
+) -> None:
     """A ``destroy`` returning ``None`` counts as having removed the session."""
     app = make_app(NoAnswerStore())
     client = login(app, "42")
@@ -868,7 +876,7 @@ def test_store_whose_destroy_cannot_tell(events: list[tuple[str, dict[str, t.Any
 
 
 def test_revoke_between_regenerate_and_the_end_of_the_request(
-    index_store: Store, events: list[tuple[str, dict[str, t.Any]]]
+    make_app: MakeApp, index_store: Store, events: list[tuple[str, dict[str, t.Any]]]
 ) -> None:
     """A request moves its session to a new id (``regenerate(keep=True)``,
     a privilege step-up) and, before it ends, the user logs out everywhere:
@@ -894,7 +902,8 @@ def test_revoke_between_regenerate_and_the_end_of_the_request(
         assert thief.get("/me").json["user"] is None  # type: ignore[index]
 
 
-def test_revoke_racing_with_the_steps_of_regenerate(index_store: Store) -> None:
+@pytest.mark.flask_only("it tells the requests apart by the threads their store calls run in")
+def test_revoke_racing_with_the_steps_of_regenerate(make_app: MakeApp, index_store: Store) -> None:
     """The revoke lists the user's sessions just before ``regenerate()``
     stores the new id, and tries to remove the old id just after
     ``regenerate()`` removed it itself: the new id is still found and
@@ -950,8 +959,11 @@ def test_revoke_racing_with_the_steps_of_regenerate(index_store: Store) -> None:
     assert sessions_of(app, "42") == []
 
 
+@pytest.mark.every_store
 @pytest.mark.parametrize("origin", ["before USER_KEY", "express"])
-def test_revoke_ends_sessions_outside_the_index(index_store: Store, origin: str) -> None:
+def test_revoke_ends_sessions_outside_the_index(
+    make_app: MakeApp, index_store: Store, origin: str
+) -> None:
     """A session that names the user but is not in the index (stored before
     ``CONNECT_SESSION_USER_KEY`` was set, or by an Express app) and is not
     used during the revoke is ended all the same: its next request is a new,
@@ -985,7 +997,9 @@ def test_revoke_ends_sessions_outside_the_index(index_store: Store, origin: str)
     assert [i.current for i in sessions_of(app, "42")] == [False]
 
 
-def test_revoke_ends_an_unindexed_session_used_during_the_revoke(index_store: Store) -> None:
+def test_revoke_ends_an_unindexed_session_used_during_the_revoke(
+    make_app: MakeApp, index_store: Store
+) -> None:
     """A session outside the index, loaded by a request before the revoke
     and saved (so indexed) after it, is ended at that save.
     """
@@ -1003,7 +1017,9 @@ def test_revoke_ends_an_unindexed_session_used_during_the_revoke(index_store: St
     assert thief.get("/me").json["user"] is None  # type: ignore[index]
 
 
-def test_keep_current_spares_an_unindexed_current_session(index_store: Store) -> None:
+def test_keep_current_spares_an_unindexed_current_session(
+    make_app: MakeApp, index_store: Store
+) -> None:
     app = make_app(index_store)
     client = app.test_client()
     client.post("/set", json={"n": 1})
@@ -1014,6 +1030,7 @@ def test_keep_current_spares_an_unindexed_current_session(index_store: Store) ->
     assert [i.current for i in sessions_of(app, "42")] == [False]
 
 
+@pytest.mark.every_store
 def test_revoke_record_is_kept_only_as_long_as_a_session_can_live(
     index_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1034,7 +1051,7 @@ def test_revoke_record_is_kept_only_as_long_as_a_session_can_live(
 
 
 def test_read_only_request_costs_one_round_trip_after_a_revoke(
-    redis_server: t.Any, redis_url: str
+    make_app: MakeApp, redis_server: t.Any, redis_url: str
 ) -> None:
     """The revoke record is read on rare paths only: a read-only request of
     an indexed session of a user who revoked is still one GETEX.
@@ -1058,7 +1075,9 @@ def test_read_only_request_costs_one_round_trip_after_a_revoke(
 # -- CONNECT_SESSION_MAX_PER_USER ------------------------------------------------
 
 
+@pytest.mark.every_store
 def test_max_per_user_evicts_the_least_recently_seen(
+    make_app: MakeApp,
     index_store: Store,
     events: list[tuple[str, dict[str, t.Any]]],
     monkeypatch: pytest.MonkeyPatch,
@@ -1096,7 +1115,7 @@ def test_max_per_user_evicts_the_least_recently_seen(
         ),
     ],
 )
-def test_bad_max_per_user(config: dict[str, t.Any], match: str) -> None:
+def test_bad_max_per_user(make_app: MakeApp, config: dict[str, t.Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make_app(MemoryStore(), **config)
 
@@ -1105,7 +1124,7 @@ def test_bad_max_per_user(config: dict[str, t.Any], match: str) -> None:
 
 
 def test_absolute_timeout_restarts_on_a_login_not_on_regenerate(
-    index_store: Store, clock: list[float]
+    make_app: MakeApp, index_store: Store, clock: list[float]
 ) -> None:
     """With ``USER_KEY``, a view that regenerates (keeping the data) cannot
     extend the session: the count restarts only when its user changes.
@@ -1133,7 +1152,7 @@ def test_absolute_timeout_restarts_on_a_login_not_on_regenerate(
 
 
 def test_absolute_timeout_restarts_on_regenerate_without_user_key(
-    index_store: Store, clock: list[float]
+    make_app: MakeApp, index_store: Store, clock: list[float]
 ) -> None:
     app = make_app(
         index_store, CONNECT_SESSION_ABSOLUTE_TIMEOUT=100, CONNECT_SESSION_USER_KEY=None
@@ -1148,7 +1167,10 @@ def test_absolute_timeout_restarts_on_regenerate_without_user_key(
     assert client.get("/me").json["user"] is None  # type: ignore[index]
 
 
-def test_revoke_ends_a_session_whose_index_entry_expired(index_store: Store) -> None:
+@pytest.mark.every_store
+def test_revoke_ends_a_session_whose_index_entry_expired(
+    make_app: MakeApp, index_store: Store
+) -> None:
     """A session kept alive past its index entry's ``until`` (by an Express
     app's touches, or while ``USER_KEY`` was unset) is not listed, but its
     next use here finds the revoke record.

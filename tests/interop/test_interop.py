@@ -1,10 +1,12 @@
 """One browser, two apps: an Express app (express-session + connect-redis)
-and a Flask app (this extension) on one Redis share a session cookie.
+and a Flask app (this extension) on one Redis share a session cookie; and
+the same with a Quart app in place of the Flask one.
 
 Everything goes through real HTTP on loopback with one cookie jar (a
 ``requests.Session``; cookies are per host, not per port, so both apps on
 127.0.0.1 see the same ``connect.sid``). The Flask app runs in werkzeug's
-threaded WSGI server; the Express app is ``express_app/app.js``.
+threaded WSGI server, the Quart app in Hypercorn; the Express app is
+``express_app/app.js``.
 """
 
 from __future__ import annotations
@@ -27,16 +29,14 @@ from urllib.parse import unquote
 
 import pytest
 import requests
-from flask import Flask
-from flask import render_template_string
-from flask import request
-from flask import session
 from markupsafe import Markup
 
-from flask_connect_session import ConnectSession
-
+import framework as fw
+from framework import App
+from framework import render_template_string
+from framework import request
+from framework import session
 from server_fixtures import express_original_max_ages
-from server_fixtures import serve_wsgi
 
 if t.TYPE_CHECKING:
     from server_fixtures import ExpressApp
@@ -134,14 +134,14 @@ def describe() -> dict[str, t.Any]:
     }
 
 
-def build_app(config: cabc.Mapping[str, t.Any]) -> Flask:
-    """A Flask app with the routes of the Express app (``/get``, ``/set``,
-    ``/unset``, ``/regenerate``, ``/destroy``, ``/touch``; same JSON shapes)
-    plus ``/set-typed`` and ``/typed`` for Flask's tagged types.
+def build_app(framework: str, config: cabc.Mapping[str, t.Any]) -> App:
+    """A Flask (or Quart) app with the routes of the Express app (``/get``,
+    ``/set``, ``/unset``, ``/regenerate``, ``/destroy``, ``/touch``; same
+    JSON shapes) plus ``/set-typed`` and ``/typed`` for Flask's tagged types.
     """
-    app = Flask(__name__)
+    app = fw.new_app(framework)
     app.config.update(config)
-    ConnectSession(app)
+    fw.connect(app)
 
     @app.get("/get")
     def get() -> dict[str, t.Any]:
@@ -197,16 +197,17 @@ def build_app(config: cabc.Mapping[str, t.Any]) -> Flask:
 
 
 @pytest.fixture
-def flask_server(redis_url: str) -> cabc.Iterator[cabc.Callable[..., str]]:
-    """``start(**config) -> base URL``: serve a Flask app on the test's
+def flask_server(framework: str, redis_url: str) -> cabc.Iterator[cabc.Callable[..., str]]:
+    """``start(**config) -> base URL``: serve a Flask app (behind Werkzeug's
+    server) or, in its place, a Quart app (behind Hypercorn) on the test's
     (emptied) Redis; stopped when the test ends. ``config`` is added to
     ``CONNECT_SESSION_STORE=<redis_url>``.
     """
     with contextlib.ExitStack() as servers:
 
         def start(**config: t.Any) -> str:
-            app = build_app({"CONNECT_SESSION_STORE": redis_url, **config})
-            return servers.enter_context(serve_wsgi(app))
+            app = build_app(framework, {"CONNECT_SESSION_STORE": redis_url, **config})
+            return servers.enter_context(fw.serve(app))
 
         yield start
 

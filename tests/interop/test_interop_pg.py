@@ -1,7 +1,7 @@
 """One browser, two apps on one PostgreSQL table: an Express app
 (express-session + connect-pg-simple, ``express_pg_app/app.js``) and a Flask
-app with ``SQLStore`` share a session cookie, both ways: data, regenerate,
-destroy. The server's time zone is not UTC; the Node side runs its
+app (or a Quart app in its place) with ``SQLStore`` share a session cookie,
+both ways: data, regenerate, destroy. The server's time zone is not UTC; the Node side runs its
 connections in UTC as the docs say.
 """
 
@@ -15,13 +15,11 @@ from datetime import timedelta
 
 import pytest
 import requests
-from flask import Flask
 
-from flask_connect_session import ConnectSession
 from flask_connect_session import SQLStore
 
+import framework as fw
 from conftest import add_views
-from server_fixtures import serve_wsgi
 
 if t.TYPE_CHECKING:
     from server_fixtures import ExpressApp
@@ -86,6 +84,7 @@ class Pair(t.NamedTuple):
 @pytest.fixture(params=[None, 60_000], ids=["browser-session", "max-age"])
 def pair(
     request: pytest.FixtureRequest,
+    framework: str,
     postgresql_server: PostgresServer,
     postgresql_url: str,
     express_pg_app_factory: ExpressPgAppFactory,
@@ -93,16 +92,16 @@ def pair(
     max_age_ms: int | None = request.param
     store = SQLStore(postgresql_url)
     store.create_table()  # connect-pg-simple expects it
-    app = Flask(__name__)
+    app = fw.new_app(framework)
     app.config.update(SECRET_KEY=SECRET, CONNECT_SESSION_STORE=store)
     if max_age_ms is not None:
         app.config["CONNECT_SESSION_COOKIE"] = {"maxAge": max_age_ms}
-    ConnectSession(app)
+    fw.connect(app)
     add_views(app)
     node_url = f"postgres://postgres@{postgresql_server.host}:{postgresql_server.port}/postgres"
     express = express_pg_app_factory(node_url, SECRET, max_age_ms)
     try:
-        with serve_wsgi(app) as flask_url, requests.Session() as browser:
+        with fw.serve(app) as flask_url, requests.Session() as browser:
             yield Pair(flask_url, express, browser, store)
     finally:
         express.stop()
