@@ -234,7 +234,7 @@ class ConnectSession:
         .. versionadded:: 0.1
         """
         current = self._current()
-        steps = self._index().sessions(str(user), current.id if current is not None else None)
+        steps = self._index().sessions(str(user), _current_key(current))
         infos = run(steps, self._environment(current))
         return sorted(infos.values(), key=lambda info: info.last_seen, reverse=True)
 
@@ -269,7 +269,7 @@ class ConnectSession:
         env = self._environment(current)
         life = None if current is None else current._life
         user = str(user)
-        current_sid = current.id if current is not None else None
+        current_sid = _current_key(current)
         # Recorded before the listing: whatever the listing misses ends at
         # its next use (the session core reads the record then).
         began = run(index.record_revoke(user), env) if handle is None else None
@@ -314,8 +314,9 @@ class ConnectSession:
         sids = [sid for sid, info in listed.items() if not (spared is not None and info.current)]
         wanted = len(sids)
         removed = 0
-        if current is not None and current.id in sids:
-            sids.remove(current.id)
+        current_key = _current_key(current)
+        if current is not None and current_key in sids:
+            sids.remove(current_key)
             removed = int(run(current._life.destroy("revoke"), current))
         removed += run(self._index().revoke(user, sids), self._environment(current))
         return removed, removed < wanted
@@ -327,6 +328,16 @@ class ConnectSession:
             return current
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         return AppEnvironment(app, self._interface(app).store)
+
+
+def _current_key(current: ServerSession | None) -> str | None:
+    """The store key of the current request's session (loading it), if any:
+    what the user index holds.
+    """
+    if current is None:
+        return None
+    current._data()  # loads it
+    return current._life.key
 
 
 def _warn_memory_store() -> None:

@@ -14,6 +14,7 @@ import typing as t
 from urllib.parse import urlsplit
 
 from ..document import COOKIE_MEMBER
+from ..document import is_conditional
 from ..document import decode
 from ..document import encode
 from ..errors import CorruptDocument
@@ -358,13 +359,18 @@ class RedisStore(Store):
             version = hashlib.sha1(raw).hexdigest()
             new = self._merged(raw, changes, removed, ttl)
         items: list[bytes] = []
+        spliced = 0
         for name, value in changes.items():
-            items += (_name_bytes(name), to_utf8(f"{dumps(name)}:{dumps(value)}"))
+            # A conditional member is never spliced: only the fast path,
+            # which writes over the very value it was built from, applies it.
+            if not is_conditional(value):
+                spliced += 1
+                items += (_name_bytes(name), to_utf8(f"{dumps(name)}:{dumps(value)}"))
         items += [_name_bytes(name) for name in removed]
         packed = b"".join(b"%d:%s" % (len(item), item) for item in items)
         result = self._merge(
             keys=[self._key(sid)],
-            args=[version, new, ttl, len(changes), packed, SCRIPT_LIMIT, self.max_size],
+            args=[version, new, ttl, spliced, packed, SCRIPT_LIMIT, self.max_size],
         )
         if isinstance(result, list):  # [-3, size]: the splice came out too long
             check_size(int(result[1]), self.max_size)
