@@ -821,9 +821,7 @@ class Lifecycle:
 
     def _notify_destroyed(self, key: str, user: str | None, reason: str) -> Steps[None]:
         if session_destroyed.receivers:
-            yield Notify(
-                session_destroyed, handle=self.core.handle(key), user=user, reason=reason
-            )
+            yield Notify(session_destroyed, handle=self.core.handle(key), user=user, reason=reason)
 
     # -- writing -------------------------------------------------------------
 

@@ -327,7 +327,7 @@ class Protection:
                     or not isinstance(device, dict)
                     or device.get("user") != value.get("user")
                 ):
-                    raise CorruptDocument(f"member {DEVICE_MEMBER!r} does not match its ciphertext")
+                    raise CorruptDocument(f"{DEVICE_MEMBER!r} does not match its ciphertext")
                 return device, key_id
         return value, None
 

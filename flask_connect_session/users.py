@@ -440,7 +440,10 @@ class UserIndex:
             if gone is not False:
                 if session_destroyed.receivers:
                     yield Notify(
-                        session_destroyed, handle=key_handle(sid, self.protection), user=user, reason=reason
+                        session_destroyed,
+                        handle=key_handle(sid, self.protection),
+                        user=user,
+                        reason=reason,
                     )
                 count += 1
         return count

@@ -14,9 +14,9 @@ import typing as t
 from urllib.parse import urlsplit
 
 from ..document import COOKIE_MEMBER
-from ..document import is_conditional
 from ..document import decode
 from ..document import encode
+from ..document import is_conditional
 from ..errors import CorruptDocument
 from ..serialization import dumps
 from ..serialization import error_kind
