@@ -266,9 +266,7 @@ def max_overlap(intervals: cabc.Iterable[tuple[float, float]]) -> int:
 
 
 @pytest.mark.parametrize("kind", sorted(LAYOUTS))
-def test_concurrent_requests_adding_keys_lose_none(
-    gunicorn: Gunicorns, kind: str
-) -> None:
+def test_concurrent_requests_adding_keys_lose_none(gunicorn: Gunicorns, kind: str) -> None:
     """50 concurrent requests from 16 client threads, each loading ONE session,
     working a few ms, then adding its own key: the session ends with all 50
     keys (each save merges only its changes into what is stored now), on the
@@ -375,9 +373,7 @@ def test_key_rotation_racing_with_writers_loses_none(gunicorn: Gunicorns, kind: 
 
 
 @pytest.mark.parametrize("kind", sorted(LAYOUTS))
-def test_save_after_concurrent_destroy_does_not_resurrect(
-    gunicorn: Gunicorns, kind: str
-) -> None:
+def test_save_after_concurrent_destroy_does_not_resurrect(gunicorn: Gunicorns, kind: str) -> None:
     """Request A loads the session and waits; request B destroys it (logout);
     then A writes a key and ends. The store does not have the session again,
     A's response sets no cookie for it, and the old cookie starts a new,
@@ -420,9 +416,7 @@ FREE_WRITERS = 17
 
 
 @pytest.mark.parametrize("kind", sorted(LAYOUTS))
-def test_regenerate_racing_with_writers_leaves_one_live_id(
-    gunicorn: Gunicorns, kind: str
-) -> None:
+def test_regenerate_racing_with_writers_leaves_one_live_id(gunicorn: Gunicorns, kind: str) -> None:
     """While 20 requests write keys with the old cookie, one request
     regenerates (login). Afterwards only the new id is stored, holding only
     what the login wrote: the old id is gone and no late write brought it
