@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import subprocess
 import typing as t
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from flask_connect_session.users import handle
 
 from conftest import SECRET
 from conftest import STORE_BUILDERS
+from server_fixtures import _require_binary
 from without_packages import run_without
 
 KEY = "a key of at least thirty-two characters, for the tests"
@@ -117,6 +119,16 @@ def test_vectors() -> None:
         opened = protection.open(hashed, json.loads(vector["stored"]))
         assert opened.document == vector["document"]
         assert not opened.stale
+
+
+def test_node_companion() -> None:
+    """node/protect.js passes its own tests, the same vectors among them."""
+    node = _require_binary("node", "nodejs")
+    result = subprocess.run(
+        [node, "--test", str(VECTORS.parent)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "# pass" in result.stdout and "# fail 0" in result.stdout
 
 
 def test_hash_id() -> None:
