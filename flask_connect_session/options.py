@@ -409,12 +409,12 @@ def _parse_max_per_user(key: str, value: object, user_key: str | None) -> int | 
     return value
 
 
-def _parse_keys(key: str, value: object) -> tuple[str, ...]:
+def _parse_keys(key: str, value: object) -> tuple[str, ...] | None:
     """Encryption keys: a string or a list of strings, each at least
     :data:`~.protect.MIN_KEY_LENGTH` characters, all different.
     """
     if value is None:
-        return ()
+        return None
     keys = [value] if isinstance(value, str) else value
     if not isinstance(keys, list | tuple) or not keys:
         raise ValueError(f"{key}: expected a key or a list of keys, got {type(value).__name__}")
@@ -557,8 +557,8 @@ class Options:
     #: Store each session under a hash of its id, not the id.
     hash_ids: bool = False
     #: Keys encrypting the stored data; the first encrypts, all decrypt
-    #: (none: no encryption).
-    encrypt: tuple[str, ...] = ()
+    #: (``None``: no encryption).
+    encrypt: tuple[str, ...] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Options:

@@ -147,8 +147,8 @@ def _aesgcm(setting: str) -> t.Any:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     except ImportError:
         raise ValueError(
-            f"{setting}: encryption needs the 'cryptography' package:"
-            " pip install 'flask-connect-session[encrypt]'"
+            f"{setting}: encryption needs the 'cryptography' package"
+            " (the [encrypt] extra): pip install cryptography"
         ) from None
     return AESGCM
 
@@ -362,7 +362,7 @@ class Protection:
             raise CorruptDocument(f"a decrypted member is not JSON: {error_kind(exc)}") from None
 
 
-def from_options(hash_ids: bool, keys: cabc.Sequence[str]) -> Protection | None:
+def from_options(hash_ids: bool, keys: cabc.Sequence[str] | None) -> Protection | None:
     """Return the protection the options ask for, or ``None`` when both
     are off (the core then does nothing more than without this module).
 
@@ -370,4 +370,4 @@ def from_options(hash_ids: bool, keys: cabc.Sequence[str]) -> Protection | None:
     """
     if not hash_ids and not keys:
         return None
-    return Protection(hash_ids, keys)
+    return Protection(hash_ids, keys or ())
