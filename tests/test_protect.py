@@ -23,6 +23,8 @@ from flask_connect_session import ConnectSession
 from flask_connect_session import MemoryStore
 from flask_connect_session import Store
 from flask_connect_session import session_created
+from flask_connect_session import session_destroyed
+from flask_connect_session import session_regenerated
 from flask_connect_session.errors import CorruptDocument
 from flask_connect_session.protect import Protection
 from flask_connect_session.protect import associated_data
@@ -520,25 +522,42 @@ def test_rotation_loses_to_a_concurrent_change(store: Store) -> None:
 
 
 def test_handles_do_not_depend_on_hash_ids() -> None:
-    """A session's handle is the same with or without hashed ids, in the
+    """A session's handle is the same with or without hashed ids: in the
     signals and in the listing of the user's sessions.
     """
-    handles = []
     for hash_ids in (False, True):
-        store = MemoryStore()
-        app = make_app(store, hash_ids=hash_ids, CONNECT_SESSION_USER_KEY="user_id")
-        created: list[str] = []
+        app = make_app(MemoryStore(), hash_ids=hash_ids, CONNECT_SESSION_USER_KEY="user_id")
+        sent: list[tuple[str, str]] = []
 
-        def on_created(sender: Flask, handle: str, **kwargs: t.Any) -> None:
-            created.append(handle)  # noqa: B023
+        def created(sender: Flask, handle: str, **kwargs: t.Any) -> None:
+            sent.append(("created", handle))
+
+        def regenerated(sender: Flask, handle: str, old_handle: str, **kwargs: t.Any) -> None:
+            sent.append(("regenerated", old_handle))
+            sent.append(("regenerated to", handle))
+
+        def destroyed(sender: Flask, handle: str, **kwargs: t.Any) -> None:
+            sent.append(("destroyed", handle))
 
         client = app.test_client()
-        with session_created.connected_to(on_created, app):
+        with (
+            session_created.connected_to(created, app),
+            session_regenerated.connected_to(regenerated, app),
+            session_destroyed.connected_to(destroyed, app),
+        ):
             client.post("/login/ann")
-        sid = sid_of(client)
-        listed = client.get("/devices").json
-        assert listed == [handle(sid)] and created == [handle(sid)]
-        handles.append(handle(sid))
+            first = sid_of(client)
+            assert client.get("/devices").json == [handle(first)]
+            client.post("/login/bob")
+            second = sid_of(client)
+            assert client.get("/devices").json == [handle(second)]
+            client.post("/destroy")
+        assert sent == [
+            ("created", handle(first)),
+            ("regenerated", handle(first)),
+            ("regenerated to", handle(second)),
+            ("destroyed", handle(second)),
+        ], hash_ids
 
 
 def test_read_only_request_costs_one_round_trip(redis_server: t.Any, redis_url: str) -> None:
