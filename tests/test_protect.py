@@ -521,43 +521,43 @@ def test_rotation_loses_to_a_concurrent_change(store: Store) -> None:
     assert other.get("/get").json["data"] == {"x": "new", "y": "changed"}  # type: ignore[index]
 
 
-def test_handles_do_not_depend_on_hash_ids() -> None:
+@pytest.mark.parametrize("hash_ids", [False, True])
+def test_handles_do_not_depend_on_hash_ids(hash_ids: bool) -> None:
     """A session's handle is the same with or without hashed ids: in the
     signals and in the listing of the user's sessions.
     """
-    for hash_ids in (False, True):
-        app = make_app(MemoryStore(), hash_ids=hash_ids, CONNECT_SESSION_USER_KEY="user_id")
-        sent: list[tuple[str, str]] = []
+    app = make_app(MemoryStore(), hash_ids=hash_ids, CONNECT_SESSION_USER_KEY="user_id")
+    sent: list[tuple[str, str]] = []
 
-        def created(sender: Flask, handle: str, **kwargs: t.Any) -> None:
-            sent.append(("created", handle))
+    def created(sender: Flask, handle: str, **kwargs: t.Any) -> None:
+        sent.append(("created", handle))
 
-        def regenerated(sender: Flask, handle: str, old_handle: str, **kwargs: t.Any) -> None:
-            sent.append(("regenerated", old_handle))
-            sent.append(("regenerated to", handle))
+    def regenerated(sender: Flask, handle: str, old_handle: str, **kwargs: t.Any) -> None:
+        sent.append(("regenerated", old_handle))
+        sent.append(("regenerated to", handle))
 
-        def destroyed(sender: Flask, handle: str, **kwargs: t.Any) -> None:
-            sent.append(("destroyed", handle))
+    def destroyed(sender: Flask, handle: str, **kwargs: t.Any) -> None:
+        sent.append(("destroyed", handle))
 
-        client = app.test_client()
-        with (
-            session_created.connected_to(created, app),
-            session_regenerated.connected_to(regenerated, app),
-            session_destroyed.connected_to(destroyed, app),
-        ):
-            client.post("/login/ann")
-            first = sid_of(client)
-            assert client.get("/devices").json == [handle(first)]
-            client.post("/login/bob")
-            second = sid_of(client)
-            assert client.get("/devices").json == [handle(second)]
-            client.post("/destroy")
-        assert sent == [
-            ("created", handle(first)),
-            ("regenerated", handle(first)),
-            ("regenerated to", handle(second)),
-            ("destroyed", handle(second)),
-        ], hash_ids
+    client = app.test_client()
+    with (
+        session_created.connected_to(created, app),
+        session_regenerated.connected_to(regenerated, app),
+        session_destroyed.connected_to(destroyed, app),
+    ):
+        client.post("/login/ann")
+        first = sid_of(client)
+        assert client.get("/devices").json == [handle(first)]
+        client.post("/login/bob")
+        second = sid_of(client)
+        assert client.get("/devices").json == [handle(second)]
+        client.post("/destroy")
+    assert sent == [
+        ("created", handle(first)),
+        ("regenerated", handle(first)),
+        ("regenerated to", handle(second)),
+        ("destroyed", handle(second)),
+    ]
 
 
 def test_read_only_request_costs_one_round_trip(redis_server: t.Any, redis_url: str) -> None:
