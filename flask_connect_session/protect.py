@@ -17,7 +17,6 @@ checks for ``None`` and pays nothing more.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import collections.abc as cabc
 import dataclasses
@@ -54,6 +53,8 @@ HKDF_INFO_AES = b"flask-connect-session aes-256-gcm"
 HKDF_INFO_ID = b"flask-connect-session key id"
 #: Bytes of a key id (8 base64url characters).
 KEY_ID_BYTES = 6
+#: Characters of a key id.
+KEY_ID_LENGTH = 8
 #: Bytes of an AES-GCM nonce.
 NONCE_BYTES = 12
 #: Bytes of an AES-GCM tag.
@@ -72,8 +73,7 @@ def hash_id(sid: str) -> str:
     ``CONNECT_SESSION_HASH_IDS``, and what the encryption binds each value
     to, with or without it.
     """
-    digest = hashlib.sha256(sid.encode("utf-8", "surrogatepass")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return _b64encode(hashlib.sha256(sid.encode("utf-8", "surrogatepass")).digest())
 
 
 def looks_hashed(key: str) -> bool:
@@ -93,14 +93,28 @@ def generate_key() -> str:
     return secrets.token_urlsafe(32)
 
 
+# base64url through binascii directly: the base64 module's wrappers cost
+# more than the decryption of a small value. "+" and "/" are not base64url:
+# they become "*", which strict decoding refuses.
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_+/", b"+/**")
+
+
 def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 
 def _b64decode(text: str) -> bytes:
-    if not _BASE64URL.issuperset(text):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Decode unpadded base64url.
+
+    :raises ValueError: it is not (``binascii.Error`` and
+        ``UnicodeEncodeError`` are ``ValueError``).
+    """
+    data = text.encode("ascii").translate(_FROM_URLSAFE)
+    return binascii.a2b_base64(data + b"=" * (-len(data) % 4), strict_mode=True)
+
+
+_json_decode = json.JSONDecoder().decode
 
 
 def _utf8(name: str) -> bytes:
@@ -119,7 +133,12 @@ def associated_data(hashed: str, name: str) -> bytes:
     hashed session id and the member name, so a value moved to another
     session or another member fails to decrypt.
     """
-    return b"%s\x00%s\x00%s" % (VERSION.encode(), hashed.encode("ascii"), _utf8(name))
+    return _aad_prefix(hashed) + _utf8(name)
+
+
+def _aad_prefix(hashed: str) -> bytes:
+    """The associated data of every member of session ``hashed``, but the name."""
+    return b"%s\x00%s\x00" % (VERSION.encode(), hashed.encode("ascii"))
 
 
 class _Key:
@@ -142,15 +161,19 @@ class _Key:
         self.aead = aead_class(derive(HKDF_INFO_AES, 32))
 
 
-def _aesgcm(setting: str) -> t.Any:
+def _aesgcm(setting: str) -> tuple[t.Any, type[Exception]]:
+    """``cryptography``'s AES-GCM class and its exception for a tag that
+    does not verify.
+    """
     try:
+        from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     except ImportError:
         raise ValueError(
             f"{setting}: encryption needs the 'cryptography' package"
             " (the [encrypt] extra): pip install cryptography"
         ) from None
-    return AESGCM
+    return AESGCM, InvalidTag
 
 
 @dataclasses.dataclass
@@ -195,8 +218,9 @@ class Protection:
         self._nonce = nonce
         self._keys: dict[str, _Key] = {}
         self._first: _Key | None = None
+        self._invalid_tag: type[Exception] = Exception
         if keys:
-            aead = _aesgcm(setting)
+            aead, self._invalid_tag = _aesgcm(setting)
             for secret in keys:
                 key = _Key(secret, aead)
                 if key.id in self._keys:
@@ -301,27 +325,30 @@ class Protection:
         document: Document = {}
         stale: dict[str, tuple[t.Any, t.Any]] = {}
         first = self._first
+        prefix = _aad_prefix(hashed)
         for name, value in stored.items():
             if name == COOKIE_MEMBER:
                 document[name] = value
                 continue
-            opened, key_id = self._open_value(hashed, name, value)
+            opened, key_id = self._open_value(prefix, name, value)
             document[name] = opened
             if first is not None and key_id != first.id:
                 stale[name] = (value, opened)
         return Opened(document, stale)
 
-    def _open_value(self, hashed: str, name: str, value: t.Any) -> tuple[t.Any, str | None]:
+    def _open_value(self, prefix: bytes, name: str, value: t.Any) -> tuple[t.Any, str | None]:
         """Return a stored member's value in the clear and the id of the key
         it was sealed under (``None``: it was plain).
+
+        :param prefix: the session's :func:`_aad_prefix`.
         """
         if isinstance(value, str):
             if value.startswith(SEALED_PREFIX):
-                return self._decrypt(hashed, name, value)
+                return self._decrypt(prefix, name, value)
         elif name == DEVICE_MEMBER and isinstance(value, dict):
             sealed = value.get(SEALED_MEMBER)
             if isinstance(sealed, str) and sealed.startswith(SEALED_PREFIX):
-                device, key_id = self._decrypt(hashed, name, sealed)
+                device, key_id = self._decrypt(prefix, name, sealed)
                 if (
                     len(value) != 2
                     or not isinstance(device, dict)
@@ -331,33 +358,32 @@ class Protection:
                 return device, key_id
         return value, None
 
-    def _decrypt(self, hashed: str, name: str, value: str) -> tuple[t.Any, str]:
+    def _decrypt(self, prefix: bytes, name: str, value: str) -> tuple[t.Any, str]:
+        """Decrypt sealed ``value`` of member ``name``; return it and its key id."""
         if not self._keys:
             raise CorruptDocument(
                 "a member is encrypted but CONNECT_SESSION_ENCRYPT configures no key"
             )
-        _, key_id, payload = (value.split(".", 2) + ["", ""])[:3]
+        # "fcs1." + 8-character key id + "." + payload
+        start = len(SEALED_PREFIX)
+        key_id, dot = value[start : start + KEY_ID_LENGTH], start + KEY_ID_LENGTH
         key = self._keys.get(key_id)
-        if key is None:
+        if key is None or value[dot : dot + 1] != ".":
             raise CorruptDocument("a member is encrypted under a key that is not configured")
         try:
-            raw = _b64decode(payload)
-        except (ValueError, binascii.Error):
+            raw = _b64decode(value[dot + 1 :])
+        except ValueError:
             raise CorruptDocument("a member's ciphertext is not base64url") from None
         if len(raw) < NONCE_BYTES + TAG_BYTES:
             raise CorruptDocument("a member's ciphertext is too short")
-        from cryptography.exceptions import InvalidTag
-
         try:
-            plain = key.aead.decrypt(
-                raw[:NONCE_BYTES], raw[NONCE_BYTES:], associated_data(hashed, name)
-            )
-        except InvalidTag:
+            plain = key.aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], prefix + _utf8(name))
+        except self._invalid_tag:
             raise CorruptDocument(
                 "a member does not decrypt (tampered with, or moved from another session)"
             ) from None
         try:
-            return json.loads(plain), key_id
+            return _json_decode(plain.decode()), key_id
         except (ValueError, RecursionError) as exc:
             raise CorruptDocument(f"a decrypted member is not JSON: {error_kind(exc)}") from None
 
