@@ -17,6 +17,11 @@ Compare two checkouts of the package (e.g. before and after a change)::
 
 Each path is a source tree whose ``flask_connect_session`` package is put
 first on ``sys.path``; the rest (Flask...) comes from the running Python.
+``--config JSON`` adds app config to every run, e.g. the cost of protection
+at rest::
+
+    python3 benchmarks/instructions.py --requests 300 \
+        --config '{"CONNECT_SESSION_HASH_IDS": true}' .
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ import tempfile
 
 SCENARIOS = ("ignores", "reads", "increments", "creates")
 
-#: The program each measured process runs: ``argv`` = scenario, requests.
+#: The program each measured process runs: ``argv`` = scenario, requests,
+#: extra config (JSON).
 _PROGRAM = r"""
 import gc
 import itertools
+import json
 import sys
 
 from flask import Flask, session
@@ -53,6 +60,7 @@ def genid(request):
 
 app = Flask(__name__)
 app.config.update(SECRET_KEY="benchmark secret", TESTING=True, CONNECT_SESSION_GENID=genid)
+app.config.update(json.loads(sys.argv[3]))
 ConnectSession(app)
 
 
@@ -113,8 +121,11 @@ for _ in range(requests):
 """
 
 
-def count(tree: pathlib.Path, scenario: str, requests: int) -> int:
-    """Return the instructions one process executes for ``requests``."""
+def count(tree: pathlib.Path, scenario: str, requests: int, config: str = "{}") -> int:
+    """Return the instructions one process executes for ``requests``.
+
+    :param config: extra app config, as JSON.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         script = pathlib.Path(tmp) / "run.py"
         script.write_text(_PROGRAM)
@@ -128,6 +139,7 @@ def count(tree: pathlib.Path, scenario: str, requests: int) -> int:
             str(script),
             scenario,
             str(requests),
+            config,
         ]
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
         match = re.search(r"Collected : (\d+)", done.stderr)
@@ -140,6 +152,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("trees", nargs="+", type=pathlib.Path, help="source trees to compare")
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument(
+        "--config",
+        default="{}",
+        help="extra app config as JSON, e.g. '{\"CONNECT_SESSION_HASH_IDS\": true}'",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is needed: apt-get install valgrind")
@@ -148,8 +165,8 @@ def main() -> None:
     for tree in trees:
         results[tree] = {}
         for scenario in SCENARIOS:
-            base = count(tree, scenario, 0)
-            total = count(tree, scenario, args.requests)
+            base = count(tree, scenario, 0, args.config)
+            total = count(tree, scenario, args.requests, args.config)
             results[tree][scenario] = (total - base) / args.requests
     print(f"instructions per request ({args.requests} requests, MemoryStore)")
     print(f"{'tree':<40}" + "".join(f"{s:>12}" for s in SCENARIOS))

@@ -34,12 +34,16 @@ from .errors import CorruptDocument
 from .errors import StoreError
 from .errors import describe
 from .options import app_secrets
+from .protect import generate_key
+from .protect import hash_id
 from .signing import unsign
 from .stores.base import implements
 
 if t.TYPE_CHECKING:
     from datetime import datetime
 
+    from .interface import Driver
+    from .protect import Protection
     from .stores.base import Document
     from .stores.base import Store
     from .users import SessionInfo
@@ -234,17 +238,55 @@ def _resolve_sid(value: str) -> str:
     return sid
 
 
+def _protection() -> Protection | None:
+    """The app's protection at rest (hashed keys, encryption), if any."""
+    driver = t.cast("Driver[t.Any]", _target.get().app.session_interface)
+    return driver.core.protection
+
+
+def _keys(sid: str, protection: Protection | None) -> list[tuple[str, str]]:
+    """The store keys session ``sid`` may be under, with the hashed id the
+    encryption binds it to: its key (its hash with
+    ``CONNECT_SESSION_HASH_IDS``), and with that option ``sid`` itself, which
+    is then a key as ``list`` shows it, or an id stored before the option
+    was on.
+    """
+    if protection is None:
+        return [(sid, sid)]
+    keys = [(protection.store_key(sid), hash_id(sid))]
+    if protection.hash_ids:
+        keys.append((sid, protection.hashed(sid)))
+    return keys
+
+
+def _find(store: Store, sid: str) -> tuple[str, str, Document | None]:
+    """Return the store key of session ``sid`` (an id, or a key as ``list``
+    shows it), its hashed id and its stored document (``None``: missing; a
+    corrupt document raises).
+    """
+    keys = _keys(sid, _protection())
+    for key, hashed in keys:
+        document = store.get(key)
+        if document is not None:
+            return key, hashed, document
+    return keys[0][0], keys[0][1], None
+
+
 def _expires(document: Document) -> datetime | None:
     cookie = document.get(COOKIE_MEMBER)
     return parse_expires(cookie.get("expires")) if isinstance(cookie, dict) else None
 
 
-def _exists(store: Store, sid: str) -> bool:
-    try:
-        return store.get(sid) is not None
-    except CorruptDocument:
-        # A corrupt entry is still an entry, and deleting it a fair use.
-        return True
+def _existing_key(store: Store, sid: str) -> str | None:
+    """The store key session ``sid`` is under, or ``None`` if missing."""
+    for key, _ in _keys(sid, _protection()):
+        try:
+            if store.get(key) is not None:
+                return key
+        except CorruptDocument:
+            # A corrupt entry is still an entry, and deleting it a fair use.
+            return key
+    return None
 
 
 def _size(document: Document) -> int:
@@ -350,29 +392,39 @@ def list_command(as_json: bool, user: str | None) -> None:
 def show_command(sid: str) -> None:
     """Print the stored document of session SID as JSON.
 
-    SID is a session id or a signed cookie value (s%3A...), which is
-    verified with the app's secrets.
+    SID is a session id, a signed cookie value (s%3A...), which is
+    verified with the app's secrets, or with CONNECT_SESSION_HASH_IDS a key
+    as list shows it. With CONNECT_SESSION_ENCRYPT the document is shown
+    decrypted.
     """
     store = _store()
     sid = _resolve_sid(sid)
-    document = _run(store, "get", lambda: store.get(sid))
+    _, hashed, document = _run(store, "get", lambda: _find(store, sid))
     if document is None:
         raise click.ClickException(f"no session {sid!r} in {type(store).__name__}")
+    protection = _protection()
+    if protection is not None:
+        try:
+            document = protection.open(hashed, document).document
+        except CorruptDocument as exc:
+            raise click.ClickException(f"corrupt session document: {exc}") from None
     click.echo(printable_json(document))
 
 
 @_command("delete", context_settings=_SID_SETTINGS)
 @click.argument("sid")
 def delete_command(sid: str) -> None:
-    """Delete session SID (an id or a signed cookie value).
+    """Delete session SID (an id, a signed cookie value, or with
+    CONNECT_SESSION_HASH_IDS a key as list shows it).
 
     Fails if there is no such session; a corrupt one is deleted too.
     """
     store = _store()
     sid = _resolve_sid(sid)
-    if not _run(store, "get", functools.partial(_exists, store, sid)):
+    key = _run(store, "get", functools.partial(_existing_key, store, sid))
+    if key is None:
         raise click.ClickException(f"no session {sid!r} in {type(store).__name__}")
-    _run(store, "destroy", lambda: store.destroy(sid))
+    _run(store, "destroy", lambda: store.destroy(key))
     click.echo(f"deleted {printable(sid)}")
 
 
@@ -471,6 +523,16 @@ def _sweep(store: Store) -> int:
                 _run(store, "destroy", functools.partial(store.destroy, sid))
                 removed += 1
     return removed
+
+
+@_command("gen-key")
+def gen_key_command() -> None:
+    """Print a new random key for CONNECT_SESSION_ENCRYPT.
+
+    Put it first in the list of keys to encrypt with it from now on; keep
+    the old keys after it until every session has been written again.
+    """
+    click.echo(generate_key())
 
 
 @_command("create-table")

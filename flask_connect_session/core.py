@@ -42,6 +42,8 @@ from .cookie import Cookie
 from .cookie import clocked
 from .errors import CorruptDocument
 from .errors import SessionNotFound
+from .protect import from_options
+from .protect import hash_id
 from .provenance import holds_tags
 from .provenance import sign_value
 from .provenance import verify
@@ -56,6 +58,7 @@ from .signing import sign
 from .stores.base import implements
 from .users import UserIndex
 from .users import handle
+from .users import key_handle
 from .users import stored_user
 
 if t.TYPE_CHECKING:
@@ -65,6 +68,7 @@ if t.TYPE_CHECKING:
     from .document import Document
     from .migrate import Takeover
     from .options import Options
+    from .protect import Protection
     from .signing import Secret
     from .stores.base import AsyncStore
     from .stores.base import Store
@@ -175,11 +179,21 @@ class Core:
         self.loads_untouched = options.rolling or options.save_uninitialized
         # The configured cookie, by whether the request is HTTPS.
         self._cookies: dict[bool, Cookie] = {}
+        #: Hashes store keys and encrypts documents
+        #: (``CONNECT_SESSION_HASH_IDS``, ``CONNECT_SESSION_ENCRYPT``);
+        #: ``None`` when both are off.
+        self.protection: Protection | None = from_options(options.hash_ids, options.encrypt)
         #: Keeps the per-user index, when ``CONNECT_SESSION_USER_KEY`` is set.
         self.users = (
             None
             if options.user_key is None
-            else UserIndex(options.user_key, options.ttl, clock, self._longest_lifetime(store))
+            else UserIndex(
+                options.user_key,
+                options.ttl,
+                clock,
+                self._longest_lifetime(store),
+                protection=self.protection,
+            )
         )
 
     def _longest_lifetime(self, store: Store | AsyncStore) -> float:
@@ -220,6 +234,10 @@ class Core:
         cookie = prototype.copy()
         cookie.touch()
         return cookie
+
+    def handle(self, key: str) -> str:
+        """Return the public handle of the session stored under ``key``."""
+        return key_handle(key, self.protection)
 
     def now_ms(self) -> int:
         """The clock, in ms since the epoch (the unit of stored times)."""
@@ -265,6 +283,15 @@ class Lifecycle:
     cookie_sid: str | None = None
     #: The current session id.
     sid = ""
+    #: The key the store keeps it under: the id, or its hash
+    #: (``CONNECT_SESSION_HASH_IDS``).
+    key = ""
+    #: With protection at rest: :func:`~.protect.hash_id` of the id, which
+    #: the encryption binds each value to.
+    hashed = ""
+    #: The stored members a write is to encrypt anew (plain, or under an
+    #: old key), by name: their stored value and their value in the clear.
+    stale: cabc.Mapping[str, tuple[t.Any, t.Any]] = {}
     #: The user's data.
     data: dict[str, t.Any]
     #: The cookie, built on first use from ``cookie_document``.
@@ -302,8 +329,8 @@ class Lifecycle:
     destroyed = False
     #: The stored ``"_device"`` member (``CONNECT_SESSION_USER_KEY``), if any.
     device: Device | None = None
-    #: The stored id :meth:`regenerate` moved away from, until the new id is
-    #: stored (for :data:`~flask_connect_session.session_regenerated`).
+    #: The store key of the id :meth:`regenerate` moved away from, until the
+    #: new id is stored (for :data:`~flask_connect_session.session_regenerated`).
     regenerated_from: str | None = None
     #: The user that stored id belonged to (for its signals).
     regenerated_user: str | None = None
@@ -402,28 +429,36 @@ class Lifecycle:
         try:
             sid = self.cookie_sid = self.request.signed_id(self.secrets)
             document: Document | None = None
+            touched = self.core.load_touches
             if sid is not None:
+                protection = self.core.protection
+                key = sid if protection is None else protection.store_key(sid)
                 # _fetch, inline: the one store call of most requests.
                 try:
-                    document = yield GetAndTouch(sid) if self.core.load_touches else Get(sid)
+                    document = yield GetAndTouch(key) if touched else Get(key)
                     if document is not None:
                         doc.check_document(document)
+                        if protection is not None:
+                            document = self._open(sid, document)
+                    elif protection is not None and protection.hash_ids:
+                        document = yield from self._find_unhashed(sid)
+                        touched = False
                 except CorruptDocument as exc:
                     _log_corrupt(sid, exc, "a new session starts")
                     document = None
                 if document is not None and self._timed_out(document):
                     device = document.get(doc.DEVICE_MEMBER)
-                    yield from self._remove(sid, document, device, "timeout")
+                    yield from self._remove(key, document, device, "timeout")
                     document = None
             if document is not None and sid is not None:
                 try:
                     self._inflate(sid, document)
-                    self.touched = self.core.load_touches or self._fresh(document)
+                    self.touched = touched or self._fresh(document)
                 except CorruptDocument as exc:
                     _log_corrupt(sid, exc, "a new session starts")
                     document = None
                 if document is not None and (yield from self._revoked_unfiled()):
-                    yield from self._remove(sid, self.base, self.device, "revoke")
+                    yield from self._remove(self.key, self.base, self.device, "revoke")
                     document = None
             if document is None:
                 self._generate({})
@@ -467,17 +502,75 @@ class Lifecycle:
         self.data = takeover.data
 
     def _fetch(self, sid: str) -> Steps[Document | None]:
-        """Return the stored document, or ``None`` if missing or corrupt.
+        """Return the stored document of the session (under its key), or
+        ``None`` if missing or corrupt.
 
         A corrupt entry is logged and left in place; the caller starts a new
         session with a new id.
         """
         try:
-            document: Document | None = yield Get(sid)
-            return None if document is None else doc.check_document(document)
+            document: Document | None = yield Get(self.key)
+            if document is None:
+                return None
+            doc.check_document(document)
+            return document if self.core.protection is None else self._open(sid, document)
         except CorruptDocument as exc:
             _log_corrupt(sid, exc, "a new session starts")
             return None
+
+    # -- protection at rest ------------------------------------------------
+
+    def _open(self, sid: str, document: Document) -> Document:
+        """Return a checked stored document in the clear, noting which of its
+        members the next write encrypts anew.
+
+        :raises CorruptDocument: a value does not decrypt.
+        """
+        protection = self.core.protection
+        assert protection is not None
+        opened = protection.open(hash_id(sid), document)
+        self.stale = opened.stale
+        return opened.document
+
+    def _protect_id(self) -> None:
+        """Set the hashed id and the store key of a new :attr:`sid`."""
+        protection = self.core.protection
+        assert protection is not None
+        self.hashed = hash_id(self.sid)
+        if protection.hash_ids:
+            self.key = self.hashed
+
+    def _find_unhashed(self, sid: str) -> Steps[Document | None]:
+        """With ``CONNECT_SESSION_HASH_IDS``, for a session not found under
+        its hash: return it from under its id, where it was stored before
+        the option was on, after moving it under its hash (its user-index
+        entry too), so its next request costs one round trip again.
+
+        A request that moves it meanwhile writes the hash before it removes
+        the id: if the id is gone, the hash is read once more.
+
+        :raises CorruptDocument: the stored document is corrupt.
+        """
+        protection = self.core.protection
+        assert protection is not None
+        hashed = hash_id(sid)
+        stored: Document | None = yield Get(sid)
+        if stored is None:
+            stored = yield Get(hashed)
+            if stored is None:
+                return None
+            return self._open(sid, doc.check_document(stored))
+        document = self._open(sid, doc.check_document(stored))
+        device = document.get(doc.DEVICE_MEMBER)
+        device = device if isinstance(device, dict) else None
+        users = self.core.users
+        if users is not None:
+            # Filed under the hash before it is stored there, as any write.
+            yield from users.refile(hashed, device)
+        yield Set(hashed, protection.seal(hashed, document))
+        self.stale = {}
+        yield from self._drop(sid, device)
+        return document
 
     def _timed_out(self, document: Document) -> bool:
         timeout = self.options.absolute_timeout
@@ -505,7 +598,9 @@ class Lifecycle:
             with as its original (``regenerate``), so the new id counts as a
             change; otherwise the new, empty session is the original.
         """
-        self.sid = self.request.generate_id()
+        self.sid = self.key = self.request.generate_id()
+        if self.core.protection is not None:
+            self._protect_id()
         if not keep_original:
             self.original_id, self.original_text = self.sid, "{}"
             self.loaded_values = {}
@@ -545,7 +640,9 @@ class Lifecycle:
 
         self.data, self.base = load_data(stored.values, trusted)
         self.loaded_values = self.base
-        self.sid = sid
+        self.sid = self.key = sid
+        if self.core.protection is not None:
+            self._protect_id()
         self.stored_tags, self.tag_macs = macs, tag_macs
         # The Cookie object is built only if the request needs it.
         self.cookie_obj = None
@@ -589,7 +686,7 @@ class Lifecycle:
         if keep and users is not None and users.owner(data) is not None:
             yield from self._move_logged_in(data, users)
             return
-        old, device = self.sid, self.device
+        old, device = self.key, self.device
         user = self._user(self.base, device)
         if (yield from self._drop(old, device)):
             self.regenerated_from, self.regenerated_user = old, user
@@ -628,7 +725,7 @@ class Lifecycle:
 
         :raises TypeError: a value cannot be stored; nothing was changed.
         """
-        old, device = self.sid, self.device
+        old, device = self.key, self.device
         user = self._user(self.base, device)
         self._move(data, keep_login=True)
         self._apply_permanent()
@@ -638,12 +735,12 @@ class Lifecycle:
         if not self.in_store:  # revoked while this request ran
             yield from self._drop(old, device)
             return
-        yield from users.refile(self.sid, self.device)
+        yield from users.refile(self.key, self.device)
         if (yield from self._drop(old, device)):
             self.regenerated_from = old
             yield from self._announce(user)
         else:
-            yield from self._drop(self.sid, self.device)
+            yield from self._drop(self.key, self.device)
             self._move({}, keep_login=False)
 
     def destroy(self, reason: str = "destroy") -> Steps[bool]:
@@ -655,7 +752,7 @@ class Lifecycle:
         """
         removed = False
         if self.in_store:
-            removed = yield from self._remove(self.sid, self.base, self.device, reason)
+            removed = yield from self._remove(self.key, self.base, self.device, reason)
         elif self.regenerated_from is not None:
             # regenerate() removed the stored id and the new one was never
             # stored: this ends that session.
@@ -703,37 +800,37 @@ class Lifecycle:
         """The user a stored session belongs to, for the signals."""
         return stored_user(data, self.options.user_key, device)
 
-    def _drop(self, sid: str, device: object) -> Steps[bool]:
-        """Remove ``sid`` from the store and, if that removed a live
-        session, from the index; return whether it did.
+    def _drop(self, key: str, device: object) -> Steps[bool]:
+        """Remove the session stored under ``key`` from the store and, if
+        that removed a live session, from the index; return whether it did.
 
         A store that cannot tell (its ``destroy`` returns ``None``) counts
         as having removed it.
         """
-        removed: bool | None = yield Destroy(sid)
+        removed: bool | None = yield Destroy(key)
         if removed is False:
             return False
         users = self.core.users
         if users is not None:
-            yield from users.removed(sid, device)
+            yield from users.removed(key, device)
         return True
 
     def _remove(
-        self, sid: str, data: cabc.Mapping[str, t.Any], device: object, reason: str
+        self, key: str, data: cabc.Mapping[str, t.Any], device: object, reason: str
     ) -> Steps[bool]:
-        """Remove ``sid`` (stored with ``data`` and ``device``) and, if that
-        removed a live session, send :data:`session_destroyed`; return
-        whether it did. Sent once per session, whoever removes it first.
+        """Remove the session stored under ``key`` (with ``data`` and
+        ``device``) and, if that removed a live session, send
+        :data:`session_destroyed`; return whether it did. Sent once per
+        session, whoever removes it first.
         """
-        if not (yield from self._drop(sid, device)):
+        if not (yield from self._drop(key, device)):
             return False
-        yield from self._notify_destroyed(sid, self._user(data, device), reason)
+        yield from self._notify_destroyed(key, self._user(data, device), reason)
         return True
 
-    @staticmethod
-    def _notify_destroyed(sid: str, user: str | None, reason: str) -> Steps[None]:
+    def _notify_destroyed(self, key: str, user: str | None, reason: str) -> Steps[None]:
         if session_destroyed.receivers:
-            yield Notify(session_destroyed, handle=handle(sid), user=user, reason=reason)
+            yield Notify(session_destroyed, handle=self.core.handle(key), user=user, reason=reason)
 
     # -- writing -------------------------------------------------------------
 
@@ -780,8 +877,13 @@ class Lifecycle:
                 doc.Revision(cookie, device, created, self._touched_stamp(cookie)),
                 old_device,
             )
+            changes = merge.changes
+            protection = self.core.protection
+            if protection is not None:
+                changes = protection.seal_changes(self.hashed, changes, merge.removed, self.stale)
+                self.stale = {}
             try:
-                stored: bool = yield Merge(self.sid, merge.changes, merge.removed)
+                stored: bool = yield Merge(self.key, changes, merge.removed)
             except CorruptDocument as exc:
                 _log_corrupt(self.sid, exc, "not overwritten")
                 stored = False
@@ -799,7 +901,12 @@ class Lifecycle:
             macs = {}
             self._sign_tagged(tagged, macs)
             revision = doc.Revision(cookie, device, self.created, self._touched_stamp(cookie))
-            yield Set(self.sid, doc.assemble(tagged, macs, revision))
+            document = doc.assemble(tagged, macs, revision)
+            protection = self.core.protection
+            if protection is not None:
+                document = protection.seal(self.hashed, document)
+                self.stale = {}
+            yield Set(self.key, document)
             self.in_store = True
             if announce:
                 yield from self._announce(doc.device_user(device))
@@ -841,12 +948,12 @@ class Lifecycle:
         unfiled, self.unfiled_user = self.unfiled_user, None
         if unfiled is not None and doc.device_user(self.device) == unfiled:
             if (yield from users.revoked(unfiled)):
-                yield from self._remove(self.sid, tagged, self.device, "revoke")
+                yield from self._remove(self.key, tagged, self.device, "revoke")
                 self._forget()
                 return
         limit = self.options.max_per_user
         if login is not None and limit is not None:
-            yield from users.evict(login, self.sid, limit)
+            yield from users.evict(login, self.key, limit)
 
     def _announce(self, user: str | None) -> Steps[None]:
         """Send :data:`session_created` or :data:`session_regenerated` for a
@@ -866,7 +973,7 @@ class Lifecycle:
                     handle=handle(self.sid),
                     user=user,
                     with_session=True,
-                    old_handle=handle(old),
+                    old_handle=self.core.handle(old),
                 )
 
     # -- the end of the request ------------------------------------------
@@ -963,7 +1070,7 @@ class Lifecycle:
         if self.destroyed and not tagged:
             ending.expire, ending.cookie = True, self.cookie
         elif self.should_destroy(tagged):
-            yield from self._remove(self.sid, self.base, self.device, "unset")
+            yield from self._remove(self.key, self.base, self.device, "unset")
             ending.expire, ending.cookie = True, self.cookie
         else:
             # The session lives on: save or touch it, and decide its cookie.
@@ -983,7 +1090,10 @@ class Lifecycle:
                     yield from self._write(tagged, text)
                 else:
                     document = {**tagged, doc.COOKIE_MEMBER: cookie.to_document()}
-                    yield Touch(self.sid, document)
+                    protection = self.core.protection
+                    if protection is not None:
+                        document = protection.seal(self.hashed, document)
+                    yield Touch(self.key, document)
             else:
                 cookie_touched = False
             if self.should_set_cookie(text):

@@ -64,6 +64,65 @@ RESERVED_MEMBERS = frozenset((COOKIE_MEMBER, CREATED_MEMBER, DEVICE_MEMBER, TOUC
 _MAX_TIME = 10**14
 
 
+class _IfUnchangedText(str):
+    """A string member value to write only if the stored member is still
+    :attr:`previous` (see :func:`if_unchanged`).
+    """
+
+    previous: t.Any
+
+
+class _IfUnchangedObject(dict[str, t.Any]):
+    """An object member value to write only if the stored member is still
+    :attr:`previous` (see :func:`if_unchanged`).
+    """
+
+    __slots__ = ("previous",)
+    previous: t.Any
+
+
+_CONDITIONAL = frozenset((_IfUnchangedText, _IfUnchangedObject))
+
+
+def if_unchanged(value: t.Any, previous: t.Any) -> t.Any:
+    """Mark a member value of a merge's changes as conditional: the merge
+    writes it only if the member is still stored as ``previous`` (what the
+    request read), else it leaves the member as it is, so another request's
+    change of it wins.
+
+    Protection at rest (:mod:`.protect`) re-encrypts members this way. The
+    value is a ``str`` or ``dict`` subclass: a store that does not know the
+    mark writes it like any value (the re-encryption then wins a race it
+    should lose, as any write would); :func:`~.stores.base.apply_changes`
+    honours it, so every built-in store does.
+    """
+    marked: _IfUnchangedText | _IfUnchangedObject
+    marked = _IfUnchangedText(value) if isinstance(value, str) else _IfUnchangedObject(value)
+    marked.previous = previous
+    return marked
+
+
+def is_conditional(value: object) -> bool:
+    """Whether a member value was marked with :func:`if_unchanged`."""
+    return type(value) in _CONDITIONAL
+
+
+def unconditional(changes: cabc.Mapping[str, t.Any]) -> bool:
+    """Whether no member value of ``changes`` is conditional (the usual case)."""
+    return _CONDITIONAL.isdisjoint(map(type, changes.values()))
+
+
+def applies(value: t.Any, document: cabc.Mapping[str, t.Any], name: str) -> bool:
+    """Whether a merge writes ``value`` as member ``name`` of the stored
+    ``document``: always, unless the value is conditional and the member
+    changed (or went) since it was read; compared as JSON, so ``1`` and
+    ``true`` differ.
+    """
+    if type(value) not in _CONDITIONAL:
+        return True
+    return name in document and dumps(document[name]) == dumps(value.previous)
+
+
 def is_reserved(key: object) -> bool:
     """Whether ``key`` names a document member that is not the user's data,
     so it cannot be a session data key.

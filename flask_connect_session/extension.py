@@ -317,18 +317,20 @@ def list_sessions(
     :param current: the lifecycle of the request being served, if any: its
         session is marked :attr:`SessionInfo.current`.
     """
-    current_sid = yield from _current_sid(current)
-    infos = yield from index.sessions(str(user), current_sid)
+    current_key = yield from _current_key(current)
+    infos = yield from index.sessions(str(user), current_key)
     return sorted(infos.values(), key=lambda info: info.last_seen, reverse=True)
 
 
-def _current_sid(current: Lifecycle | None) -> Steps[str | None]:
-    """The id of the request's session, loading it if the view has not."""
+def _current_key(current: Lifecycle | None) -> Steps[str | None]:
+    """The store key of the request's session (what the user index holds),
+    loading it if the view has not.
+    """
     if current is None:
         return None
     if not current.loaded:
         yield from current.load()
-    return current.sid
+    return current.key
 
 
 def revoke_sessions(
@@ -347,7 +349,7 @@ def revoke_sessions(
     :param keep_current: spare ``current``'s session.
     """
     user = str(user)
-    current_sid = yield from _current_sid(current)
+    current_key = yield from _current_key(current)
     # Recorded before the listing: whatever the listing misses ends at
     # its next use (the session core reads the record then).
     began = (yield from index.record_revoke(user)) if handle is None else None
@@ -358,7 +360,7 @@ def revoke_sessions(
             current.unfiled_user = None  # its save files it, not ends it
         else:
             count += int((yield from current.destroy("revoke")))
-    listed = yield from index.sessions(user, current_sid)
+    listed = yield from index.sessions(user, current_key)
     if handle is not None:
         listed = {sid: info for sid, info in listed.items() if info.handle == handle}
     removed, missed = yield from _revoke_listed(index, user, listed, current, spared)
@@ -368,7 +370,7 @@ def revoke_sessions(
         # new id meanwhile, which regenerate() stores and files before
         # it removes the old one. List once more, for the sessions that
         # existed when the revoke began (a move keeps the login time).
-        again = yield from index.sessions(user, current_sid)
+        again = yield from index.sessions(user, current_key)
         again = {sid: info for sid, info in again.items() if info.created.timestamp() <= began}
         count += (yield from _revoke_listed(index, user, again, current, spared))[0]
     return count
@@ -389,8 +391,8 @@ def _revoke_listed(
     sids = [sid for sid, info in listed.items() if not (spared is not None and info.current)]
     wanted = len(sids)
     removed = 0
-    if current is not None and current.sid in sids:
-        sids.remove(current.sid)
+    if current is not None and current.key in sids:
+        sids.remove(current.key)
         removed = int((yield from current.destroy("revoke")))
     removed += yield from index.revoke(user, sids)
     return removed, removed < wanted

@@ -19,6 +19,7 @@ from .cookie import normalize_samesite
 from .cookie import to_seconds
 from .cookie import valid_domain
 from .document import is_reserved
+from .protect import MIN_KEY_LENGTH
 from .signing import generate_sid
 from .stores.base import DEFAULT_MAX_SIZE
 from .stores.base import DEFAULT_TTL
@@ -61,6 +62,8 @@ SETTINGS = (
     "REGENERATE_DROP",
     "MAX_PER_USER",
     "KEEP_ON_DESTROY",
+    "HASH_IDS",
+    "ENCRYPT",
 )
 
 #: Every ``CONNECT_SESSION_*`` key this extension reads.
@@ -405,6 +408,26 @@ def _parse_max_per_user(key: str, value: object, user_key: str | None) -> int | 
     return value
 
 
+def _parse_keys(key: str, value: object) -> tuple[str, ...] | None:
+    """Encryption keys: a string or a list of strings, each at least
+    :data:`~.protect.MIN_KEY_LENGTH` characters, all different.
+    """
+    if value is None:
+        return None
+    keys = [value] if isinstance(value, str) else value
+    if not isinstance(keys, list | tuple) or not keys:
+        raise ValueError(f"{key}: expected a key or a list of keys, got {type(value).__name__}")
+    for item in keys:
+        if not isinstance(item, str) or len(item) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"{key}: each key must be a string of at least {MIN_KEY_LENGTH}"
+                " characters (flask session gen-key prints a new one)"
+            )
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{key}: the same key is given twice")
+    return tuple(keys)
+
+
 def _is_auto(value: object) -> bool:
     return isinstance(value, str) and value.lower() == "auto"
 
@@ -530,6 +553,11 @@ class Options:
     #: the request: instructions to code running later in it (Flask-Login's
     #: ``"_remember"``), not data of the user.
     keep_on_destroy: tuple[str, ...] = ("_remember",)
+    #: Store each session under a hash of its id, not the id.
+    hash_ids: bool = False
+    #: Keys encrypting the stored data; the first encrypts, all decrypt
+    #: (``None``: no encryption).
+    encrypt: tuple[str, ...] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Options:
@@ -595,6 +623,8 @@ class Options:
             keep_on_destroy=_parse_data_keys(
                 p + "KEEP_ON_DESTROY", get(p + "KEEP_ON_DESTROY", ["_remember"])
             ),
+            hash_ids=parse_bool(p + "HASH_IDS", get(p + "HASH_IDS", False)),
+            encrypt=_parse_keys(p + "ENCRYPT", get(p + "ENCRYPT")),
         )
 
 

@@ -40,7 +40,9 @@ from .document import COOKIE_MEMBER
 from .document import DEVICE_MEMBER
 from .document import Device
 from .document import device_user
+from .errors import CorruptDocument
 from .errors import StoreError
+from .protect import hash_id
 from .signals import session_destroyed
 from .stores.base import INDEX_MARGIN
 from .stores.base import document_ttl
@@ -49,6 +51,7 @@ if t.TYPE_CHECKING:
     from .calls import Steps
     from .core import Lifecycle
     from .document import Document
+    from .protect import Protection
 
 #: Seconds between two updates of a session's last-seen time (and of its
 #: index entry) on requests that do not otherwise write it: the margin the
@@ -66,14 +69,31 @@ logger = logging.getLogger("flask_connect_session")
 def handle(sid: str) -> str:
     """Return the public handle of a session id.
 
-    A truncated (128-bit), domain-separated SHA-256 of the id, in base64url
-    (22 characters): stable while the id is, different between ids, safe in
-    HTML and URLs, and useless for building a cookie.
+    A truncated (128-bit), domain-separated SHA-256 of the id's hash
+    (:func:`~flask_connect_session.protect.hash_id`), in base64url (22
+    characters): stable while the id is, different between ids, safe in
+    HTML and URLs, and useless for building a cookie. Being made from the
+    hash, it is the same whether the store keeps ids or their hashes
+    (``CONNECT_SESSION_HASH_IDS``).
 
     .. versionadded:: 0.1
     """
-    digest = hashlib.sha256(_HANDLE_DOMAIN + sid.encode("utf-8", "surrogatepass")).digest()
+    return handle_of(hash_id(sid))
+
+
+def handle_of(hashed: str) -> str:
+    """Return the public handle of the session whose id hashes to
+    ``hashed`` (see :func:`handle`).
+    """
+    digest = hashlib.sha256(_HANDLE_DOMAIN + hashed.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode("ascii")
+
+
+def key_handle(key: str, protection: Protection | None) -> str:
+    """Return the handle of the session stored under ``key`` (its id, or
+    with ``CONNECT_SESSION_HASH_IDS`` its hash).
+    """
+    return handle(key) if protection is None else handle_of(protection.hashed(key))
 
 
 def user_of(data: cabc.Mapping[str, t.Any], key: str) -> str | None:
@@ -147,10 +167,13 @@ class SessionInfo:
 
 
 def session_info(
-    sid: str, document: Document, key: str, current_sid: str | None
+    sid: str, document: Document, key: str, current_sid: str | None, handle_: str | None = None
 ) -> SessionInfo | None:
     """Return the :class:`SessionInfo` of a stored document, or ``None`` if
     it does not belong to the user its ``"_device"`` member names.
+
+    :param sid: the session's store key.
+    :param handle_: its handle, if not :func:`handle` of ``sid``.
     """
     device = document.get(DEVICE_MEMBER)
     user = device_user(device)
@@ -163,7 +186,7 @@ def session_info(
     assert isinstance(device, dict)
     agent, ip = device.get("agent"), device.get("ip")
     return SessionInfo(
-        handle=handle(sid),
+        handle=handle(sid) if handle_ is None else handle_,
         user=user,
         created=_when(_ms(device, "created")),
         last_seen=_when(_ms(device, "seen")),
@@ -189,6 +212,8 @@ class UserIndex:
     :param clock: returns the time in seconds since the epoch.
     :param record_lifetime: seconds a revoke record is kept: the longest a
         session this app stores can live untouched.
+    :param protection: the protection at rest: the index then holds store
+        keys (hashed ids), and the documents it lists are opened with it.
 
     .. versionadded:: 0.1
     """
@@ -199,6 +224,8 @@ class UserIndex:
         ttl: int,
         clock: cabc.Callable[[], float],
         record_lifetime: float = 0,
+        *,
+        protection: Protection | None = None,
     ) -> None:
         #: The data key naming the user.
         self.key = key
@@ -206,6 +233,8 @@ class UserIndex:
         self.clock = clock
         #: Seconds a revoke record is kept.
         self.record_lifetime = max(record_lifetime, ttl) + SEEN_INTERVAL
+        #: The protection at rest, if any.
+        self.protection = protection
 
     def _now(self) -> int:
         return int(self.clock() * 1000)
@@ -311,11 +340,12 @@ class UserIndex:
             "ip": request.remote_addr,
             "until": until,
         }
-        yield IndexAdd(user, session.sid, until / 1000)
+        yield IndexAdd(user, session.key, until / 1000)
         return device
 
     def refile(self, sid: str, device: Device | None) -> Steps[None]:
-        """File ``sid`` again under the user its stored ``device`` names.
+        """File ``sid`` (a store key) again under the user its stored
+        ``device`` names.
 
         A listing of the user's sessions (a revoke) that ran between
         :meth:`before_write` and the write found no session yet and dropped
@@ -337,11 +367,11 @@ class UserIndex:
         user = device_user(device)
         if not stored:
             if user is not None:
-                yield from self._drop(user, session.sid)
+                yield from self._drop(user, session.key)
             return
         old_user = device_user(session.device)
         if old_user is not None and old_user != user:
-            yield from self._drop(old_user, session.sid)
+            yield from self._drop(old_user, session.key)
 
     def removed(self, sid: str, device: object) -> Steps[None]:
         """Drop the index entry of a session just removed from the store."""
@@ -365,18 +395,37 @@ class UserIndex:
             )
 
     def sessions(self, user: str, current_sid: str | None) -> Steps[dict[str, SessionInfo]]:
-        """Return ``user``'s live sessions by id; entries that no longer
-        belong to ``user`` are dropped from the index.
+        """Return ``user``'s live sessions by store key; entries that no
+        longer belong to ``user`` (or that do not decrypt) are dropped from
+        the index.
+
+        :param current_sid: the store key of the current request's session.
         """
         documents: dict[str, Document] = yield IndexSessions(user)
         infos: dict[str, SessionInfo] = {}
+        protection = self.protection
         for sid, document in documents.items():
-            info = session_info(sid, document, self.key, current_sid)
+            if protection is None:
+                info = session_info(sid, document, self.key, current_sid)
+            else:
+                info = self._protected_info(protection, sid, document, current_sid)
             if info is None or info.user != user:
                 yield IndexRemove(user, sid)
             else:
                 infos[sid] = info
         return infos
+
+    def _protected_info(
+        self, protection: Protection, sid: str, document: Document, current_sid: str | None
+    ) -> SessionInfo | None:
+        """:func:`session_info` of a document stored under protection."""
+        for hashed in protection.hashed_ids(sid):
+            try:
+                opened = protection.open(hashed, document).document
+            except CorruptDocument:
+                continue
+            return session_info(sid, opened, self.key, current_sid, handle_of(hashed))
+        return None
 
     def revoke(self, user: str, sids: cabc.Iterable[str], reason: str = "revoke") -> Steps[int]:
         """Remove each of ``user``'s sessions ``sids`` from the store and the
@@ -390,7 +439,12 @@ class UserIndex:
             yield from self._drop(user, sid)
             if gone is not False:
                 if session_destroyed.receivers:
-                    yield Notify(session_destroyed, handle=handle(sid), user=user, reason=reason)
+                    yield Notify(
+                        session_destroyed,
+                        handle=key_handle(sid, self.protection),
+                        user=user,
+                        reason=reason,
+                    )
                 count += 1
         return count
 

@@ -9,10 +9,14 @@ Configured by environment variables, read at import:
     a directory the test and the ``/hold`` view share to order requests
     across processes: the view creates ``<token>-<n>.loaded`` once it has
     loaded the session, then waits for ``<token>.go`` before writing.
+``CONCURRENCY_PROTECT``
+    optional JSON ``[hash_ids, [key, ...]]``: ``CONNECT_SESSION_HASH_IDS``
+    and ``CONNECT_SESSION_ENCRYPT``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import typing as t
@@ -38,6 +42,9 @@ app.config.update(
     TESTING=True,  # no MemoryStore warning
     CONNECT_SESSION_STORE=os.environ.get("CONCURRENCY_STORE_URL", "memory://"),
 )
+if os.environ.get("CONCURRENCY_PROTECT"):
+    hash_ids, keys = json.loads(os.environ["CONCURRENCY_PROTECT"])
+    app.config.update(CONNECT_SESSION_HASH_IDS=hash_ids, CONNECT_SESSION_ENCRYPT=keys)
 ConnectSession(app)
 
 

@@ -1090,8 +1090,30 @@ def express_original_max_ages(max_age_ms: int) -> frozenset[int]:
     return frozenset((max_age_ms - 1, max_age_ms))
 
 
+#: The Express companion of protection at rest, which the apps load when
+#: asked to (``protect=``).
+PROTECT_JS = Path(__file__).resolve().parent.parent / "node" / "protect.js"
+
+
+def _protect_env(protect: tuple[bool, Sequence[str]] | None) -> dict[str, str]:
+    """The env vars that make the Express app wrap its store with
+    node/protect.js: ``protect`` is ``(hash_ids, keys)``.
+    """
+    if protect is None:
+        return {}
+    hash_ids, keys = protect
+    return {
+        "PROTECT_JS": str(PROTECT_JS),
+        "PROTECT_HASH_IDS": "1" if hash_ids else "0",
+        "PROTECT_KEYS": json.dumps(list(keys)),
+    }
+
+
 class ExpressAppFactory:
-    """``factory(redis_url, secrets, cookie_max_age_ms=None) -> ExpressApp``."""
+    """``factory(redis_url, secrets, cookie_max_age_ms=None, protect=None) ->
+    ExpressApp``; ``protect=(hash_ids, keys)`` wraps its store with
+    node/protect.js.
+    """
 
     _LISTENING = re.compile(r"^listening on http://127\.0\.0\.1:(\d+)$", re.MULTILINE)
 
@@ -1106,8 +1128,10 @@ class ExpressAppFactory:
         redis_url: str,
         secrets: str | Sequence[str],
         cookie_max_age_ms: int | float | None = None,
+        protect: tuple[bool, Sequence[str]] | None = None,
     ) -> ExpressApp:
-        return self._start({"REDIS_URL": redis_url}, secrets, cookie_max_age_ms)
+        store_env = {"REDIS_URL": redis_url, **_protect_env(protect)}
+        return self._start(store_env, secrets, cookie_max_age_ms)
 
     def _start(
         self,
@@ -1125,6 +1149,8 @@ class ExpressAppFactory:
             "SECRETS": json.dumps(secret_list),
         }
         env.pop("COOKIE_MAX_AGE_MS", None)  # absent means browser-session cookie
+        if "PROTECT_JS" not in store_env:
+            env.pop("PROTECT_JS", None)
         if cookie_max_age_ms is not None:
             env["COOKIE_MAX_AGE_MS"] = str(cookie_max_age_ms)
         log_path = self.log_dir / f"express-{len(self.apps)}.log"
@@ -1163,9 +1189,9 @@ class ExpressAppFactory:
 
 
 class ExpressPgAppFactory(ExpressAppFactory):
-    """``factory(database_url, secrets, cookie_max_age_ms=None, table="session")
-    -> ExpressApp``: tests/interop/express_pg_app (connect-pg-simple), its
-    connections in UTC as the docs tell.
+    """``factory(database_url, secrets, cookie_max_age_ms=None, table="session",
+    protect=None) -> ExpressApp``: tests/interop/express_pg_app
+    (connect-pg-simple), its connections in UTC as the docs tell.
     """
 
     def __call__(  # type: ignore[override]
@@ -1174,11 +1200,13 @@ class ExpressPgAppFactory(ExpressAppFactory):
         secrets: str | Sequence[str],
         cookie_max_age_ms: int | float | None = None,
         table: str = "session",
+        protect: tuple[bool, Sequence[str]] | None = None,
     ) -> ExpressApp:
         store_env = {
             "DATABASE_URL": database_url,
             "TABLE": table,
             "PGOPTIONS": "-c timezone=UTC",
+            **_protect_env(protect),
         }
         return self._start(store_env, secrets, cookie_max_age_ms)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections.abc as cabc
 import concurrent.futures
 import dataclasses
+import json
 import os
 import time
 import typing as t
@@ -124,10 +125,17 @@ def sid_of(cookie: str) -> str:
 
 
 def start_gunicorn(
-    kind: str, store_url: str, workers: int, threads: int, work_dir: Path
+    kind: str,
+    store_url: str,
+    workers: int,
+    threads: int,
+    work_dir: Path,
+    protect: tuple[bool, list[str]] | None = None,
 ) -> GunicornServer:
     """Start gunicorn over tests/concurrency_app.py; return it once every worker
     has booted and its /health answers.
+
+    :param protect: ``CONNECT_SESSION_HASH_IDS`` and ``CONNECT_SESSION_ENCRYPT``.
     """
     coord_dir = work_dir / "coord"
     coord_dir.mkdir(exist_ok=True)
@@ -140,6 +148,7 @@ def start_gunicorn(
             **os.environ,
             "CONCURRENCY_STORE_URL": store_url,
             "CONCURRENCY_COORD_DIR": str(coord_dir),
+            "CONCURRENCY_PROTECT": json.dumps(protect) if protect else "",
         },
         pythonpath=[TESTS_DIR],
         cwd=work_dir,
@@ -157,18 +166,20 @@ def start_gunicorn(
 @pytest.fixture(scope="module")
 def gunicorn(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> cabc.Iterator[cabc.Callable[[str], Target]]:
+) -> cabc.Iterator[Gunicorns]:
     """``gunicorn(kind)``: the module's gunicorn over that store kind, started
     on first use (so one server per kind serves every test); all are stopped
-    at the end of the module.
+    at the end of the module. ``gunicorn(kind, protect=(hash_ids, keys))``:
+    another one, over a store of its own, with protection at rest.
     """
-    started: dict[str, Target] = {}
+    started: dict[tuple[str, str], Target] = {}
     servers: list[GunicornServer] = []
     closers: list[cabc.Callable[[], None]] = []
 
-    def get(kind: str) -> Target:
-        if kind in started:
-            return started[kind]
+    def get(kind: str, protect: tuple[bool, list[str]] | None = None) -> Target:
+        name = json.dumps(protect)
+        if (kind, name) in started:
+            return started[kind, name]
         work_dir = tmp_path_factory.mktemp(f"gunicorn-{kind}")
         store: Store | None = None
         if kind == "memory":
@@ -179,8 +190,8 @@ def gunicorn(
         elif kind == "redis":
             server: RedisServer = request.getfixturevalue("redis_server")
             server.start()  # no-op unless an earlier test stopped it
-            url = server.url
-            client = server.client()
+            url = server.url if protect is None else server.url.rsplit("/", 1)[0] + "/3"
+            client = server.client() if protect is None else redis_client(url)
             closers.append(client.close)
             store = RedisStore(client)
         elif kind in ("postgresql", "mariadb", "sqlite"):
@@ -198,16 +209,29 @@ def gunicorn(
         else:
             raise ValueError(kind)
         workers, threads = LAYOUTS[kind]
-        server = start_gunicorn(kind, url, workers, threads, work_dir)
+        server = start_gunicorn(kind, url, workers, threads, work_dir, protect)
         servers.append(server)
-        started[kind] = Target(kind, server.url, workers, work_dir / "coord", store)
-        return started[kind]
+        started[kind, name] = Target(kind, server.url, workers, work_dir / "coord", store)
+        return started[kind, name]
 
     yield get
     for server in servers:
         server.stop()
     for close in closers:
         close()
+
+
+class Gunicorns(t.Protocol):
+    """The ``gunicorn`` fixture."""
+
+    def __call__(self, kind: str, protect: tuple[bool, list[str]] | None = None) -> Target: ...
+
+
+def redis_client(url: str) -> t.Any:
+    """A redis-py client of ``url``."""
+    import redis
+
+    return redis.Redis.from_url(url)
 
 
 # -- helpers for held requests -----------------------------------------------
@@ -242,9 +266,7 @@ def max_overlap(intervals: cabc.Iterable[tuple[float, float]]) -> int:
 
 
 @pytest.mark.parametrize("kind", sorted(LAYOUTS))
-def test_concurrent_requests_adding_keys_lose_none(
-    gunicorn: cabc.Callable[[str], Target], kind: str
-) -> None:
+def test_concurrent_requests_adding_keys_lose_none(gunicorn: Gunicorns, kind: str) -> None:
     """50 concurrent requests from 16 client threads, each loading ONE session,
     working a few ms, then adding its own key: the session ends with all 50
     keys (each save merges only its changes into what is stored now), on the
@@ -253,6 +275,18 @@ def test_concurrent_requests_adding_keys_lose_none(
     """
     target = gunicorn(kind)
     cookie, sid = target.start_session({"start": True})
+    probe_all(target, cookie, sid)
+    data = target.get("/data", cookie).json()["data"]
+    assert_kept(kind, data)
+    assert data == {"start": True, **{f"k{n}": n for n in range(PROBE_REQUESTS)}}
+    document = target.stored(sid)
+    assert document is not None and document["k49"] == 49
+
+
+def probe_all(target: Target, cookie: str, sid: str) -> None:
+    """Send the 50 concurrent ``/probe/<n>`` requests of one session; check
+    that they really overlapped.
+    """
 
     def add(n: int) -> dict[str, t.Any]:
         response = target.post(f"/probe/{n}", cookie, params={"sleep": PROBE_SLEEP})
@@ -272,24 +306,74 @@ def test_concurrent_requests_adding_keys_lose_none(
     if target.workers > 1:
         assert len({r["pid"] for r in results}) > 1, "one worker served every request"
 
-    data = target.get("/data", cookie).json()["data"]
-    kept = {f"k{n}" for n in range(PROBE_REQUESTS)} & set(data)
+
+def assert_kept(kind: str, data: dict[str, t.Any]) -> None:
+    """Every probe's key is in ``data``."""
+    kept = {f"k{n}" for n in range(PROBE_REQUESTS) if data.get(f"k{n}") == n}
     assert len(kept) == PROBE_REQUESTS, (
         f"{kind}: kept {len(kept)} of {PROBE_REQUESTS} keys; lost "
         f"{sorted({f'k{n}' for n in range(PROBE_REQUESTS)} - kept)}"
     )
+
+
+#: Encryption keys of the protected runs.
+NEW_KEY = "new key of the concurrency tests, 32+ characters"
+OLD_KEY = "old key of the concurrency tests, 32+ characters"
+
+
+@pytest.mark.parametrize("kind", ["filesystem", "memory", "redis", "sqlite"])
+def test_concurrent_writes_with_protection_lose_none(gunicorn: Gunicorns, kind: str) -> None:
+    """The same 50 concurrent requests with hashed ids and encryption on:
+    each value is its own ciphertext, so each save still writes only its
+    own key, and all 50 are kept.
+    """
+    target = gunicorn(kind, protect=(True, [NEW_KEY]))
+    cookie, sid = target.start_session({"start": True})
+    probe_all(target, cookie, sid)
+    data = target.get("/data", cookie).json()["data"]
+    assert_kept(kind, data)
     assert data == {"start": True, **{f"k{n}": n for n in range(PROBE_REQUESTS)}}
-    document = target.stored(sid)
-    assert document is not None and document["k49"] == 49
+    if target.store is not None:
+        assert target.store.get(sid) is None  # stored under its hash
+
+
+@pytest.mark.parametrize("kind", ["filesystem", "redis", "sqlite"])
+def test_key_rotation_racing_with_writers_loses_none(gunicorn: Gunicorns, kind: str) -> None:
+    """A session stored under the old key, holding ``k0``..``k49``; 50
+    concurrent requests under the keys [new, old] each change their own key,
+    and each save re-encrypts with the new key the members still under the
+    old one, but only those no other request changed meanwhile: every change
+    survives (a re-encryption that wrote the value it read would undo the
+    others'), and after one more write nothing needs the old key.
+    """
+    from flask_connect_session.protect import Protection
+    from flask_connect_session.protect import hash_id
+
+    target = gunicorn(kind, protect=(True, [NEW_KEY, OLD_KEY]))
+    olds = {f"k{n}": "old" for n in range(PROBE_REQUESTS)}
+    cookie, sid = target.start_session({"start": True, **olds})
+    store, key = target.store, hash_id(sid)
+    assert store is not None
+    stored = store.get(key)
+    assert stored is not None
+    document = Protection(True, [NEW_KEY]).open(key, stored).document
+    store.set(key, Protection(True, [OLD_KEY]).seal(key, document))
+
+    probe_all(target, cookie, sid)
+    data = target.get("/data", cookie).json()["data"]
+    assert_kept(kind, data)
+    assert data == {"start": True, **{f"k{n}": n for n in range(PROBE_REQUESTS)}}
+    assert target.post("/probe/99", cookie).status_code == 200
+    stored = store.get(key)
+    assert stored is not None
+    assert Protection(True, [NEW_KEY]).open(key, stored).document["k99"] == 99
 
 
 # -- 2. destroy wins over a concurrent save -----------------------------------
 
 
 @pytest.mark.parametrize("kind", sorted(LAYOUTS))
-def test_save_after_concurrent_destroy_does_not_resurrect(
-    gunicorn: cabc.Callable[[str], Target], kind: str
-) -> None:
+def test_save_after_concurrent_destroy_does_not_resurrect(gunicorn: Gunicorns, kind: str) -> None:
     """Request A loads the session and waits; request B destroys it (logout);
     then A writes a key and ends. The store does not have the session again,
     A's response sets no cookie for it, and the old cookie starts a new,
@@ -332,9 +416,7 @@ FREE_WRITERS = 17
 
 
 @pytest.mark.parametrize("kind", sorted(LAYOUTS))
-def test_regenerate_racing_with_writers_leaves_one_live_id(
-    gunicorn: cabc.Callable[[str], Target], kind: str
-) -> None:
+def test_regenerate_racing_with_writers_leaves_one_live_id(gunicorn: Gunicorns, kind: str) -> None:
     """While 20 requests write keys with the old cookie, one request
     regenerates (login). Afterwards only the new id is stored, holding only
     what the login wrote: the old id is gone and no late write brought it

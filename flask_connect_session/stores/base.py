@@ -16,8 +16,10 @@ from ..cookie import lifetime_seconds
 from ..cookie import parse_expires
 from ..cookie import utcnow
 from ..document import COOKIE_MEMBER
+from ..document import applies
 from ..document import decode
 from ..document import encode
+from ..document import unconditional
 from ..errors import CorruptDocument
 from ..errors import SessionTooLarge
 
@@ -93,8 +95,18 @@ def touched_ttl(document: cabc.Mapping[str, t.Any], default: int) -> int:
 def apply_changes(
     document: Document, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
 ) -> Document:
-    """Apply a save's changed and removed members to a stored document."""
-    document.update(changes)
+    """Apply a save's changed and removed members to a stored document.
+
+    A conditional member value (see
+    :func:`~flask_connect_session.document.if_unchanged`) is written only if
+    the member is still stored as it was read.
+    """
+    if unconditional(changes):
+        document.update(changes)
+    else:
+        for name, value in changes.items():
+            if applies(value, document, name):
+                document[name] = value
     for key in removed:
         document.pop(key, None)
     return document

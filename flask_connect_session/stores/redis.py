@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from ..document import COOKIE_MEMBER
 from ..document import decode
 from ..document import encode
+from ..document import is_conditional
 from ..errors import CorruptDocument
 from ..serialization import dumps
 from ..serialization import error_kind
@@ -386,11 +387,16 @@ class RedisLayout:
             version = hashlib.sha1(raw).hexdigest()
             new = self._merged(raw, changes, removed, ttl)
         items: list[bytes] = []
+        spliced = 0
         for name, value in changes.items():
-            items += (_name_bytes(name), to_utf8(f"{dumps(name)}:{dumps(value)}"))
+            # A conditional member is never spliced: only the fast path,
+            # which writes over the very value it was built from, applies it.
+            if not is_conditional(value):
+                spliced += 1
+                items += (_name_bytes(name), to_utf8(f"{dumps(name)}:{dumps(value)}"))
         items += [_name_bytes(name) for name in removed]
         packed = b"".join(b"%d:%s" % (len(item), item) for item in items)
-        args = [version, new, ttl, len(changes), packed, SCRIPT_LIMIT, self.max_size]
+        args = [version, new, ttl, spliced, packed, SCRIPT_LIMIT, self.max_size]
         return MergePlan(ttl, new, args)
 
     def _merge_outcome(self, sid: str, plan: MergePlan, result: t.Any) -> bool | None:

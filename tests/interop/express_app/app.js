@@ -9,6 +9,9 @@
 //   SECRETS            JSON array of strings; the first signs, all verify
 //   COOKIE_MAX_AGE_MS  optional cookie maxAge in ms; unset/empty means a
 //                      browser-session cookie (no Expires)
+//   PROTECT_JS         optional path of node/protect.js: the store is wrapped
+//                      with it, with PROTECT_HASH_IDS ("1" or not) and
+//                      PROTECT_KEYS (a JSON array of encryption keys)
 //
 // Every route answers JSON except /health.
 
@@ -16,6 +19,16 @@ const express = require("express");
 const session = require("express-session");
 const { RedisStore } = require("connect-redis"); // v8+: named export
 const { createClient } = require("redis"); // node-redis v5
+
+// The store, wrapped with node/protect.js when PROTECT_JS names it.
+function wrapStore(store) {
+  if (!process.env.PROTECT_JS) return store;
+  const protect = require(process.env.PROTECT_JS);
+  return protect(store, {
+    hashIds: process.env.PROTECT_HASH_IDS === "1",
+    keys: JSON.parse(process.env.PROTECT_KEYS || "[]"),
+  });
+}
 
 function fail(message) {
   console.error(`express_app: ${message}`);
@@ -86,7 +99,7 @@ async function main() {
       resave: false,
       saveUninitialized: false,
       cookie,
-      store: new RedisStore({ client, prefix: "sess:" }),
+      store: wrapStore(new RedisStore({ client, prefix: "sess:" })),
     }),
   );
 

@@ -10,6 +10,9 @@
 //   SECRETS            JSON array of strings; the first signs, all verify
 //   COOKIE_MAX_AGE_MS  optional cookie maxAge in ms; unset/empty means a
 //                      browser-session cookie (no Expires)
+//   PROTECT_JS         optional path of node/protect.js: the store is wrapped
+//                      with it, with PROTECT_HASH_IDS ("1" or not) and
+//                      PROTECT_KEYS (a JSON array of encryption keys)
 //   PGOPTIONS          "-c timezone=UTC", so that connect-pg-simple's expire
 //                      times are UTC as SQLStore's are (node-postgres reads it)
 //
@@ -19,6 +22,16 @@ const express = require("express");
 const session = require("express-session");
 const PgStore = require("connect-pg-simple")(session);
 const { Pool } = require("pg");
+
+// The store, wrapped with node/protect.js when PROTECT_JS names it.
+function wrapStore(store) {
+  if (!process.env.PROTECT_JS) return store;
+  const protect = require(process.env.PROTECT_JS);
+  return protect(store, {
+    hashIds: process.env.PROTECT_HASH_IDS === "1",
+    keys: JSON.parse(process.env.PROTECT_KEYS || "[]"),
+  });
+}
 
 function fail(message) {
   console.error(`express_pg_app: ${message}`);
@@ -70,7 +83,7 @@ function main() {
       resave: false,
       saveUninitialized: false,
       cookie,
-      store: new PgStore({ pool, tableName: config.table, pruneSessionInterval: false }),
+      store: wrapStore(new PgStore({ pool, tableName: config.table, pruneSessionInterval: false })),
     }),
   );
 
