@@ -1,11 +1,14 @@
 """Protection at rest (docs/protection.rst): hashed session ids
 (``CONNECT_SESSION_HASH_IDS``) and encrypted session data
-(``CONNECT_SESSION_ENCRYPT``), on every built-in store over its real
+(``CONNECT_SESSION_ENCRYPT``). The format's own tests run once; the
+end-to-end ones on Flask and Quart (see :mod:`framework`), the
+``every_store`` ones behind Flask on every built-in store over its real
 backend.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import socket
@@ -15,9 +18,6 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask import request
-from flask import session
-from flask.testing import FlaskClient
 
 from flask_connect_session import ConnectSession
 from flask_connect_session import MemoryStore
@@ -33,8 +33,12 @@ from flask_connect_session.protect import looks_hashed
 from flask_connect_session.signing import unsign
 from flask_connect_session.users import handle
 
+import framework as fw
 from conftest import SECRET
 from conftest import STORE_BUILDERS
+from framework import App
+from framework import request
+from framework import session
 from server_fixtures import _require_binary
 from without_packages import run_without
 
@@ -45,9 +49,14 @@ OTHER_KEY = "another app's key, thirty-two characters or more too"
 PLANTED = "planted-secret-value-4f1c"
 VECTORS = Path(__file__).resolve().parent.parent / "node" / "test" / "vectors.json"
 
+MakeApp = t.Callable[..., App]
 
-def make_app(store: Store, hash_ids: bool = True, keys: t.Any = KEY, **config: t.Any) -> Flask:
-    app = Flask(__name__)
+
+def build_app(
+    framework: str, store: t.Any, hash_ids: bool = True, keys: t.Any = KEY, **config: t.Any
+) -> App:
+    """An app of ``framework`` over ``store`` with hashed ids and ``keys``."""
+    app = fw.new_app(framework)
     app.config.update(
         SECRET_KEY=SECRET,
         TESTING=True,
@@ -56,7 +65,7 @@ def make_app(store: Store, hash_ids: bool = True, keys: t.Any = KEY, **config: t
         CONNECT_SESSION_ENCRYPT=keys,
     )
     app.config.update(config)
-    ext = ConnectSession(app)
+    ext = fw.connect(app)
 
     @app.post("/set")
     def set_() -> dict[str, t.Any]:
@@ -75,7 +84,7 @@ def make_app(store: Store, hash_ids: bool = True, keys: t.Any = KEY, **config: t
 
     @app.get("/devices")
     def devices() -> list[str]:
-        return [info.handle for info in ext.user_sessions(session["user_id"])]
+        return [info.handle for info in fw.resolve(ext.user_sessions(session["user_id"]))]
 
     @app.post("/destroy")
     def destroy() -> str:
@@ -85,7 +94,13 @@ def make_app(store: Store, hash_ids: bool = True, keys: t.Any = KEY, **config: t
     return app
 
 
-def sid_of(client: FlaskClient) -> str:
+@pytest.fixture
+def make_app(framework: str) -> MakeApp:
+    """Build an app of ``framework`` (see :func:`build_app`)."""
+    return functools.partial(build_app, framework)
+
+
+def sid_of(client: t.Any) -> str:
     cookie = client.get_cookie("connect.sid")
     assert cookie is not None
     sid = unsign(cookie.value, (SECRET,))
@@ -93,11 +108,14 @@ def sid_of(client: FlaskClient) -> str:
     return sid
 
 
-@pytest.fixture(params=sorted(STORE_BUILDERS))
+@pytest.fixture
 def store(request: pytest.FixtureRequest) -> Store:
-    """A fresh, empty store of each kind."""
-    built = STORE_BUILDERS[request.param](request)
-    built.kind = request.param  # type: ignore[attr-defined]
+    """A fresh, empty store: the memory store, or (``every_store``) each
+    kind in turn; its ``kind`` says which (for :func:`dump`).
+    """
+    kind = getattr(request, "param", "memory")
+    built = STORE_BUILDERS[kind](request)
+    built.kind = kind  # type: ignore[attr-defined]
     return built
 
 
@@ -264,10 +282,11 @@ def test_encryption_without_cryptography_names_the_key_and_package() -> None:
     assert "hashing ok" in out
 
 
-def test_gen_key() -> None:
-    app = Flask(__name__)
+def test_gen_key(framework: str) -> None:
+    """``flask session gen-key`` and ``quart session gen-key``."""
+    app = fw.new_app(framework)
     app.config.update(SECRET_KEY=SECRET, TESTING=True)
-    ConnectSession(app)
+    fw.connect(app)
     runner = app.test_cli_runner()
     keys = {runner.invoke(args=["session", "gen-key"]).output.strip() for _ in range(2)}
     assert len(keys) == 2
@@ -346,8 +365,12 @@ def _memcached_keys(host: str, port: int) -> list[str]:
     return keys
 
 
+@pytest.mark.every_store
 def test_a_dump_holds_no_session_id_and_no_data(
-    store: Store, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+    make_app: MakeApp,
+    store: Store,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """With both options on, whatever the store holds after logins,
     regenerations, writes and reads (the user index included, where the
@@ -383,7 +406,8 @@ def test_a_dump_holds_no_session_id_and_no_data(
         assert "ann" in text
 
 
-def test_turning_protection_on_logs_no_one_out(store: Store) -> None:
+@pytest.mark.every_store
+def test_turning_protection_on_logs_no_one_out(make_app: MakeApp, store: Store) -> None:
     """A session stored plain, under its id, keeps working when both options
     are turned on; its first request moves it under its hash and encrypts
     it, and the next one finds it there.
@@ -420,7 +444,7 @@ def test_turning_protection_on_logs_no_one_out(store: Store) -> None:
 
 
 @pytest.mark.parametrize("switch", ["hash_ids", "encrypt"])
-def test_turning_each_on_logs_no_one_out(switch: str) -> None:
+def test_turning_each_on_logs_no_one_out(make_app: MakeApp, switch: str) -> None:
     store = MemoryStore()
     plain = make_app(store, hash_ids=False, keys=None)
     client = plain.test_client()
@@ -443,8 +467,9 @@ def test_turning_each_on_logs_no_one_out(switch: str) -> None:
         assert stored["note"].startswith("fcs1.")  # ...encrypted at its next write
 
 
+@pytest.mark.every_store
 def test_tampered_or_foreign_values_are_corrupt_documents(
-    store: Store, caplog: pytest.LogCaptureFixture
+    make_app: MakeApp, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A value that does not decrypt (another session's, another app's key,
     tampered with) is a corrupt document: logged, a new session, the entry
@@ -471,7 +496,8 @@ def test_tampered_or_foreign_values_are_corrupt_documents(
     assert foreign.get("/get").json["data"] == {}  # type: ignore[index]
 
 
-def test_key_rotation(store: Store) -> None:
+@pytest.mark.every_store
+def test_key_rotation(make_app: MakeApp, store: Store) -> None:
     """The first key encrypts, all decrypt; a session's next write encrypts
     its whole document with the first key, untouched members included, so
     the old key can then be retired.
@@ -495,7 +521,8 @@ def test_key_rotation(store: Store) -> None:
     assert retired.get("/get").json["data"] == {"a": 10, "b": [2], "c": {"d": PLANTED}}  # type: ignore[index]
 
 
-def test_rotation_loses_to_a_concurrent_change(store: Store) -> None:
+@pytest.mark.every_store
+def test_rotation_loses_to_a_concurrent_change(make_app: MakeApp, store: Store) -> None:
     """A request that re-encrypts a member under the old key writes it only
     if no other request changed that member since it read it: the other
     request's change wins.
@@ -522,21 +549,21 @@ def test_rotation_loses_to_a_concurrent_change(store: Store) -> None:
 
 
 @pytest.mark.parametrize("hash_ids", [False, True])
-def test_handles_do_not_depend_on_hash_ids(hash_ids: bool) -> None:
+def test_handles_do_not_depend_on_hash_ids(make_app: MakeApp, hash_ids: bool) -> None:
     """A session's handle is the same with or without hashed ids: in the
     signals and in the listing of the user's sessions.
     """
     app = make_app(MemoryStore(), hash_ids=hash_ids, CONNECT_SESSION_USER_KEY="user_id")
     sent: list[tuple[str, str]] = []
 
-    def created(sender: Flask, handle: str, **kwargs: t.Any) -> None:
+    def created(sender: App, handle: str, **kwargs: t.Any) -> None:
         sent.append(("created", handle))
 
-    def regenerated(sender: Flask, handle: str, old_handle: str, **kwargs: t.Any) -> None:
+    def regenerated(sender: App, handle: str, old_handle: str, **kwargs: t.Any) -> None:
         sent.append(("regenerated", old_handle))
         sent.append(("regenerated to", handle))
 
-    def destroyed(sender: Flask, handle: str, **kwargs: t.Any) -> None:
+    def destroyed(sender: App, handle: str, **kwargs: t.Any) -> None:
         sent.append(("destroyed", handle))
 
     client = app.test_client()
@@ -560,18 +587,18 @@ def test_handles_do_not_depend_on_hash_ids(hash_ids: bool) -> None:
     ]
 
 
-def test_read_only_request_costs_one_round_trip(redis_server: t.Any, redis_url: str) -> None:
+def test_read_only_request_costs_one_round_trip(
+    make_app: MakeApp, redis_server: t.Any, redis_url: str
+) -> None:
     """Counted by Redis: with both options on, a read-only request of an
     indexed session is still one GETEX; the first request after turning
     hashing on moves the session, and the next ones are one GETEX again.
     """
     from test_concurrency import CommandStats
 
-    from flask_connect_session import RedisStore
-
     stats = CommandStats(redis_server)
     try:
-        store = RedisStore(redis_server.client())
+        store = redis_url  # each app builds its store, as from its config
         plain = make_app(store, hash_ids=False, keys=None, CONNECT_SESSION_USER_KEY="user_id")
         client = plain.test_client()
         client.post("/login/ann")
@@ -594,7 +621,10 @@ def test_read_only_request_costs_one_round_trip(redis_server: t.Any, redis_url: 
         stats.client.close()
 
 
-def test_cli_show_and_delete_find_hashed_sessions() -> None:
+def test_cli_show_and_delete_find_hashed_sessions(make_app: MakeApp) -> None:
+    """``flask session show/delete`` and ``quart session show/delete`` find a
+    session by its id or its hashed key, and show it decrypted.
+    """
     store = MemoryStore()
     app = make_app(store)
     client = app.test_client()
