@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+import redis
 import requests
 from quart import Quart
 from quart import request
@@ -33,6 +34,7 @@ from flask_connect_session import MemoryStore
 from flask_connect_session import SessionNotFound
 from flask_connect_session import StoreError
 from flask_connect_session import session_created
+from flask_connect_session.protect import hash_id
 from flask_connect_session.quart import QuartConnectSession
 from flask_connect_session.quart import QuartSession
 from flask_connect_session.signing import sign
@@ -414,15 +416,29 @@ def test_the_quart_command_line(tmp_path: Path) -> None:
 # -- Flask and Quart on one Redis ---------------------------------------------------
 
 
+#: Protection at rest (docs/protection.rst), with the user index.
+PROTECTED = {
+    "CONNECT_SESSION_HASH_IDS": True,
+    "CONNECT_SESSION_ENCRYPT": "a key of at least thirty-two characters, for the tests",
+    "CONNECT_SESSION_USER_KEY": "user",
+}
+
+
+@pytest.mark.parametrize("protected", [False, True], ids=["plain", "protected"])
 @pytest.mark.parametrize("first", ["flask", "quart"])
-def test_flask_and_quart_apps_share_sessions_on_one_redis(redis_url: str, first: str) -> None:
+def test_flask_and_quart_apps_share_sessions_on_one_redis(
+    redis_url: str, first: str, protected: bool
+) -> None:
     """A session one app writes, the other reads, changes and ends: one
-    cookie, one stored document, both directions.
+    cookie, one stored document, both directions; with the same protection
+    at rest, one document under the id's hash, encrypted.
     """
+    config = PROTECTED if protected else {}
     apps = {}
     for framework in ("flask", "quart"):
         app = fw.new_app(framework)
         app.config.update(SECRET_KEY=SECRET, TESTING=True, CONNECT_SESSION_STORE=redis_url)
+        app.config.update(config)
         fw.connect(app)
         add_views(app)
         apps[framework] = app
@@ -436,6 +452,9 @@ def test_flask_and_quart_apps_share_sessions_on_one_redis(redis_url: str, first:
     assert seen == {"data": {"user": "ann", "cart": [1, 2]}, "id": sid, "new": False}
     reader.post("/set", json={"cart": [1, 2, 3]}, headers=cookie)
     assert writer.get("/get", headers=cookie).json["data"]["cart"] == [1, 2, 3]
+    with redis.Redis.from_url(redis_url) as client:
+        stored = client.get(f"sess:{hash_id(sid) if protected else sid}")
+    assert stored is not None and (b"[1,2,3]" in stored) is not protected
     renewed = reader.post("/regenerate?keep=1", headers=cookie)
     cookie = {"Cookie": renewed.headers["Set-Cookie"].split(";")[0]}
     assert writer.get("/get", headers=cookie).json["id"] == renewed.json["id"] != sid
