@@ -326,6 +326,19 @@ async def _raise_store_failure() -> None:
         raise failure
 
 
+async def _close_store(store: AsyncStore) -> None:
+    """Close the connections ``store`` holds open: its ``aclose()`` (an
+    asyncio Redis store's clients), else its ``dispose()`` (an asyncio SQL
+    store's engine). A store without either holds none of its own.
+
+    :class:`QuartConnectSession` runs it when the app stops serving, for a
+    store it built from a URL.
+    """
+    close = getattr(store, "aclose", None) or getattr(store, "dispose", None)
+    if close is not None:
+        await close()
+
+
 class QuartConnectSession:
     """Server-side sessions for Quart, the same as :class:`ConnectSession
     <flask_connect_session.ConnectSession>` gives Flask: the same config,
@@ -353,7 +366,9 @@ class QuartConnectSession:
         install the session interface.
 
         Registers this extension as ``app.extensions["connect_session"]``
-        and adds the ``quart session`` command group.
+        and adds the ``quart session`` command group. A store built from a
+        URL is closed when the app stops serving (``after_serving``); one
+        passed in as an object is left open.
 
         :raises ValueError: a setting is invalid; the message names its key.
         """
@@ -366,6 +381,13 @@ class QuartConnectSession:
         # First of the app's hooks: nothing runs on a session that failed.
         app.before_request_funcs[None].insert(0, _raise_store_failure)
         app.before_websocket_funcs[None].insert(0, _raise_store_failure)
+        if isinstance(options.store, str):
+            # Built from a URL, so the app's own to close; a store, client
+            # or engine passed in is the user's.
+            async def close() -> None:
+                await _close_store(store)
+
+            app.after_serving(close)
         install(app, self, quart_session_cli, store)
 
     @property

@@ -41,6 +41,7 @@ from flask_connect_session.signing import sign
 from flask_connect_session.stores.base import AsyncStore
 from flask_connect_session.stores.base import Document
 from flask_connect_session.stores.base import apply_changes
+from flask_connect_session.stores.redis_asyncio import AsyncRedisStore
 
 import framework as fw
 from async_bridge import loop
@@ -50,6 +51,13 @@ from conftest import add_views
 KEY = "connect.sid"
 TESTS_DIR = Path(__file__).resolve().parent
 ROOT = TESTS_DIR.parent
+
+#: Protection at rest (docs/protection.rst), with the user index.
+PROTECTED = {
+    "CONNECT_SESSION_HASH_IDS": True,
+    "CONNECT_SESSION_ENCRYPT": "a key of at least thirty-two characters, for the tests",
+    "CONNECT_SESSION_USER_KEY": "user",
+}
 
 
 def quart_app(**config: t.Any) -> Quart:
@@ -388,40 +396,95 @@ def test_commands_run_in_an_event_loop_even_from_async_code() -> None:
     assert store.loops and loop().loop not in store.loops
 
 
-def test_the_quart_command_line(tmp_path: Path) -> None:
-    """``quart --app ... session`` as a user runs it, in a process of its own."""
+def test_the_quart_command_line(tmp_path: Path, redis_url: str) -> None:
+    """``quart --app ... session`` as a user runs it, in a process of its
+    own, on a Redis URL with hashed ids and encryption: it finds the session
+    another app stored under its id's hash and shows it decrypted.
+    """
+    config = {"SECRET_KEY": SECRET, "CONNECT_SESSION_STORE": redis_url, **PROTECTED}
+    app = fw.new_app("flask")
+    app.config.update(config, TESTING=True)
+    fw.connect(app)
+    add_views(app)
+    sid = app.test_client().post("/set", json={"user": "ann", "cart": [1, 2]}).json["id"]
     app_file = tmp_path / "sessions_app.py"
     app_file.write_text(
         "from quart import Quart\n"
-        "from flask_connect_session import MemoryStore\n"
         "from flask_connect_session.quart import QuartConnectSession\n"
         "app = Quart(__name__)\n"
-        "store = MemoryStore()\n"
-        "store.set('abc', {'a': 1, 'cookie': {'originalMaxAge': None, 'expires': None}})\n"
-        "app.config.update(SECRET_KEY='s', TESTING=True, CONNECT_SESSION_STORE=store)\n"
+        f"app.config.update({config!r})\n"
         "QuartConnectSession(app)\n"
     )
     command = [sys.executable, "-m", "quart", "--app", "sessions_app", "session"]
-    done = subprocess.run(
-        [*command, "count"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+
+    def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+
+    done = invoke("count")
     assert (done.returncode, done.stdout) == (0, "1\n"), done.stderr
-    done = subprocess.run(
-        [*command, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    for name in ("count", "list", "show", "delete", "clear", "prune", "revoke", "create-table"):
+    done = invoke("show", sid)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["cart"] == [1, 2]
+    done = invoke("--help")
+    for name in (
+        "count",
+        "list",
+        "show",
+        "delete",
+        "clear",
+        "prune",
+        "revoke",
+        "create-table",
+        "gen-key",
+    ):
         assert name in done.stdout
 
 
+# -- the store's connections at shutdown --------------------------------------------
+
+
+async def connection_id(store: t.Any) -> int:
+    """The server's id of the connection the store's next call uses (Redis'
+    client id, PostgreSQL's backend pid): the same while the store keeps
+    its connections open, a new one once it closed them.
+    """
+    if isinstance(store, AsyncRedisStore):
+        return t.cast(int, await store.client.client_id())
+    import sqlalchemy as sa
+
+    async with store.engine.connect() as conn:
+        return t.cast(int, await conn.scalar(sa.text("SELECT pg_backend_pid()")))
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgresql", "given"])
+def test_a_store_built_from_a_url_is_closed_when_the_app_stops_serving(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """The asyncio store the app built from its URL has its connections
+    closed when the app stops serving (``after_serving``); a store passed
+    in (``given``) is the user's, and left open.
+    """
+    url = request.getfixturevalue("postgresql_url" if kind == "postgresql" else "redis_url")
+    given = AsyncRedisStore(url) if kind == "given" else None
+    app = quart_app(CONNECT_SESSION_STORE=given or url)
+    store = app.session_interface.store
+
+    async def scenario() -> bool:
+        async with app.test_app() as served:
+            await served.test_client().post("/set", json={"a": 1})
+            serving = await connection_id(store)
+        try:
+            return await connection_id(store) == serving
+        finally:
+            # The test's own clean-up (the given store is ``store``).
+            await (store.aclose() if isinstance(store, AsyncRedisStore) else store.dispose())
+
+    assert run(scenario()) is (kind == "given")
+
+
 # -- Flask and Quart on one Redis ---------------------------------------------------
-
-
-#: Protection at rest (docs/protection.rst), with the user index.
-PROTECTED = {
-    "CONNECT_SESSION_HASH_IDS": True,
-    "CONNECT_SESSION_ENCRYPT": "a key of at least thirty-two characters, for the tests",
-    "CONNECT_SESSION_USER_KEY": "user",
-}
 
 
 @pytest.mark.parametrize("protected", [False, True], ids=["plain", "protected"])
