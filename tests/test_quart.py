@@ -517,7 +517,13 @@ def test_flask_and_quart_apps_share_sessions_on_one_redis(
     assert writer.get("/get", headers=cookie).json["data"]["cart"] == [1, 2, 3]
     with redis.Redis.from_url(redis_url) as client:
         stored = client.get(f"sess:{hash_id(sid) if protected else sid}")
+        # Every key, value and user index member the two apps wrote.
+        written = [
+            (key, client.get(key) if client.type(key) == b"string" else client.zrange(key, 0, -1))
+            for key in client.scan_iter()
+        ]
     assert stored is not None and (b"[1,2,3]" in stored) is not protected
+    assert (sid in repr(written)) is not protected
     renewed = reader.post("/regenerate?keep=1", headers=cookie)
     cookie = {"Cookie": renewed.headers["Set-Cookie"].split(";")[0]}
     assert writer.get("/get", headers=cookie).json["id"] == renewed.json["id"] != sid
