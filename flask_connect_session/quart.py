@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc as cabc
 import concurrent.futures
+import contextlib
 import functools
 import inspect
 import typing as t
@@ -553,26 +554,70 @@ def _wait(awaitable: cabc.Awaitable[T], loop: asyncio.AbstractEventLoop) -> T:
 
 
 class _BlockingAdmin:
-    """The app's :class:`QuartConnectSession` seen synchronously by the
-    commands (see :class:`.cli.Admin`).
+    """The app's sessions seen synchronously by the commands (see
+    :class:`.cli.Admin`), on ``store``.
+
+    :param app: the application.
+    :param index: its user index, if ``CONNECT_SESSION_USER_KEY`` is set.
+    :param store: the asyncio store the commands use (see
+        :func:`_command_store`).
+    :param loop: the running event loop the store's calls run in.
     """
 
-    def __init__(self, extension: QuartConnectSession, loop: asyncio.AbstractEventLoop) -> None:
-        self._extension = extension
+    def __init__(
+        self,
+        app: Quart,
+        index: UserIndex | None,
+        store: AsyncStore,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._app = app
+        self._index = index
+        self._async_store = store
         self._loop = loop
-        store = extension.store
         # A store run on a synchronous one: the commands use that directly.
         self.store = (
             store.store if isinstance(store, SyncBackedStore) else BlockingStore(store, loop)
         )
 
+    def _run(self, steps: cabc.Callable[[UserIndex], Steps[T]]) -> T:
+        if self._index is None:
+            raise RuntimeError("CONNECT_SESSION_USER_KEY is not set: there is no user index")
+        env = AppEnvironment(self._app, self._async_store)
+        return _wait(run_async(steps(self._index), env), self._loop)
+
     def user_sessions(self, user: str | int) -> list[SessionInfo]:
-        return _wait(self._extension.user_sessions(user), self._loop)
+        return self._run(lambda index: list_sessions(index, user, None))
 
     def revoke(
         self, user: str | int, handle: str | None = None, *, keep_current: bool = False
     ) -> int:
-        return _wait(self._extension.revoke(user, handle, keep_current=keep_current), self._loop)
+        return self._run(
+            lambda index: revoke_sessions(index, user, handle, None, keep_current=keep_current)
+        )
+
+
+@contextlib.asynccontextmanager
+async def _command_store(
+    app: Quart, interface: QuartSessionInterface
+) -> cabc.AsyncIterator[AsyncStore]:
+    """The store a command uses: the app's, or, when the app built it from
+    a URL and it holds connections (Redis, SQL), a new one for the
+    command's event loop, closed after it. An asyncio client's connections
+    belong to the event loop that opened them, and the app's may be serving
+    in another loop of the same process (or a command before this one in its
+    own loop, which is closed now).
+    """
+    options = interface.options
+    if not isinstance(options.store, str) or isinstance(interface.store, SyncBackedStore):
+        yield interface.store
+        return
+    store = build_async_store(options, app)
+    store.max_size = options.max_size
+    try:
+        yield store
+    finally:
+        await _close_store(store)
 
 
 def _quart_command(callback: cabc.Callable[..., None]) -> cabc.Callable[..., None]:
@@ -588,13 +633,16 @@ def _quart_command(callback: cabc.Callable[..., None]) -> cabc.Callable[..., Non
 
         async def main() -> None:
             async with app.app_context():
-                extension = app.extensions.get("connect_session")
-                target = None
-                if isinstance(extension, QuartConnectSession):
-                    loop = asyncio.get_running_loop()
-                    target = Target(app, _BlockingAdmin(extension, loop))
                 body = functools.partial(callback, *args, **kwargs)
-                await asyncio.to_thread(run_with, target, body)
+                extension = app.extensions.get("connect_session")
+                if not isinstance(extension, QuartConnectSession):
+                    await asyncio.to_thread(run_with, None, body)
+                    return
+                interface = extension._interface(app)
+                async with _command_store(app, interface) as store:
+                    loop = asyncio.get_running_loop()
+                    admin = _BlockingAdmin(app, interface.core.users, store, loop)
+                    await asyncio.to_thread(run_with, Target(app, admin), body)
 
         _run_loop(main())
 
