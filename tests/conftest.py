@@ -136,8 +136,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         frameworks = ("flask",)
     kinds: tuple[str, ...] = ()
     store = next((name for name in ("store", "index_store") if name in names), None)
-    if store is not None and metafunc.definition.get_closest_marker("every_store"):
+    every_store = metafunc.definition.get_closest_marker("every_store")
+    if store is not None and every_store:
         kinds = tuple(sorted(STORE_BUILDERS)) if store == "store" else INDEX_STORES
+        kinds = tuple(kind for kind in kinds if kind not in every_store.kwargs.get("but", ()))
     if "framework" in names and kinds:
         # Every store behind Flask; Quart's driver is the same over any
         # store (a synchronous one runs in worker threads): the memory store.

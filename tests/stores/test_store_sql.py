@@ -380,9 +380,14 @@ def test_get_and_touch_of_a_document_holding_nan(store: SQLStore) -> None:
     holds it; PostgreSQL's json column refuses it) is read and extended to
     its originalMaxAge, though SQLite's json functions cannot parse it.
     """
-    if store.engine.dialect.name == "postgresql":
-        pytest.skip("PostgreSQL's json column cannot hold NaN")
     raw = b'{"v":NaN,"w":Infinity,"cookie":{"originalMaxAge":300000,"expires":null}}'
+    if store.engine.dialect.name == "postgresql":
+        # Its json column refuses the document, so there is none to read.
+        store.create_table()
+        sess = sa.cast(sa.literal(raw.decode()), store.table.c.sess.type)
+        with pytest.raises(sa.exc.DBAPIError, match="json"), store.engine.begin() as conn:
+            conn.execute(sa.insert(store.table).values(sid="s1", sess=sess, expire=sa.func.now()))
+        return
     sql_raw.plant(store, "s1", raw, ttl=10)
     document = store.get_and_touch("s1")
     assert document is not None and math.isnan(document["v"]) and document["w"] == math.inf
