@@ -183,15 +183,22 @@ class GetAndTouch(_SessionCall["Document | None"]):
         return await store.get_and_touch(self.sid)
 
 
-class Set(_SessionCall[None]):
-    """:meth:`Store.set`."""
+class _DocumentCall(_SessionCall[None]):
+    """A store call writing a whole session document."""
 
     __slots__ = ("document",)
-    operation = "set"
 
     def __init__(self, sid: str, document: Document) -> None:
         self.sid = sid
+        #: The document to write.
         self.document = document
+
+
+class Set(_DocumentCall):
+    """:meth:`Store.set`."""
+
+    __slots__ = ()
+    operation = "set"
 
     def call(self, store: Store) -> None:
         store.set(self.sid, self.document)
@@ -200,15 +207,11 @@ class Set(_SessionCall[None]):
         await store.set(self.sid, self.document)
 
 
-class Touch(_SessionCall[None]):
+class Touch(_DocumentCall):
     """:meth:`Store.touch`."""
 
-    __slots__ = ("document",)
+    __slots__ = ()
     operation = "touch"
-
-    def __init__(self, sid: str, document: Document) -> None:
-        self.sid = sid
-        self.document = document
 
     def call(self, store: Store) -> None:
         store.touch(self.sid, self.document)
@@ -260,19 +263,29 @@ class _UserCall(StoreCall[T_co]):
         self.user = user
 
 
-class IndexAdd(_UserCall[None]):
-    """:meth:`Store.index_add`."""
+class _EntryCall(_UserCall[None]):
+    """A store call on one session's entry in a user's index."""
 
-    __slots__ = ("sid", "until")
-    operation = "index_add"
+    __slots__ = ("sid",)
 
-    def __init__(self, user: str, sid: str, until: float) -> None:
+    def __init__(self, user: str, sid: str) -> None:
         self.user = user
+        #: The session's store id.
         self.sid = sid
-        self.until = until
 
     def named(self) -> str | None:
         return self.sid
+
+
+class IndexAdd(_EntryCall):
+    """:meth:`Store.index_add`."""
+
+    __slots__ = ("until",)
+    operation = "index_add"
+
+    def __init__(self, user: str, sid: str, until: float) -> None:
+        super().__init__(user, sid)
+        self.until = until
 
     def call(self, store: Store) -> None:
         store.index_add(self.user, self.sid, self.until)
@@ -281,18 +294,11 @@ class IndexAdd(_UserCall[None]):
         await store.index_add(self.user, self.sid, self.until)
 
 
-class IndexRemove(_UserCall[None]):
+class IndexRemove(_EntryCall):
     """:meth:`Store.index_remove`."""
 
-    __slots__ = ("sid",)
+    __slots__ = ()
     operation = "index_remove"
-
-    def __init__(self, user: str, sid: str) -> None:
-        self.user = user
-        self.sid = sid
-
-    def named(self) -> str | None:
-        return self.sid
 
     def call(self, store: Store) -> None:
         store.index_remove(self.user, self.sid)
