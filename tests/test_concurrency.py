@@ -57,6 +57,7 @@ LAYOUTS = {
     "memory": (1, 16),
     "filesystem": (4, 4),
     "redis": (4, 4),
+    "valkey": (4, 4),
     "postgresql": (4, 4),
     "mariadb": (4, 4),
     "sqlite": (4, 4),
@@ -187,8 +188,8 @@ def gunicorn(
         elif kind == "filesystem":
             url = f"file://{work_dir / 'sessions'}"
             store = FileSystemStore(work_dir / "sessions")
-        elif kind == "redis":
-            server: RedisServer = request.getfixturevalue("redis_server")
+        elif kind in ("redis", "valkey"):
+            server: RedisServer = request.getfixturevalue(f"{kind}_server")
             server.start()  # no-op unless an earlier test stopped it
             url = server.url if protect is None else server.url.rsplit("/", 1)[0] + "/3"
             client = server.client() if protect is None else redis_client(url)

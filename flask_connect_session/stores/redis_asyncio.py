@@ -12,7 +12,6 @@ import typing as t
 from .base import AsyncStore
 from .base import Document
 from .base import decode_entries
-from .base import document_ttl
 from .redis import BATCH_SIZE
 from .redis import SWAP_ATTEMPTS
 from .redis import RedisLayout
@@ -85,17 +84,17 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
         <flask_connect_session.RedisStore.get_and_touch>`: one ``GETEX``.
         """
         key = self._key(sid)
-        guess = self._lifetime_guess
+        guess = self._lifetime(sid)
         with _undecodable_is_corrupt():
             value = await (self.client.getex(key, ex=guess) if guess > 0 else self.client.get(key))
         document = self._loaded(sid, value)
-        lifetime = None if document is None else self._correction(document, guess)
+        lifetime = None if document is None else self._correction(sid, document, guess)
         if lifetime is not None:
             await self.client.expire(key, lifetime)
         return document
 
     async def set(self, sid: str, session: Document) -> None:
-        ttl = document_ttl(session, self.ttl)
+        ttl = self._written(sid, session)
         if ttl > 0:
             await self.client.set(self._key(sid), self.encoded(session), ex=ttl)
         else:
@@ -105,23 +104,33 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
         return bool(await self.client.delete(self._key(sid)))
 
     async def touch(self, sid: str, session: Document) -> None:
-        await self.client.expire(self._key(sid), document_ttl(session, self.ttl))
+        await self.client.expire(self._key(sid), self._written(sid, session))
 
     async def merge(
         self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
     ) -> bool:
         """As :meth:`RedisStore.merge <flask_connect_session.RedisStore.merge>`:
-        atomic, one script call, a value too long for the script merged in an
-        optimistic transaction.
+        atomic, one ``SET ... IFEQ`` where the server has it and the session
+        is unchanged since read, else one script call, a value too long for
+        the script merged in an optimistic transaction.
         """
         removed = list(removed)
         plan = self._merge_plan(sid, changes, removed)
-        if plan.args is not None:
-            result = await self._merge(keys=[self._key(sid)], args=plan.args)
-            merged = self._merge_outcome(sid, plan, result)
+        key = self._key(sid)
+        if not plan.swap:
+            command = self._compare_and_set(key, plan)
+            if command is not None:
+                try:
+                    reply = await self.client.execute_command(*command)
+                    if self._compare_and_set_done(sid, plan, reply):
+                        return True
+                except Exception as exc:
+                    if not self._compare_and_set_refused(exc):
+                        raise
+            args = self._script_args(plan, changes, removed)
+            merged = self._merge_outcome(sid, plan, await self._merge(keys=[key], args=args))
             if merged is not None:
                 return merged
-        key = self._key(sid)
         client = self._node_client(key)
         for _ in range(SWAP_ATTEMPTS):
             async with client.pipeline(transaction=True) as pipe:
