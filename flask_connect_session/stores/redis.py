@@ -204,6 +204,13 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def is_noscript_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is redis-py's or valkey-py's ``NoScriptError`` (the
+    server does not have the script: load it and run it again).
+    """
+    return type(exc).__name__ == "NoScriptError"
+
+
 def is_watch_error(exc: BaseException) -> bool:
     """Whether ``exc`` is redis-py's or valkey-py's ``WatchError`` (a
     watched key was written meanwhile), sync or asyncio.
@@ -711,11 +718,24 @@ class RedisStore(RedisLayout, Store):
                 except Exception as exc:
                     if not self._compare_and_set_refused(exc):
                         raise
-            result = self._merge(keys=[key], args=self._script_args(plan, changes, removed))
+            result = self._run(self._merge, key, self._script_args(plan, changes, removed))
             merged = self._merge_outcome(sid, plan, result)
             if merged is not None:
                 return merged
         return self._merge_by_swap(sid, changes, removed, plan.ttl)
+
+    def _run(self, script: t.Any, key: bytes | str, args: list[t.Any]) -> t.Any:
+        """Run a registered script on one key: ``EVALSHA``, loading the
+        script on ``NOSCRIPT``, as redis-py's ``Script`` does without its
+        per-call work (12 µs a call: benchmarks/README.md, "Issue 26").
+        """
+        try:
+            return self.client.evalsha(script.sha, 1, key, *args)
+        except Exception as exc:
+            if not is_noscript_error(exc):
+                raise
+        script.sha = self.client.script_load(script.script)
+        return self.client.evalsha(script.sha, 1, key, *args)
 
     def _merge_by_swap(
         self, sid: str, changes: cabc.Mapping[str, t.Any], removed: list[str], ttl: str
@@ -832,7 +852,7 @@ class RedisStore(RedisLayout, Store):
     # -- the per-user index ------------------------------------------------
 
     def _update_key(self, key: bytes | str, until: str, sids: cabc.Iterable[str]) -> int:
-        return int(self._index(keys=[key], args=self._index_args(until, sids)))
+        return int(self._run(self._index, key, self._index_args(until, sids)))
 
     def index_prune(self) -> int:
         """Drop the expired entries of every user's index (``SCAN`` of the

@@ -19,6 +19,7 @@ from .redis import _found
 from .redis import _members
 from .redis import _now_ms
 from .redis import _undecodable_is_corrupt
+from .redis import is_noscript_error
 from .redis import is_watch_error
 
 _K = t.TypeVar("_K")
@@ -128,7 +129,7 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
                     if not self._compare_and_set_refused(exc):
                         raise
             args = self._script_args(plan, changes, removed)
-            merged = self._merge_outcome(sid, plan, await self._merge(keys=[key], args=args))
+            merged = self._merge_outcome(sid, plan, await self._run(self._merge, key, args))
             if merged is not None:
                 return merged
         client = self._node_client(key)
@@ -149,6 +150,19 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
                     if not is_watch_error(exc):
                         raise
         raise RuntimeError(f"merge of a session lost {SWAP_ATTEMPTS} races in a row")
+
+    async def _run(self, script: t.Any, key: bytes | str, args: list[t.Any]) -> t.Any:
+        """As :meth:`RedisStore._run
+        <flask_connect_session.RedisStore._run>`: ``EVALSHA``, loading the
+        script on ``NOSCRIPT``.
+        """
+        try:
+            return await self.client.evalsha(script.sha, 1, key, *args)
+        except Exception as exc:
+            if not is_noscript_error(exc):
+                raise
+        script.sha = await self.client.script_load(script.script)
+        return await self.client.evalsha(script.sha, 1, key, *args)
 
     def _node_client(self, key: str) -> t.Any:
         """The client a transaction on ``key`` goes through: on a cluster, a
@@ -246,7 +260,7 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
     # -- the per-user index ------------------------------------------------
 
     async def _update_key(self, key: bytes | str, until: str, sids: cabc.Iterable[str]) -> int:
-        return int(await self._index(keys=[key], args=self._index_args(until, sids)))
+        return int(await self._run(self._index, key, self._index_args(until, sids)))
 
     async def index_prune(self) -> int:
         """As :meth:`RedisStore.index_prune

@@ -5,6 +5,7 @@ connect-redis' key, value and TTL, the Lua merge, SCAN, recovery.
 from __future__ import annotations
 
 import json
+import time
 import typing as t
 
 import pytest
@@ -199,6 +200,31 @@ def test_sessions_of_different_lifetimes_read_in_turn_are_one_round_trip(
         if name not in ("cmdstat_ttl", "cmdstat_config|resetstat")
     }
     assert calls == {"cmdstat_getex": 6}
+
+
+@pytest.mark.parametrize("flavour", ["sync", "asyncio"])
+def test_scripts_are_loaded_again_after_a_script_flush(
+    redis_url: str, client: redis.Redis, flavour: str
+) -> None:
+    """A server that lost its scripts (restarted, ``SCRIPT FLUSH``) gets
+    them again: the merge and the user index still work.
+    """
+    store: Store = RedisStore(redis_url)
+    if flavour == "asyncio":
+        async_store = AsyncRedisStore(redis_url)
+        store = Blocking(async_store)
+    store.set("abc", doc(None, a=1))
+    assert store.merge("abc", {"b": 2}, [])  # nothing read: the script
+    store.index_add("ann", "abc", time.time() + 60)
+    client.script_flush()
+    assert store.merge("abc", {"c": 3}, [])
+    store.index_add("ann", "abd", time.time() + 60)
+    document = store.get("abc")
+    assert document is not None
+    assert (document["a"], document["b"], document["c"]) == (1, 2, 3)
+    assert sorted(m.decode() for m in client.zrange("sess-user:ann", 0, -1)) == ["abc", "abd"]
+    if flavour == "asyncio":
+        loop().run(async_store.aclose())
 
 
 def test_merge_keeps_untouched_members_byte_for_byte(
