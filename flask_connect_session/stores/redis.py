@@ -472,11 +472,14 @@ class RedisLayout:
 
     def _compare_and_set_refused(self, exc: Exception) -> bool:
         """Whether ``exc``, raised by :meth:`_compare_and_set`'s command,
-        says the server has no ``IFEQ`` (a syntax error: nothing written);
-        then no later merge tries it. A server that fails over to an older
-        one is noticed the same way.
+        says the server does not take it (Redis before 8.4, Valkey before
+        8.1: a syntax error; a Redis-compatible server may word it
+        otherwise), having written nothing; then no later merge tries it. A
+        failover to an older server is noticed the same way. Errors that
+        are not about the command (connection, read-only replica, out of
+        memory: redis-py's subclasses) are raised.
         """
-        if type(exc).__name__ != "ResponseError" or "syntax" not in str(exc).lower():
+        if type(exc).__name__ != "ResponseError":
             return False
         self._ifeq = False
         return True
@@ -605,8 +608,11 @@ class RedisStore(RedisLayout, Store):
     would turn ``[]`` into ``{}`` and round big integers and floats); when
     splicing, untouched members are copied byte for byte and the new ones
     are Python's encoding. It touches one key, so it works on Redis Cluster
-    too.
-    :meth:`get_and_touch` loads and extends the lifetime in one round trip.
+    too. On a server with ``SET ... IFEQ`` (Valkey 8.1+, Redis 8.4+), the
+    unchanged case is that one command instead, and the script follows only
+    if the value changed since it was read.
+    :meth:`get_and_touch` loads and extends the lifetime in one round trip,
+    with the lifetime this process last saw the session have.
 
     :meth:`all`, :meth:`length` and :meth:`clear` walk the keys with
     ``SCAN MATCH <key_prefix>*`` (never ``KEYS`` or ``FLUSHDB``), on every
@@ -696,8 +702,8 @@ class RedisStore(RedisLayout, Store):
         ``KEEPTTL`` or ``EX``), cheaper than a script for both sides; if the
         value changed since it was read, the script follows (a second round
         trip, only under contention). Whether the server has it is learnt
-        from the first such merge (a server without it answers a syntax
-        error and writes nothing).
+        from the first such merge (a server without it answers an error and
+        writes nothing).
         A stored value longer than :data:`SCRIPT_LIMIT` is never read by a
         script: it is merged here, in an optimistic transaction (see
         :meth:`_merge_by_swap`).

@@ -40,9 +40,10 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
     """:class:`~flask_connect_session.RedisStore` for asyncio apps (Quart),
     over a ``redis.asyncio`` client: the same keys (``<key_prefix><sid>``),
     JSON values and TTLs, the same per-user index and revoke records, and
-    the same commands (the Lua merge in one round trip, ``GETEX`` loads,
-    ``SCAN`` listings), so a Flask app on ``RedisStore``, a Quart app on this
-    store and an Express app on connect-redis share sessions.
+    the same commands (the merge in one round trip, by ``SET ... IFEQ`` or
+    the Lua script, ``GETEX`` loads, ``SCAN`` listings), so a Flask app on
+    ``RedisStore``, a Quart app on this store and an Express app on
+    connect-redis share sessions.
 
     :param client_or_url: a ``redis://``, ``rediss://``, ``unix://`` or
         ``valkey://`` URL, or a ready asyncio client: ``redis.asyncio.Redis``,

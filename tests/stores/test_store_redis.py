@@ -58,6 +58,25 @@ def store(redis_url: str) -> RedisStore:
     return learnt_ifeq(RedisStore(redis_url))
 
 
+def assert_members(store: Store, sid: str, **expected: t.Any) -> None:
+    """``sid`` is stored with these members (among others)."""
+    document = store.get(sid)
+    assert document is not None
+    assert {name: document.get(name) for name in expected} == expected
+
+
+def calls_of(client: redis.Redis) -> dict[str, int]:
+    """The commands the server ran since its stats were reset, by name
+    (not the test's own ``TTL`` checks).
+    """
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): int(stat["calls"])
+        for name, stat in stats.items()
+        if name not in ("cmdstat_config|resetstat", "cmdstat_info", "cmdstat_ttl")
+    }
+
+
 # -- connect-redis' format ----------------------------------------------------
 
 
@@ -219,9 +238,7 @@ def test_scripts_are_loaded_again_after_a_script_flush(
     client.script_flush()
     assert store.merge("abc", {"c": 3}, [])
     store.index_add("ann", "abd", time.time() + 60)
-    document = store.get("abc")
-    assert document is not None
-    assert (document["a"], document["b"], document["c"]) == (1, 2, 3)
+    assert_members(store, "abc", a=1, b=2, c=3)
     assert sorted(m.decode() for m in client.zrange("sess-user:ann", 0, -1)) == ["abc", "abd"]
     if flavour == "asyncio":
         loop().run(async_store.aclose())
@@ -575,18 +592,6 @@ def valkey_client(valkey_url: str, valkey_server: RedisServer) -> t.Iterator[red
         yield client
 
 
-def calls_of(client: redis.Redis) -> dict[str, int]:
-    """The commands the server ran since its stats were reset, by name
-    (not the test's own ``TTL`` checks).
-    """
-    stats = client.info("commandstats")
-    return {
-        name.removeprefix("cmdstat_"): int(stat["calls"])
-        for name, stat in stats.items()
-        if name not in ("cmdstat_config|resetstat", "cmdstat_info", "cmdstat_ttl")
-    }
-
-
 @pytest.mark.parametrize("flavour", ["sync", "asyncio"])
 def test_merge_is_one_set_ifeq_where_the_server_has_it(
     valkey_url: str, valkey_client: redis.Redis, flavour: str
@@ -633,9 +638,28 @@ def test_set_ifeq_that_finds_another_write_falls_back_to_the_splice(
     valkey_client.config_resetstat()
     assert store.merge("abc", {"mine": 2}, [])
     assert calls_of(valkey_client) == {"set": 2, "evalsha": 1, "strlen": 1, "get": 1}
-    document = store.get("abc")
-    assert document is not None
-    assert (document["a"], document["theirs"], document["mine"]) == (1, 1, 2)
+    assert_members(store, "abc", a=1, theirs=1, mine=2)
     other.destroy("abc")
     assert store.merge("abc", {"late": 3}, []) is False
     assert valkey_client.exists("sess:abc") == 0
+
+
+def test_a_server_without_set_ifeq_merges_by_script_from_the_first_merge_on(
+    redis_url: str, client: redis.Redis
+) -> None:
+    """Redis 7.0 has no ``SET ... IFEQ``: the first merge that could use it
+    is refused (nothing written) and the script merges instead; no later
+    merge tries it again.
+    """
+    store = RedisStore(redis_url)
+    store.set("abc", doc(None, a=1))
+    store.get("abc")
+    client.config_resetstat()
+    assert store.merge("abc", {"b": 2}, [])
+    stats = client.info("commandstats")
+    assert stats["cmdstat_set"]["failed_calls"] + stats["cmdstat_set"]["rejected_calls"] == 1
+    store.get("abc")
+    client.config_resetstat()
+    assert store.merge("abc", {"c": 3}, [])
+    assert calls_of(client) == {"evalsha": 1, "strlen": 1, "get": 1, "set": 1}
+    assert_members(store, "abc", a=1, b=2, c=3)
