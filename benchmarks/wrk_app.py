@@ -1,8 +1,9 @@
 """The app ``benchmarks/wrk_compare.py`` serves with gunicorn.
 
 ``BENCH_VARIANT`` picks the session implementation (``connect``,
-``connect-touch-60`` with ``CONNECT_SESSION_TOUCH_AFTER = 60``, or
-``flask-session``), ``BENCH_REDIS_URL`` the Redis server. The app and its
+``connect-touch-60`` with ``CONNECT_SESSION_TOUCH_AFTER = 60``,
+``flask-session``, or the anchors ``flask-no-session`` and ``flask-cookie``,
+Flask's own signed-cookie session), ``BENCH_REDIS_URL`` the Redis server. The app and its
 views are ``bench.py``'s, so both benchmarks measure the same code.
 """
 
@@ -12,12 +13,19 @@ import os
 
 import redis
 
+from bench import cookie_session
 from bench import flask_app
 from bench import flask_session
+from bench import no_session
 
 url = os.environ["BENCH_REDIS_URL"]
-if os.environ.get("BENCH_VARIANT") == "flask-session":
+variant = os.environ.get("BENCH_VARIANT")
+if variant == "flask-session":
     app = flask_session(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(url))
+elif variant == "flask-no-session":
+    app = no_session()
+elif variant == "flask-cookie":
+    app = cookie_session()
 else:
     from flask_connect_session import ConnectSession
 

@@ -1,7 +1,7 @@
 """Under load: gunicorn (4 workers) + Redis driven by wrk on loopback, this
 extension against Flask-Session on the same setup.
 
-    python benchmarks/wrk_compare.py [--seconds 10] [--connections 32]
+    python benchmarks/wrk_compare.py [--seconds 10] [--connections 32] [--valkey]
 
 Needs ``wrk`` (Debian package ``wrk``), gunicorn and Flask-Session. Starts its
 own redis-server and gunicorn on free loopback ports and stops them.
@@ -27,6 +27,9 @@ import requests
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+from bench import VALKEY_HELP  # noqa: E402 (after the path)
+from bench import redis_binary  # noqa: E402
+
 if t.TYPE_CHECKING:
     from gunicorn_server import GunicornServer
 
@@ -43,6 +46,9 @@ def gunicorn(variant: str, redis_url: str, log: Path) -> GunicornServer:
 
 #: The apps compared (see wrk_app.py); the first is the baseline.
 VARIANTS = ("flask-session", "connect", "connect-touch-60")
+#: The anchors: Flask with no session (reads only: it cannot write one) and
+#: Flask's signed-cookie session.
+ANCHORS = ("flask-no-session", "flask-cookie")
 
 #: wrk request script: each request carries the next of ``cookies``; the
 #: threads start half the list apart.
@@ -98,28 +104,31 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--valkey", action="store_true", help=VALKEY_HELP)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
 
     from server_fixtures import RedisServer
-    from server_fixtures import _require_binary
 
     tmp = Path(tempfile.mkdtemp(prefix="fcs-wrk-"))
-    server = RedisServer(_require_binary("redis-server", "redis-server"), tmp)
+    server = RedisServer(redis_binary(args.valkey), tmp)
     server.start()
     results: dict[tuple[str, str], dict[str, float]] = {}
     try:
-        for variant in VARIANTS:
+        for variant in VARIANTS + ANCHORS:
             server.client().flushall()
             with gunicorn(variant, server.url, tmp / f"{variant}.log") as app:
                 base = app.url
-                cookies = [new_session(base) for _ in range(args.sessions)]
-                runs = (
-                    ("reads", "reads", cookies[:1]),
-                    ("increments", "increments", cookies[:1]),
-                    (f"increments, {args.sessions} sessions", "increments", cookies),
-                )
+                if variant == "flask-no-session":
+                    runs: tuple[tuple[str, str, list[str]], ...] = (("reads", "reads", ["x=y"]),)
+                else:
+                    cookies = [new_session(base) for _ in range(args.sessions)]
+                    runs = (
+                        ("reads", "reads", cookies[:1]),
+                        ("increments", "increments", cookies[:1]),
+                        (f"increments, {args.sessions} sessions", "increments", cookies),
+                    )
                 for scenario, path, used in runs:
                     results[(variant, scenario)] = wrk(
                         f"{base}/{path}", used, args.seconds, args.connections, tmp / "run.lua"
@@ -127,13 +136,16 @@ def main() -> None:
     finally:
         server.stop()
 
-    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s, gunicorn -w 4, one Redis")
+    kind = "Valkey 9.1" if args.valkey else "Redis"
+    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s, gunicorn -w 4, one {kind}")
     print(f"{'variant':18}{'scenario':28}{'req/s':>10}{'p99 ms':>10}{'errors':>8}")
     for (variant, scenario), r in results.items():
         errors = int(r["non2xx"] + r["socket_errors"])
         print(f"{variant:18}{scenario:28}{r['rps']:10.0f}{r['p99_ms']:10.2f}{errors:8d}")
-    for variant in VARIANTS[1:]:
+    for variant in VARIANTS[1:] + ANCHORS:
         for scenario in dict.fromkeys(scenario for _, scenario in results):
+            if (variant, scenario) not in results:
+                continue
             ours, theirs = results[(variant, scenario)], results[(VARIANTS[0], scenario)]
             ratio = ours["rps"] / theirs["rps"]
             print(f"{variant} {scenario}: {ratio:.2f}x the requests/s of Flask-Session")

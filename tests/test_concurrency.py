@@ -25,6 +25,7 @@ from urllib.parse import unquote
 import pytest
 import requests
 from flask import Flask
+from flask import session
 
 from flask_connect_session import ConnectSession
 from flask_connect_session import FileSystemStore
@@ -57,6 +58,7 @@ LAYOUTS = {
     "memory": (1, 16),
     "filesystem": (4, 4),
     "redis": (4, 4),
+    "valkey": (4, 4),
     "postgresql": (4, 4),
     "mariadb": (4, 4),
     "sqlite": (4, 4),
@@ -187,8 +189,8 @@ def gunicorn(
         elif kind == "filesystem":
             url = f"file://{work_dir / 'sessions'}"
             store = FileSystemStore(work_dir / "sessions")
-        elif kind == "redis":
-            server: RedisServer = request.getfixturevalue("redis_server")
+        elif kind in ("redis", "valkey"):
+            server: RedisServer = request.getfixturevalue(f"{kind}_server")
             server.start()  # no-op unless an earlier test stopped it
             url = server.url if protect is None else server.url.rsplit("/", 1)[0] + "/3"
             client = server.client() if protect is None else redis_client(url)
@@ -337,7 +339,7 @@ def test_concurrent_writes_with_protection_lose_none(gunicorn: Gunicorns, kind: 
         assert target.store.get(sid) is None  # stored under its hash
 
 
-@pytest.mark.parametrize("kind", ["filesystem", "redis", "sqlite"])
+@pytest.mark.parametrize("kind", ["filesystem", "redis", "sqlite", "valkey"])
 def test_key_rotation_racing_with_writers_loses_none(gunicorn: Gunicorns, kind: str) -> None:
     """A session stored under the old key, holding ``k0``..``k49``; 50
     concurrent requests under the keys [new, old] each change their own key,
@@ -505,6 +507,37 @@ def redis_stats(redis_server: RedisServer, redis_url: str) -> cabc.Iterator[Comm
     stats = CommandStats(redis_server)
     yield stats
     stats.client.close()
+
+
+def test_redis_reads_of_sessions_of_different_lifetimes_are_one_round_trip(
+    redis_url: str, redis_stats: CommandStats
+) -> None:
+    """A browser-session session and a permanent one (``max_age``) read in
+    turn: each read-only request is one GETEX that gives the session its
+    own lifetime, never a GETEX then a corrective EXPIRE.
+    """
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, TESTING=True, CONNECT_SESSION_STORE=redis_url)
+    app.config["PERMANENT_SESSION_LIFETIME"] = 600
+    ConnectSession(app)
+    add_views(app)
+
+    @app.post("/permanent")
+    def permanent() -> str:
+        session["n"] = 0
+        session.permanent = True
+        return "ok"
+
+    browser, remembered = app.test_client(), app.test_client()
+    assert browser.post("/set", json={"n": 0}).status_code == 200
+    assert remembered.post("/permanent").status_code == 200
+    keys = [f"sess:{sid_of(client.get_cookie(KEY).value)}" for client in (browser, remembered)]
+    assert [redis_stats.client.ttl(key) > 600 for key in keys] == [True, False]
+    for _ in range(2):
+        for client in (browser, remembered):
+            redis_stats.reset()
+            assert client.get("/get").json["data"]["n"] == 0
+            assert redis_stats.calls() == LOAD
 
 
 def test_redis_round_trips_per_request(redis_url: str, redis_stats: CommandStats) -> None:

@@ -204,6 +204,13 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def is_noscript_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is redis-py's or valkey-py's ``NoScriptError`` (the
+    server does not have the script: load it and run it again).
+    """
+    return type(exc).__name__ == "NoScriptError"
+
+
 def is_watch_error(exc: BaseException) -> bool:
     """Whether ``exc`` is redis-py's or valkey-py's ``WatchError`` (a
     watched key was written meanwhile), sync or asyncio.
@@ -244,16 +251,57 @@ class ReadCache:
 
 
 class MergePlan(t.NamedTuple):
-    """How a merge is sent: the arguments of ``MERGE_SCRIPT``, or none when
-    the stored value is too long for the script (a merge by swap).
+    """How a merge is sent: the new TTL, and the document built from the
+    value this process read (if it read one the script may take).
     """
 
     #: The new TTL, in seconds, as the script takes it (``""``: unchanged).
     ttl: str
-    #: The whole new value built from the value this process read, or ``b""``.
+    #: The value this process read, or ``None``: not known, or too long
+    #: for the script (then :attr:`swap`).
+    raw: bytes | None
+    #: The whole new value built from :attr:`raw`, or ``b""``.
     new: bytes
-    #: The script's arguments; ``None``: merge by swap instead.
-    args: list[t.Any] | None
+    #: Whether the stored value is too long for the script: merge by swap.
+    swap: bool
+
+
+#: Lifetimes remembered per session id (see :class:`Lifetimes`).
+LIFETIMES_SIZE = 10_000
+
+
+class Lifetimes:
+    """The store lifetime (seconds) each session read or written in this
+    process has, by sid, so that the ``GETEX`` of a load extends it right
+    first time even when sessions of different lifetimes (browser-session
+    cookies, ``max_age`` ones) are read in turn. Bounded (the oldest go
+    first). Only a hint: a load still checks the lifetime of what it read,
+    so a race between threads costs at most one ``EXPIRE``, and no lock is
+    taken.
+
+    :param size: how many sessions it keeps.
+    """
+
+    def __init__(self, size: int = LIFETIMES_SIZE) -> None:
+        self._lifetimes: dict[str, int] = {}
+        self._size = size
+
+    def get(self, sid: str, default: int) -> int:
+        """The lifetime ``sid`` had, else ``default``."""
+        return self._lifetimes.get(sid, default)
+
+    def remember(self, sid: str, lifetime: int) -> None:
+        """Note that ``sid`` lives ``lifetime`` seconds per touch."""
+        lifetimes = self._lifetimes
+        if lifetimes.get(sid) == lifetime:
+            return
+        lifetimes[sid] = lifetime
+        if len(lifetimes) > self._size:
+            # Dict order is insertion order: drop the oldest.
+            lifetimes.pop(next(iter(lifetimes)), None)
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._lifetimes
 
 
 class KeyScan:
@@ -342,9 +390,14 @@ class RedisLayout:
         self._merge = client.register_script(MERGE_SCRIPT)
         self._index = client.register_script(INDEX_SCRIPT)
         self._read = ReadCache()
-        # The lifetime the last loaded session had: most sessions of an app
-        # share one, so GETEX with it is right first time (see get_and_touch).
+        # The lifetime each known session has, and the one the last loaded
+        # session had for the others: most sessions of an app share one, so
+        # GETEX with it is right first time (see get_and_touch).
+        self._lifetimes = Lifetimes()
         self._lifetime_guess = ttl
+        # Whether the server takes ``SET ... IFEQ`` (Valkey 8.1+, Redis
+        # 8.4+); None until the first fast merge tries it.
+        self._ifeq: bool | None = None
         # Clients of single cluster nodes, by node name (asyncio transactions).
         self._nodes: dict[str, t.Any] = {}
 
@@ -362,15 +415,29 @@ class RedisLayout:
         self._read.remember(sid, value)
         return document
 
-    def _correction(self, document: Document, guess: int) -> int | None:
+    def _lifetime(self, sid: str) -> int:
+        """The lifetime a load of ``sid`` extends the session by: the one it
+        had when this process last saw it, else the last loaded session's.
+        """
+        return self._lifetimes.get(sid, self._lifetime_guess)
+
+    def _correction(self, sid: str, document: Document, guess: int) -> int | None:
         """The lifetime to give a session that ``GETEX`` extended by
         ``guess`` seconds, if it is another (then the next guess).
         """
         lifetime = touched_ttl(document, self.ttl)
+        self._lifetimes.remember(sid, lifetime)
         if lifetime == guess:
             return None
         self._lifetime_guess = lifetime
         return lifetime
+
+    def _written(self, sid: str, session: Document) -> int:
+        """The TTL a write of ``session`` gives its key (``<= 0``: none,
+        the key goes), remembering its lifetime for the next load.
+        """
+        self._lifetimes.remember(sid, touched_ttl(session, self.ttl))
+        return document_ttl(session, self.ttl)
 
     def _merge_plan(
         self, sid: str, changes: cabc.Mapping[str, t.Any], removed: list[str]
@@ -380,12 +447,59 @@ class RedisLayout:
         else:
             ttl = ""  # the stored cookie, so the TTL, stays as it is
         raw = self._read.pop(sid)
-        if raw is not None and len(raw) > SCRIPT_LIMIT:
-            return MergePlan(ttl, b"", None)
-        version, new = "", b""
-        if raw is not None:
-            version = hashlib.sha1(raw).hexdigest()
-            new = self._merged(raw, changes, removed, ttl)
+        if raw is None:
+            return MergePlan(ttl, None, b"", False)
+        if len(raw) > SCRIPT_LIMIT:
+            return MergePlan(ttl, None, b"", True)
+        return MergePlan(ttl, raw, self._merged(raw, changes, removed, ttl), False)
+
+    def _compare_and_set(self, key: str, plan: MergePlan) -> tuple[t.Any, ...] | None:
+        """The ``SET key new IFEQ old ...`` command of a merge's fast path,
+        or ``None`` if the server lacks it or the fast path does not apply
+        (nothing read; a TTL that deletes, which the script does).
+
+        Compared and written by the server in one command, without a
+        script: cheaper for Redis and for redis-py than ``EVALSHA``.
+        """
+        if self._ifeq is False or plan.raw is None:
+            return None
+        if plan.ttl == "":
+            return ("SET", key, plan.new, "IFEQ", plan.raw, "KEEPTTL")
+        ttl = int(plan.ttl)
+        if ttl <= 0:
+            return None
+        return ("SET", key, plan.new, "IFEQ", plan.raw, "EX", ttl)
+
+    def _compare_and_set_refused(self, exc: Exception) -> bool:
+        """Whether ``exc``, raised by :meth:`_compare_and_set`'s command,
+        says the server does not take it (Redis before 8.4, Valkey before
+        8.1: a syntax error; a Redis-compatible server may word it
+        otherwise), having written nothing; then no later merge tries it. A
+        failover to an older server is noticed the same way. Errors that
+        are not about the command (connection, read-only replica, out of
+        memory: redis-py's subclasses) are raised.
+        """
+        if type(exc).__name__ != "ResponseError":
+            return False
+        self._ifeq = False
+        return True
+
+    def _compare_and_set_done(self, sid: str, plan: MergePlan, reply: t.Any) -> bool:
+        """Whether the compare-and-set wrote (else the stored value changed
+        or went since it was read: the script sorts that out).
+        """
+        if reply is None:
+            return False
+        self._ifeq = True
+        # Stored as sent: the next merge can take the fast path again.
+        self._read.remember(sid, plan.new)
+        return True
+
+    def _script_args(
+        self, plan: MergePlan, changes: cabc.Mapping[str, t.Any], removed: list[str]
+    ) -> list[t.Any]:
+        """The arguments of ``MERGE_SCRIPT`` for a merge."""
+        version = "" if plan.raw is None else hashlib.sha1(plan.raw).hexdigest()
         items: list[bytes] = []
         spliced = 0
         for name, value in changes.items():
@@ -396,8 +510,7 @@ class RedisLayout:
                 items += (_name_bytes(name), to_utf8(f"{dumps(name)}:{dumps(value)}"))
         items += [_name_bytes(name) for name in removed]
         packed = b"".join(b"%d:%s" % (len(item), item) for item in items)
-        args = [version, new, ttl, spliced, packed, SCRIPT_LIMIT, self.max_size]
-        return MergePlan(ttl, new, args)
+        return [version, plan.new, plan.ttl, spliced, packed, SCRIPT_LIMIT, self.max_size]
 
     def _merge_outcome(self, sid: str, plan: MergePlan, result: t.Any) -> bool | None:
         """What the merge script's ``result`` means: whether the session was
@@ -495,8 +608,11 @@ class RedisStore(RedisLayout, Store):
     would turn ``[]`` into ``{}`` and round big integers and floats); when
     splicing, untouched members are copied byte for byte and the new ones
     are Python's encoding. It touches one key, so it works on Redis Cluster
-    too.
-    :meth:`get_and_touch` loads and extends the lifetime in one round trip.
+    too. On a server with ``SET ... IFEQ`` (Valkey 8.1+, Redis 8.4+), the
+    unchanged case is that one command instead, and the script follows only
+    if the value changed since it was read.
+    :meth:`get_and_touch` loads and extends the lifetime in one round trip,
+    with the lifetime this process last saw the session have.
 
     :meth:`all`, :meth:`length` and :meth:`clear` walk the keys with
     ``SCAN MATCH <key_prefix>*`` (never ``KEYS`` or ``FLUSHDB``), on every
@@ -541,22 +657,23 @@ class RedisStore(RedisLayout, Store):
         """Read the session and extend its lifetime in one GETEX (Redis 6.2+).
 
         The lifetime depends on the stored cookie, known only once read, so
-        GETEX applies the lifetime the previous session had; in the rare case
-        that this one's differs, an EXPIRE follows to correct it.
+        GETEX applies the lifetime this session had when this process last
+        read or wrote it (else the one the previous session had); in the
+        rare case that it differs, an EXPIRE follows to correct it.
         """
         key = self._key(sid)
-        guess = self._lifetime_guess
+        guess = self._lifetime(sid)
         with _undecodable_is_corrupt():
             value = self.client.getex(key, ex=guess) if guess > 0 else self.client.get(key)
         document = self._loaded(sid, value)
-        lifetime = None if document is None else self._correction(document, guess)
+        lifetime = None if document is None else self._correction(sid, document, guess)
         if lifetime is not None:
             # As connect-redis' touch: EXPIRE, which deletes for a TTL <= 0.
             self.client.expire(key, lifetime)
         return document
 
     def set(self, sid: str, session: Document) -> None:
-        ttl = document_ttl(session, self.ttl)
+        ttl = self._written(sid, session)
         if ttl > 0:
             self.client.set(self._key(sid), self.encoded(session), ex=ttl)
         else:
@@ -568,7 +685,7 @@ class RedisStore(RedisLayout, Store):
 
     def touch(self, sid: str, session: Document) -> None:
         # As connect-redis: EXPIRE, which deletes the key for a TTL <= 0.
-        self.client.expire(self._key(sid), document_ttl(session, self.ttl))
+        self.client.expire(self._key(sid), self._written(sid, session))
 
     def merge(
         self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
@@ -580,6 +697,13 @@ class RedisStore(RedisLayout, Store):
         document built here replaces it; if another request wrote meanwhile,
         the server splices the changes into what it holds. Both paths are one Lua script
         (``MERGE_SCRIPT``), so a contended session costs no extra round trip.
+        Where the server has ``SET ... IFEQ`` (Valkey 8.1+, Redis 8.4+), the
+        usual case is that command instead (``SET key new IFEQ old``, with
+        ``KEEPTTL`` or ``EX``), cheaper than a script for both sides; if the
+        value changed since it was read, the script follows (a second round
+        trip, only under contention). Whether the server has it is learnt
+        from the first such merge (a server without it answers an error and
+        writes nothing).
         A stored value longer than :data:`SCRIPT_LIMIT` is never read by a
         script: it is merged here, in an optimistic transaction (see
         :meth:`_merge_by_swap`).
@@ -589,12 +713,35 @@ class RedisStore(RedisLayout, Store):
         """
         removed = list(removed)
         plan = self._merge_plan(sid, changes, removed)
-        if plan.args is not None:
-            result = self._merge(keys=[self._key(sid)], args=plan.args)
+        if not plan.swap:
+            key = self._key(sid)
+            command = self._compare_and_set(key, plan)
+            if command is not None:
+                try:
+                    reply = self.client.execute_command(*command)
+                    if self._compare_and_set_done(sid, plan, reply):
+                        return True
+                except Exception as exc:
+                    if not self._compare_and_set_refused(exc):
+                        raise
+            result = self._run(self._merge, key, self._script_args(plan, changes, removed))
             merged = self._merge_outcome(sid, plan, result)
             if merged is not None:
                 return merged
         return self._merge_by_swap(sid, changes, removed, plan.ttl)
+
+    def _run(self, script: t.Any, key: bytes | str, args: list[t.Any]) -> t.Any:
+        """Run a registered script on one key: ``EVALSHA``, loading the
+        script on ``NOSCRIPT``, as redis-py's ``Script`` does without its
+        per-call work (12 µs a call: benchmarks/README.md, "Issue 26").
+        """
+        try:
+            return self.client.evalsha(script.sha, 1, key, *args)
+        except Exception as exc:
+            if not is_noscript_error(exc):
+                raise
+        script.sha = self.client.script_load(script.script)
+        return self.client.evalsha(script.sha, 1, key, *args)
 
     def _merge_by_swap(
         self, sid: str, changes: cabc.Mapping[str, t.Any], removed: list[str], ttl: str
@@ -711,7 +858,7 @@ class RedisStore(RedisLayout, Store):
     # -- the per-user index ------------------------------------------------
 
     def _update_key(self, key: bytes | str, until: str, sids: cabc.Iterable[str]) -> int:
-        return int(self._index(keys=[key], args=self._index_args(until, sids)))
+        return int(self._run(self._index, key, self._index_args(until, sids)))
 
     def index_prune(self) -> int:
         """Drop the expired entries of every user's index (``SCAN`` of the

@@ -12,7 +12,6 @@ import typing as t
 from .base import AsyncStore
 from .base import Document
 from .base import decode_entries
-from .base import document_ttl
 from .redis import BATCH_SIZE
 from .redis import SWAP_ATTEMPTS
 from .redis import RedisLayout
@@ -20,6 +19,7 @@ from .redis import _found
 from .redis import _members
 from .redis import _now_ms
 from .redis import _undecodable_is_corrupt
+from .redis import is_noscript_error
 from .redis import is_watch_error
 
 _K = t.TypeVar("_K")
@@ -40,9 +40,10 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
     """:class:`~flask_connect_session.RedisStore` for asyncio apps (Quart),
     over a ``redis.asyncio`` client: the same keys (``<key_prefix><sid>``),
     JSON values and TTLs, the same per-user index and revoke records, and
-    the same commands (the Lua merge in one round trip, ``GETEX`` loads,
-    ``SCAN`` listings), so a Flask app on ``RedisStore``, a Quart app on this
-    store and an Express app on connect-redis share sessions.
+    the same commands (the merge in one round trip, by ``SET ... IFEQ`` or
+    the Lua script, ``GETEX`` loads, ``SCAN`` listings), so a Flask app on
+    ``RedisStore``, a Quart app on this store and an Express app on
+    connect-redis share sessions.
 
     :param client_or_url: a ``redis://``, ``rediss://``, ``unix://`` or
         ``valkey://`` URL, or a ready asyncio client: ``redis.asyncio.Redis``,
@@ -85,17 +86,17 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
         <flask_connect_session.RedisStore.get_and_touch>`: one ``GETEX``.
         """
         key = self._key(sid)
-        guess = self._lifetime_guess
+        guess = self._lifetime(sid)
         with _undecodable_is_corrupt():
             value = await (self.client.getex(key, ex=guess) if guess > 0 else self.client.get(key))
         document = self._loaded(sid, value)
-        lifetime = None if document is None else self._correction(document, guess)
+        lifetime = None if document is None else self._correction(sid, document, guess)
         if lifetime is not None:
             await self.client.expire(key, lifetime)
         return document
 
     async def set(self, sid: str, session: Document) -> None:
-        ttl = document_ttl(session, self.ttl)
+        ttl = self._written(sid, session)
         if ttl > 0:
             await self.client.set(self._key(sid), self.encoded(session), ex=ttl)
         else:
@@ -105,23 +106,33 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
         return bool(await self.client.delete(self._key(sid)))
 
     async def touch(self, sid: str, session: Document) -> None:
-        await self.client.expire(self._key(sid), document_ttl(session, self.ttl))
+        await self.client.expire(self._key(sid), self._written(sid, session))
 
     async def merge(
         self, sid: str, changes: cabc.Mapping[str, t.Any], removed: cabc.Iterable[str]
     ) -> bool:
         """As :meth:`RedisStore.merge <flask_connect_session.RedisStore.merge>`:
-        atomic, one script call, a value too long for the script merged in an
-        optimistic transaction.
+        atomic, one ``SET ... IFEQ`` where the server has it and the session
+        is unchanged since read, else one script call, a value too long for
+        the script merged in an optimistic transaction.
         """
         removed = list(removed)
         plan = self._merge_plan(sid, changes, removed)
-        if plan.args is not None:
-            result = await self._merge(keys=[self._key(sid)], args=plan.args)
-            merged = self._merge_outcome(sid, plan, result)
+        key = self._key(sid)
+        if not plan.swap:
+            command = self._compare_and_set(key, plan)
+            if command is not None:
+                try:
+                    reply = await self.client.execute_command(*command)
+                    if self._compare_and_set_done(sid, plan, reply):
+                        return True
+                except Exception as exc:
+                    if not self._compare_and_set_refused(exc):
+                        raise
+            args = self._script_args(plan, changes, removed)
+            merged = self._merge_outcome(sid, plan, await self._run(self._merge, key, args))
             if merged is not None:
                 return merged
-        key = self._key(sid)
         client = self._node_client(key)
         for _ in range(SWAP_ATTEMPTS):
             async with client.pipeline(transaction=True) as pipe:
@@ -140,6 +151,19 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
                     if not is_watch_error(exc):
                         raise
         raise RuntimeError(f"merge of a session lost {SWAP_ATTEMPTS} races in a row")
+
+    async def _run(self, script: t.Any, key: bytes | str, args: list[t.Any]) -> t.Any:
+        """As :meth:`RedisStore._run
+        <flask_connect_session.RedisStore._run>`: ``EVALSHA``, loading the
+        script on ``NOSCRIPT``.
+        """
+        try:
+            return await self.client.evalsha(script.sha, 1, key, *args)
+        except Exception as exc:
+            if not is_noscript_error(exc):
+                raise
+        script.sha = await self.client.script_load(script.script)
+        return await self.client.evalsha(script.sha, 1, key, *args)
 
     def _node_client(self, key: str) -> t.Any:
         """The client a transaction on ``key`` goes through: on a cluster, a
@@ -237,7 +261,7 @@ class AsyncRedisStore(RedisLayout, AsyncStore):
     # -- the per-user index ------------------------------------------------
 
     async def _update_key(self, key: bytes | str, until: str, sids: cabc.Iterable[str]) -> int:
-        return int(await self._index(keys=[key], args=self._index_args(until, sids)))
+        return int(await self._run(self._index, key, self._index_args(until, sids)))
 
     async def index_prune(self) -> int:
         """As :meth:`RedisStore.index_prune

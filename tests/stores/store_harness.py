@@ -173,13 +173,16 @@ def _redis_harness(name: str, store: RedisStore, client: t.Any) -> Harness:
     return Harness(name, store, plant, remaining, raw, resolution=0.01)
 
 
-def _redis(request: pytest.FixtureRequest) -> Harness:
-    url = request.getfixturevalue("redis_url")
+def _redis(request: pytest.FixtureRequest, server: str = "redis") -> Harness:
+    """``server``: ``redis`` (7.0: merges by script) or ``valkey`` (9.1:
+    merges with ``SET ... IFEQ``).
+    """
+    url = request.getfixturevalue(f"{server}_url")
     store = store_from_url(url, StoreSettings(PREFIX, 86400))
     assert isinstance(store, RedisStore)
-    client = request.getfixturevalue("redis_server").client()
+    client = request.getfixturevalue(f"{server}_server").client()
     request.addfinalizer(client.close)
-    return _redis_harness("redis", store, client)
+    return _redis_harness(server, store, client)
 
 
 def _redis_cluster(request: pytest.FixtureRequest) -> Harness:
@@ -391,14 +394,14 @@ def _threaded_memcached(request: pytest.FixtureRequest) -> Harness:
     )
 
 
-def _async_redis(request: pytest.FixtureRequest) -> Harness:
-    url = request.getfixturevalue("redis_url")
+def _async_redis(request: pytest.FixtureRequest, server: str = "redis") -> Harness:
+    url = request.getfixturevalue(f"{server}_url")
     store = async_store_from_url(url, StoreSettings(PREFIX, 86400))
     assert isinstance(store, AsyncRedisStore)
     request.addfinalizer(lambda: loop().run(store.aclose()))
-    client = request.getfixturevalue("redis_server").client()
+    client = request.getfixturevalue(f"{server}_server").client()
     request.addfinalizer(client.close)
-    return _redis_harness("async-redis", Blocking(store), client)
+    return _redis_harness(f"async-{server}", Blocking(store), client)
 
 
 def _async_redis_cluster(request: pytest.FixtureRequest) -> Harness:
@@ -419,6 +422,7 @@ HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
     "memory": _memory,
     "filesystem": _filesystem,
     "redis": _redis,
+    "valkey": functools.partial(_redis, server="valkey"),
     "redis-cluster": _redis_cluster,
     "memcached": _memcached,
     "cachelib-redis": _cachelib_redis,
@@ -431,6 +435,7 @@ HARNESSES: dict[str, cabc.Callable[[pytest.FixtureRequest], Harness]] = {
     "threaded-filesystem": _threaded_filesystem,
     "threaded-memcached": _threaded_memcached,
     "async-redis": _async_redis,
+    "async-valkey": functools.partial(_async_redis, server="valkey"),
     "async-redis-cluster": _async_redis_cluster,
     "async-postgresql": _async_postgresql,
     "async-postgresql-asyncpg": _async_postgresql_asyncpg,

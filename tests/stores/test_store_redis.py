@@ -5,6 +5,7 @@ connect-redis' key, value and TTL, the Lua merge, SCAN, recovery.
 from __future__ import annotations
 
 import json
+import time
 import typing as t
 
 import pytest
@@ -18,10 +19,14 @@ from hypothesis import strategies as st
 
 from flask_connect_session import ConnectSession
 from flask_connect_session import RedisStore
+from flask_connect_session import Store
 from flask_connect_session.document import encode
 from flask_connect_session.errors import CorruptDocument
 from flask_connect_session.stores.base import apply_changes
+from flask_connect_session.stores.redis_asyncio import AsyncRedisStore
 
+from async_bridge import Blocking
+from async_bridge import loop
 from server_fixtures import RedisClusterServer
 from server_fixtures import RedisServer
 from store_harness import cookie
@@ -36,9 +41,40 @@ def client(redis_url: str, redis_server: RedisServer) -> t.Iterator[redis.Redis]
         yield client
 
 
+def learnt_ifeq(store: RedisStore) -> RedisStore:
+    """``store`` after one fast merge, which learns whether the server has
+    ``SET ... IFEQ``: the command counts of later merges are the steady
+    state.
+    """
+    store.set("warm-up", doc(None))
+    store.get("warm-up")
+    assert store.merge("warm-up", {"a": 1}, [])
+    store.destroy("warm-up")
+    return store
+
+
 @pytest.fixture
 def store(redis_url: str) -> RedisStore:
-    return RedisStore(redis_url)
+    return learnt_ifeq(RedisStore(redis_url))
+
+
+def assert_members(store: Store, sid: str, **expected: t.Any) -> None:
+    """``sid`` is stored with these members (among others)."""
+    document = store.get(sid)
+    assert document is not None
+    assert {name: document.get(name) for name in expected} == expected
+
+
+def calls_of(client: redis.Redis) -> dict[str, int]:
+    """The commands the server ran since its stats were reset, by name
+    (not the test's own ``TTL`` checks).
+    """
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): int(stat["calls"])
+        for name, stat in stats.items()
+        if name not in ("cmdstat_config|resetstat", "cmdstat_info", "cmdstat_ttl")
+    }
 
 
 # -- connect-redis' format ----------------------------------------------------
@@ -140,12 +176,13 @@ def test_merge_and_get_and_touch_are_one_round_trip_each(
 def test_get_and_touch_corrects_a_lifetime_that_differs(
     store: RedisStore, client: redis.Redis
 ) -> None:
-    """A session whose cookie lifetime differs from the previous one's gets
-    GETEX with the old guess, then an EXPIRE to its own lifetime; the next
-    load of the same kind is a single GETEX again.
+    """A session this process never saw, whose cookie lifetime differs from
+    the previous one's, gets GETEX with the old guess, then an EXPIRE to its
+    own lifetime; the next load of it is a single GETEX.
     """
-    store.set("day", doc(None, a=1))  # browser-session cookie: the store TTL
-    store.set("minute", doc(60, a=1))  # maxAge 60 s
+    writer = RedisStore(client)  # another process
+    writer.set("day", doc(None, a=1))  # browser-session cookie: the store TTL
+    writer.set("minute", doc(60, a=1))  # maxAge 60 s
     store.get_and_touch("day")
     client.config_resetstat()
     assert store.get_and_touch("minute") is not None
@@ -156,6 +193,55 @@ def test_get_and_touch_corrects_a_lifetime_that_differs(
     client.config_resetstat()
     assert store.get_and_touch("minute") is not None
     assert "cmdstat_expire" not in client.info("commandstats")
+
+
+def test_sessions_of_different_lifetimes_read_in_turn_are_one_round_trip(
+    store: RedisStore, client: redis.Redis
+) -> None:
+    """Once this process has seen them, browser-session and ``maxAge``
+    sessions read alternately each cost one GETEX with their own lifetime,
+    never a corrective EXPIRE; a session this process wrote is right first
+    time.
+    """
+    writer = RedisStore(client)  # another process
+    writer.set("day", doc(None, a=1))
+    writer.set("minute", doc(60, a=1))
+    store.get_and_touch("day")
+    store.get_and_touch("minute")
+    store.set("hour", doc(3600, a=1))
+    client.config_resetstat()
+    for sid, lifetime in [("day", 86400), ("minute", 60), ("hour", 3600)] * 2:
+        assert store.get_and_touch(sid) is not None
+        assert lifetime - 2 <= client.ttl(f"sess:{sid}") <= lifetime
+    calls = {
+        name: stat["calls"]
+        for name, stat in client.info("commandstats").items()
+        if name not in ("cmdstat_ttl", "cmdstat_config|resetstat")
+    }
+    assert calls == {"cmdstat_getex": 6}
+
+
+@pytest.mark.parametrize("flavour", ["sync", "asyncio"])
+def test_scripts_are_loaded_again_after_a_script_flush(
+    redis_url: str, client: redis.Redis, flavour: str
+) -> None:
+    """A server that lost its scripts (restarted, ``SCRIPT FLUSH``) gets
+    them again: the merge and the user index still work.
+    """
+    store: Store = RedisStore(redis_url)
+    if flavour == "asyncio":
+        async_store = AsyncRedisStore(redis_url)
+        store = Blocking(async_store)
+    store.set("abc", doc(None, a=1))
+    assert store.merge("abc", {"b": 2}, [])  # nothing read: the script
+    store.index_add("ann", "abc", time.time() + 60)
+    client.script_flush()
+    assert store.merge("abc", {"c": 3}, [])
+    store.index_add("ann", "abd", time.time() + 60)
+    assert_members(store, "abc", a=1, b=2, c=3)
+    assert sorted(m.decode() for m in client.zrange("sess-user:ann", 0, -1)) == ["abc", "abd"]
+    if flavour == "asyncio":
+        loop().run(async_store.aclose())
 
 
 def test_merge_keeps_untouched_members_byte_for_byte(
@@ -495,3 +581,85 @@ def test_valkey_client_works_as_the_backend(redis_url: str) -> None:
     app = Flask(__name__)
     app.config.update(SECRET_KEY="s", CONNECT_SESSION_STORE=client)
     assert isinstance(ConnectSession(app).store, RedisStore)
+
+
+# -- SET ... IFEQ (Valkey 8.1+, Redis 8.4+) -----------------------------------
+
+
+@pytest.fixture
+def valkey_client(valkey_url: str, valkey_server: RedisServer) -> t.Iterator[redis.Redis]:
+    with valkey_server.client() as client:
+        yield client
+
+
+@pytest.mark.parametrize("flavour", ["sync", "asyncio"])
+def test_merge_is_one_set_ifeq_where_the_server_has_it(
+    valkey_url: str, valkey_client: redis.Redis, flavour: str
+) -> None:
+    """On Valkey 9.1 a merge of a session unchanged since this process read
+    it is one ``SET key new IFEQ old``, no script: ``KEEPTTL`` while the
+    cookie is unchanged, ``EX`` with the new lifetime when it changed; what
+    was written is remembered, so the next merge does it again.
+    """
+    store: Store = RedisStore(valkey_url)
+    if flavour == "asyncio":
+        async_store = AsyncRedisStore(valkey_url)
+        store = Blocking(async_store)
+    store.set("abc", doc(None, a=1))
+    valkey_client.expire("sess:abc", 500)
+    store.get("abc")
+    valkey_client.config_resetstat()
+    assert store.merge("abc", {"b": 2}, ["a"])
+    assert calls_of(valkey_client) == {"set": 1}
+    assert 498 <= valkey_client.ttl("sess:abc") <= 500  # KEEPTTL
+    assert store.merge("abc", {"cookie": cookie(60), "c": []}, [])
+    assert calls_of(valkey_client) == {"set": 2}
+    assert 58 <= valkey_client.ttl("sess:abc") <= 60
+    stored = json.loads(valkey_client.get("sess:abc") or b"")
+    assert stored["b"] == 2 and stored["c"] == [] and "a" not in stored
+    assert stored["cookie"]["originalMaxAge"] == 60_000
+    if flavour == "asyncio":
+        loop().run(async_store.aclose())
+
+
+def test_set_ifeq_that_finds_another_write_falls_back_to_the_splice(
+    valkey_url: str, valkey_client: redis.Redis
+) -> None:
+    """If another process wrote the session since it was read, ``SET ...
+    IFEQ`` writes nothing and the merge script splices the change in: both
+    writes are kept. A merge after a destroy writes nothing at all.
+    """
+    store, other = RedisStore(valkey_url), RedisStore(valkey_url)
+    store.set("abc", doc(None, a=1))
+    store.get("abc")
+    other.get("abc")
+    assert other.merge("abc", {"theirs": 1}, [])
+    assert not store.merge("missing", {"x": 1}, [])  # nothing read: loads the script
+    valkey_client.config_resetstat()
+    assert store.merge("abc", {"mine": 2}, [])
+    assert calls_of(valkey_client) == {"set": 2, "evalsha": 1, "strlen": 1, "get": 1}
+    assert_members(store, "abc", a=1, theirs=1, mine=2)
+    other.destroy("abc")
+    assert store.merge("abc", {"late": 3}, []) is False
+    assert valkey_client.exists("sess:abc") == 0
+
+
+def test_a_server_without_set_ifeq_merges_by_script_from_the_first_merge_on(
+    redis_url: str, client: redis.Redis
+) -> None:
+    """Redis 7.0 has no ``SET ... IFEQ``: the first merge that could use it
+    is refused (nothing written) and the script merges instead; no later
+    merge tries it again.
+    """
+    store = RedisStore(redis_url)
+    store.set("abc", doc(None, a=1))
+    store.get("abc")
+    client.config_resetstat()
+    assert store.merge("abc", {"b": 2}, [])
+    stats = client.info("commandstats")
+    assert stats["cmdstat_set"]["failed_calls"] + stats["cmdstat_set"]["rejected_calls"] == 1
+    store.get("abc")
+    client.config_resetstat()
+    assert store.merge("abc", {"c": 3}, [])
+    assert calls_of(client) == {"evalsha": 1, "strlen": 1, "get": 1, "set": 1}
+    assert_members(store, "abc", a=1, b=2, c=3)
