@@ -28,6 +28,7 @@ import typing as t
 from .errors import CorruptDocument
 from .errors import SessionTooLarge
 from .errors import StoreError
+from .errors import scrub
 
 if t.TYPE_CHECKING:
     from blinker import NamedSignal
@@ -139,6 +140,7 @@ class StoreCall(Call[T_co]):
             raise self._error(env.store, exc) from exc
 
     def _error(self, store: object, exc: Exception) -> StoreError:
+        scrub(exc)
         error = StoreError(store, self.operation, self.named(), exc)
         logger.error("session store %s", error)
         return error

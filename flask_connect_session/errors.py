@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
+#: redis-py puts a failed pipeline command in its error's message, arguments
+#: included (a session's key, so its id, and its data): ``Command # 1 (SET
+#: sess:<id> {...}) of pipeline caused error: <the server's reply>``.
+_PIPELINE_COMMAND = re.compile(
+    r"^(Command # \d+ \()(\S+)\s.*(\) of pipeline caused error: )", re.S
+)
+
 
 def describe(exc: BaseException) -> str:
     """Return ``"Type: message"`` for an exception, for logs and messages.
@@ -12,6 +21,17 @@ def describe(exc: BaseException) -> str:
     """
     message = str(exc)
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def scrub(exc: BaseException) -> None:
+    """Remove what a backend's error message quotes of the command that
+    failed (its arguments hold session ids and data), in place, so that the
+    exception, logged or chained, shows only the command's name and the
+    server's reply.
+    """
+    if exc.args and isinstance(exc.args[0], str):
+        message = _PIPELINE_COMMAND.sub(r"\1\2 ...\3", exc.args[0], count=1)
+        exc.args = (message, *exc.args[1:])
 
 
 class StoreError(Exception):

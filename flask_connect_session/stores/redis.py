@@ -233,7 +233,12 @@ class ReadCache:
         self._size = size
 
     def remember(self, sid: str, value: bytes | str) -> None:
-        """Keep ``value`` as what ``sid`` holds."""
+        """Keep ``value`` as what ``sid`` holds, unless it is too long for
+        the fast merge (:data:`SCRIPT_LIMIT`), which a merge then never uses.
+        """
+        if len(value) > SCRIPT_LIMIT:
+            self.pop(sid)
+            return
         raw = value if isinstance(value, bytes) else to_utf8(value)
         with self._lock:
             self._values[sid] = raw
@@ -296,12 +301,21 @@ class Lifetimes:
         if lifetimes.get(sid) == lifetime:
             return
         lifetimes[sid] = lifetime
-        if len(lifetimes) > self._size:
-            # Dict order is insertion order: drop the oldest.
-            lifetimes.pop(next(iter(lifetimes)), None)
+        while len(lifetimes) > self._size:
+            # Dict order is insertion order: drop the oldest. Without a lock,
+            # another thread may insert meanwhile, which stops the iteration:
+            # a later insert drops them then.
+            try:
+                oldest = next(iter(lifetimes))
+            except RuntimeError:
+                return
+            lifetimes.pop(oldest, None)
 
     def __contains__(self, sid: object) -> bool:
         return sid in self._lifetimes
+
+    def __len__(self) -> int:
+        return len(self._lifetimes)
 
 
 class KeyScan:

@@ -5,7 +5,11 @@ connect-redis' key, value and TTL, the Lua merge, SCAN, recovery.
 from __future__ import annotations
 
 import json
+import logging
+import sys
+import threading
 import time
+import traceback
 import typing as t
 
 import pytest
@@ -23,6 +27,9 @@ from flask_connect_session import Store
 from flask_connect_session.document import encode
 from flask_connect_session.errors import CorruptDocument
 from flask_connect_session.stores.base import apply_changes
+from flask_connect_session.stores.redis import SCRIPT_LIMIT
+from flask_connect_session.stores.redis import Lifetimes
+from flask_connect_session.stores.redis import ReadCache
 from flask_connect_session.stores.redis_asyncio import AsyncRedisStore
 
 from async_bridge import Blocking
@@ -663,3 +670,91 @@ def test_a_server_without_set_ifeq_merges_by_script_from_the_first_merge_on(
     assert store.merge("abc", {"c": 3}, [])
     assert calls_of(client) == {"evalsha": 1, "strlen": 1, "get": 1, "set": 1}
     assert_members(store, "abc", a=1, b=2, c=3)
+
+
+# -- what a failure shows ------------------------------------------------------
+
+
+def test_a_failed_pipeline_shows_neither_the_sid_nor_the_data(
+    redis_url: str, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py quotes a failed pipeline command in its error, arguments
+    included: the ``StoreError``, its log line and the chained error show
+    the command's name and the server's reply, not the session's key or
+    data (a session too long for the script is merged by a ``MULTI``
+    pipeline; the server then refuses writes, out of memory).
+    """
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s", CONNECT_SESSION_STORE=redis_url)
+    ConnectSession(app)
+    sids: list[str] = []
+
+    @app.post("/big")
+    def big() -> str:
+        session["big"] = "x" * 70_000
+        sids.append(session.id)
+        return "ok"
+
+    @app.post("/card")
+    def card() -> str:
+        session["card"] = "4111-1111-1111-1111"
+        return "ok"
+
+    browser = app.test_client()
+    assert browser.post("/big").status_code == 200
+    client.config_set("maxmemory", "1")
+    try:
+        with caplog.at_level(logging.ERROR):
+            assert browser.post("/card").status_code == 500
+    finally:
+        client.config_set("maxmemory", "0")
+    [sid] = sids
+    errors = [record.exc_info[1] for record in caplog.records if record.exc_info]
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    text += "".join(traceback.format_exception(errors[0]))
+    assert "(SET ...) of pipeline caused error" in text and "maxmemory" in text
+    assert sid[:6] in text and sid[:7] not in text
+    assert "4111" not in text and "xxxxxxxx" not in text
+
+
+# -- what a process remembers -------------------------------------------------------
+
+
+def test_lifetimes_take_sessions_from_many_threads_at_once() -> None:
+    """Threads noting sessions' lifetimes while the map is full (each note
+    drops the oldest) never fail a request.
+    """
+    lifetimes = Lifetimes(size=100)
+    failures: list[BaseException] = []
+
+    def note(thread: int) -> None:
+        try:
+            for n in range(20_000):
+                lifetimes.remember(f"{thread}-{n}", 60)
+        except BaseException as exc:
+            failures.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=note, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
+    assert len(lifetimes) <= 2 * 100  # still bounded
+
+
+def test_values_too_long_for_the_script_are_not_kept() -> None:
+    """The fast merge never uses a value longer than the script takes, so
+    reads do not keep one (10,000 sessions of 1 MB would be 10 GB a process).
+    """
+    cache = ReadCache()
+    cache.remember("small", b"x" * 100)
+    cache.remember("big", b"x" * (SCRIPT_LIMIT + 1))
+    assert "small" in cache and "big" not in cache
+    cache.remember("small", b"x" * (SCRIPT_LIMIT + 1))  # grown past it
+    assert "small" not in cache
