@@ -54,7 +54,8 @@ from .stores.base import OPTIONAL_METHODS
 from .stores.base import AsyncStore
 from .stores.base import Store
 from .stores.base import implements
-from .stores.threaded import SyncBackedStore
+from .stores.memory import AsyncMemoryStore
+from .stores.threaded import ThreadedStore
 
 if t.TYPE_CHECKING:
     from quart import Quart
@@ -576,9 +577,7 @@ class _BlockingAdmin:
         self._async_store = store
         self._loop = loop
         # A store run on a synchronous one: the commands use that directly.
-        self.store = (
-            store.store if isinstance(store, SyncBackedStore) else BlockingStore(store, loop)
-        )
+        self.store = _synchronous(store) or BlockingStore(store, loop)
 
     def _run(self, steps: cabc.Callable[[UserIndex], Steps[T]]) -> T:
         if self._index is None:
@@ -597,6 +596,17 @@ class _BlockingAdmin:
         )
 
 
+def _synchronous(store: AsyncStore) -> Store | None:
+    """The synchronous store ``store`` runs its calls on, which a command
+    (in a worker thread) may call directly: a memory store's, or any store's
+    given as a synchronous one. ``None`` for the asyncio stores (Redis; SQL,
+    whose synchronous face runs only inside the asyncio engine's calls).
+    """
+    if isinstance(store, ThreadedStore | AsyncMemoryStore):
+        return store.store
+    return None
+
+
 @contextlib.asynccontextmanager
 async def _command_store(
     app: Quart, interface: QuartSessionInterface
@@ -609,7 +619,7 @@ async def _command_store(
     own loop, which is closed now).
     """
     options = interface.options
-    if not isinstance(options.store, str) or isinstance(interface.store, SyncBackedStore):
+    if not isinstance(options.store, str) or _synchronous(interface.store) is not None:
         yield interface.store
         return
     store = build_async_store(options, app)

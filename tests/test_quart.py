@@ -378,6 +378,29 @@ def test_commands_on_an_asyncio_store_of_ones_own() -> None:
     assert "DictStore" in missing.output  # named as the app's store is
 
 
+@pytest.mark.parametrize("url", ["redis_url", "postgresql_url", "sqlite_url"])
+def test_commands_on_the_asyncio_stores_a_url_builds(
+    request: pytest.FixtureRequest, url: str
+) -> None:
+    """On an asyncio Redis or SQL store, whose connections belong to the
+    event loop that opened them, the commands work in the process that
+    served requests, one after another: each opens its own connections.
+    """
+    app = quart_app(CONNECT_SESSION_STORE=request.getfixturevalue(url))
+    run(app.test_client().post("/set", json={"a": 1}))  # in the serving loop
+    runner = app.test_cli_runner()
+    counted = runner.invoke(args=["session", "count"])
+    assert (counted.exit_code, counted.output) == (0, "1\n")
+    listed = runner.invoke(args=["session", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [row] = json.loads(listed.output)
+    shown = runner.invoke(args=["session", "show", row["id"]])
+    assert json.loads(shown.output)["a"] == 1
+    cleared = runner.invoke(args=["session", "clear", "--yes"])
+    assert (cleared.exit_code, cleared.output) == (0, "cleared 1 session(s)\n")
+    assert run(app.test_client().get("/get")).status_code == 200  # the app's own still work
+
+
 def test_commands_run_in_an_event_loop_even_from_async_code() -> None:
     """The commands run their store's coroutines in an event loop of their
     own, also when invoked from code already running one (Quart's CLI runs
