@@ -399,16 +399,29 @@ def show_command(sid: str) -> None:
     """
     store = _store()
     sid = _resolve_sid(sid)
-    _, hashed, document = _run(store, "get", lambda: _find(store, sid))
+    key, hashed, document = _run(store, "get", lambda: _find(store, sid))
     if document is None:
         raise click.ClickException(f"no session {sid!r} in {type(store).__name__}")
     protection = _protection()
     if protection is not None:
-        try:
-            document = protection.open(hashed, document).document
-        except CorruptDocument as exc:
-            raise click.ClickException(f"corrupt session document: {exc}") from None
+        document = _decrypted(protection, key, hashed, document)
     click.echo(printable_json(document))
+
+
+def _decrypted(protection: Protection, key: str, hashed: str, document: Document) -> Document:
+    """``document``, stored under ``key``, opened with the hashed id it is
+    bound to: ``hashed``, else another one the key may have (a 43-character
+    id stored before ``CONNECT_SESSION_HASH_IDS`` was on looks like a hash).
+
+    :raises click.ClickException: it opens with none of them.
+    """
+    error = None
+    for candidate in dict.fromkeys((hashed, *protection.hashed_ids(key))):
+        try:
+            return protection.open(candidate, document).document
+        except CorruptDocument as exc:
+            error = error or exc
+    raise click.ClickException(f"corrupt session document: {error}")
 
 
 @_command("delete", context_settings=_SID_SETTINGS)

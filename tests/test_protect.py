@@ -621,6 +621,21 @@ def test_read_only_request_costs_one_round_trip(
         stats.client.close()
 
 
+def test_cli_show_decrypts_an_id_that_looks_like_a_hash(make_app: MakeApp) -> None:
+    """A 43-character id (a ``genid`` of one's own), its session encrypted
+    before ``CONNECT_SESSION_HASH_IDS`` was on: ``session show`` finds it under
+    the id and decrypts it, though the id looks like a hashed key.
+    """
+    store = MemoryStore()
+    sid = hash_id("not a hash, an id of 43 characters")
+    before = make_app(store, hash_ids=False, CONNECT_SESSION_GENID=lambda request: sid)
+    before.test_client().post("/set", json={"note": PLANTED})
+    assert store.get(sid) is not None and looks_hashed(sid)
+    shown = make_app(store).test_cli_runner().invoke(args=["session", "show", sid])
+    assert shown.exit_code == 0, shown.output
+    assert PLANTED in shown.output
+
+
 def test_cli_show_and_delete_find_hashed_sessions(make_app: MakeApp) -> None:
     """``flask session show/delete`` and ``quart session show/delete`` find a
     session by its id or its hashed key, and show it decrypted.
