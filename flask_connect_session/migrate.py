@@ -23,6 +23,7 @@ from datetime import timedelta
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadData
 from itsdangerous import Signer
+from itsdangerous import URLSafeTimedSerializer
 from itsdangerous import want_bytes
 
 from .calls import Blocking
@@ -138,6 +139,27 @@ def _flask_keys(app: Flask) -> list[bytes]:
     return [want_bytes(key) for key in keys]
 
 
+def _flask_serializer(app: Flask) -> URLSafeTimedSerializer | None:
+    """Flask's cookie session serializer, as
+    :meth:`~flask.sessions.SecureCookieSessionInterface.get_signing_serializer`
+    makes it, for a Flask app or a Quart app (whose config may have no
+    ``SECRET_KEY_FALLBACKS``, which Flask's method requires); ``None``
+    without a secret key.
+    """
+    if not app.secret_key:
+        return None
+    sessions = _flask_cookie_sessions
+    return URLSafeTimedSerializer(
+        _flask_keys(app),
+        salt=sessions.salt,
+        serializer=sessions.serializer,
+        signer_kwargs={
+            "key_derivation": sessions.key_derivation,
+            "digest_method": sessions.digest_method,
+        },
+    )
+
+
 class FlaskCookieSource(LegacySource):
     """Flask's built-in signed cookie session, verified exactly as
     :class:`flask.sessions.SecureCookieSessionInterface` verifies it (with the
@@ -159,7 +181,7 @@ class FlaskCookieSource(LegacySource):
         self.max_age = max_age
 
     def take_over(self, value: str, app: Flask) -> Found | None:
-        serializer = _flask_cookie_sessions.get_signing_serializer(app)
+        serializer = _flask_serializer(app)
         if serializer is None:
             return None
         try:

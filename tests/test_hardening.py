@@ -382,7 +382,11 @@ def test_sqlite_files_are_mode_0600_in_a_private_folder(
     assert client.post("/set", json={"mfa_secret": "JBSWY3DP"}).status_code == 200
     assert client.get("/get").json["data"] == {"mfa_secret": "JBSWY3DP"}
     files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
-    assert all(path.exists() for path in files)  # the pool keeps a connection open
+    if fw.framework_of(app) == "quart":
+        # SQLAlchemy's asyncio pool may close its last connection (before
+        # 2.1), which removes the -wal and -shm files.
+        files = [path for path in files if path.exists()]
+    assert db in files and all(path.exists() for path in files)  # the pool keeps a connection open
     assert {path.name: _mode(path) for path in files} == {path.name: 0o600 for path in files}
     if given == "relative":
         assert _mode(instance) == 0o700
