@@ -35,7 +35,6 @@ from .errors import StoreError
 from .errors import describe
 from .options import app_secrets
 from .protect import generate_key
-from .protect import hash_id
 from .signing import unsign
 from .stores.base import implements
 
@@ -244,32 +243,31 @@ def _protection() -> Protection | None:
     return driver.core.protection
 
 
-def _keys(sid: str, protection: Protection | None) -> list[tuple[str, str]]:
-    """The store keys session ``sid`` may be under, with the hashed id the
-    encryption binds it to: its key (its hash with
+def _keys(sid: str, protection: Protection | None) -> list[str]:
+    """The store keys session ``sid`` may be under: its key (its hash with
     ``CONNECT_SESSION_HASH_IDS``), and with that option ``sid`` itself, which
     is then a key as ``list`` shows it, or an id stored before the option
     was on.
     """
     if protection is None:
-        return [(sid, sid)]
-    keys = [(protection.store_key(sid), hash_id(sid))]
+        return [sid]
+    keys = [protection.store_key(sid)]
     if protection.hash_ids:
-        keys.append((sid, protection.hashed(sid)))
+        keys.append(sid)
     return keys
 
 
-def _find(store: Store, sid: str) -> tuple[str, str, Document | None]:
+def _find(store: Store, sid: str) -> tuple[str, Document | None]:
     """Return the store key of session ``sid`` (an id, or a key as ``list``
-    shows it), its hashed id and its stored document (``None``: missing; a
-    corrupt document raises).
+    shows it) and its stored document (``None``: missing; a corrupt
+    document raises).
     """
     keys = _keys(sid, _protection())
-    for key, hashed in keys:
+    for key in keys:
         document = store.get(key)
         if document is not None:
-            return key, hashed, document
-    return keys[0][0], keys[0][1], None
+            return key, document
+    return keys[0], None
 
 
 def _expires(document: Document) -> datetime | None:
@@ -279,7 +277,7 @@ def _expires(document: Document) -> datetime | None:
 
 def _existing_key(store: Store, sid: str) -> str | None:
     """The store key session ``sid`` is under, or ``None`` if missing."""
-    for key, _ in _keys(sid, _protection()):
+    for key in _keys(sid, _protection()):
         try:
             if store.get(key) is not None:
                 return key
@@ -399,29 +397,16 @@ def show_command(sid: str) -> None:
     """
     store = _store()
     sid = _resolve_sid(sid)
-    key, hashed, document = _run(store, "get", lambda: _find(store, sid))
+    key, document = _run(store, "get", lambda: _find(store, sid))
     if document is None:
         raise click.ClickException(f"no session {sid!r} in {type(store).__name__}")
     protection = _protection()
     if protection is not None:
-        document = _decrypted(protection, key, hashed, document)
-    click.echo(printable_json(document))
-
-
-def _decrypted(protection: Protection, key: str, hashed: str, document: Document) -> Document:
-    """``document``, stored under ``key``, opened with the hashed id it is
-    bound to: ``hashed``, else another one the key may have (a 43-character
-    id stored before ``CONNECT_SESSION_HASH_IDS`` was on looks like a hash).
-
-    :raises click.ClickException: it opens with none of them.
-    """
-    error = None
-    for candidate in dict.fromkeys((hashed, *protection.hashed_ids(key))):
         try:
-            return protection.open(candidate, document).document
+            document = protection.open_stored(key, document)[1].document
         except CorruptDocument as exc:
-            error = error or exc
-    raise click.ClickException(f"corrupt session document: {error}")
+            raise click.ClickException(f"corrupt session document: {exc}") from None
+    click.echo(printable_json(document))
 
 
 @_command("delete", context_settings=_SID_SETTINGS)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import binascii
 import collections.abc as cabc
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -257,6 +258,23 @@ class Protection:
         """
         hashed = self.hashed(key)
         return (hashed, hash_id(key)) if hashed == key else (hashed,)
+
+    def open_stored(self, key: str, stored: cabc.Mapping[str, t.Any]) -> tuple[str, Opened]:
+        """Open the document stored under ``key`` with the hashed id it is
+        bound to, trying each of :meth:`hashed_ids`; return that hashed id
+        and the document opened.
+
+        :raises CorruptDocument: it opens with none of them (the error of
+            the likeliest).
+        """
+        first, *others = self.hashed_ids(key)
+        try:
+            return first, self.open(first, stored)
+        except CorruptDocument:
+            for hashed in others:
+                with contextlib.suppress(CorruptDocument):
+                    return hashed, self.open(hashed, stored)
+            raise
 
     # -- sealing -------------------------------------------------------------
 

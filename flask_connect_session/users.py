@@ -419,13 +419,11 @@ class UserIndex:
         self, protection: Protection, sid: str, document: Document, current_sid: str | None
     ) -> SessionInfo | None:
         """:func:`session_info` of a document stored under protection."""
-        for hashed in protection.hashed_ids(sid):
-            try:
-                opened = protection.open(hashed, document).document
-            except CorruptDocument:
-                continue
-            return session_info(sid, opened, self.key, current_sid, handle_of(hashed))
-        return None
+        try:
+            hashed, opened = protection.open_stored(sid, document)
+        except CorruptDocument:
+            return None
+        return session_info(sid, opened.document, self.key, current_sid, handle_of(hashed))
 
     def revoke(self, user: str, sids: cabc.Iterable[str], reason: str = "revoke") -> Steps[int]:
         """Remove each of ``user``'s sessions ``sids`` from the store and the
