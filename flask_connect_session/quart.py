@@ -487,6 +487,9 @@ class BlockingStore(Store):
         object.__setattr__(self, "store", store)
         object.__setattr__(self, "_loop", loop)
 
+    def __repr__(self) -> str:
+        return repr(self.store)
+
     def _wait(self, awaitable: cabc.Awaitable[T]) -> T:
         return _wait(awaitable, self._loop)
 

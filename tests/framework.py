@@ -43,9 +43,10 @@ from werkzeug.test import TestResponse
 
 from flask_connect_session import ConnectSession
 from flask_connect_session import MemoryStore
+from flask_connect_session.quart import BlockingStore
 from flask_connect_session.quart import QuartConnectSession
+from flask_connect_session.quart import _synchronous
 from flask_connect_session.stores import AsyncMemoryStore
-from flask_connect_session.stores import ThreadedStore
 
 from async_bridge import TIMEOUT
 from async_bridge import loop
@@ -116,37 +117,13 @@ def framework_of(app: App) -> str:
 def sync_store_of(app: App) -> t.Any:
     """The synchronous store the app's sessions live in: for Quart, the one
     its asyncio store runs on in worker threads (a memory store, any store
-    given as a synchronous one), else its asyncio store (Redis, SQL) with
-    each call awaited in the test event loop.
+    given as a synchronous one), else its asyncio store (Redis, SQL) seen
+    synchronously through the test event loop, as the commands see it.
     """
     store = app.session_interface.store
     if framework_of(app) == "flask":
         return store
-    if isinstance(store, (AsyncMemoryStore, ThreadedStore)):
-        return store.store
-    return BlockingStore(store)
-
-
-class BlockingStore:
-    """An asyncio store seen synchronously from a test: each coroutine
-    method's call waits for its result in the test event loop.
-    """
-
-    def __init__(self, store: t.Any) -> None:
-        self.store = store
-
-    def __repr__(self) -> str:
-        return repr(self.store)
-
-    def __getattr__(self, name: str) -> t.Any:
-        attribute = getattr(self.store, name)
-        if not inspect.iscoroutinefunction(attribute):
-            return attribute
-
-        def blocking(*args: t.Any, **kwargs: t.Any) -> t.Any:
-            return wait(attribute(*args, **kwargs))
-
-        return blocking
+    return _synchronous(store) or BlockingStore(store, loop().loop)
 
 
 def store_name(app: App) -> str:
